@@ -1,0 +1,161 @@
+//! Configuration: four TOML files split by who edits them, validated together.
+//!
+//! | file | edited by | holds |
+//! |---|---|---|
+//! | `floodguard.toml` (`-c`) | IT operator | `[daemon]`, `[log]`, `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[channels.*]` |
+//! | `sites.toml` | engineer | `[district]`, `[[streets]]`, `[[sites]]` |
+//! | `plan.toml` | engineer | the emergency plan: rules, cards, area rules |
+//! | `teams.toml` | flood office | `[[teams]]` and their members |
+//!
+//! The three others are read from the directory of the main file. Environment
+//! variables `FLOODGUARD__SECTION__KEY` override keys of the main file. Loading
+//! never stops at the first problem: [`load`] returns every error, each with
+//! its file, line, key path and reason.
+
+mod daemon;
+mod error;
+mod load;
+mod sites;
+mod teams;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+pub use daemon::*;
+pub use error::{ConfigError, ConfigErrors, Origin};
+pub use load::{env_var_for, ENV_PREFIX};
+pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
+pub use teams::{Member, Robot, RobotKind, Role, Team, TeamsFile};
+pub use values::{redact_url, HumanDuration, Secret};
+
+use load::Source;
+
+/// The validated configuration of one daemon.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main file, as given with `-c`.
+    pub main_file: PathBuf,
+    pub daemon: DaemonConfig,
+    pub sites: SitesFile,
+    pub teams: TeamsFile,
+    /// The emergency plan, kept as parsed TOML until the plan engine reads it.
+    pub plan: config::Value,
+    /// `daemon.timezone`, resolved.
+    pub timezone: chrono_tz::Tz,
+}
+
+pub const SITES_FILE: &str = "sites.toml";
+pub const PLAN_FILE: &str = "plan.toml";
+pub const TEAMS_FILE: &str = "teams.toml";
+
+/// Loads and validates the configuration whose main file is `main`, with the
+/// process environment's overrides.
+pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.to_uppercase().starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    load_with_env(main, &env)
+}
+
+/// Like [`load`], with the environment given explicitly (for tests).
+pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let mut daemon = DaemonConfig::default();
+    if let Some(mut src) = Source::read(main, Some(env), &mut errors) {
+        src.reject_unknown_top_level(&["daemon", "log", "mqtt", "influxdb", "spool", "http", "channels"]);
+        // Section by section, so one bad section hides nothing in the others.
+        let mut failed: Vec<&str> = Vec::new();
+        macro_rules! section {
+            ($field:ident) => {
+                let name = stringify!($field);
+                if let Some(v) = src.get(name) {
+                    match src.section(name, v) {
+                        Some(s) => daemon.$field = s,
+                        None => failed.push(name),
+                    }
+                }
+            };
+        }
+        section!(daemon);
+        section!(log);
+        section!(mqtt);
+        section!(influxdb);
+        section!(spool);
+        section!(http);
+        section!(channels);
+        for (key, reason) in daemon::validate(&daemon) {
+            if !failed.iter().any(|f| key.split('.').next() == Some(f)) {
+                src.error(&key, reason);
+            }
+        }
+    }
+
+    let mut sites = SitesFile::default();
+    if let Some(mut src) = Source::read(&dir.join(SITES_FILE), None, &mut errors) {
+        src.reject_unknown_top_level(&["district", "streets", "sites"]);
+        if let Some(v) = src.get("district") {
+            if let Some(d) = src.section("district", v) {
+                sites.district = d;
+            }
+        } else {
+            src.error("district", "missing [district] with id and name");
+        }
+        let (street_index, streets): (Vec<usize>, Vec<Street>) =
+            src.array("streets").into_iter().unzip();
+        sites.streets = streets;
+        let (index, parsed): (Vec<usize>, Vec<Site>) = src.array("sites").into_iter().unzip();
+        sites.sites = parsed;
+        if sites.streets.is_empty() {
+            src.error("streets", "no [[streets]] defined");
+        }
+        for (key, reason) in sites::validate(&sites) {
+            let key = load::remap_index(&key, "sites", &index);
+            src.error(&load::remap_index(&key, "streets", &street_index), reason);
+        }
+    }
+
+    let mut teams = TeamsFile::default();
+    if let Some(mut src) = Source::read(&dir.join(TEAMS_FILE), None, &mut errors) {
+        src.reject_unknown_top_level(&["teams"]);
+        let (index, parsed): (Vec<usize>, Vec<Team>) = src.array("teams").into_iter().unzip();
+        teams.teams = parsed;
+        let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();
+        for (key, reason) in teams::validate(&teams, &streets) {
+            src.error(&load::remap_index(&key, "teams", &index), reason);
+        }
+    }
+
+    let mut plan = config::Value::default();
+    if let Some(src) = Source::read(&dir.join(PLAN_FILE), None, &mut errors) {
+        plan = src.get_root().unwrap_or_default();
+    }
+
+    let timezone = daemon.daemon.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+
+    if errors.is_empty() {
+        Ok(Config { main_file: main.to_path_buf(), daemon, sites, teams, plan, timezone })
+    } else {
+        Err(errors)
+    }
+}
+
+impl Config {
+    pub fn site(&self, id: &str) -> Option<&Site> {
+        self.sites.sites.iter().find(|s| s.id == id)
+    }
+
+    pub fn street(&self, id: &str) -> Option<&Street> {
+        self.sites.streets.iter().find(|s| s.id == id)
+    }
+
+    /// `daemon.data_dir`, relative paths taken from the working directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.daemon.daemon.data_dir
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! `teams.toml`: the rescue teams (抢险队), who is in them and how to reach them.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+
+use super::values::Secret;
+use crate::level::Level;
+
+string_enum! {
+    /// A member's part in the team and in the escalation chain.
+    pub enum Role ("role") {
+        /// 队长
+        Leader = "leader",
+        /// 队员
+        Member = "member",
+        /// 街道防汛联络员
+        Liaison = "liaison",
+        /// 街道防汛办主任 / 街道主任
+        StreetDirector = "street_director",
+        /// 区防汛指挥部
+        DistrictHq = "district_hq",
+        /// 区值班员
+        DutyOfficer = "duty_officer",
+    }
+}
+
+impl Role {
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Role::Leader => "队长",
+            Role::Member => "队员",
+            Role::Liaison => "联络员",
+            Role::StreetDirector => "街道主任",
+            Role::DistrictHq => "区防汛指挥部",
+            Role::DutyOfficer => "值班员",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub role: Role,
+    /// Mobile number for SMS, `+86…` or 11 digits.
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// The lowest level this member is told about; the team's when absent.
+    pub min_level: Option<Level>,
+}
+
+string_enum! {
+    pub enum RobotKind ("robot kind") {
+        /// 企业微信群机器人
+        Wecom = "wecom",
+        /// 钉钉群机器人
+        Dingtalk = "dingtalk",
+        /// Any endpoint taking floodguard's JSON.
+        Webhook = "webhook",
+    }
+}
+
+/// A group-chat robot the team's group listens to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Robot {
+    pub kind: RobotKind,
+    /// Webhook URL; it carries the robot's key, so give it through a file or env.
+    pub url: Secret,
+    /// DingTalk signing secret (加签).
+    pub secret: Option<Secret>,
+}
+
+/// `[[teams]]`: one rescue team.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    /// The units the team is drawn from.
+    pub unit: Option<String>,
+    /// Street ids the team covers.
+    pub streets: Vec<String>,
+    /// The lowest level the team is told about.
+    #[serde(default = "lowest")]
+    pub min_level: Level,
+    pub headcount: Option<u32>,
+    /// Equipment on hand (移动泵车 …), for the plan card and the report.
+    #[serde(default)]
+    pub equipment: Vec<String>,
+    #[serde(default)]
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub robots: Vec<Robot>,
+}
+
+fn lowest() -> Level {
+    Level::IV
+}
+
+/// The contents of `teams.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct TeamsFile {
+    pub teams: Vec<Team>,
+}
+
+/// Semantic checks of `teams.toml` against the known street ids; each problem
+/// as `(key path, reason)`.
+pub fn validate(file: &TeamsFile, streets: &HashSet<&str>) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, t) in file.teams.iter().enumerate() {
+        let at = |k: &str| format!("teams[{i}].{k}");
+        if !super::sites::is_valid_id(&t.id) {
+            errs.push((at("id"), format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", t.id)));
+        }
+        if !ids.insert(t.id.as_str()) {
+            errs.push((at("id"), format!("duplicate team id {:?}", t.id)));
+        }
+        if t.streets.is_empty() {
+            errs.push((at("streets"), "a team must cover at least one street".into()));
+        }
+        for (j, s) in t.streets.iter().enumerate() {
+            if !streets.contains(s.as_str()) {
+                errs.push((at(&format!("streets[{j}]")), format!("unknown street {s:?}")));
+            }
+        }
+        for (j, m) in t.members.iter().enumerate() {
+            let at = |k: &str| format!("teams[{i}].members[{j}].{k}");
+            if let Some(phone) = &m.phone {
+                if !is_phone(phone) {
+                    errs.push((at("phone"), format!("{phone:?} is not a phone number")));
+                }
+            }
+            if let Some(email) = &m.email {
+                if !is_email(email) {
+                    errs.push((at("email"), format!("{email:?} is not an e-mail address")));
+                }
+            }
+        }
+        let reachable = !t.robots.is_empty()
+            || t.members.iter().any(|m| m.phone.is_some() || m.email.is_some());
+        if !reachable {
+            errs.push((
+                at("members"),
+                format!("team {:?} has no way to reach anyone: give a member a phone or e-mail, or add a robot", t.id),
+            ));
+        }
+    }
+    errs
+}
+
+fn is_phone(s: &str) -> bool {
+    let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
+    let digits = digits.strip_prefix('+').unwrap_or(&digits);
+    (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((user, host)) => !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_and_emails() {
+        assert!(is_phone("+86 138 0000 0001"));
+        assert!(is_phone("13800000001"));
+        assert!(!is_phone("call me"));
+        assert!(is_email("team1@example.gov.cn"));
+        assert!(!is_email("team1.example.gov.cn"));
+        assert!(!is_email("a b@x.cn"));
+    }
+
+    #[test]
+    fn a_team_nobody_can_reach_is_refused() {
+        let team = Team {
+            id: "t".into(),
+            name: "T".into(),
+            unit: None,
+            streets: vec!["a".into(), "zz".into()],
+            min_level: Level::IV,
+            headcount: None,
+            equipment: vec![],
+            members: vec![Member {
+                name: "x".into(),
+                role: Role::Leader,
+                phone: None,
+                email: None,
+                min_level: None,
+            }],
+            robots: vec![],
+        };
+        let errs = validate(&TeamsFile { teams: vec![team] }, &HashSet::from(["a"]));
+        let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["teams[0].streets[1]", "teams[0].members"]);
+    }
+}
