@@ -2,6 +2,9 @@
 #[macro_use]
 mod macros;
 
+pub mod catalog;
 pub mod config;
+pub mod ingest;
 pub mod level;
 pub mod reading;
+pub mod tsdb;
