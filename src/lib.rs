@@ -7,4 +7,5 @@ pub mod config;
 pub mod ingest;
 pub mod level;
 pub mod reading;
+pub mod spool;
 pub mod tsdb;
