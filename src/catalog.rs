@@ -28,7 +28,13 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn from_config(config: &Config) -> Self {
-        Self::from_sites(config.sites.sites.iter().map(|s| (s.id.as_str(), s.kind, s.street.as_str())))
+        Self::from_sites(
+            config
+                .sites
+                .sites
+                .iter()
+                .map(|s| (s.id.as_str(), s.kind, s.street.as_str())),
+        )
     }
 
     /// Builds a catalogue from `(id, kind, street)`.
@@ -74,7 +80,10 @@ mod tests {
     #[test]
     fn series_key_is_escaped_and_sorted() {
         let c = Catalog::from_sites([("CD-JS-01", Kind::Waterlogging, "chengdong")]);
-        assert_eq!(&*c.get("CD-JS-01").unwrap().series, "telemetry,kind=waterlogging,site=CD-JS-01,street=chengdong");
+        assert_eq!(
+            &*c.get("CD-JS-01").unwrap().series,
+            "telemetry,kind=waterlogging,site=CD-JS-01,street=chengdong"
+        );
         assert!(c.get("nope").is_none());
     }
 }

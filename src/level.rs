@@ -18,7 +18,6 @@ string_enum! {
 }
 
 impl Level {
-
     /// 1 (Ⅳ) … 4 (Ⅰ): the `level` field of `area_level`; 0 is normal.
     pub fn rank(self) -> u8 {
         match self {

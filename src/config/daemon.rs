@@ -76,7 +76,10 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { format: LogFormat::Text, level: "info".into() }
+        LogSection {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -256,7 +259,10 @@ pub struct SpoolSection {
 
 impl Default for SpoolSection {
     fn default() -> Self {
-        SpoolSection { fsync_interval: HumanDuration::millis(200), segment_size: 16 * 1024 * 1024 }
+        SpoolSection {
+            fsync_interval: HumanDuration::millis(200),
+            segment_size: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -272,7 +278,11 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "127.0.0.1:8080".into(), api_token: Secret::default(), max_body: 64 * 1024 }
+        HttpSection {
+            listen: "127.0.0.1:8080".into(),
+            api_token: Secret::default(),
+            max_body: 64 * 1024,
+        }
     }
 }
 
@@ -328,12 +338,19 @@ impl MqttSection {
         };
         let authority = rest.split('/').next().unwrap_or("");
         if authority.contains('@') {
-            return Err("put credentials in mqtt.username and mqtt.password, not in the URL".into());
+            return Err(
+                "put credentials in mqtt.username and mqtt.password, not in the URL".into(),
+            );
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number"))?;
-                (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("port {p:?} is not a number"))?;
+                (
+                    h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    port,
+                )
             }
             _ => (authority.to_string(), if tls { 8883 } else { 1883 }),
         };
@@ -354,13 +371,22 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     let mut err = |k: &str, r: String| errs.push((k.to_string(), r));
 
     if c.daemon.timezone.parse::<chrono_tz::Tz>().is_err() {
-        err("daemon.timezone", format!("unknown time zone {:?} (e.g. \"Asia/Shanghai\")", c.daemon.timezone));
+        err(
+            "daemon.timezone",
+            format!(
+                "unknown time zone {:?} (e.g. \"Asia/Shanghai\")",
+                c.daemon.timezone
+            ),
+        );
     }
     if c.daemon.data_dir.as_os_str().is_empty() {
         err("daemon.data_dir", "must not be empty".into());
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
-        err("log.level", format!("invalid filter {:?}: {e}", c.log.level));
+        err(
+            "log.level",
+            format!("invalid filter {:?}: {e}", c.log.level),
+        );
     }
 
     let m = &c.mqtt;
@@ -369,9 +395,16 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("mqtt.url", e.clone());
     }
     if m.client_id.trim().is_empty() {
-        err("mqtt.client_id", "must not be empty: the persistent session lives under it".into());
+        err(
+            "mqtt.client_id",
+            "must not be empty: the persistent session lives under it".into(),
+        );
     }
-    for (key, path) in [("mqtt.ca_file", &m.ca_file), ("mqtt.client_cert", &m.client_cert), ("mqtt.client_key", &m.client_key)] {
+    for (key, path) in [
+        ("mqtt.ca_file", &m.ca_file),
+        ("mqtt.client_cert", &m.client_cert),
+        ("mqtt.client_key", &m.client_key),
+    ] {
         if let Some(p) = path {
             if !p.is_file() {
                 err(key, format!("no such file {}", p.display()));
@@ -379,39 +412,66 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         }
     }
     if m.client_cert.is_some() != m.client_key.is_some() {
-        err("mqtt.client_cert", "give both client_cert and client_key, or neither".into());
+        err(
+            "mqtt.client_cert",
+            "give both client_cert and client_key, or neither".into(),
+        );
     }
     if let Ok(b) = &broker {
         if !b.tls && (m.ca_file.is_some() || m.client_cert.is_some()) {
-            err("mqtt.url", "certificates are given but the URL is not mqtts://".into());
+            err(
+                "mqtt.url",
+                "certificates are given but the URL is not mqtts://".into(),
+            );
         }
     }
     if m.password.is_some() && m.username.is_none() {
         err("mqtt.password", "a password needs mqtt.username".into());
     }
     if m.max_payload == 0 || m.max_payload >= m.max_packet_size {
-        err("mqtt.max_payload", format!("must be above 0 and below mqtt.max_packet_size ({})", m.max_packet_size));
+        err(
+            "mqtt.max_payload",
+            format!(
+                "must be above 0 and below mqtt.max_packet_size ({})",
+                m.max_packet_size
+            ),
+        );
     }
     if m.reconnect_min > m.reconnect_max || m.reconnect_min.get().is_zero() {
-        err("mqtt.reconnect_min", "must be above 0 and at most mqtt.reconnect_max".into());
+        err(
+            "mqtt.reconnect_min",
+            "must be above 0 and at most mqtt.reconnect_max".into(),
+        );
     }
     if m.keep_alive.get().as_secs() < 5 {
         err("mqtt.keep_alive", "must be at least 5s".into());
     }
     if !m.default_topics && m.mappings.is_empty() {
-        err("mqtt.default_topics", "with default topics off, at least one [[mqtt.mappings]] is needed".into());
+        err(
+            "mqtt.default_topics",
+            "with default topics off, at least one [[mqtt.mappings]] is needed".into(),
+        );
     }
     for (i, map) in m.mappings.iter().enumerate() {
         let at = |k: &str| format!("mqtt.mappings[{i}].{k}");
         if !rumqttc::valid_filter(&map.filter) {
-            err(&at("filter"), format!("{:?} is not a valid MQTT topic filter", map.filter));
+            err(
+                &at("filter"),
+                format!("{:?} is not a valid MQTT topic filter", map.filter),
+            );
         } else {
             let segs: Vec<&str> = map.filter.split('/').collect();
             let hash = segs.iter().position(|s| *s == "#");
             if map.site_segment >= segs.len() && hash.is_none() {
-                err(&at("site_segment"), format!("the filter has only {} segments (0-based)", segs.len()));
+                err(
+                    &at("site_segment"),
+                    format!("the filter has only {} segments (0-based)", segs.len()),
+                );
             } else if hash.is_some_and(|h| map.site_segment > h) {
-                err(&at("site_segment"), "the site segment lies past the # wildcard".into());
+                err(
+                    &at("site_segment"),
+                    "the site segment lies past the # wildcard".into(),
+                );
             }
         }
         match map.payload {
@@ -419,10 +479,16 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
                 match &map.metric {
                     Some(name) if valid_metric(name) => {}
                     Some(name) => err(&at("metric"), format!("invalid metric name {name:?}")),
-                    None => err(&at("metric"), "a number payload needs the metric it is".into()),
+                    None => err(
+                        &at("metric"),
+                        "a number payload needs the metric it is".into(),
+                    ),
                 }
                 if !map.fields.is_empty() || map.ts_path.is_some() {
-                    err(&at("fields"), "fields and ts_path are for payload = \"json\"".into());
+                    err(
+                        &at("fields"),
+                        "fields and ts_path are for payload = \"json\"".into(),
+                    );
                 }
                 if let Some(s) = map.scale {
                     if !s.is_finite() || s == 0.0 {
@@ -432,20 +498,35 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
             }
             PayloadFormat::Json => {
                 if map.fields.is_empty() {
-                    err(&at("fields"), "a JSON payload needs at least one { path, metric }".into());
+                    err(
+                        &at("fields"),
+                        "a JSON payload needs at least one { path, metric }".into(),
+                    );
                 }
                 if map.metric.is_some() || map.scale.is_some() {
-                    err(&at("metric"), "metric and scale are for payload = \"number\"; use fields".into());
+                    err(
+                        &at("metric"),
+                        "metric and scale are for payload = \"number\"; use fields".into(),
+                    );
                 }
                 for (j, f) in map.fields.iter().enumerate() {
                     if f.path.is_empty() {
-                        err(&format!("mqtt.mappings[{i}].fields[{j}].path"), "must not be empty".into());
+                        err(
+                            &format!("mqtt.mappings[{i}].fields[{j}].path"),
+                            "must not be empty".into(),
+                        );
                     }
                     if !valid_metric(&f.metric) {
-                        err(&format!("mqtt.mappings[{i}].fields[{j}].metric"), format!("invalid metric name {:?}", f.metric));
+                        err(
+                            &format!("mqtt.mappings[{i}].fields[{j}].metric"),
+                            format!("invalid metric name {:?}", f.metric),
+                        );
                     }
                     if !f.scale.is_finite() || f.scale == 0.0 {
-                        err(&format!("mqtt.mappings[{i}].fields[{j}].scale"), "must be a finite number other than 0".into());
+                        err(
+                            &format!("mqtt.mappings[{i}].fields[{j}].scale"),
+                            "must be a finite number other than 0".into(),
+                        );
                     }
                 }
             }
@@ -456,7 +537,10 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if !x.url.is_empty() {
         match reqwest::Url::parse(&x.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => err("influxdb.url", format!("scheme {:?} is not http or https", u.scheme())),
+            Ok(u) => err(
+                "influxdb.url",
+                format!("scheme {:?} is not http or https", u.scheme()),
+            ),
             Err(e) => err("influxdb.url", format!("{:?} is not a URL: {e}", x.url)),
         }
         match x.api {
@@ -479,7 +563,10 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("influxdb.batch_size", "must be at least 1".into());
     }
     if x.retry_min > x.retry_max || x.retry_min.get().is_zero() {
-        err("influxdb.retry_min", "must be above 0 and at most influxdb.retry_max".into());
+        err(
+            "influxdb.retry_min",
+            "must be above 0 and at most influxdb.retry_max".into(),
+        );
     }
     if x.timeout.get().is_zero() {
         err("influxdb.timeout", "must be above 0".into());
@@ -488,7 +575,10 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("spool.segment_size", "must be at least 65536 bytes".into());
     }
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
-        err("http.listen", format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen));
+        err(
+            "http.listen",
+            format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen),
+        );
     }
     if let Some(sms) = &c.channels.sms {
         if sms.provider == SmsProvider::Http && sms.url.is_none() {
@@ -504,10 +594,37 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        let b = |url: &str| MqttSection { url: url.into(), ..Default::default() }.broker();
-        assert_eq!(b("mqtt://127.0.0.1:1883").unwrap(), BrokerAddr { host: "127.0.0.1".into(), port: 1883, tls: false });
-        assert_eq!(b("mqtts://broker.example").unwrap(), BrokerAddr { host: "broker.example".into(), port: 8883, tls: true });
-        assert_eq!(b("mqtt://[::1]:1884").unwrap(), BrokerAddr { host: "::1".into(), port: 1884, tls: false });
+        let b = |url: &str| {
+            MqttSection {
+                url: url.into(),
+                ..Default::default()
+            }
+            .broker()
+        };
+        assert_eq!(
+            b("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+        assert_eq!(
+            b("mqtts://broker.example").unwrap(),
+            BrokerAddr {
+                host: "broker.example".into(),
+                port: 8883,
+                tls: true
+            }
+        );
+        assert_eq!(
+            b("mqtt://[::1]:1884").unwrap(),
+            BrokerAddr {
+                host: "::1".into(),
+                port: 1884,
+                tls: false
+            }
+        );
         assert!(b("http://x:1").unwrap_err().contains("scheme"));
         assert!(b("mqtt://u:p@x:1").unwrap_err().contains("credentials"));
         assert!(b("127.0.0.1:1883").is_err());
@@ -516,7 +633,10 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(validate(&DaemonConfig::default()), Vec::<(String, String)>::new());
+        assert_eq!(
+            validate(&DaemonConfig::default()),
+            Vec::<(String, String)>::new()
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ use toml::de::{DeTable, DeValue};
 /// Where a configuration value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    File { path: PathBuf, line: Option<usize> },
+    File {
+        path: PathBuf,
+        line: Option<usize>,
+    },
     /// An environment override, e.g. `FLOODGUARD__MQTT__URL`.
     Env(String),
 }
@@ -26,7 +29,10 @@ pub struct ConfigError {
 impl ConfigError {
     pub fn in_file(path: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
-            origin: Origin::File { path: path.to_path_buf(), line: None },
+            origin: Origin::File {
+                path: path.to_path_buf(),
+                line: None,
+            },
             key: key.into(),
             reason: reason.into(),
         }
@@ -36,7 +42,10 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
-            Origin::File { path, line: Some(line) } => write!(f, "{}:{line}", path.display())?,
+            Origin::File {
+                path,
+                line: Some(line),
+            } => write!(f, "{}:{line}", path.display())?,
             Origin::File { path, line: None } => write!(f, "{}", path.display())?,
             Origin::Env(var) => write!(f, "environment {var}")?,
         }
@@ -70,7 +79,11 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "{n} configuration error{}:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for e in &self.0 {
             writeln!(f, "  {e}")?;
         }
@@ -105,8 +118,12 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
                 value = Some(v.get_ref());
             }
             Segment::Index(i) => {
-                let Some(DeValue::Array(items)) = value else { break };
-                let Some(item) = items.iter().nth(i) else { break };
+                let Some(DeValue::Array(items)) = value else {
+                    break;
+                };
+                let Some(item) = items.iter().nth(i) else {
+                    break;
+                };
                 best = Some(item.span().start);
                 value = Some(item.get_ref());
             }
@@ -116,7 +133,11 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 enum Segment<'a> {
@@ -178,16 +199,25 @@ location = { lat = 91.0, lon = 120.0 }
     #[test]
     fn display_names_file_line_key_and_reason() {
         let e = ConfigError {
-            origin: Origin::File { path: "config/sites.toml".into(), line: Some(11) },
+            origin: Origin::File {
+                path: "config/sites.toml".into(),
+                line: Some(11),
+            },
             key: "sites[1].kind".into(),
             reason: "unknown kind \"pump\"".into(),
         };
-        assert_eq!(e.to_string(), "config/sites.toml:11: sites[1].kind: unknown kind \"pump\"");
+        assert_eq!(
+            e.to_string(),
+            "config/sites.toml:11: sites[1].kind: unknown kind \"pump\""
+        );
         let e = ConfigError {
             origin: Origin::Env("FLOODGUARD__MQTT__URL".into()),
             key: "mqtt.url".into(),
             reason: "bad".into(),
         };
-        assert_eq!(e.to_string(), "environment FLOODGUARD__MQTT__URL: mqtt.url: bad");
+        assert_eq!(
+            e.to_string(),
+            "environment FLOODGUARD__MQTT__URL: mqtt.url: bad"
+        );
     }
 }

@@ -51,10 +51,20 @@ impl<'e> Source<'e> {
             );
         }
         match builder.build() {
-            Ok(c) => Some(Source { path: path.to_path_buf(), text, root: c.cache, errors }),
+            Ok(c) => Some(Source {
+                path: path.to_path_buf(),
+                text,
+                root: c.cache,
+                errors,
+            }),
             Err(e) => {
                 // TOML syntax errors carry their own line and column.
-                let reason = e.to_string().replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" ");
+                let reason = e
+                    .to_string()
+                    .replace('\n', " ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 errors.push(ConfigError::in_file(path, "", reason));
                 None
             }
@@ -66,13 +76,22 @@ impl<'e> Source<'e> {
         let origin = if self.from_env(key) {
             Origin::Env(env_var_for(key))
         } else {
-            Origin::File { path: self.path.clone(), line: locate(&self.text, key) }
+            Origin::File {
+                path: self.path.clone(),
+                line: locate(&self.text, key),
+            }
         };
-        self.errors.push(ConfigError { origin, key: key.to_string(), reason: reason.into() });
+        self.errors.push(ConfigError {
+            origin,
+            key: key.to_string(),
+            reason: reason.into(),
+        });
     }
 
     fn from_env(&self, key: &str) -> bool {
-        lookup(&self.root, key).and_then(|v| v.origin()).is_some_and(|o| o == "the environment")
+        lookup(&self.root, key)
+            .and_then(|v| v.origin())
+            .is_some_and(|o| o == "the environment")
     }
 
     /// The whole file as one value.
@@ -115,7 +134,12 @@ impl<'e> Source<'e> {
                 let mut one = config::Map::new();
                 one.insert(k.clone(), v.clone());
                 let alone = attempt::<T>(Value::new(None, ValueKind::Table(one)));
-                problems.extend(alone.problems.into_iter().filter(|(_, r)| !r.starts_with("missing ")));
+                problems.extend(
+                    alone
+                        .problems
+                        .into_iter()
+                        .filter(|(_, r)| !r.starts_with("missing ")),
+                );
             }
         }
         for p in whole.problems {
@@ -124,7 +148,11 @@ impl<'e> Source<'e> {
             }
         }
         for (inner, reason) in problems {
-            let full = if inner.is_empty() { key.to_string() } else { join(key, &inner) };
+            let full = if inner.is_empty() {
+                key.to_string()
+            } else {
+                join(key, &inner)
+            };
             self.error(&full, reason);
         }
         None
@@ -133,7 +161,9 @@ impl<'e> Source<'e> {
     /// Deserializes `[[key]]`: each element alone, so every bad element is
     /// reported; the good ones are returned with their index.
     pub fn array<T: DeserializeOwned>(&mut self, key: &str) -> Vec<(usize, T)> {
-        let Some(v) = self.get(key) else { return Vec::new() };
+        let Some(v) = self.get(key) else {
+            return Vec::new();
+        };
         let items = match v.kind {
             ValueKind::Array(items) => items,
             _ => {
@@ -152,7 +182,10 @@ impl<'e> Source<'e> {
     pub fn reject_unknown_top_level(&mut self, known: &[&str]) {
         for k in self.keys() {
             if !known.contains(&k.as_str()) {
-                self.error(&k, format!("unknown key (expected one of: {})", known.join(", ")));
+                self.error(
+                    &k,
+                    format!("unknown key (expected one of: {})", known.join(", ")),
+                );
             }
         }
     }
@@ -170,15 +203,23 @@ fn attempt<T: DeserializeOwned>(value: Value) -> Attempt<T> {
     let mut track = serde_path_to_error::Track::new();
     let result = {
         let de = serde_path_to_error::Deserializer::new(value, &mut track);
-        serde_ignored::deserialize(de, |path| problems.push((ignored_path(&path), "unknown key".to_string())))
+        serde_ignored::deserialize(de, |path| {
+            problems.push((ignored_path(&path), "unknown key".to_string()))
+        })
     };
     match result {
-        Ok(v) => Attempt { value: Some(v), problems },
+        Ok(v) => Attempt {
+            value: Some(v),
+            problems,
+        },
         Err(e) => {
             let inner = track.path().to_string();
             let inner = if inner == "." { String::new() } else { inner };
             problems.push((inner, describe(&e)));
-            Attempt { value: None, problems }
+            Attempt {
+                value: None,
+                problems,
+            }
         }
     }
 }
@@ -222,7 +263,11 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
 /// location suffixes (we add file and key ourselves).
 fn describe(e: &config::ConfigError) -> String {
     match e {
-        config::ConfigError::Type { unexpected, expected, .. } => {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            ..
+        } => {
             format!("invalid type: {unexpected}, expected {expected}")
         }
         config::ConfigError::At { error, .. } => describe_boxed(error),
@@ -286,9 +331,17 @@ mod tests {
 /// index in the file, when elements that failed to parse were left out.
 pub(super) fn remap_index(key: &str, array: &str, file_index: &[usize]) -> String {
     let prefix = format!("{array}[");
-    let Some(rest) = key.strip_prefix(&prefix) else { return key.to_string() };
-    let Some(end) = rest.find(']') else { return key.to_string() };
-    match rest[..end].parse::<usize>().ok().and_then(|i| file_index.get(i)) {
+    let Some(rest) = key.strip_prefix(&prefix) else {
+        return key.to_string();
+    };
+    let Some(end) = rest.find(']') else {
+        return key.to_string();
+    };
+    match rest[..end]
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| file_index.get(i))
+    {
         Some(orig) => format!("{array}[{orig}]{}", &rest[end + 1..]),
         None => key.to_string(),
     }
@@ -298,7 +351,13 @@ pub(super) fn remap_index(key: &str, array: &str, file_index: &[usize]) -> Strin
 mod remap_tests {
     #[test]
     fn remaps_to_file_indices() {
-        assert_eq!(super::remap_index("sites[1].id", "sites", &[0, 2]), "sites[2].id");
-        assert_eq!(super::remap_index("streets[1].id", "sites", &[0, 2]), "streets[1].id");
+        assert_eq!(
+            super::remap_index("sites[1].id", "sites", &[0, 2]),
+            "sites[2].id"
+        );
+        assert_eq!(
+            super::remap_index("streets[1].id", "sites", &[0, 2]),
+            "streets[1].id"
+        );
     }
 }

@@ -65,7 +65,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut daemon = DaemonConfig::default();
     if let Some(mut src) = Source::read(main, Some(env), &mut errors) {
-        src.reject_unknown_top_level(&["daemon", "log", "mqtt", "influxdb", "spool", "http", "channels"]);
+        src.reject_unknown_top_level(&[
+            "daemon", "log", "mqtt", "influxdb", "spool", "http", "channels",
+        ]);
         // Section by section, so one bad section hides nothing in the others.
         let mut failed: Vec<&str> = Vec::new();
         macro_rules! section {
@@ -133,10 +135,21 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         plan = src.get_root().unwrap_or_default();
     }
 
-    let timezone = daemon.daemon.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+    let timezone = daemon
+        .daemon
+        .timezone
+        .parse()
+        .unwrap_or(chrono_tz::Asia::Shanghai);
 
     if errors.is_empty() {
-        Ok(Config { main_file: main.to_path_buf(), daemon, sites, teams, plan, timezone })
+        Ok(Config {
+            main_file: main.to_path_buf(),
+            daemon,
+            sites,
+            teams,
+            plan,
+            timezone,
+        })
     } else {
         Err(errors)
     }

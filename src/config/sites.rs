@@ -14,7 +14,11 @@ pub struct District {
 
 impl Default for District {
     fn default() -> Self {
-        District { id: "district".into(), name: "区".into(), name_en: None }
+        District {
+            id: "district".into(),
+            name: "区".into(),
+            name_en: None,
+        }
     }
 }
 
@@ -46,7 +50,6 @@ string_enum! {
 }
 
 impl Kind {
-
     pub fn name_zh(self) -> &'static str {
         match self {
             Kind::Waterlogging => "积水点",
@@ -70,7 +73,10 @@ impl Kind {
             ],
             Kind::Manhole => &[
                 ("depth_m", "depth of the manhole below its cover (m)"),
-                ("pipe_crown_m", "depth of the pipe crown below the cover (m)"),
+                (
+                    "pipe_crown_m",
+                    "depth of the pipe crown below the cover (m)",
+                ),
             ],
             Kind::Waterlogging | Kind::RainGauge => &[],
         }
@@ -153,7 +159,9 @@ pub struct SitesFile {
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Semantic checks across `sites.toml`; each problem as `(key path, reason)`.
@@ -168,7 +176,10 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
             errs.push((format!("streets[{i}].id"), id_reason(&s.id)));
         }
         if !street_ids.insert(s.id.as_str()) {
-            errs.push((format!("streets[{i}].id"), format!("duplicate street id {:?}", s.id)));
+            errs.push((
+                format!("streets[{i}].id"),
+                format!("duplicate street id {:?}", s.id),
+            ));
         }
         if s.name.trim().is_empty() {
             errs.push((format!("streets[{i}].name"), "must not be empty".into()));
@@ -190,11 +201,18 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
             let known: Vec<_> = file.streets.iter().map(|s| s.id.as_str()).collect();
             errs.push((
                 at("street"),
-                format!("unknown street {:?} (streets: {})", s.street, known.join(", ")),
+                format!(
+                    "unknown street {:?} (streets: {})",
+                    s.street,
+                    known.join(", ")
+                ),
             ));
         }
         if !(-90.0..=90.0).contains(&s.location.lat) {
-            errs.push((at("location.lat"), format!("{} is not a latitude (-90..90)", s.location.lat)));
+            errs.push((
+                at("location.lat"),
+                format!("{} is not a latitude (-90..90)", s.location.lat),
+            ));
         }
         if !(-180.0..=180.0).contains(&s.location.lon) {
             errs.push((
@@ -204,12 +222,18 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
         }
         for (name, what) in s.kind.required_params() {
             if !s.params.contains_key(*name) {
-                errs.push((at("params"), format!("a {} site needs {name} ({what})", s.kind)));
+                errs.push((
+                    at("params"),
+                    format!("a {} site needs {name} ({what})", s.kind),
+                ));
             }
         }
         for (name, v) in &s.params {
             if !v.is_finite() {
-                errs.push((at(&format!("params.{name}")), "must be a finite number".into()));
+                errs.push((
+                    at(&format!("params.{name}")),
+                    "must be a finite number".into(),
+                ));
             }
         }
         let p = |k: &str| s.params.get(k).copied();
@@ -249,7 +273,10 @@ mod tests {
             kind,
             category: Category::Road,
             street: street.into(),
-            location: Location { lat: 31.0, lon: 121.0 },
+            location: Location {
+                lat: 31.0,
+                lon: 121.0,
+            },
             params: BTreeMap::new(),
         }
     }
@@ -258,7 +285,17 @@ mod tests {
     fn ids_are_safe_for_topics_and_tags() {
         assert!(is_valid_id("CD-JS-01"));
         assert!(is_valid_id("a_b.c"));
-        for bad in ["", "a b", "a/b", "a+b", "a#", "a,b", "a=b", "街道", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "a+b",
+            "a#",
+            "a,b",
+            "a=b",
+            "街道",
+            &"x".repeat(65),
+        ] {
             assert!(!is_valid_id(bad), "{bad:?}");
         }
     }
@@ -271,8 +308,16 @@ mod tests {
         river.location.lat = 95.0;
         let file = SitesFile {
             district: District::default(),
-            streets: vec![Street { id: "a".into(), name: "A".into(), name_en: None }],
-            sites: vec![site("A", Kind::Waterlogging, "a"), site("A", Kind::Manhole, "a"), river],
+            streets: vec![Street {
+                id: "a".into(),
+                name: "A".into(),
+                name_en: None,
+            }],
+            sites: vec![
+                site("A", Kind::Waterlogging, "a"),
+                site("A", Kind::Manhole, "a"),
+                river,
+            ],
         };
         let errs = validate(&file);
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();

@@ -43,55 +43,122 @@ fn the_sample_district_loads() {
     assert_eq!(c.teams.teams.len(), 3);
     assert_eq!(c.timezone, chrono_tz::Asia::Shanghai);
     assert_eq!(c.daemon.mqtt.mappings.len(), 2);
-    assert_eq!(c.daemon.influxdb.flush_interval.get(), std::time::Duration::from_secs(1));
+    assert_eq!(
+        c.daemon.influxdb.flush_interval.get(),
+        std::time::Duration::from_secs(1)
+    );
 }
 
 #[test]
 fn environment_overrides_keys_of_the_main_file() {
     let env = HashMap::from([
-        ("FLOODGUARD__MQTT__URL".to_string(), "mqtts://broker.example:8884".to_string()),
-        ("FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(), "77".to_string()),
-        ("FLOODGUARD__HTTP__API_TOKEN".to_string(), "t0ken".to_string()),
-        ("FLOODGUARD__SPOOL__FSYNC_INTERVAL".to_string(), "1s".to_string()),
+        (
+            "FLOODGUARD__MQTT__URL".to_string(),
+            "mqtts://broker.example:8884".to_string(),
+        ),
+        (
+            "FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(),
+            "77".to_string(),
+        ),
+        (
+            "FLOODGUARD__HTTP__API_TOKEN".to_string(),
+            "t0ken".to_string(),
+        ),
+        (
+            "FLOODGUARD__SPOOL__FSYNC_INTERVAL".to_string(),
+            "1s".to_string(),
+        ),
     ]);
     let c = load_with_env(&sample_dir().join("floodguard.toml"), &env).unwrap();
     assert_eq!(c.daemon.mqtt.url, "mqtts://broker.example:8884");
     assert_eq!(c.daemon.influxdb.batch_size, 77);
     assert_eq!(c.daemon.http.api_token.expose(), "t0ken");
-    assert_eq!(c.daemon.spool.fsync_interval.get(), std::time::Duration::from_secs(1));
+    assert_eq!(
+        c.daemon.spool.fsync_interval.get(),
+        std::time::Duration::from_secs(1)
+    );
 }
 
 #[test]
 fn a_bad_environment_value_names_the_variable() {
     let env = HashMap::from([
-        ("FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(), "lots".to_string()),
+        (
+            "FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(),
+            "lots".to_string(),
+        ),
         ("FLOODGUARD__MQTT__COLOUR".to_string(), "blue".to_string()),
     ]);
     let errs = load_with_env(&sample_dir().join("floodguard.toml"), &env).unwrap_err();
     let text = errs.to_string();
-    assert!(text.contains("environment FLOODGUARD__MQTT__COLOUR: mqtt.colour: unknown key"), "{text}");
-    assert!(text.contains("environment FLOODGUARD__INFLUXDB__BATCH_SIZE: influxdb.batch_size"), "{text}");
+    assert!(
+        text.contains("environment FLOODGUARD__MQTT__COLOUR: mqtt.colour: unknown key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("environment FLOODGUARD__INFLUXDB__BATCH_SIZE: influxdb.batch_size"),
+        "{text}"
+    );
 }
 
 #[test]
 fn every_mistake_is_listed_with_file_line_and_key() {
     let dir = broken(&[
-        ("floodguard.toml", "timezone = \"Asia/Shanghai\"", "timezone = \"Asia/Shanghia\""),
-        ("floodguard.toml", "keep_alive = \"30s\"", "keep_alive = \"30 seconds-ish\""),
-        ("floodguard.toml", "gzip = true", "gzip = true\ncompression = \"zstd\""),
-        ("sites.toml", "kind = \"rain_gauge\"", "kind = \"rain_bucket\""),
-        ("sites.toml", "street = \"binhe\"", "street = \"binhe-south\""),
-        ("sites.toml", "params = { warning_level_m = 3.20, guarantee_level_m = 3.80 }", "params = { warning_level_m = 3.20 }"),
+        (
+            "floodguard.toml",
+            "timezone = \"Asia/Shanghai\"",
+            "timezone = \"Asia/Shanghia\"",
+        ),
+        (
+            "floodguard.toml",
+            "keep_alive = \"30s\"",
+            "keep_alive = \"30 seconds-ish\"",
+        ),
+        (
+            "floodguard.toml",
+            "gzip = true",
+            "gzip = true\ncompression = \"zstd\"",
+        ),
+        (
+            "sites.toml",
+            "kind = \"rain_gauge\"",
+            "kind = \"rain_bucket\"",
+        ),
+        (
+            "sites.toml",
+            "street = \"binhe\"",
+            "street = \"binhe-south\"",
+        ),
+        (
+            "sites.toml",
+            "params = { warning_level_m = 3.20, guarantee_level_m = 3.80 }",
+            "params = { warning_level_m = 3.20 }",
+        ),
         ("sites.toml", "id = \"XC-JS-02\"", "id = \"XC-JS-01\""),
-        ("sites.toml", "location = { lat = 30.6281, lon = 114.2744 }", "location = { lat = 130.6281, lon = 114.2744 }\nheight = 3"),
-        ("teams.toml", "streets = [\"xincheng\"]", "streets = [\"xinchen\"]"),
-        ("teams.toml", "phone = \"13800000302\"", "phone = \"call the office\""),
+        (
+            "sites.toml",
+            "location = { lat = 30.6281, lon = 114.2744 }",
+            "location = { lat = 130.6281, lon = 114.2744 }\nheight = 3",
+        ),
+        (
+            "teams.toml",
+            "streets = [\"xincheng\"]",
+            "streets = [\"xinchen\"]",
+        ),
+        (
+            "teams.toml",
+            "phone = \"13800000302\"",
+            "phone = \"call the office\"",
+        ),
     ]);
     let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
-    let lines: Vec<String> = errs.iter().map(|e| {
-        // Strip the temp dir so the expectation reads well.
-        e.to_string().replace(&format!("{}/", dir.path().display()), "")
-    }).collect();
+    let lines: Vec<String> = errs
+        .iter()
+        .map(|e| {
+            // Strip the temp dir so the expectation reads well.
+            e.to_string()
+                .replace(&format!("{}/", dir.path().display()), "")
+        })
+        .collect();
     let expected = [
         "floodguard.toml:24: mqtt.keep_alive: invalid duration \"30 seconds-ish\"",
         "floodguard.toml:59: influxdb.compression: unknown key",
@@ -106,17 +173,28 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         "teams.toml:82: teams[2].members[1].phone: \"call the office\" is not a phone number",
     ];
     for want in expected {
-        assert!(lines.iter().any(|l| l.starts_with(want)), "missing {want:?} in\n{}", lines.join("\n"));
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing {want:?} in\n{}",
+            lines.join("\n")
+        );
     }
     assert_eq!(lines.len(), expected.len(), "{}", lines.join("\n"));
 }
 
 #[test]
 fn a_missing_file_and_a_syntax_error_are_named() {
-    let dir = broken(&[("sites.toml", "[[sites]]\nid = \"CD-JS-01\"", "[[sites]\nid = \"CD-JS-01\"")]);
+    let dir = broken(&[(
+        "sites.toml",
+        "[[sites]]\nid = \"CD-JS-01\"",
+        "[[sites]\nid = \"CD-JS-01\"",
+    )]);
     std::fs::remove_file(dir.path().join(TEAMS_FILE)).unwrap();
     let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
     let text = errs.to_string();
-    assert!(text.contains("sites.toml: TOML parse error at line"), "{text}");
+    assert!(
+        text.contains("sites.toml: TOML parse error at line"),
+        "{text}"
+    );
     assert!(text.contains("teams.toml: cannot read"), "{text}");
 }

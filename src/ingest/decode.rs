@@ -37,7 +37,11 @@ pub enum DecodeError {
     #[error("payload {0:?} is not a number")]
     MalformedNumber(String),
     #[error("{field}: expected {expected}, found {found}")]
-    WrongType { field: String, expected: &'static str, found: &'static str },
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("{0}: not a finite number")]
     NonFinite(String),
     #[error("invalid metric name {0:?}")]
@@ -94,8 +98,14 @@ const EARLIEST_TS: TimestampNs = 946_684_800_000_000_000;
 
 #[derive(Debug, Clone)]
 enum Extract {
-    Number { metric: Arc<str>, scale: f64 },
-    Json { fields: Vec<(Vec<String>, Arc<str>, f64)>, ts_path: Option<Vec<String>> },
+    Number {
+        metric: Arc<str>,
+        scale: f64,
+    },
+    Json {
+        fields: Vec<(Vec<String>, Arc<str>, f64)>,
+        ts_path: Option<Vec<String>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -114,11 +124,19 @@ impl Mapping {
                 scale: m.scale.unwrap_or(1.0),
             },
             PayloadFormat::Json => Extract::Json {
-                fields: m.fields.iter().map(|f| (path(&f.path), Arc::from(f.metric.as_str()), f.scale)).collect(),
+                fields: m
+                    .fields
+                    .iter()
+                    .map(|f| (path(&f.path), Arc::from(f.metric.as_str()), f.scale))
+                    .collect(),
                 ts_path: m.ts_path.as_deref().map(path),
             },
         };
-        Mapping { filter: m.filter.clone(), site_segment: m.site_segment, extract }
+        Mapping {
+            filter: m.filter.clone(),
+            site_segment: m.site_segment,
+            extract,
+        }
     }
 }
 
@@ -158,11 +176,23 @@ impl Decoder {
     }
 
     /// Decodes one message received at `received_at` (ns since the epoch).
-    pub fn decode(&self, topic: &str, payload: &[u8], received_at: TimestampNs) -> Result<Vec<Reading>, DecodeError> {
+    pub fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_at: TimestampNs,
+    ) -> Result<Vec<Reading>, DecodeError> {
         if payload.len() > self.max_payload {
-            return Err(DecodeError::Oversize { size: payload.len(), limit: self.max_payload });
+            return Err(DecodeError::Oversize {
+                size: payload.len(),
+                limit: self.max_payload,
+            });
         }
-        let readings = if let Some(m) = self.mappings.iter().find(|m| rumqttc::matches(topic, &m.filter)) {
+        let readings = if let Some(m) = self
+            .mappings
+            .iter()
+            .find(|m| rumqttc::matches(topic, &m.filter))
+        {
             let seg = topic.split('/').nth(m.site_segment).unwrap_or("");
             let site = self.site(seg)?;
             match &m.extract {
@@ -191,10 +221,14 @@ impl Decoder {
         // All readings of one message share their timestamp.
         let ts = readings[0].ts;
         if ts < EARLIEST_TS {
-            return Err(DecodeError::BadTimestamp(format!("{ts} ns is before 2000 (device clock not set?)")));
+            return Err(DecodeError::BadTimestamp(format!(
+                "{ts} ns is before 2000 (device clock not set?)"
+            )));
         }
         if ts.saturating_sub(received_at) > self.max_future_ns {
-            return Err(DecodeError::FutureTimestamp { ahead_s: (ts - received_at) / 1_000_000_000 });
+            return Err(DecodeError::FutureTimestamp {
+                ahead_s: (ts - received_at) / 1_000_000_000,
+            });
         }
         Ok(readings)
     }
@@ -252,7 +286,8 @@ fn timestamp_from_int(v: i64) -> Result<TimestampNs, DecodeError> {
     if v <= 0 {
         return Err(DecodeError::BadTimestamp(format!("{v}")));
     }
-    v.checked_mul(epoch_scale(v as f64)).ok_or_else(|| DecodeError::BadTimestamp(format!("{v}")))
+    v.checked_mul(epoch_scale(v as f64))
+        .ok_or_else(|| DecodeError::BadTimestamp(format!("{v}")))
 }
 
 /// A fractional epoch timestamp (`1784613900.25` seconds).
@@ -275,9 +310,14 @@ fn json_timestamp(n: &serde_json::Number) -> Result<TimestampNs, DecodeError> {
 }
 
 fn timestamp_from_str(s: &str) -> Result<TimestampNs, DecodeError> {
-    let t = DateTime::parse_from_rfc3339(s.trim())
-        .map_err(|e| DecodeError::BadTimestamp(format!("{:?}: {e} (use RFC 3339 with an offset)", truncate(s, 40))))?;
-    t.timestamp_nanos_opt().ok_or_else(|| DecodeError::BadTimestamp(truncate(s, 40)))
+    let t = DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {
+        DecodeError::BadTimestamp(format!(
+            "{:?}: {e} (use RFC 3339 with an offset)",
+            truncate(s, 40)
+        ))
+    })?;
+    t.timestamp_nanos_opt()
+        .ok_or_else(|| DecodeError::BadTimestamp(truncate(s, 40)))
 }
 
 // ── flood/{site}/telemetry ──────────────────────────────────────────────────
@@ -356,7 +396,10 @@ impl<'de> de::Deserialize<'de> for Telemetry {
                 f.write_str("a JSON object of metrics")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Telemetry, A::Error> {
-                let mut t = Telemetry { ts: None, metrics: Vec::with_capacity(4) };
+                let mut t = Telemetry {
+                    ts: None,
+                    metrics: Vec::with_capacity(4),
+                };
                 while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
                     let item: Item = a.next_value()?;
                     if key == "ts" {
@@ -381,7 +424,11 @@ impl<'de> de::Deserialize<'de> for Telemetry {
     }
 }
 
-fn telemetry(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result<Vec<Reading>, DecodeError> {
+fn telemetry(
+    payload: &[u8],
+    site: Arc<str>,
+    received_at: TimestampNs,
+) -> Result<Vec<Reading>, DecodeError> {
     let t: Telemetry = match serde_json::from_slice(payload) {
         Ok(t) => t,
         Err(e) if e.is_data() => {
@@ -394,7 +441,11 @@ fn telemetry(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result
                 Ok(Json::Null) => "null",
                 _ => return Err(json_error(e)),
             };
-            return Err(DecodeError::WrongType { field: "payload".into(), expected: "a JSON object", found });
+            return Err(DecodeError::WrongType {
+                field: "payload".into(),
+                expected: "a JSON object",
+                found,
+            });
         }
         Err(e) => return Err(json_error(e)),
     };
@@ -416,7 +467,15 @@ fn telemetry(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result
                 })
             }
         };
-        push_dedup(&mut out, Reading { site: site.clone(), metric: Arc::from(name), value, ts });
+        push_dedup(
+            &mut out,
+            Reading {
+                site: site.clone(),
+                metric: Arc::from(name),
+                value,
+                ts,
+            },
+        );
     }
     Ok(out)
 }
@@ -431,17 +490,30 @@ fn push_dedup(out: &mut Vec<Reading>, r: Reading) {
 
 // ── flood/{site}/status ─────────────────────────────────────────────────────
 
-fn status(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result<Vec<Reading>, DecodeError> {
-    let text = std::str::from_utf8(payload).map_err(|_| DecodeError::BadStatus("<not UTF-8>".into()))?;
+fn status(
+    payload: &[u8],
+    site: Arc<str>,
+    received_at: TimestampNs,
+) -> Result<Vec<Reading>, DecodeError> {
+    let text =
+        std::str::from_utf8(payload).map_err(|_| DecodeError::BadStatus("<not UTF-8>".into()))?;
     let trimmed = text.trim();
     let (word, ts) = if trimmed.starts_with('{') {
         let v: Json = serde_json::from_str(trimmed).map_err(json_error)?;
-        let word = v.get("status").and_then(Json::as_str).unwrap_or("").to_string();
+        let word = v
+            .get("status")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_string();
         let ts = match v.get("ts") {
             None => received_at,
             Some(Json::String(s)) => timestamp_from_str(s)?,
             Some(Json::Number(n)) => json_timestamp(n)?,
-            Some(_) => return Err(DecodeError::BadTimestamp("ts must be text or a number".into())),
+            Some(_) => {
+                return Err(DecodeError::BadTimestamp(
+                    "ts must be text or a number".into(),
+                ))
+            }
         };
         (word, ts)
     } else {
@@ -452,7 +524,12 @@ fn status(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result<Ve
         "offline" | "0" | "false" => false,
         _ => return Err(DecodeError::BadStatus(truncate(&word, 32))),
     };
-    Ok(vec![Reading { site, metric: Arc::from(STATUS_METRIC), value: Value::Bool(online), ts }])
+    Ok(vec![Reading {
+        site,
+        metric: Arc::from(STATUS_METRIC),
+        value: Value::Bool(online),
+        ts,
+    }])
 }
 
 // ── mapped topics ───────────────────────────────────────────────────────────
@@ -464,10 +541,19 @@ fn number_payload(
     scale: f64,
     received_at: TimestampNs,
 ) -> Result<Vec<Reading>, DecodeError> {
-    let text = std::str::from_utf8(payload).map_err(|_| DecodeError::MalformedNumber("<not UTF-8>".into()))?;
-    let v: f64 = text.trim().parse().map_err(|_| DecodeError::MalformedNumber(truncate(text.trim(), 32)))?;
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| DecodeError::MalformedNumber("<not UTF-8>".into()))?;
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| DecodeError::MalformedNumber(truncate(text.trim(), 32)))?;
     let v = finite(&metric, finite(&metric, v)? * scale)?;
-    Ok(vec![Reading { site, metric, value: Value::Float(v), ts: received_at }])
+    Ok(vec![Reading {
+        site,
+        metric,
+        value: Value::Float(v),
+        ts: received_at,
+    }])
 }
 
 fn lookup<'j>(root: &'j Json, path: &[String]) -> Option<&'j Json> {
@@ -490,14 +576,22 @@ fn mapped_json(
         None => received_at,
         Some(Json::String(s)) => timestamp_from_str(s)?,
         Some(Json::Number(n)) => json_timestamp(n)?,
-        Some(_) => return Err(DecodeError::BadTimestamp("the timestamp must be text or a number".into())),
+        Some(_) => {
+            return Err(DecodeError::BadTimestamp(
+                "the timestamp must be text or a number".into(),
+            ))
+        }
     };
     let mut out = Vec::with_capacity(fields.len());
     for (path, metric, scale) in fields {
         // A device may leave a field out of one message: that is not an error.
-        let Some(v) = lookup(&root, path) else { continue };
+        let Some(v) = lookup(&root, path) else {
+            continue;
+        };
         let value = match v {
-            Json::Number(n) => Value::Float(finite(metric, n.as_f64().unwrap_or(f64::NAN) * scale)?),
+            Json::Number(n) => {
+                Value::Float(finite(metric, n.as_f64().unwrap_or(f64::NAN) * scale)?)
+            }
             Json::Bool(b) => Value::Bool(*b),
             // Gateways often send numbers as text.
             Json::String(s) => match s.trim().parse::<f64>() {
@@ -515,11 +609,23 @@ fn mapped_json(
                 return Err(DecodeError::WrongType {
                     field: path.join("."),
                     expected: "a number or a boolean",
-                    found: if v.is_array() { "an array" } else { "an object" },
+                    found: if v.is_array() {
+                        "an array"
+                    } else {
+                        "an object"
+                    },
                 })
             }
         };
-        push_dedup(&mut out, Reading { site: site.clone(), metric: metric.clone(), value, ts });
+        push_dedup(
+            &mut out,
+            Reading {
+                site: site.clone(),
+                metric: metric.clone(),
+                value,
+                ts,
+            },
+        );
     }
     Ok(out)
 }

@@ -77,8 +77,14 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     // missing, unreadable or points at a segment already gone.
     let start = match (cursor, first) {
         (Some(c), Some(f)) if c.segment >= f && segments.contains(&c.segment) => c,
-        (_, Some(f)) => Position { segment: f, offset: 0 },
-        (_, None) => Position { segment: 1, offset: 0 },
+        (_, Some(f)) => Position {
+            segment: f,
+            offset: 0,
+        },
+        (_, None) => Position {
+            segment: 1,
+            offset: 0,
+        },
     };
 
     // Cut a torn tail off the last segment, count what is pending.
@@ -88,26 +94,38 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
         if seg < start.segment {
             continue;
         }
-        let from = if seg == start.segment { start.offset } else { 0 };
+        let from = if seg == start.segment {
+            start.offset
+        } else {
+            0
+        };
         let scan = scan_segment(&segment_path(dir, seg), from)?;
         if scan.valid_end < scan.file_len {
-            stats.corrupt_frames.fetch_add(scan.corrupt + 1, Ordering::Relaxed);
+            stats
+                .corrupt_frames
+                .fetch_add(scan.corrupt + 1, Ordering::Relaxed);
             tracing::warn!(
                 segment = seg,
                 valid_bytes = scan.valid_end,
                 torn_bytes = scan.file_len - scan.valid_end,
                 "spool segment ends in a torn or damaged record (crash while writing?): cutting it off"
             );
-            let f = OpenOptions::new().write(true).open(segment_path(dir, seg))?;
+            let f = OpenOptions::new()
+                .write(true)
+                .open(segment_path(dir, seg))?;
             f.set_len(scan.valid_end)?;
             f.sync_all()?;
         } else {
-            stats.corrupt_frames.fetch_add(scan.corrupt, Ordering::Relaxed);
+            stats
+                .corrupt_frames
+                .fetch_add(scan.corrupt, Ordering::Relaxed);
         }
         pending_records += scan.records as i64;
         pending_bytes += (scan.valid_end - from) as i64;
     }
-    stats.pending_records.store(pending_records, Ordering::Relaxed);
+    stats
+        .pending_records
+        .store(pending_records, Ordering::Relaxed);
     stats.pending_bytes.store(pending_bytes, Ordering::Relaxed);
 
     // Appends always go to a new segment.
@@ -118,7 +136,10 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
         stats,
-        head: Mutex::new(Position { segment: next, offset: 0 }),
+        head: Mutex::new(Position {
+            segment: next,
+            offset: 0,
+        }),
         appended: Notify::new(),
         active: Mutex::new(Some(file.clone())),
         dirty: AtomicBool::new(false),
@@ -126,8 +147,21 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     if pending_records > 0 {
         shared.appended.notify_one();
     }
-    let appender = Appender { shared: shared.clone(), file, segment: next, offset: 0, segment_size, buf: Vec::new() };
-    let reader = Reader { shared, pos: start, buf: Vec::new(), buf_start: start, file: None };
+    let appender = Appender {
+        shared: shared.clone(),
+        file,
+        segment: next,
+        offset: 0,
+        segment_size,
+        buf: Vec::new(),
+    };
+    let reader = Reader {
+        shared,
+        pos: start,
+        buf: Vec::new(),
+        buf_start: start,
+        file: None,
+    };
     Ok((appender, reader))
 }
 
@@ -145,7 +179,10 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 fn create_segment(dir: &Path, seg: u64) -> io::Result<Arc<File>> {
-    let f = OpenOptions::new().create(true).append(true).open(segment_path(dir, seg))?;
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, seg))?;
     // Make the new file's directory entry durable too.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -156,7 +193,10 @@ fn create_segment(dir: &Path, seg: u64) -> io::Result<Arc<File>> {
 fn read_cursor(dir: &Path) -> Option<Position> {
     let text = fs::read_to_string(dir.join("cursor")).ok()?;
     let mut it = text.split_whitespace();
-    Some(Position { segment: it.next()?.parse().ok()?, offset: it.next()?.parse().ok()? })
+    Some(Position {
+        segment: it.next()?.parse().ok()?,
+        offset: it.next()?.parse().ok()?,
+    })
 }
 
 struct Scan {
@@ -189,7 +229,12 @@ fn scan_segment(path: &Path, from: u64) -> io::Result<Scan> {
             },
         }
     }
-    Ok(Scan { records, corrupt, valid_end: valid_end as u64, file_len: data.len() as u64 })
+    Ok(Scan {
+        records,
+        corrupt,
+        valid_end: valid_end as u64,
+        file_len: data.len() as u64,
+    })
 }
 
 /// The appending end, owned by ingest.
@@ -205,12 +250,19 @@ pub struct Appender {
 impl Appender {
     /// Appends `payloads` as records with one `write`. When this returns Ok
     /// the records survive a crash of the process.
-    pub fn append<'a>(&mut self, payloads: impl IntoIterator<Item = &'a [u8]>, now_ms: i64) -> io::Result<()> {
+    pub fn append<'a>(
+        &mut self,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+        now_ms: i64,
+    ) -> io::Result<()> {
         self.buf.clear();
         let mut n = 0i64;
         for p in payloads {
             if p.len() > record::MAX_PAYLOAD {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "spool record too large"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "spool record too large",
+                ));
             }
             record::encode(&mut self.buf, now_ms, p);
             n += 1;
@@ -230,12 +282,19 @@ impl Appender {
         self.offset += self.buf.len() as u64;
         let bytes = self.buf.len() as i64;
         let stats = &self.shared.stats;
-        stats.appended_records.fetch_add(n as u64, Ordering::Relaxed);
-        stats.appended_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        stats
+            .appended_records
+            .fetch_add(n as u64, Ordering::Relaxed);
+        stats
+            .appended_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         stats.pending_records.fetch_add(n, Ordering::Relaxed);
         stats.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.shared.dirty.store(true, Ordering::Release);
-        *self.shared.head.lock().expect("spool head") = Position { segment: self.segment, offset: self.offset };
+        *self.shared.head.lock().expect("spool head") = Position {
+            segment: self.segment,
+            offset: self.offset,
+        };
         self.shared.appended.notify_one();
         Ok(())
     }
@@ -248,7 +307,10 @@ impl Appender {
         self.file = file;
         self.segment = next;
         self.offset = 0;
-        *self.shared.head.lock().expect("spool head") = Position { segment: next, offset: 0 };
+        *self.shared.head.lock().expect("spool head") = Position {
+            segment: next,
+            offset: 0,
+        };
         Ok(())
     }
 
@@ -259,7 +321,9 @@ impl Appender {
 
     /// A handle that syncs from another task (the fsync timer).
     pub fn syncer(&self) -> Syncer {
-        Syncer { shared: self.shared.clone() }
+        Syncer {
+            shared: self.shared.clone(),
+        }
     }
 
     pub fn stats(&self) -> Arc<SpoolStats> {
@@ -384,8 +448,14 @@ impl Reader {
                         self.buf.clear();
                         self.buf_start = self.pos;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && self.pos.segment < head.segment => {
-                        self.pos = Position { segment: self.pos.segment + 1, offset: 0 };
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            && self.pos.segment < head.segment =>
+                    {
+                        self.pos = Position {
+                            segment: self.pos.segment + 1,
+                            offset: 0,
+                        };
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -395,11 +465,18 @@ impl Reader {
             let step = {
                 let avail = &self.buf[consumed..];
                 match record::parse(avail) {
-                    Frame::Record { appended_at_ms, payload, size } => {
+                    Frame::Record {
+                        appended_at_ms,
+                        payload,
+                        size,
+                    } => {
                         if batch.records == 0 {
                             batch.first_appended_ms = appended_at_ms;
                             batch.start = self.pos;
-                            self.shared.stats.oldest_pending_ms.store(appended_at_ms, Ordering::Relaxed);
+                            self.shared
+                                .stats
+                                .oldest_pending_ms
+                                .store(appended_at_ms, Ordering::Relaxed);
                         }
                         batch.body.extend_from_slice(payload);
                         batch.records += 1;
@@ -420,7 +497,11 @@ impl Reader {
                 }
                 Step::More(unparsed) => {
                     let file_end = self.buf_start.offset + self.buf.len() as u64;
-                    let limit = if self.pos.segment == head.segment { head.offset } else { u64::MAX };
+                    let limit = if self.pos.segment == head.segment {
+                        head.offset
+                    } else {
+                        u64::MAX
+                    };
                     let n = if file_end < limit {
                         let want = (limit - file_end).min(READ_CHUNK);
                         let f = self.file.as_mut().expect("segment open");
@@ -432,9 +513,15 @@ impl Reader {
                         if self.pos.segment < head.segment {
                             // The end of a finished segment: a torn or empty tail.
                             if unparsed > 0 {
-                                self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
+                                self.shared
+                                    .stats
+                                    .corrupt_frames
+                                    .fetch_add(1, Ordering::Relaxed);
                             }
-                            self.pos = Position { segment: self.pos.segment + 1, offset: 0 };
+                            self.pos = Position {
+                                segment: self.pos.segment + 1,
+                                offset: 0,
+                            };
                             self.file = None;
                             continue;
                         }
@@ -444,8 +531,15 @@ impl Reader {
                 Step::Bad(skip) => {
                     // Skip to the next frame that checks out (or may), or
                     // past everything read so far.
-                    self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(segment = self.pos.segment, offset = self.pos.offset, "damaged spool record skipped");
+                    self.shared
+                        .stats
+                        .corrupt_frames
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        segment = self.pos.segment,
+                        offset = self.pos.offset,
+                        "damaged spool record skipped"
+                    );
                     self.pos.offset += skip as u64;
                 }
             }
@@ -462,7 +556,11 @@ impl Reader {
         linger: Duration,
         stop: &tokio_util::sync::CancellationToken,
     ) -> io::Result<Batch> {
-        let mut batch = Batch { end: self.pos, start: self.pos, ..Batch::default() };
+        let mut batch = Batch {
+            end: self.pos,
+            start: self.pos,
+            ..Batch::default()
+        };
         let mut deadline = None;
         loop {
             self.read_available(&mut batch, max_records)?;
@@ -490,7 +588,11 @@ impl Reader {
 
     /// Reads what is on disk now without waiting (used to flush at shutdown).
     pub fn try_batch(&mut self, max_records: usize) -> io::Result<Batch> {
-        let mut batch = Batch { end: self.pos, start: self.pos, ..Batch::default() };
+        let mut batch = Batch {
+            end: self.pos,
+            start: self.pos,
+            ..Batch::default()
+        };
         self.read_available(&mut batch, max_records)?;
         batch.end = self.pos;
         Ok(batch)
@@ -501,22 +603,35 @@ impl Reader {
     pub fn commit(&mut self, batch: &Batch) -> io::Result<()> {
         let dir = &self.shared.dir;
         let tmp = dir.join("cursor.tmp");
-        fs::write(&tmp, format!("{} {}\n", batch.end.segment, batch.end.offset))?;
+        fs::write(
+            &tmp,
+            format!("{} {}\n", batch.end.segment, batch.end.offset),
+        )?;
         fs::rename(&tmp, dir.join("cursor"))?;
         let stats = &self.shared.stats;
-        stats.pending_records.fetch_sub(batch.records as i64, Ordering::Relaxed);
+        stats
+            .pending_records
+            .fetch_sub(batch.records as i64, Ordering::Relaxed);
         let bytes = if batch.start.segment == batch.end.segment {
             batch.end.offset - batch.start.offset
         } else {
             // Across segments: what remained of the first plus what was read of the last.
             let mut total = batch.end.offset;
             for seg in batch.start.segment..batch.end.segment {
-                let len = fs::metadata(segment_path(dir, seg)).map(|m| m.len()).unwrap_or(0);
-                total += if seg == batch.start.segment { len.saturating_sub(batch.start.offset) } else { len };
+                let len = fs::metadata(segment_path(dir, seg))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                total += if seg == batch.start.segment {
+                    len.saturating_sub(batch.start.offset)
+                } else {
+                    len
+                };
             }
             total
         };
-        stats.pending_bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
+        stats
+            .pending_bytes
+            .fetch_sub(bytes as i64, Ordering::Relaxed);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
         for seg in list_segments(dir)? {
             if seg >= batch.end.segment {

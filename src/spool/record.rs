@@ -38,7 +38,11 @@ pub fn encode(out: &mut Vec<u8>, appended_at_ms: i64, payload: &[u8]) {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// A whole frame that checks out; `size` is header + payload.
-    Record { appended_at_ms: i64, payload: &'a [u8], size: usize },
+    Record {
+        appended_at_ms: i64,
+        payload: &'a [u8],
+        size: usize,
+    },
     /// The buffer ends before the frame does: read more, or it is a torn tail.
     Incomplete,
     /// Not a valid frame.
@@ -49,7 +53,11 @@ pub enum Frame<'a> {
 pub fn parse(buf: &[u8]) -> Frame<'_> {
     if buf.len() < HEADER {
         // A prefix of a header can't be judged yet, unless its magic is wrong.
-        return if buf.iter().zip(MAGIC.iter()).any(|(a, b)| a != b) { Frame::Corrupt } else { Frame::Incomplete };
+        return if buf.iter().zip(MAGIC.iter()).any(|(a, b)| a != b) {
+            Frame::Corrupt
+        } else {
+            Frame::Incomplete
+        };
     }
     if buf[0..2] != MAGIC {
         return Frame::Corrupt;
@@ -69,7 +77,11 @@ pub fn parse(buf: &[u8]) -> Frame<'_> {
         return Frame::Corrupt;
     }
     let appended_at_ms = i64::from_le_bytes(buf[10..18].try_into().expect("8 bytes"));
-    Frame::Record { appended_at_ms, payload: &buf[HEADER..size], size }
+    Frame::Record {
+        appended_at_ms,
+        payload: &buf[HEADER..size],
+        size,
+    }
 }
 
 /// After a corrupt frame at the start of `buf`: the offset of the next frame
@@ -95,14 +107,25 @@ mod tests {
         assert_eq!(f.len(), HEADER + 23);
         assert_eq!(
             parse(&f),
-            Frame::Record { appended_at_ms: 1_784_613_900_000, payload: b"telemetry,site=A x=1 1\n", size: f.len() }
+            Frame::Record {
+                appended_at_ms: 1_784_613_900_000,
+                payload: b"telemetry,site=A x=1 1\n",
+                size: f.len()
+            }
         );
     }
 
     #[test]
     fn an_empty_payload_is_a_record() {
         let f = frame(5, b"");
-        assert_eq!(parse(&f), Frame::Record { appended_at_ms: 5, payload: b"", size: HEADER });
+        assert_eq!(
+            parse(&f),
+            Frame::Record {
+                appended_at_ms: 5,
+                payload: b"",
+                size: HEADER
+            }
+        );
     }
 
     #[test]
@@ -119,7 +142,10 @@ mod tests {
         for i in 0..f.len() {
             let mut g = f.clone();
             g[i] ^= 0x40;
-            assert!(!matches!(parse(&g), Frame::Record { .. }), "flip at {i} went unnoticed");
+            assert!(
+                !matches!(parse(&g), Frame::Record { .. }),
+                "flip at {i} went unnoticed"
+            );
         }
     }
 

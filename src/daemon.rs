@@ -1,0 +1,186 @@
+//! `floodguard run`: wires ingest, spool, writer and HTTP together and shuts
+//! them down in order.
+//!
+//! Shutdown (SIGTERM/SIGINT): stop intake (the group in hand is spooled and
+//! acked; the rest stays with the broker), fsync the spool, let the writer
+//! flush to InfluxDB for at most `daemon.shutdown_timeout`, stop HTTP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::health::Health;
+use crate::http::{self, AppState};
+use crate::ingest::{Decoder, Ingest};
+use crate::metrics::Metrics;
+use crate::spool;
+use crate::tsdb::{InfluxClient, Writer, WriterOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data_dir {0} is in use by another floodguard (lock held on {0}/floodguard.lock)")]
+    Locked(PathBuf),
+    #[error("spool: {0}")]
+    Spool(std::io::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("http.listen {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("ingest: {0}")]
+    Ingest(String),
+}
+
+/// Takes the data directory's lock so two daemons never share one spool.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
+    let err = |source| DaemonError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("floodguard.lock"))
+        .map_err(err)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
+}
+
+/// Runs the daemon until `shutdown` fires.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let d = &config.daemon;
+    let data_dir = config.data_dir().to_path_buf();
+    let _lock = lock_data_dir(&data_dir)?;
+    let (appender, reader) =
+        spool::open(&data_dir.join("spool"), d.spool.segment_size).map_err(DaemonError::Spool)?;
+    let stats = appender.stats();
+    let metrics = Arc::new(Metrics::new());
+    let client = InfluxClient::new(&d.influxdb).map_err(DaemonError::Config)?;
+    let health = Arc::new(Health::new(
+        stats.clone(),
+        client.as_ref().map(|_| d.influxdb.max_lag.get()),
+    ));
+    let pending = stats
+        .pending_records
+        .load(std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        data_dir = %data_dir.display(),
+        sites = config.sites.sites.len(),
+        spool_pending = pending,
+        influxdb = client.as_ref().map_or("spool only", |c| c.endpoint()),
+        "floodguard starting"
+    );
+
+    let listener =
+        TcpListener::bind(&d.http.listen)
+            .await
+            .map_err(|source| DaemonError::Listen {
+                addr: d.http.listen.clone(),
+                source,
+            })?;
+    tracing::info!(addr = %d.http.listen, "HTTP listening");
+    let stop_http = CancellationToken::new();
+    let app = http::router(AppState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+    });
+    let http_task = tokio::spawn({
+        let stop = stop_http.clone();
+        async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed");
+            }
+        }
+    });
+
+    let stop_fsync = CancellationToken::new();
+    let fsync_interval = d.spool.fsync_interval.get();
+    let fsync_task = (!fsync_interval.is_zero())
+        .then(|| tokio::spawn(appender.syncer().run(fsync_interval, stop_fsync.clone())));
+    let syncer = appender.syncer();
+
+    let stop_writer = CancellationToken::new();
+    let writer_task = client.map(|client| {
+        let w = Writer {
+            reader,
+            client,
+            options: WriterOptions {
+                batch_size: d.influxdb.batch_size,
+                flush_interval: d.influxdb.flush_interval.get(),
+                retry_min: d.influxdb.retry_min.get(),
+                retry_max: d.influxdb.retry_max.get(),
+                rejected_dir: data_dir.join("rejected"),
+                create_database: d.influxdb.create_database,
+                shutdown_timeout: d.daemon.shutdown_timeout.get(),
+            },
+            metrics: metrics.clone(),
+            health: health.clone(),
+        };
+        tokio::spawn(w.run(stop_writer.clone()))
+    });
+
+    let stop_ingest = CancellationToken::new();
+    let decoder = Arc::new(Decoder::new(
+        Arc::new(Catalog::from_config(&config)),
+        &d.mqtt,
+    ));
+    let ingest = Ingest {
+        mqtt: d.mqtt.clone(),
+        decoder,
+        appender,
+        fsync_each_write: fsync_interval.is_zero(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        readings_out: None,
+    };
+    let mut ingest_task = tokio::spawn(ingest.run(stop_ingest.clone()));
+
+    let ingest_result = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        r = &mut ingest_task => Some(r),
+    };
+    tracing::info!("shutting down: stopping intake");
+    stop_ingest.cancel();
+    let ingest_result = match ingest_result {
+        Some(r) => r,
+        None => ingest_task.await,
+    };
+    stop_fsync.cancel();
+    if let Some(t) = fsync_task {
+        let _ = t.await;
+    }
+    if let Err(e) = syncer.sync() {
+        tracing::error!(error = %e, "final spool fsync failed");
+    }
+    stop_writer.cancel();
+    if let Some(t) = writer_task {
+        let _ = t.await;
+    }
+    stop_http.cancel();
+    let _ = http_task.await;
+    tracing::info!("floodguard stopped");
+    match ingest_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DaemonError::Ingest(e)),
+        Err(e) => Err(DaemonError::Ingest(e.to_string())),
+    }
+}
