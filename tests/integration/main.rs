@@ -1,0 +1,12 @@
+//! Integration tests against real services: Mosquitto, InfluxDB 1.6.7,
+//! VictoriaMetrics (the v2 write path), and the floodguard binary itself.
+//! `scripts/test.sh` installs the services on a fresh machine; each test
+//! starts its own instances on free loopback ports.
+
+mod support;
+
+mod cli;
+mod faults;
+mod malformed;
+mod storage;
+mod tls;
