@@ -1,4 +1,49 @@
-//! floodguard — monitoring and alerting for a district flood-control command center.
+//! floodguard — monitoring and alerting for a district flood-control command
+//! center (防汛指挥部).
+//!
+//! Sensors publish over MQTT; floodguard stores every reading in InfluxDB and
+//! (as the plan engine and alert issues land) judges it against the
+//! district's flood emergency plan and alerts the rescue teams.
+//!
+//! # Data flow
+//! ```text
+//!  MQTT broker
+//!      │  QoS1, persistent session, manual acks
+//!      ▼
+//!  ingest::pipeline ── poll task ──▶ worker ── ingest::decode (pure) ──▶ Reading
+//!      │                                 │
+//!      │                                 ▼  line protocol (tsdb::line_protocol)
+//!      │                            spool::Appender ── one write per group, then ack
+//!      │                                 │  data_dir/spool/*.seg, fsync on an interval
+//!      ▼                                 ▼
+//!  health (broker up?)             spool::Reader ──▶ tsdb::writer ──▶ InfluxDB v1 / v2
+//!                                                    retry decision (tsdb::retry, pure),
+//!                                                    cursor committed after 2xx
+//!  http: /healthz /readyz /metrics  ◀── metrics, health
+//! ```
+//!
+//! # Modules
+//! | module | concept |
+//! |---|---|
+//! | [`config`] | the four config files, env overrides, every error with file/line/key |
+//! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
+//! | [`level`] | response levels Ⅳ … Ⅰ |
+//! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
+//! | [`ingest`] | MQTT: the pure decoder, connection options, the ingest pipeline |
+//! | [`spool`] | the durable, checksummed, append-only log between MQTT and InfluxDB |
+//! | [`tsdb`] | line protocol, the InfluxDB HTTP client, the retry decision, the writer |
+//! | [`backoff`] | capped exponential backoff with full jitter |
+//! | [`health`] | liveness and readiness decisions |
+//! | [`metrics`] | the Prometheus registry behind `/metrics` |
+//! | [`http`] | the axum server |
+//! | [`daemon`] | `floodguard run`: wiring and ordered shutdown |
+//! | [`check`] | `floodguard check-config` output |
+//! | [`logging`] | tracing set-up |
+//!
+//! Pure parts (decoder, line protocol, retry decision, readiness, config
+//! validation) take time and input as arguments and are tested alone; I/O
+//! sits at the edges (`ingest::pipeline`, `spool`, `tsdb::client`, `http`).
+
 #[macro_use]
 mod macros;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::{free_port, http_get, tempdir, wait_for, Proc};
+use super::{free_port, http_get, tempdir, Proc};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_floodguard");
 
@@ -26,6 +26,11 @@ pub struct Options {
     pub mqtt_extra: String,
     /// `[influxdb]` keys added to the section.
     pub influx_extra: String,
+    /// A sites.toml and teams.toml of its own instead of the sample district's.
+    pub sites_toml: Option<String>,
+    pub teams_toml: Option<String>,
+    /// The binary to run (the test build's by default).
+    pub bin: String,
 }
 
 impl Options {
@@ -36,6 +41,9 @@ impl Options {
             extra: String::new(),
             mqtt_extra: String::new(),
             influx_extra: String::new(),
+            sites_toml: None,
+            teams_toml: None,
+            bin: BIN.to_string(),
         }
     }
     pub fn influx(mut self, url: String, api: &'static str) -> Self {
@@ -45,6 +53,7 @@ impl Options {
 }
 
 pub struct Floodguard {
+    bin: String,
     pub dir: tempfile::TempDir,
     pub http_port: u16,
     pub client_id: String,
@@ -68,6 +77,12 @@ impl Floodguard {
         std::fs::create_dir_all(&cfg).unwrap();
         for f in ["sites.toml", "plan.toml", "teams.toml"] {
             std::fs::copy(sample_config_dir().join(f), cfg.join(f)).unwrap();
+        }
+        if let Some(sites) = &o.sites_toml {
+            std::fs::write(cfg.join("sites.toml"), sites).unwrap();
+        }
+        if let Some(teams) = &o.teams_toml {
+            std::fs::write(cfg.join("teams.toml"), teams).unwrap();
         }
         let http_port = free_port();
         let client_id = format!("fg-test-{}-{http_port}", std::process::id());
@@ -94,6 +109,7 @@ impl Floodguard {
         );
         std::fs::write(cfg.join("floodguard.toml"), toml).unwrap();
         let mut fg = Floodguard {
+            bin: o.bin.clone(),
             dir,
             http_port,
             client_id,
@@ -110,7 +126,7 @@ impl Floodguard {
             .dir
             .path()
             .join(format!("floodguard-{}.log", self.starts));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("run")
             .arg("-c")
             .arg(self.config_path())
@@ -125,12 +141,16 @@ impl Floodguard {
 
     /// Waits until HTTP answers and the broker connection is up.
     pub async fn wait_connected(&self) {
-        wait_for(
-            "floodguard to connect to the broker",
-            Duration::from_secs(30),
-            || async { (self.metric("floodguard_mqtt_connected").await? == 1.0).then_some(()) },
-        )
-        .await;
+        let start = std::time::Instant::now();
+        while self.metric("floodguard_mqtt_connected").await != Some(1.0) {
+            if start.elapsed() > Duration::from_secs(30) {
+                panic!(
+                    "floodguard did not connect to the broker within 30 s; its log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn metrics(&self) -> Option<String> {
@@ -153,6 +173,10 @@ impl Floodguard {
         Some((code, serde_json::from_str(&body).ok()?))
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.pid())
+    }
+
     pub fn kill9(&mut self) {
         if let Some(p) = self.proc.as_mut() {
             p.kill();
@@ -168,6 +192,11 @@ impl Floodguard {
 
     pub fn restart(&mut self) {
         self.kill9();
+        self.spawn();
+    }
+
+    /// Starts again after a stop, on the same config and data.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 

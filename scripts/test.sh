@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command: installs the services the tests need when they are
+# missing (Debian packages; nothing is started here — each test starts its
+# own instances on free loopback ports and stops them), then runs every test.
+#
+#   mosquitto, mosquitto-clients  MQTT broker + mosquitto_pub/mosquitto_passwd
+#   influxdb                      InfluxDB 1.6.7 (v1 write API, InfluxQL)
+#   victoria-metrics              a real server for the InfluxDB v2 write path
+#   prometheus                    promtool, to check /metrics
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mosquitto >/dev/null || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+command -v influxd >/dev/null || need+=(influxdb)
+command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+command -v promtool >/dev/null || need+=(prometheus)
+if ((${#need[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "== installing: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== unit, property and integration tests"
+cargo test --locked
+echo "== benchmarks compile and run once"
+cargo test --locked --benches
