@@ -154,3 +154,100 @@ async fn the_v2_write_path_reaches_victoriametrics() {
     assert_eq!(pump["metric"]["kind"], "pump_station");
     assert_eq!(pump["metric"]["street"], "binhe");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_influxdb_refuses_is_set_aside_with_the_reason_and_the_rest_flows() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let fg = Floodguard::start(Options::new(broker.url()).influx(influx.url(), "v1"));
+    fg.wait_connected().await;
+    let p = Publisher::connect(&broker.url(), "pub-reject");
+    let base = base_ms();
+
+    // A float field first…
+    p.send(
+        "flood/CD-JS-01/telemetry",
+        format!(r#"{{"ts":{base},"water_depth_cm":12.5}}"#).into_bytes(),
+    )
+    .await;
+    wait_for("the float stored", Duration::from_secs(20), || async {
+        (influx
+            .count("flood", "SELECT count(water_depth_cm) FROM telemetry")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    // …then the same field as a boolean: InfluxDB refuses it (type conflict, HTTP 400).
+    p.send(
+        "flood/CD-JS-01/telemetry",
+        format!(r#"{{"ts":{},"water_depth_cm":true}}"#, base + 1).into_bytes(),
+    )
+    .await;
+    wait_for(
+        "the batch counted as rejected",
+        Duration::from_secs(20),
+        || async {
+            (fg.metric("floodguard_influxdb_batches_rejected_total")
+                .await?
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    // Later readings are not held up behind it.
+    for seq in 0..50 {
+        let (topic, payload) = reading(seq, base + 10);
+        p.send(&topic, payload).await;
+    }
+    wait_for(
+        "the readings after it stored",
+        Duration::from_secs(20),
+        || async {
+            (influx
+                .count("flood", "SELECT count(seq) FROM telemetry")
+                .await
+                == 50)
+                .then_some(())
+        },
+    )
+    .await;
+
+    let rejected = fg.data_dir().join("rejected");
+    let mut files: Vec<_> = std::fs::read_dir(&rejected)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let lines = std::fs::read_to_string(
+        files
+            .iter()
+            .find(|f| f.extension().unwrap() == "lp")
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        lines.contains("site=CD-JS-01") && lines.contains("water_depth_cm=true"),
+        "{lines}"
+    );
+    let reason = std::fs::read_to_string(
+        files
+            .iter()
+            .find(|f| f.to_string_lossy().ends_with(".reason.txt"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        reason.starts_with("HTTP 400") && reason.contains("field type conflict"),
+        "{reason}"
+    );
+    assert_eq!(
+        fg.metric(r#"floodguard_influxdb_write_failures_total{class="rejected"}"#)
+            .await,
+        Some(1.0)
+    );
+    assert!(fg
+        .log()
+        .contains("InfluxDB refused a batch; moved it aside"));
+}
