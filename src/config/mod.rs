@@ -13,6 +13,7 @@
 //! its file, line, key path and reason.
 
 mod daemon;
+mod daemon_check;
 mod error;
 mod load;
 mod sites;
@@ -88,7 +89,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         section!(spool);
         section!(http);
         section!(channels);
-        for (key, reason) in daemon::validate(&daemon) {
+        for (key, reason) in daemon_check::validate(&daemon) {
             if !failed.iter().any(|f| key.split('.').next() == Some(f)) {
                 src.error(&key, reason);
             }

@@ -19,8 +19,9 @@ use chrono::DateTime;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 
+use super::mapping::{mapped_json, number_payload, Extract, Mapping};
 use crate::catalog::Catalog;
-use crate::config::{MappingConfig, MqttSection, PayloadFormat};
+use crate::config::MqttSection;
 use crate::reading::{is_valid_metric, Reading, TimestampNs, Value, STATUS_METRIC};
 
 /// Why a message was dropped.
@@ -95,50 +96,6 @@ impl DecodeError {
 /// Device clocks that were never set report 1970; such readings would be
 /// stored where nobody looks. Earlier than 2000-01-01 is refused.
 const EARLIEST_TS: TimestampNs = 946_684_800_000_000_000;
-
-#[derive(Debug, Clone)]
-enum Extract {
-    Number {
-        metric: Arc<str>,
-        scale: f64,
-    },
-    Json {
-        fields: Vec<(Vec<String>, Arc<str>, f64)>,
-        ts_path: Option<Vec<String>>,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct Mapping {
-    filter: String,
-    site_segment: usize,
-    extract: Extract,
-}
-
-impl Mapping {
-    fn compile(m: &MappingConfig) -> Self {
-        let path = |p: &str| p.split('.').map(str::to_string).collect::<Vec<_>>();
-        let extract = match m.payload {
-            PayloadFormat::Number => Extract::Number {
-                metric: Arc::from(m.metric.as_deref().unwrap_or_default()),
-                scale: m.scale.unwrap_or(1.0),
-            },
-            PayloadFormat::Json => Extract::Json {
-                fields: m
-                    .fields
-                    .iter()
-                    .map(|f| (path(&f.path), Arc::from(f.metric.as_str()), f.scale))
-                    .collect(),
-                ts_path: m.ts_path.as_deref().map(path),
-            },
-        };
-        Mapping {
-            filter: m.filter.clone(),
-            site_segment: m.site_segment,
-            extract,
-        }
-    }
-}
 
 /// Everything decoding depends on, fixed for one configuration.
 #[derive(Debug, Clone)]
@@ -241,14 +198,14 @@ impl Decoder {
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
     }
 }
 
-fn json_error(e: serde_json::Error) -> DecodeError {
+pub(super) fn json_error(e: serde_json::Error) -> DecodeError {
     let msg = e.to_string();
     // serde_json refuses 1e400 and the like rather than making them infinite.
     if msg.starts_with("number out of range") {
@@ -258,7 +215,7 @@ fn json_error(e: serde_json::Error) -> DecodeError {
     }
 }
 
-fn finite(field: &str, v: f64) -> Result<f64, DecodeError> {
+pub(super) fn finite(field: &str, v: f64) -> Result<f64, DecodeError> {
     if v.is_finite() {
         Ok(v)
     } else {
@@ -302,14 +259,14 @@ fn timestamp_from_number(v: f64) -> Result<TimestampNs, DecodeError> {
     Ok(ns as i64)
 }
 
-fn json_timestamp(n: &serde_json::Number) -> Result<TimestampNs, DecodeError> {
+pub(super) fn json_timestamp(n: &serde_json::Number) -> Result<TimestampNs, DecodeError> {
     match n.as_i64() {
         Some(i) => timestamp_from_int(i),
         None => timestamp_from_number(n.as_f64().unwrap_or(f64::NAN)),
     }
 }
 
-fn timestamp_from_str(s: &str) -> Result<TimestampNs, DecodeError> {
+pub(super) fn timestamp_from_str(s: &str) -> Result<TimestampNs, DecodeError> {
     let t = DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {
         DecodeError::BadTimestamp(format!(
             "{:?}: {e} (use RFC 3339 with an offset)",
@@ -481,7 +438,7 @@ fn telemetry(
 }
 
 /// A metric repeated in one message: the last value wins, as in a JSON object.
-fn push_dedup(out: &mut Vec<Reading>, r: Reading) {
+pub(super) fn push_dedup(out: &mut Vec<Reading>, r: Reading) {
     match out.iter_mut().find(|x| x.metric == r.metric) {
         Some(x) => *x = r,
         None => out.push(r),
@@ -530,104 +487,6 @@ fn status(
         value: Value::Bool(online),
         ts,
     }])
-}
-
-// ── mapped topics ───────────────────────────────────────────────────────────
-
-fn number_payload(
-    payload: &[u8],
-    site: Arc<str>,
-    metric: Arc<str>,
-    scale: f64,
-    received_at: TimestampNs,
-) -> Result<Vec<Reading>, DecodeError> {
-    let text = std::str::from_utf8(payload)
-        .map_err(|_| DecodeError::MalformedNumber("<not UTF-8>".into()))?;
-    let v: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| DecodeError::MalformedNumber(truncate(text.trim(), 32)))?;
-    let v = finite(&metric, finite(&metric, v)? * scale)?;
-    Ok(vec![Reading {
-        site,
-        metric,
-        value: Value::Float(v),
-        ts: received_at,
-    }])
-}
-
-fn lookup<'j>(root: &'j Json, path: &[String]) -> Option<&'j Json> {
-    path.iter().try_fold(root, |v, seg| match v {
-        Json::Object(m) => m.get(seg),
-        Json::Array(a) => a.get(seg.parse::<usize>().ok()?),
-        _ => None,
-    })
-}
-
-fn mapped_json(
-    payload: &[u8],
-    site: Arc<str>,
-    fields: &[(Vec<String>, Arc<str>, f64)],
-    ts_path: Option<&[String]>,
-    received_at: TimestampNs,
-) -> Result<Vec<Reading>, DecodeError> {
-    let root: Json = serde_json::from_slice(payload).map_err(json_error)?;
-    let ts = match ts_path.and_then(|p| lookup(&root, p)) {
-        None => received_at,
-        Some(Json::String(s)) => timestamp_from_str(s)?,
-        Some(Json::Number(n)) => json_timestamp(n)?,
-        Some(_) => {
-            return Err(DecodeError::BadTimestamp(
-                "the timestamp must be text or a number".into(),
-            ))
-        }
-    };
-    let mut out = Vec::with_capacity(fields.len());
-    for (path, metric, scale) in fields {
-        // A device may leave a field out of one message: that is not an error.
-        let Some(v) = lookup(&root, path) else {
-            continue;
-        };
-        let value = match v {
-            Json::Number(n) => {
-                Value::Float(finite(metric, n.as_f64().unwrap_or(f64::NAN) * scale)?)
-            }
-            Json::Bool(b) => Value::Bool(*b),
-            // Gateways often send numbers as text.
-            Json::String(s) => match s.trim().parse::<f64>() {
-                Ok(x) => Value::Float(finite(metric, finite(metric, x)? * scale)?),
-                Err(_) => {
-                    return Err(DecodeError::WrongType {
-                        field: path.join("."),
-                        expected: "a number or a boolean",
-                        found: "a string",
-                    })
-                }
-            },
-            Json::Null => continue,
-            Json::Array(_) | Json::Object(_) => {
-                return Err(DecodeError::WrongType {
-                    field: path.join("."),
-                    expected: "a number or a boolean",
-                    found: if v.is_array() {
-                        "an array"
-                    } else {
-                        "an object"
-                    },
-                })
-            }
-        };
-        push_dedup(
-            &mut out,
-            Reading {
-                site: site.clone(),
-                metric: metric.clone(),
-                value,
-                ts,
-            },
-        );
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

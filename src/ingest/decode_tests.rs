@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{FieldMapping, HumanDuration, Kind};
+use crate::config::{FieldMapping, HumanDuration, Kind, MappingConfig, PayloadFormat};
 
 /// 2026-07-21T14:05:00+08:00
 const NOW: TimestampNs = 1_784_613_900_000_000_000;

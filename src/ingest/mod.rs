@@ -4,6 +4,7 @@
 //! - [`mqtt`]: connection options (persistent session, manual acks, TLS);
 //! - [`pipeline`]: the event loop and the worker that spools and acks.
 pub mod decode;
+mod mapping;
 pub mod mqtt;
 pub mod pipeline;
 

@@ -1,0 +1,316 @@
+//! Semantic checks of `floodguard.toml`, after its sections deserialized:
+//! what serde cannot see (URLs, filters, files that must exist, keys that go
+//! together).
+
+use super::daemon::*;
+
+fn valid_metric(name: &str) -> bool {
+    crate::reading::is_valid_metric(name)
+}
+
+/// Semantic checks of `floodguard.toml`; each problem as `(key path, reason)`.
+pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
+    let mut errs: Vec<(String, String)> = Vec::new();
+    let mut err = |k: &str, r: String| errs.push((k.to_string(), r));
+
+    if c.daemon.timezone.parse::<chrono_tz::Tz>().is_err() {
+        err(
+            "daemon.timezone",
+            format!(
+                "unknown time zone {:?} (e.g. \"Asia/Shanghai\")",
+                c.daemon.timezone
+            ),
+        );
+    }
+    if c.daemon.data_dir.as_os_str().is_empty() {
+        err("daemon.data_dir", "must not be empty".into());
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
+        err(
+            "log.level",
+            format!("invalid filter {:?}: {e}", c.log.level),
+        );
+    }
+
+    let m = &c.mqtt;
+    let broker = m.broker();
+    if let Err(e) = &broker {
+        err("mqtt.url", e.clone());
+    }
+    if m.client_id.trim().is_empty() {
+        err(
+            "mqtt.client_id",
+            "must not be empty: the persistent session lives under it".into(),
+        );
+    }
+    for (key, path) in [
+        ("mqtt.ca_file", &m.ca_file),
+        ("mqtt.client_cert", &m.client_cert),
+        ("mqtt.client_key", &m.client_key),
+    ] {
+        if let Some(p) = path {
+            if !p.is_file() {
+                err(key, format!("no such file {}", p.display()));
+            }
+        }
+    }
+    if m.client_cert.is_some() != m.client_key.is_some() {
+        err(
+            "mqtt.client_cert",
+            "give both client_cert and client_key, or neither".into(),
+        );
+    }
+    if let Ok(b) = &broker {
+        if !b.tls && (m.ca_file.is_some() || m.client_cert.is_some()) {
+            err(
+                "mqtt.url",
+                "certificates are given but the URL is not mqtts://".into(),
+            );
+        }
+    }
+    if m.password.is_some() && m.username.is_none() {
+        err("mqtt.password", "a password needs mqtt.username".into());
+    }
+    if m.max_payload == 0 || m.max_payload >= m.max_packet_size {
+        err(
+            "mqtt.max_payload",
+            format!(
+                "must be above 0 and below mqtt.max_packet_size ({})",
+                m.max_packet_size
+            ),
+        );
+    }
+    if m.reconnect_min > m.reconnect_max || m.reconnect_min.get().is_zero() {
+        err(
+            "mqtt.reconnect_min",
+            "must be above 0 and at most mqtt.reconnect_max".into(),
+        );
+    }
+    if m.keep_alive.get().as_secs() < 5 {
+        err("mqtt.keep_alive", "must be at least 5s".into());
+    }
+    if !m.default_topics && m.mappings.is_empty() {
+        err(
+            "mqtt.default_topics",
+            "with default topics off, at least one [[mqtt.mappings]] is needed".into(),
+        );
+    }
+    for (i, map) in m.mappings.iter().enumerate() {
+        let at = |k: &str| format!("mqtt.mappings[{i}].{k}");
+        if !rumqttc::valid_filter(&map.filter) {
+            err(
+                &at("filter"),
+                format!("{:?} is not a valid MQTT topic filter", map.filter),
+            );
+        } else {
+            let segs: Vec<&str> = map.filter.split('/').collect();
+            let hash = segs.iter().position(|s| *s == "#");
+            if map.site_segment >= segs.len() && hash.is_none() {
+                err(
+                    &at("site_segment"),
+                    format!("the filter has only {} segments (0-based)", segs.len()),
+                );
+            } else if hash.is_some_and(|h| map.site_segment > h) {
+                err(
+                    &at("site_segment"),
+                    "the site segment lies past the # wildcard".into(),
+                );
+            }
+        }
+        match map.payload {
+            PayloadFormat::Number => {
+                match &map.metric {
+                    Some(name) if valid_metric(name) => {}
+                    Some(name) => err(&at("metric"), format!("invalid metric name {name:?}")),
+                    None => err(
+                        &at("metric"),
+                        "a number payload needs the metric it is".into(),
+                    ),
+                }
+                if !map.fields.is_empty() || map.ts_path.is_some() {
+                    err(
+                        &at("fields"),
+                        "fields and ts_path are for payload = \"json\"".into(),
+                    );
+                }
+                if let Some(s) = map.scale {
+                    if !s.is_finite() || s == 0.0 {
+                        err(&at("scale"), "must be a finite number other than 0".into());
+                    }
+                }
+            }
+            PayloadFormat::Json => {
+                if map.fields.is_empty() {
+                    err(
+                        &at("fields"),
+                        "a JSON payload needs at least one { path, metric }".into(),
+                    );
+                }
+                if map.metric.is_some() || map.scale.is_some() {
+                    err(
+                        &at("metric"),
+                        "metric and scale are for payload = \"number\"; use fields".into(),
+                    );
+                }
+                for (j, f) in map.fields.iter().enumerate() {
+                    if f.path.is_empty() {
+                        err(
+                            &format!("mqtt.mappings[{i}].fields[{j}].path"),
+                            "must not be empty".into(),
+                        );
+                    }
+                    if !valid_metric(&f.metric) {
+                        err(
+                            &format!("mqtt.mappings[{i}].fields[{j}].metric"),
+                            format!("invalid metric name {:?}", f.metric),
+                        );
+                    }
+                    if !f.scale.is_finite() || f.scale == 0.0 {
+                        err(
+                            &format!("mqtt.mappings[{i}].fields[{j}].scale"),
+                            "must be a finite number other than 0".into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    let x = &c.influxdb;
+    if !x.url.is_empty() {
+        match reqwest::Url::parse(&x.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            Ok(u) => err(
+                "influxdb.url",
+                format!("scheme {:?} is not http or https", u.scheme()),
+            ),
+            Err(e) => err("influxdb.url", format!("{:?} is not a URL: {e}", x.url)),
+        }
+        match x.api {
+            InfluxApi::V2 => {
+                if x.org.is_empty() {
+                    err("influxdb.org", "api = \"v2\" needs an org".into());
+                }
+                if x.bucket.is_empty() {
+                    err("influxdb.bucket", "api = \"v2\" needs a bucket".into());
+                }
+            }
+            InfluxApi::V1 => {
+                if x.database.is_empty() {
+                    err("influxdb.database", "api = \"v1\" needs a database".into());
+                }
+            }
+        }
+    }
+    if x.batch_size == 0 {
+        err("influxdb.batch_size", "must be at least 1".into());
+    }
+    if x.retry_min > x.retry_max || x.retry_min.get().is_zero() {
+        err(
+            "influxdb.retry_min",
+            "must be above 0 and at most influxdb.retry_max".into(),
+        );
+    }
+    if x.timeout.get().is_zero() {
+        err("influxdb.timeout", "must be above 0".into());
+    }
+    if c.spool.segment_size < 64 * 1024 {
+        err("spool.segment_size", "must be at least 65536 bytes".into());
+    }
+    if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
+        err(
+            "http.listen",
+            format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen),
+        );
+    }
+    if let Some(sms) = &c.channels.sms {
+        if sms.provider == SmsProvider::Http && sms.url.is_none() {
+            err("channels.sms.url", "provider = \"http\" needs a url".into());
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        let b = |url: &str| {
+            MqttSection {
+                url: url.into(),
+                ..Default::default()
+            }
+            .broker()
+        };
+        assert_eq!(
+            b("mqtt://127.0.0.1:1883").unwrap(),
+            BrokerAddr {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+        assert_eq!(
+            b("mqtts://broker.example").unwrap(),
+            BrokerAddr {
+                host: "broker.example".into(),
+                port: 8883,
+                tls: true
+            }
+        );
+        assert_eq!(
+            b("mqtt://[::1]:1884").unwrap(),
+            BrokerAddr {
+                host: "::1".into(),
+                port: 1884,
+                tls: false
+            }
+        );
+        assert!(b("http://x:1").unwrap_err().contains("scheme"));
+        assert!(b("mqtt://u:p@x:1").unwrap_err().contains("credentials"));
+        assert!(b("127.0.0.1:1883").is_err());
+        assert!(b("mqtt://x:port").unwrap_err().contains("port"));
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(
+            validate(&DaemonConfig::default()),
+            Vec::<(String, String)>::new()
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let mut c = DaemonConfig::default();
+        c.daemon.timezone = "Mars/Olympus".into();
+        c.mqtt.url = "mqtt://x:99999".into();
+        c.mqtt.mappings.push(MappingConfig {
+            filter: "a/#/b".into(),
+            site_segment: 0,
+            payload: PayloadFormat::Number,
+            metric: None,
+            scale: Some(0.0),
+            fields: vec![],
+            ts_path: None,
+        });
+        c.influxdb.api = InfluxApi::V1;
+        c.influxdb.database.clear();
+        c.http.listen = "localhost".into();
+        let keys: Vec<String> = validate(&c).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "daemon.timezone",
+                "mqtt.url",
+                "mqtt.mappings[0].filter",
+                "mqtt.mappings[0].metric",
+                "mqtt.mappings[0].scale",
+                "influxdb.database",
+                "http.listen"
+            ]
+        );
+    }
+}
