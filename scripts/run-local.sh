@@ -9,15 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v mosquitto >/dev/null || need+=(mosquitto)
-command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
-command -v influxd >/dev/null || need+=(influxdb)
-if ((${#need[@]})); then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. scripts/lib/packages.sh
+ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb
 
 run=$(mktemp -d /tmp/floodguard-local.XXXXXX)
 chmod 777 "$run"

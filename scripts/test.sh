@@ -10,19 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v mosquitto >/dev/null || need+=(mosquitto)
-command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
-command -v influxd >/dev/null || need+=(influxdb)
-command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
-command -v promtool >/dev/null || need+=(prometheus)
-if ((${#need[@]})); then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "== installing: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+. scripts/lib/packages.sh
+ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
+  victoria-metrics:victoria-metrics promtool:prometheus
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

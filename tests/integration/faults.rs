@@ -40,6 +40,24 @@ async fn stored(influx: &Influx) -> (BTreeSet<u64>, i64) {
     (set, total)
 }
 
+/// Waits for all `N` readings in InfluxDB, then checks each is there once.
+async fn assert_every_reading_once(influx: &Influx) {
+    wait_for(
+        "all 20,000 in InfluxDB",
+        Duration::from_secs(60),
+        || async {
+            let c = influx
+                .count("flood", "SELECT count(seq) FROM telemetry")
+                .await;
+            (c >= N as i64).then_some(())
+        },
+    )
+    .await;
+    let (set, total) = stored(influx).await;
+    assert_eq!(set.len() as u64, N, "every reading present");
+    assert_eq!(total, N as i64, "none twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influxdb_down_for_20_s_loses_nothing_and_duplicates_nothing() {
     let broker = Mosquitto::start();
@@ -104,21 +122,7 @@ async fn influxdb_down_for_20_s_loses_nothing_and_duplicates_nothing() {
     }
     influx.start_again();
 
-    wait_for(
-        "all 20,000 in InfluxDB",
-        Duration::from_secs(60),
-        || async {
-            (influx
-                .count("flood", "SELECT count(seq) FROM telemetry")
-                .await
-                >= N as i64)
-                .then_some(())
-        },
-    )
-    .await;
-    let (set, total) = stored(&influx).await;
-    assert_eq!(set.len() as u64, N, "every reading present");
-    assert_eq!(total, N as i64, "none twice");
+    assert_every_reading_once(&influx).await;
     wait_for("/readyz ready again", Duration::from_secs(10), || async {
         (fg.readyz().await?.0 == 200).then_some(())
     })
@@ -173,22 +177,8 @@ async fn sigkill_mid_stream_then_restart_keeps_every_reading() {
     sender.await.unwrap();
     publisher.wait_acked(N, Duration::from_secs(60)).await;
 
-    wait_for(
-        "all 20,000 in InfluxDB after the restart",
-        Duration::from_secs(60),
-        || async {
-            (influx
-                .count("flood", "SELECT count(seq) FROM telemetry")
-                .await
-                >= N as i64)
-                .then_some(())
-        },
-    )
-    .await;
-    let (set, total) = stored(&influx).await;
-    assert_eq!(set.len() as u64, N, "every reading present");
     // Redelivered messages are the same points: InfluxDB keeps one.
-    assert_eq!(total, N as i64);
+    assert_every_reading_once(&influx).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
