@@ -94,11 +94,6 @@ impl<'e> Source<'e> {
             .is_some_and(|o| o == "the environment")
     }
 
-    /// The whole file as one value.
-    pub fn get_root(&self) -> Option<Value> {
-        Some(self.root.clone())
-    }
-
     /// The top-level keys present in the file.
     pub fn keys(&self) -> Vec<String> {
         match &self.root.kind {

@@ -22,6 +22,7 @@ mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use daemon::*;
 pub use error::{ConfigError, ConfigErrors, Origin};
@@ -32,6 +33,8 @@ pub use values::{redact_url, HumanDuration, Secret};
 
 use load::Source;
 
+use crate::plan::{Plan, PlanFile};
+
 /// The validated configuration of one daemon.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,8 +43,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub sites: SitesFile,
     pub teams: TeamsFile,
-    /// The emergency plan, kept as parsed TOML until the plan engine reads it.
-    pub plan: config::Value,
+    /// The emergency plan, compiled for the sites.
+    pub plan: Arc<Plan>,
     /// `daemon.timezone`, resolved.
     pub timezone: chrono_tz::Tz,
 }
@@ -131,9 +134,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         }
     }
 
-    let mut plan = config::Value::default();
-    if let Some(src) = Source::read(&dir.join(PLAN_FILE), None, &mut errors) {
-        plan = src.get_root().unwrap_or_default();
+    let mut plan = None;
+    if let Some(mut src) = Source::read(&dir.join(PLAN_FILE), None, &mut errors) {
+        plan = load_plan(&mut src, &sites);
     }
 
     let timezone = daemon
@@ -142,17 +145,62 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         .parse()
         .unwrap_or(chrono_tz::Asia::Shanghai);
 
-    if errors.is_empty() {
-        Ok(Config {
+    match plan {
+        Some(plan) if errors.is_empty() => Ok(Config {
             main_file: main.to_path_buf(),
             daemon,
             sites,
             teams,
-            plan,
+            plan: Arc::new(plan),
             timezone,
-        })
-    } else {
-        Err(errors)
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Reads `plan.toml` section by section and compiles it for the sites.
+fn load_plan(src: &mut Source<'_>, sites: &SitesFile) -> Option<Plan> {
+    src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards"]);
+    let mut file = PlanFile::default();
+    let mut ok = true;
+    if let Some(v) = src.get("defaults") {
+        match src.section("defaults", v) {
+            Some(d) => file.defaults = d,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = src.get("kinds") {
+        match v.kind {
+            config::ValueKind::Table(t) => {
+                for (name, spec) in t {
+                    match src.section(&format!("kinds.{name}"), spec) {
+                        Some(k) => {
+                            file.kinds.insert(name, k);
+                        }
+                        None => ok = false,
+                    }
+                }
+            }
+            _ => src.error("kinds", "expected tables [kinds.<kind>]"),
+        }
+    }
+    if let Some(v) = src.get("area") {
+        match src.section("area", v) {
+            Some(a) => file.area = a,
+            None => ok = false,
+        }
+    }
+    file.rules = src.array("rules");
+    file.cards = src.array("cards");
+    match crate::plan::compile(&file, sites) {
+        Ok(plan) if ok => Some(plan),
+        Ok(_) => None,
+        Err(errs) => {
+            for (key, reason) in errs {
+                src.error(&key, reason);
+            }
+            None
+        }
     }
 }
 

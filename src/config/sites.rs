@@ -70,6 +70,14 @@ impl Kind {
             Kind::PumpStation => &[
                 ("pumps", "number of pumps"),
                 ("pump_capacity_m3s", "capacity of one pump (m³/s)"),
+                (
+                    "pump_start_level_m",
+                    "forebay level at which pumps start (m)",
+                ),
+                (
+                    "flood_control_level_m",
+                    "控淹线, the forebay level not to pass (m)",
+                ),
             ],
             Kind::Manhole => &[
                 ("depth_m", "depth of the manhole below its cover (m)"),

@@ -171,6 +171,8 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         "sites.toml:170: sites[14].id: duplicate site id \"XC-JS-01\"",
         "teams.toml:69: teams[2].streets[0]: unknown street \"xinchen\"",
         "teams.toml:82: teams[2].members[1].phone: \"call the office\" is not a phone number",
+        // The missing 保证水位 also leaves a threshold of the plan without a value.
+        "plan.toml:74: rules[1].thresholds.II: \"guarantee_level_m - 0.20\" at site XC-SW-01: unknown name",
     ];
     for want in expected {
         assert!(
@@ -197,4 +199,91 @@ fn a_missing_file_and_a_syntax_error_are_named() {
         "{text}"
     );
     assert!(text.contains("teams.toml: cannot read"), "{text}");
+}
+
+#[test]
+fn plan_mistakes_are_listed_with_file_line_and_key() {
+    let dir = broken(&[
+        // An unknown metric in a condition.
+        (
+            "plan.toml",
+            "when = \"forebay_level_m >= flood_control_level_m - 0.80 && pumps_faulted >= 1\"",
+            "when = \"forebay_levl_m >= 1.8 && pumps_faulted >= 1\"",
+        ),
+        // Thresholds not rising with the level.
+        (
+            "plan.toml",
+            "thresholds = { IV = 15, III = 25, II = 35, I = 50 }",
+            "thresholds = { IV = 15, III = 25, II = 22, I = 50 }",
+        ),
+        // A card missing for a level a rule can reach.
+        (
+            "plan.toml",
+            "kinds = [\"manhole\"]\nlevel = \"I\"",
+            "kinds = [\"manhole\"]\nlevel = \"II\"",
+        ),
+        // An unknown metric for a kind, and a parameter that is not there.
+        (
+            "plan.toml",
+            "metric = \"distance_m\"",
+            "metric = \"distance_cm\"",
+        ),
+        (
+            "plan.toml",
+            "IV = \"pump_start_level_m + 0.20\"",
+            "IV = \"pump_start_m + 0.20\"",
+        ),
+        (
+            "plan.toml",
+            "[area.street]",
+            "[area.street]\nmode = \"max\"",
+        ),
+    ]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let lines: Vec<String> = errs
+        .iter()
+        .map(|e| {
+            e.to_string()
+                .replace(&format!("{}/", dir.path().display()), "")
+        })
+        .collect();
+    let text = lines.join("\n");
+    for want in [
+        "plan.toml:65: rules[0].overrides[0].thresholds: thresholds at CD-JS-02 must rise with the level: III is 25 but II is 22",
+        "plan.toml:96: rules[3].thresholds.IV: \"pump_start_m + 0.20\" at site BH-BZ-01: unknown name \"pump_start_m\"",
+        "plan.toml:104: rules[4].when: unknown metric \"forebay_levl_m\" in the condition for pump_station sites",
+        "plan.toml:122: rules[6].metric: unknown metric \"distance_cm\" for manhole sites",
+        "plan.toml:156: area.street.mode: unknown key",
+        "plan.toml:285: cards[15]: a second card for manhole at level II",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert_eq!(
+        lines.len(),
+        7,
+        "one line per mistake (and per site where the site matters):\n{text}"
+    );
+}
+
+#[test]
+fn a_card_missing_for_a_reachable_level_is_an_error() {
+    let dir = broken(&[(
+        "plan.toml",
+        "[[cards]]\nkinds = [\"rain_gauge\"]\nlevel = \"I\"",
+        "[[cards]]\nkinds = [\"park\"]\nlevel = \"I\"",
+    )]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let text = errs.to_string();
+    assert!(text.contains("unknown kind \"park\""), "{text}");
+    let dir = broken(&[(
+        "plan.toml",
+        "[[cards]]\nkinds = [\"rain_gauge\"]\nlevel = \"I\"",
+        "[[cards]]\nkinds = [\"rain_gauge\"]\nlevel = \"IV\"",
+    )]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let text = errs.to_string();
+    assert!(
+        text.contains("rule \"rainstorm\" can raise rain_gauge sites to level I, but no [[cards]] covers rain_gauge at I"),
+        "{text}"
+    );
 }

@@ -1,0 +1,483 @@
+//! The plan engine: a pure function from readings and time to changes of
+//! response level.
+//!
+//! `step(&mut State, &Plan, Input, now) -> Vec<Transition>` reads no clock
+//! and does no I/O: live, `now` is the receive time; in a replay, the
+//! recorded one. Readings may come late, twice, or after a gap; ticks let
+//! time-based sustains complete, rain windows slide and silent sites go
+//! offline.
+
+mod area;
+pub mod machine;
+pub mod rain;
+mod rules;
+pub mod series;
+mod view;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::level::Level;
+use crate::plan::{Card, Check, Plan};
+use crate::reading::{Reading, TimestampNs, Value, STATUS_METRIC};
+use machine::Machine;
+use rain::Rain;
+use series::Series;
+
+pub use view::{rfc3339, site as site_view, SiteView, TrendView};
+
+/// What the engine is given.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Readings(&'a [Reading]),
+    /// Time passes.
+    Tick,
+}
+
+/// Which way a metric is heading.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Trend {
+    /// Robust slope, units per hour.
+    pub per_hour: f64,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Rising,
+    Falling,
+    Steady,
+}
+
+/// When the next level will be reached at the present trend.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Eta {
+    pub level: Level,
+    pub seconds: f64,
+}
+
+/// A site's level for one rule changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteChange {
+    pub site: Arc<str>,
+    pub site_name: Arc<str>,
+    pub street: Arc<str>,
+    pub kind: crate::config::Kind,
+    pub rule: Arc<str>,
+    pub rule_name: Arc<str>,
+    pub from: Option<Level>,
+    pub to: Option<Level>,
+    /// The metric and value judged (for conditions: the site's primary metric).
+    pub metric: Option<Arc<str>>,
+    pub value: Option<f64>,
+    pub unit: Arc<str>,
+    /// The threshold of the level reached (or left, when cleared).
+    pub threshold: Option<f64>,
+    pub trend: Option<Trend>,
+    pub eta: Option<Eta>,
+    /// The plan card of the level reached.
+    pub card: Option<Arc<Card>>,
+}
+
+/// Why a site is offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineReason {
+    /// No reading for longer than the kind's `stale_after`.
+    Stale,
+    /// The device said so (`flood/{site}/status` = offline, e.g. its last will).
+    Reported,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Site(SiteChange),
+    Offline {
+        site: Arc<str>,
+        last_seen: Option<TimestampNs>,
+        reason: OfflineReason,
+    },
+    Online {
+        site: Arc<str>,
+    },
+    Street {
+        street: Arc<str>,
+        name: Arc<str>,
+        from: Option<Level>,
+        to: Option<Level>,
+    },
+    District {
+        from: Option<Level>,
+        to: Option<Level>,
+    },
+}
+
+/// A change and when it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub at: TimestampNs,
+    pub change: Change,
+}
+
+/// The latest value of a metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latest {
+    pub value: Value,
+    pub ts: TimestampNs,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RuleState {
+    pub machine: Machine,
+    /// The value and threshold behind the last observation.
+    pub value: Option<f64>,
+    pub rain: Option<Rain>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SiteState {
+    pub values: HashMap<Arc<str>, Latest>,
+    /// Parallel to the plan's `SitePlan::history`.
+    pub history: Vec<Series>,
+    /// Parallel to the plan's `SitePlan::rules`.
+    pub rules: Vec<RuleState>,
+    /// `now` of the last reading; the engine's start before any.
+    pub last_seen: Option<TimestampNs>,
+    pub offline: bool,
+    /// The highest level of its rules.
+    pub level: Option<Level>,
+}
+
+/// Everything the engine remembers.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub sites: Vec<SiteState>,
+    pub streets: Vec<Option<Level>>,
+    pub district: Option<Level>,
+    /// Offline counts from here for sites never heard from.
+    pub started_at: TimestampNs,
+}
+
+fn new_site(plan: &Plan, i: usize) -> SiteState {
+    let sp = &plan.sites[i];
+    let longest_rate = sp
+        .rules
+        .iter()
+        .filter_map(|r| match r.check {
+            Check::Rate { per_ns, .. } => Some(per_ns),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let age = plan.trend_window_ns.max(longest_rate);
+    SiteState {
+        values: HashMap::new(),
+        history: sp.history.iter().map(|_| Series::new(age)).collect(),
+        rules: sp
+            .rules
+            .iter()
+            .map(|r| RuleState {
+                rain: match &r.check {
+                    Check::Rain { windows, .. } => {
+                        Some(Rain::new(windows.iter().map(|w| w.0).max().unwrap_or(0)))
+                    }
+                    _ => None,
+                },
+                ..RuleState::default()
+            })
+            .collect(),
+        last_seen: None,
+        offline: false,
+        level: None,
+    }
+}
+
+impl State {
+    pub fn new(plan: &Plan, started_at: TimestampNs) -> Self {
+        State {
+            sites: (0..plan.sites.len()).map(|i| new_site(plan, i)).collect(),
+            streets: vec![None; plan.streets.len()],
+            district: None,
+            started_at,
+        }
+    }
+
+    /// State for a new plan (a reload), keeping what still applies: a site's
+    /// values, history and seen/offline status when it kept its id; a rule's
+    /// level and pending runs when the rule is unchanged, its level alone
+    /// when only its numbers changed. Rules that are gone at a site clear:
+    /// those transitions are returned, stamped `now`.
+    pub fn carry_over(self, old: &Plan, new: &Plan, now: TimestampNs) -> (State, Vec<Transition>) {
+        let mut next = State::new(new, self.started_at);
+        let mut out = Vec::new();
+        let mut old_sites: HashMap<&str, SiteState> =
+            old.sites.iter().map(|s| &*s.id).zip(self.sites).collect();
+        for (i, sp) in new.sites.iter().enumerate() {
+            let Some(mut prev) = old_sites.remove(&*sp.id) else {
+                continue;
+            };
+            let (_, old_sp) = old.site(&sp.id).expect("old site");
+            let st = &mut next.sites[i];
+            st.values = std::mem::take(&mut prev.values);
+            st.last_seen = prev.last_seen;
+            st.offline = prev.offline;
+            for (h, name) in sp.history.iter().enumerate() {
+                if let Some(j) = old_sp.history.iter().position(|n| n == name) {
+                    st.history[h] = std::mem::take(&mut prev.history[j]);
+                }
+            }
+            for (r, rule) in sp.rules.iter().enumerate() {
+                let Some(j) = old_sp.rules.iter().position(|o| o.rule.id == rule.rule.id) else {
+                    continue;
+                };
+                let old_rule = &old_sp.rules[j];
+                let prev_state = std::mem::take(&mut prev.rules[j]);
+                if old_rule == rule {
+                    st.rules[r] = prev_state;
+                } else {
+                    st.rules[r].machine = Machine::at(prev_state.machine.level);
+                    st.rules[r].value = prev_state.value;
+                    if old_rule.check.metric() == rule.check.metric() && st.rules[r].rain.is_some()
+                    {
+                        st.rules[r].rain = prev_state.rain;
+                    }
+                }
+            }
+            // Rules no longer at this site: their levels end.
+            for (j, old_rule) in old_sp.rules.iter().enumerate() {
+                if sp.rules.iter().any(|r| r.rule.id == old_rule.rule.id) {
+                    continue;
+                }
+                if let Some(level) = prev.rules[j].machine.level {
+                    out.push(Transition {
+                        at: now,
+                        change: Change::Site(rules::change(
+                            new,
+                            i,
+                            st,
+                            None,
+                            &old_rule.rule,
+                            Some(level),
+                            None,
+                            None,
+                            None,
+                        )),
+                    });
+                }
+            }
+            st.level = st.rules.iter().filter_map(|r| r.machine.level).max();
+        }
+        // Sites that are gone take their levels with them.
+        for (id, prev) in old_sites {
+            let (oi, old_sp) = old.site(id).expect("old site");
+            for (j, old_rule) in old_sp.rules.iter().enumerate() {
+                if let Some(level) = prev.rules[j].machine.level {
+                    out.push(Transition {
+                        at: now,
+                        change: Change::Site(SiteChange {
+                            site: old_sp.id.clone(),
+                            site_name: old_sp.name.clone(),
+                            street: old.streets[old_sp.street].id.clone(),
+                            kind: old_sp.kind,
+                            rule: old_rule.rule.id.clone(),
+                            rule_name: old_rule.rule.name.clone(),
+                            from: Some(level),
+                            to: None,
+                            metric: None,
+                            value: None,
+                            unit: Arc::from(""),
+                            threshold: None,
+                            trend: None,
+                            eta: None,
+                            card: None,
+                        }),
+                    });
+                }
+            }
+            let _ = oi;
+        }
+        area::update(new, &mut next, now, &mut out);
+        (next, out)
+    }
+}
+
+/// One step of the engine.
+pub fn step(state: &mut State, plan: &Plan, input: Input<'_>, now: TimestampNs) -> Vec<Transition> {
+    let mut out = Vec::new();
+    let mut touched = false;
+    match input {
+        Input::Readings(readings) => {
+            // Conditions judge a message as a whole: once per site and device
+            // time, after all its metrics are in.
+            let mut group: Option<(usize, TimestampNs)> = None;
+            for r in readings {
+                let key = plan.site_index.get(&r.site).map(|&i| (i, r.ts));
+                if let Some(g) = group {
+                    if Some(g) != key {
+                        touched |= conditions(state, plan, g.0, now, &mut out);
+                        group = None;
+                    }
+                }
+                let (changed, newer) = reading(state, plan, r, now, &mut out);
+                touched |= changed;
+                if newer {
+                    group = key;
+                }
+            }
+            if let Some((i, _)) = group {
+                touched |= conditions(state, plan, i, now, &mut out);
+            }
+        }
+        Input::Tick => {
+            for i in 0..plan.sites.len() {
+                touched |= tick_site(state, plan, i, now, &mut out);
+            }
+        }
+    }
+    if touched {
+        area::update(plan, state, now, &mut out);
+    }
+    out
+}
+
+/// Handles one reading: whether a rule level changed, and whether the
+/// reading was newer than the metric's latest (conditions judge those).
+fn reading(
+    state: &mut State,
+    plan: &Plan,
+    r: &Reading,
+    now: TimestampNs,
+    out: &mut Vec<Transition>,
+) -> (bool, bool) {
+    let Some((i, sp)) = plan.site(&r.site) else {
+        return (false, false);
+    };
+    let st = &mut state.sites[i];
+    st.last_seen = Some(now);
+    if &*r.metric == STATUS_METRIC {
+        match (r.value, st.offline) {
+            (Value::Bool(false), false) => {
+                st.offline = true;
+                out.push(Transition {
+                    at: now,
+                    change: Change::Offline {
+                        site: sp.id.clone(),
+                        last_seen: Some(now),
+                        reason: OfflineReason::Reported,
+                    },
+                });
+            }
+            (Value::Bool(true), true) => {
+                st.offline = false;
+                out.push(Transition {
+                    at: now,
+                    change: Change::Online {
+                        site: sp.id.clone(),
+                    },
+                });
+            }
+            _ => {}
+        }
+        st.values.insert(
+            r.metric.clone(),
+            Latest {
+                value: r.value,
+                ts: r.ts,
+            },
+        );
+        return (false, false);
+    }
+    if st.offline {
+        st.offline = false;
+        out.push(Transition {
+            at: now,
+            change: Change::Online {
+                site: sp.id.clone(),
+            },
+        });
+    }
+    // Late or repeated readings: rain counts them (by their time); the
+    // others judge only what is newer than what they have seen.
+    let newer = match st.values.get(&r.metric) {
+        Some(l) => r.ts > l.ts,
+        None => true,
+    };
+    if let (Some(h), Value::Float(v)) = (sp.history.iter().position(|m| *m == r.metric), r.value) {
+        st.history[h].push(r.ts, v);
+    }
+    if newer {
+        st.values.insert(
+            r.metric.clone(),
+            Latest {
+                value: r.value,
+                ts: r.ts,
+            },
+        );
+    }
+    let mut changed = false;
+    if let Some(idx) = sp.by_metric.get(&r.metric) {
+        for &ri in idx {
+            changed |= rules::on_reading(plan, i, st, ri, r, newer, now, out);
+        }
+    }
+    if changed {
+        st.level = st.rules.iter().filter_map(|r| r.machine.level).max();
+    }
+    (changed, newer)
+}
+
+/// Re-evaluates the site's conditions after a message.
+fn conditions(
+    state: &mut State,
+    plan: &Plan,
+    i: usize,
+    now: TimestampNs,
+    out: &mut Vec<Transition>,
+) -> bool {
+    let st = &mut state.sites[i];
+    let mut changed = false;
+    for &ri in &plan.sites[i].conditions {
+        changed |= rules::on_condition(plan, i, st, ri, now, out);
+    }
+    if changed {
+        st.level = st.rules.iter().filter_map(|r| r.machine.level).max();
+    }
+    changed
+}
+
+fn tick_site(
+    state: &mut State,
+    plan: &Plan,
+    i: usize,
+    now: TimestampNs,
+    out: &mut Vec<Transition>,
+) -> bool {
+    let sp = &plan.sites[i];
+    let st = &mut state.sites[i];
+    let seen = st.last_seen.unwrap_or(state.started_at);
+    if !st.offline && now.saturating_sub(seen) > sp.stale_after_ns {
+        st.offline = true;
+        out.push(Transition {
+            at: now,
+            change: Change::Offline {
+                site: sp.id.clone(),
+                last_seen: st.last_seen,
+                reason: OfflineReason::Stale,
+            },
+        });
+    }
+    let mut changed = false;
+    for ri in 0..sp.rules.len() {
+        changed |= rules::on_tick(plan, i, st, ri, now, out);
+    }
+    if changed {
+        st.level = st.rules.iter().filter_map(|r| r.machine.level).max();
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests;

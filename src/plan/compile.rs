@@ -1,0 +1,597 @@
+//! From `plan.toml` and `sites.toml` to the [`Plan`] the engine runs, with
+//! every problem reported as `(key path in plan.toml, reason)`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::expr;
+use super::schema::{
+    AreaSpec, CardSpec, Defaults, Direction, KindSpec, Override, RainInput, RuleSpec, RuleType,
+};
+use super::{ns, AreaRules, Card, Check, Plan, RuleInfo, SitePlan, SiteRule, StreetPlan};
+use crate::config::{is_valid_id, Kind, Site, SitesFile};
+use crate::level::Level;
+
+/// `plan.toml`, deserialized; rules and cards keep their index in the file
+/// (elements that failed to deserialize are already reported and left out).
+#[derive(Debug, Clone, Default)]
+pub struct PlanFile {
+    pub defaults: Defaults,
+    pub kinds: BTreeMap<String, KindSpec>,
+    pub rules: Vec<(usize, RuleSpec)>,
+    pub area: super::schema::Area,
+    pub cards: Vec<(usize, CardSpec)>,
+}
+
+type Errors = Vec<(String, String)>;
+
+/// Does `name` match a declared metric (`*` stands for digits)?
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((pre, post)) => {
+            name.len() > pre.len() + post.len()
+                && name.starts_with(pre)
+                && name.ends_with(post)
+                && name[pre.len()..name.len() - post.len()]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+        }
+    }
+}
+
+fn declared<'k>(spec: &'k KindSpec, metric: &str) -> Option<&'k str> {
+    spec.metrics
+        .iter()
+        .find(|(p, _)| matches_pattern(p, metric))
+        .map(|(_, unit)| unit.as_str())
+}
+
+/// Names a condition may use at a site of `kind`, besides the site's parameters.
+fn condition_name_ok(kind: Kind, spec: &KindSpec, name: &str) -> bool {
+    if declared(spec, name).is_some() {
+        return true;
+    }
+    if let Some(base) = name.strip_suffix("_per_h") {
+        return declared(spec, base).is_some_and(|u| !u.is_empty());
+    }
+    kind == Kind::PumpStation && matches!(name, "pumps_running" | "pumps_faulted")
+}
+
+fn threshold_value(spec: &super::schema::ThresholdSpec, site: &Site) -> Result<f64, String> {
+    match spec {
+        super::schema::ThresholdSpec::Number(n) if n.is_finite() => Ok(*n),
+        super::schema::ThresholdSpec::Number(n) => Err(format!("{n} is not a finite number")),
+        super::schema::ThresholdSpec::Expr(text) => {
+            let tree = expr::parse(text)?;
+            let vars: Vec<(&str, f64)> =
+                site.params.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            expr::eval_number(&tree, &vars)
+                .map_err(|e| format!("{text:?} at site {}: {e}", site.id))
+        }
+    }
+}
+
+/// The override of `rule` that applies to `site` (the last that names it), with its index.
+fn override_for<'r>(rule: &'r RuleSpec, site: &str) -> Option<(usize, &'r Override)> {
+    rule.overrides
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, o)| o.sites.iter().any(|s| s == site))
+}
+
+/// Compiles the plan for the sites. All problems are returned, not the first.
+pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
+    let mut errs: Errors = Vec::new();
+    let site_ids: HashSet<&str> = sites.sites.iter().map(|s| s.id.as_str()).collect();
+
+    // [kinds.*]
+    let mut kinds: HashMap<Kind, &KindSpec> = HashMap::new();
+    for (name, spec) in &file.kinds {
+        match name.parse::<Kind>() {
+            Ok(k) => {
+                kinds.insert(k, spec);
+                if let Some(p) = &spec.primary {
+                    if declared(spec, p).is_none() {
+                        errs.push((
+                            format!("kinds.{name}.primary"),
+                            format!("{p:?} is not among the metrics of {name}"),
+                        ));
+                    }
+                }
+            }
+            Err(e) => errs.push((format!("kinds.{name}"), e)),
+        }
+    }
+    let mut used: Vec<Kind> = sites.sites.iter().map(|s| s.kind).collect();
+    used.sort();
+    used.dedup();
+    for k in &used {
+        if !kinds.contains_key(k) {
+            errs.push((
+                "kinds".into(),
+                format!(
+                    "sites of kind {k} exist but [kinds.{k}] (stale_after, metrics) is missing"
+                ),
+            ));
+        }
+    }
+
+    // [[cards]]
+    let mut cards: HashMap<(Kind, Level), Arc<Card>> = HashMap::new();
+    for (i, c) in &file.cards {
+        if c.kinds.is_empty() {
+            errs.push((
+                format!("cards[{i}].kinds"),
+                "a card needs at least one kind".into(),
+            ));
+        }
+        if c.unit.trim().is_empty() {
+            errs.push((
+                format!("cards[{i}].unit"),
+                "the responsible unit (责任单位) must not be empty".into(),
+            ));
+        }
+        for k in &c.kinds {
+            let card = Card {
+                kind: *k,
+                level: c.level,
+                unit: c.unit.clone(),
+                duties: c.duties.clone(),
+                measures: c.measures.clone(),
+                arrive_within_s: c.arrive_within.get().as_secs(),
+            };
+            if cards.insert((*k, c.level), Arc::new(card)).is_some() {
+                errs.push((
+                    format!("cards[{i}]"),
+                    format!("a second card for {k} at level {}", c.level),
+                ));
+            }
+        }
+    }
+
+    // [[rules]], per site.
+    let mut per_site: Vec<Vec<SiteRule>> = vec![Vec::new(); sites.sites.len()];
+    let mut rule_ids = HashSet::new();
+    for (i, r) in &file.rules {
+        let at = |k: &str| format!("rules[{i}].{k}");
+        if !is_valid_id(&r.id) {
+            errs.push((
+                at("id"),
+                format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", r.id),
+            ));
+        }
+        if !rule_ids.insert(r.id.as_str()) {
+            errs.push((at("id"), format!("duplicate rule id {:?}", r.id)));
+        }
+        if r.kinds.is_empty() && r.sites.is_empty() {
+            errs.push((
+                at("kinds"),
+                "say which kinds or sites the rule applies to".into(),
+            ));
+        }
+        for (j, s) in r.sites.iter().enumerate() {
+            if !site_ids.contains(s.as_str()) {
+                errs.push((at(&format!("sites[{j}]")), format!("unknown site {s:?}")));
+            }
+        }
+        let applies = |s: &Site| r.kinds.contains(&s.kind) || r.sites.contains(&s.id);
+        for (j, o) in r.overrides.iter().enumerate() {
+            for (k, s) in o.sites.iter().enumerate() {
+                match sites.sites.iter().find(|x| &x.id == s) {
+                    None => errs.push((
+                        at(&format!("overrides[{j}].sites[{k}]")),
+                        format!("unknown site {s:?}"),
+                    )),
+                    Some(x) if !applies(x) => errs.push((
+                        at(&format!("overrides[{j}].sites[{k}]")),
+                        format!("the rule does not apply to {s:?} (a {} site)", x.kind),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        let before = errs.len();
+        check_shape(*i, r, &mut errs);
+        if errs.len() > before {
+            continue;
+        }
+        let info = Arc::new(RuleInfo {
+            id: Arc::from(r.id.as_str()),
+            name: Arc::from(r.name.as_str()),
+            kind: r.kind,
+        });
+        let mut missing_cards: HashSet<(Kind, Level)> = HashSet::new();
+        for (si, site) in sites.sites.iter().enumerate() {
+            if !applies(site) {
+                continue;
+            }
+            let Some(kind_spec) = kinds.get(&site.kind) else {
+                continue;
+            };
+            let ov = override_for(r, &site.id);
+            let ov_at = |k: &str| match ov {
+                Some((j, _)) => format!("rules[{i}].overrides[{j}].{k}"),
+                None => format!("rules[{i}].{k}"),
+            };
+            match compile_check(r, ov.map(|o| o.1), site, kind_spec, &ov_at) {
+                Ok(check) => {
+                    for level in check.reachable() {
+                        if !cards.contains_key(&(site.kind, level)) {
+                            missing_cards.insert((site.kind, level));
+                        }
+                    }
+                    let sustain = ov
+                        .and_then(|o| o.1.sustain)
+                        .or(r.sustain)
+                        .unwrap_or(file.defaults.sustain);
+                    let clear = r.clear_sustain.unwrap_or(file.defaults.clear_sustain);
+                    per_site[si].push(SiteRule {
+                        rule: info.clone(),
+                        check,
+                        sustain: sustain.into(),
+                        clear_sustain: clear.into(),
+                    });
+                }
+                Err((key, reason)) => errs.push((key, reason)),
+            }
+        }
+        let mut missing: Vec<_> = missing_cards.into_iter().collect();
+        missing.sort();
+        for (k, l) in missing {
+            errs.push((
+                format!("rules[{i}]"),
+                format!("rule {:?} can raise {k} sites to level {l}, but no [[cards]] covers {k} at {l}", r.id),
+            ));
+        }
+    }
+
+    let street_rules = area(&file.area.street, "area.street", &mut errs);
+    let district_rules = area(&file.area.district, "area.district", &mut errs);
+    if !errs.is_empty() {
+        // The same mistake seen at several sites is one mistake.
+        let mut seen = HashSet::new();
+        errs.retain(|e| seen.insert(e.clone()));
+        return Err(errs);
+    }
+
+    // Assemble.
+    let street_index: HashMap<&str, usize> = sites
+        .streets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut streets: Vec<StreetPlan> = sites
+        .streets
+        .iter()
+        .map(|s| StreetPlan {
+            id: Arc::from(s.id.as_str()),
+            name: Arc::from(s.name.as_str()),
+            sites: Vec::new(),
+        })
+        .collect();
+    let mut plan_sites = Vec::with_capacity(sites.sites.len());
+    for (si, (site, rules)) in sites.sites.iter().zip(per_site).enumerate() {
+        let street = street_index[site.street.as_str()];
+        streets[street].sites.push(si);
+        let spec = kinds[&site.kind];
+        plan_sites.push(site_plan(site, street, spec, rules));
+    }
+    let site_index = plan_sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect();
+    Ok(Plan {
+        district_id: Arc::from(sites.district.id.as_str()),
+        district_name: Arc::from(sites.district.name.as_str()),
+        sites: plan_sites,
+        site_index,
+        streets,
+        street_rules,
+        district_rules,
+        cards,
+        trend_window_ns: ns(file.defaults.trend_window.get()),
+    })
+}
+
+/// Required fields per rule type, independent of sites.
+fn check_shape(i: usize, r: &RuleSpec, errs: &mut Errors) {
+    let at = |k: &str| format!("rules[{i}].{k}");
+    let need = |errs: &mut Errors, present: bool, key: &str, what: &str| {
+        if !present {
+            errs.push((at(key), format!("a {} rule needs {what}", r.kind)));
+        }
+    };
+    match r.kind {
+        RuleType::Level => {
+            need(errs, r.metric.is_some(), "metric", "the metric it judges");
+            need(
+                errs,
+                r.thresholds.as_ref().is_some_and(|t| !t.is_empty()),
+                "thresholds",
+                "thresholds, e.g. { IV = 10, III = 20 }",
+            );
+            if r.deadband.is_some_and(|d| !(d >= 0.0 && d.is_finite())) {
+                errs.push((at("deadband"), "must be a number ≥ 0".into()));
+            }
+        }
+        RuleType::Rate => {
+            need(errs, r.metric.is_some(), "metric", "the metric it watches");
+            need(
+                errs,
+                r.rise.is_some_and(|x| x != 0.0 && x.is_finite()),
+                "rise",
+                "rise (a change per `per`; negative for a fall), not 0",
+            );
+            need(
+                errs,
+                r.per.is_some_and(|p| !p.get().is_zero()),
+                "per",
+                "per (the window, e.g. \"10m\")",
+            );
+            need(errs, r.level.is_some(), "level", "the level it raises");
+        }
+        RuleType::Rain => {
+            need(
+                errs,
+                r.metric.is_some(),
+                "metric",
+                "the rain metric (rain_mm)",
+            );
+            need(
+                errs,
+                !r.windows.is_empty(),
+                "windows",
+                "windows, e.g. [{ within = \"3h\", mm = 50, level = \"II\" }]",
+            );
+            for (j, w) in r.windows.iter().enumerate() {
+                if !(w.mm > 0.0 && w.mm.is_finite()) || w.within.get().is_zero() {
+                    errs.push((
+                        at(&format!("windows[{j}]")),
+                        "a window needs within > 0 and mm > 0".into(),
+                    ));
+                }
+            }
+        }
+        RuleType::Condition => {
+            need(errs, r.when.is_some(), "when", "an expression in `when`");
+            need(errs, r.level.is_some(), "level", "the level it raises");
+        }
+    }
+}
+
+/// The check of rule `r` at `site`, with the override applied.
+fn compile_check(
+    r: &RuleSpec,
+    ov: Option<&Override>,
+    site: &Site,
+    spec: &KindSpec,
+    ov_at: &dyn Fn(&str) -> String,
+) -> Result<Check, (String, String)> {
+    let metric_name = ov
+        .and_then(|o| o.metric.clone())
+        .or_else(|| r.metric.clone());
+    let metric = match (&metric_name, r.kind) {
+        (_, RuleType::Condition) => None,
+        (Some(m), _) => {
+            if declared(spec, m).is_none() {
+                let known: Vec<&str> = spec.metrics.keys().map(String::as_str).collect();
+                return Err((
+                    ov_at("metric"),
+                    format!(
+                        "unknown metric {m:?} for {} sites (declared in [kinds.{}]: {})",
+                        site.kind,
+                        site.kind,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            Some(Arc::<str>::from(m.as_str()))
+        }
+        (None, _) => unreachable!("checked by check_shape"),
+    };
+    match r.kind {
+        RuleType::Level => {
+            let specs = ov
+                .and_then(|o| o.thresholds.as_ref())
+                .or(r.thresholds.as_ref())
+                .expect("checked");
+            let key = if ov.is_some_and(|o| o.thresholds.is_some()) {
+                ov_at("thresholds")
+            } else {
+                rule_key(&ov_at("thresholds"))
+            };
+            let mut thresholds = [None; 4];
+            for (level, t) in specs {
+                let v = threshold_value(t, site).map_err(|e| (format!("{key}.{level}"), e))?;
+                thresholds[usize::from(level.rank() - 1)] = Some(v);
+            }
+            let direction = r.direction;
+            let present: Vec<(Level, f64)> = Level::ALL
+                .iter()
+                .zip(thresholds)
+                .filter_map(|(l, t)| t.map(|t| (*l, t)))
+                .collect();
+            for w in present.windows(2) {
+                let ok = match direction {
+                    Direction::Above => w[1].1 > w[0].1,
+                    Direction::Below => w[1].1 < w[0].1,
+                };
+                if !ok {
+                    let order = if direction == Direction::Above {
+                        "rise"
+                    } else {
+                        "fall"
+                    };
+                    return Err((
+                        key,
+                        format!(
+                            "thresholds at {} must {order} with the level: {} is {} but {} is {}",
+                            site.id, w[0].0, w[0].1, w[1].0, w[1].1
+                        ),
+                    ));
+                }
+            }
+            let deadband = ov.and_then(|o| o.deadband).or(r.deadband).unwrap_or(0.0);
+            Ok(Check::Level {
+                metric: metric.expect("level metric"),
+                direction,
+                thresholds,
+                deadband,
+            })
+        }
+        RuleType::Rate => Ok(Check::Rate {
+            metric: metric.expect("rate metric"),
+            rise: r.rise.expect("checked"),
+            per_ns: ns(r.per.expect("checked").get()),
+            level: r.level.expect("checked"),
+        }),
+        RuleType::Rain => {
+            let mut windows: Vec<(i64, f64, Level)> = r
+                .windows
+                .iter()
+                .map(|w| (ns(w.within.get()), w.mm, w.level))
+                .collect();
+            windows.sort_by_key(|w| w.2);
+            Ok(Check::Rain {
+                metric: metric.expect("rain metric"),
+                input: ov
+                    .and_then(|o| o.input)
+                    .or(r.input)
+                    .unwrap_or(RainInput::Increment),
+                windows,
+            })
+        }
+        RuleType::Condition => {
+            let (text, key) = match ov.and_then(|o| o.when.as_ref()) {
+                Some(w) => (w.clone(), ov_at("when")),
+                None => (r.when.clone().expect("checked"), rule_key(&ov_at("when"))),
+            };
+            let tree = expr::parse(&text).map_err(|e| (key.clone(), e))?;
+            for v in expr::variables(&tree) {
+                if !condition_name_ok(site.kind, spec, &v) && !site.params.contains_key(&v) {
+                    return Err((
+                        key,
+                        format!(
+                            "unknown metric {v:?} in the condition for {} sites (declared in [kinds.{}], or <metric>_per_h, or a site parameter)",
+                            site.kind, site.kind
+                        ),
+                    ));
+                }
+            }
+            Ok(Check::Condition {
+                expr: Arc::new(tree),
+                text: Arc::from(text.as_str()),
+                level: r.level.expect("checked"),
+            })
+        }
+    }
+}
+
+/// `rules[3].overrides[1].when` → `rules[3].when`: the key of the rule itself.
+fn rule_key(key: &str) -> String {
+    match (key.find(".overrides["), key.rfind('.')) {
+        (Some(a), Some(b)) if b > a => format!("{}{}", &key[..a], &key[b..]),
+        _ => key.to_string(),
+    }
+}
+
+fn area(spec: &AreaSpec, key: &str, errs: &mut Errors) -> AreaRules {
+    for (j, e) in spec.escalate.iter().enumerate() {
+        if e.count == 0 {
+            errs.push((
+                format!("{key}.escalate[{j}].count"),
+                "must be at least 1".into(),
+            ));
+        }
+    }
+    AreaRules {
+        max_of_members: spec.max_of_members.unwrap_or(true),
+        escalate: spec
+            .escalate
+            .iter()
+            .map(|e| (e.count, e.at_least, e.to))
+            .collect(),
+    }
+}
+
+fn site_plan(site: &Site, street: usize, spec: &KindSpec, rules: Vec<SiteRule>) -> SitePlan {
+    let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+    let mut conditions = Vec::new();
+    let mut history: Vec<Arc<str>> = Vec::new();
+    let mut keep = |m: &str| {
+        if !history.iter().any(|h| &**h == m) {
+            history.push(Arc::from(m));
+        }
+    };
+    if let Some(p) = &spec.primary {
+        keep(p);
+    }
+    for (ri, r) in rules.iter().enumerate() {
+        match &r.check {
+            Check::Condition { expr, .. } => {
+                conditions.push(ri);
+                for v in expr::variables(expr) {
+                    if let Some(base) = v.strip_suffix("_per_h") {
+                        keep(base);
+                    }
+                }
+            }
+            c => {
+                let m = c.metric().expect("metric");
+                by_metric.entry(m.clone()).or_default().push(ri);
+                if matches!(c, Check::Level { .. } | Check::Rate { .. }) {
+                    keep(m);
+                }
+            }
+        }
+    }
+    let units = spec
+        .metrics
+        .iter()
+        .filter(|(m, _)| !m.contains('*'))
+        .map(|(m, u)| (Arc::from(m.as_str()), Arc::from(u.as_str())))
+        .collect();
+    SitePlan {
+        id: Arc::from(site.id.as_str()),
+        name: Arc::from(site.name.as_str()),
+        kind: site.kind,
+        street,
+        stale_after_ns: ns(spec.stale_after.get()),
+        primary: spec.primary.as_deref().map(Arc::from),
+        units,
+        rules,
+        by_metric,
+        conditions,
+        history,
+        params: site
+            .params
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), *v))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_patterns() {
+        assert!(matches_pattern("pump*_running", "pump1_running"));
+        assert!(matches_pattern("pump*_running", "pump12_running"));
+        assert!(!matches_pattern("pump*_running", "pump_running"));
+        assert!(!matches_pattern("pump*_running", "pumpx_running"));
+        assert!(matches_pattern("level_m", "level_m"));
+        assert!(!matches_pattern("level_m", "level_mm"));
+    }
+
+    #[test]
+    fn rule_keys_drop_the_override() {
+        assert_eq!(rule_key("rules[3].overrides[1].when"), "rules[3].when");
+        assert_eq!(rule_key("rules[3].when"), "rules[3].when");
+    }
+}

@@ -1,0 +1,266 @@
+//! The emergency plan (防汛应急预案), compiled for the engine.
+//!
+//! `plan.toml` ([`schema`]) says it in the engineers' words: rules per kind of
+//! site with per-site overrides, thresholds that may refer to site parameters,
+//! conditions over several metrics, rain windows, area escalations and plan
+//! cards. [`compile`] resolves all of it against `sites.toml` into a [`Plan`]:
+//! for every site, the list of checks that apply to it with numbers, not
+//! names — so the engine only compares.
+
+mod compile;
+pub mod expr;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use compile::{compile, PlanFile};
+pub use schema::{Direction, RainInput, Sustain};
+
+use crate::config::Kind;
+use crate::level::Level;
+use crate::reading::TimestampNs;
+
+/// Nanoseconds in a duration, for arithmetic on timestamps.
+pub fn ns(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// A rule as people know it: id, name, type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleInfo {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub kind: schema::RuleType,
+}
+
+/// A plan card (卡片式应急预案): who acts, what they do, how fast.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Card {
+    pub kind: Kind,
+    pub level: Level,
+    /// 责任单位
+    pub unit: String,
+    /// 职责
+    pub duties: Vec<String>,
+    /// 措施
+    pub measures: Vec<String>,
+    /// 到岗时限, seconds.
+    pub arrive_within_s: u64,
+}
+
+/// How long a change must hold, in the engine's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Readings(u32),
+    ForNs(i64),
+}
+
+impl From<Sustain> for Hold {
+    fn from(s: Sustain) -> Self {
+        match s {
+            Sustain::Readings(n) => Hold::Readings(n),
+            Sustain::For(d) => Hold::ForNs(ns(d.get())),
+        }
+    }
+}
+
+/// What a rule checks at one site, with everything resolved.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// Thresholds per level (index 0 = Ⅳ … 3 = Ⅰ; `None`: the rule has no
+    /// such level), hysteresis by `deadband`.
+    Level {
+        metric: Arc<str>,
+        direction: Direction,
+        thresholds: [Option<f64>; 4],
+        deadband: f64,
+    },
+    /// A change of at least `rise` (negative: a fall) within `per_ns`.
+    Rate {
+        metric: Arc<str>,
+        rise: f64,
+        per_ns: i64,
+        level: Level,
+    },
+    /// Rain windows: (window, mm, level).
+    Rain {
+        metric: Arc<str>,
+        input: RainInput,
+        windows: Vec<(i64, f64, Level)>,
+    },
+    /// An expression over the site's metrics and derived values.
+    Condition {
+        expr: Arc<expr::Tree>,
+        text: Arc<str>,
+        level: Level,
+    },
+}
+
+impl PartialEq for Check {
+    fn eq(&self, other: &Self) -> bool {
+        use Check::*;
+        match (self, other) {
+            (
+                Level {
+                    metric: a,
+                    direction: b,
+                    thresholds: c,
+                    deadband: d,
+                },
+                Level {
+                    metric: e,
+                    direction: f,
+                    thresholds: g,
+                    deadband: h,
+                },
+            ) => a == e && b == f && c == g && d == h,
+            (
+                Rate {
+                    metric: a,
+                    rise: b,
+                    per_ns: c,
+                    level: d,
+                },
+                Rate {
+                    metric: e,
+                    rise: f,
+                    per_ns: g,
+                    level: h,
+                },
+            ) => a == e && b == f && c == g && d == h,
+            (
+                Rain {
+                    metric: a,
+                    input: b,
+                    windows: c,
+                },
+                Rain {
+                    metric: d,
+                    input: e,
+                    windows: f,
+                },
+            ) => a == d && b == e && c == f,
+            (
+                Condition {
+                    text: a, level: b, ..
+                },
+                Condition {
+                    text: c, level: d, ..
+                },
+            ) => a == c && b == d,
+            _ => false,
+        }
+    }
+}
+
+impl Check {
+    /// The metric the check is about, if one.
+    pub fn metric(&self) -> Option<&Arc<str>> {
+        match self {
+            Check::Level { metric, .. }
+            | Check::Rate { metric, .. }
+            | Check::Rain { metric, .. } => Some(metric),
+            Check::Condition { .. } => None,
+        }
+    }
+
+    /// The levels this check can raise.
+    pub fn reachable(&self) -> Vec<Level> {
+        match self {
+            Check::Level { thresholds, .. } => Level::ALL
+                .iter()
+                .zip(thresholds)
+                .filter(|(_, t)| t.is_some())
+                .map(|(l, _)| *l)
+                .collect(),
+            Check::Rate { level, .. } | Check::Condition { level, .. } => vec![*level],
+            Check::Rain { windows, .. } => {
+                let mut v: Vec<Level> = windows.iter().map(|w| w.2).collect();
+                v.sort();
+                v.dedup();
+                v
+            }
+        }
+    }
+}
+
+/// One rule applied to one site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteRule {
+    pub rule: Arc<RuleInfo>,
+    pub check: Check,
+    pub sustain: Hold,
+    pub clear_sustain: Hold,
+}
+
+/// A site with the checks that apply to it.
+#[derive(Debug, Clone)]
+pub struct SitePlan {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub kind: Kind,
+    /// Index into [`Plan::streets`].
+    pub street: usize,
+    pub stale_after_ns: i64,
+    /// The metric shown first, whose trend and ETA the page shows.
+    pub primary: Option<Arc<str>>,
+    pub units: HashMap<Arc<str>, Arc<str>>,
+    pub rules: Vec<SiteRule>,
+    /// Which rules look at a metric (indices into `rules`).
+    pub by_metric: HashMap<Arc<str>, Vec<usize>>,
+    /// Rules that use every metric (conditions).
+    pub conditions: Vec<usize>,
+    /// Metrics whose recent history is kept (trends, rates, conditions' `_per_h`).
+    pub history: Vec<Arc<str>>,
+    pub params: Vec<(Arc<str>, f64)>,
+}
+
+impl SitePlan {
+    pub fn unit(&self, metric: &str) -> &str {
+        self.units.get(metric).map_or("", |u| u)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreetPlan {
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    pub sites: Vec<usize>,
+}
+
+/// Escalation rules of an area, compiled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AreaRules {
+    pub max_of_members: bool,
+    /// (count, at least, to)
+    pub escalate: Vec<(usize, Level, Level)>,
+}
+
+/// The compiled plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub district_id: Arc<str>,
+    pub district_name: Arc<str>,
+    pub sites: Vec<SitePlan>,
+    pub site_index: HashMap<Arc<str>, usize>,
+    pub streets: Vec<StreetPlan>,
+    pub street_rules: AreaRules,
+    pub district_rules: AreaRules,
+    pub cards: HashMap<(Kind, Level), Arc<Card>>,
+    pub trend_window_ns: i64,
+}
+
+impl Plan {
+    pub fn site(&self, id: &str) -> Option<(usize, &SitePlan)> {
+        let i = *self.site_index.get(id)?;
+        Some((i, &self.sites[i]))
+    }
+
+    pub fn card(&self, kind: Kind, level: Level) -> Option<&Arc<Card>> {
+        self.cards.get(&(kind, level))
+    }
+}
+
+/// The time of a reading as the plan sees it.
+pub type Ts = TimestampNs;
