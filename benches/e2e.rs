@@ -25,9 +25,7 @@ const SITES: u64 = 1_000;
 fn sites_toml() -> String {
     let mut s = String::from("[district]\nid = \"bench\"\nname = \"压测区\"\n\n");
     for i in 0..10 {
-        s.push_str(&format!(
-            "[[streets]]\nid = \"street{i}\"\nname = \"街道{i}\"\n\n"
-        ));
+        s.push_str(&format!("[[streets]]\nid = \"street{i}\"\nname = \"街道{i}\"\n\n"));
     }
     for i in 0..SITES {
         s.push_str(&format!(
@@ -50,11 +48,7 @@ fn teams_toml() -> String {
 
 fn message(seq: u64, base_ms: i64) -> (String, Vec<u8>) {
     let topic = format!("flood/S-{:04}/telemetry", seq % SITES);
-    let payload = format!(
-        r#"{{"ts":{},"water_depth_cm":{}.5}}"#,
-        base_ms + seq as i64,
-        seq % 80
-    );
+    let payload = format!(r#"{{"ts":{},"water_depth_cm":{}.5}}"#, base_ms + seq as i64, seq % 80);
     (topic, payload.into_bytes())
 }
 
@@ -97,37 +91,24 @@ fn mosquitto_sub(port: u16, id: &str, count: Option<u64>) -> std::process::Child
         Some(n) => c.args(["-C", &n.to_string()]),
         None => c.args(["-W", "1"]),
     };
-    c.stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto_sub")
+    c.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto_sub")
 }
 
 async fn wait_child(mut c: std::process::Child) {
-    tokio::task::spawn_blocking(move || c.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::task::spawn_blocking(move || c.wait()).await.unwrap().unwrap();
 }
 
 async fn points_written(fg: &Floodguard, n: u64, what: &str) {
     wait_for(what, Duration::from_secs(300), || async {
-        (fg.metric("floodguard_influxdb_points_written_total")
-            .await?
-            >= n as f64)
-            .then_some(())
+        (fg.metric("floodguard_influxdb_points_written_total").await? >= n as f64).then_some(())
     })
     .await;
 }
 
 async fn spooled(fg: &Floodguard, n: u64) {
-    wait_for(
-        "every reading spooled and acked",
-        Duration::from_secs(300),
-        || async {
-            (fg.metric("floodguard_spool_appended_records_total").await? >= n as f64).then_some(())
-        },
-    )
+    wait_for("every reading spooled and acked", Duration::from_secs(300), || async {
+        (fg.metric("floodguard_spool_appended_records_total").await? >= n as f64).then_some(())
+    })
     .await;
 }
 
@@ -162,22 +143,16 @@ async fn run() {
     drop(p);
     let t0 = Instant::now();
     wait_child(mosquitto_sub(broker.port, "bench-ceiling", Some(N))).await;
-    let ceiling_backlog = Figure {
-        what: "backlog: mosquitto_sub drained the broker",
-        secs: t0.elapsed().as_secs_f64(),
-    };
+    let ceiling_backlog =
+        Figure { what: "backlog: mosquitto_sub drained the broker", secs: t0.elapsed().as_secs_f64() };
     let t0 = Instant::now();
     fg.start_again();
     spooled(&fg, N).await;
-    let fg_backlog_ack = Figure {
-        what: "backlog: floodguard spooled+acked",
-        secs: t0.elapsed().as_secs_f64(),
-    };
+    let fg_backlog_ack =
+        Figure { what: "backlog: floodguard spooled+acked", secs: t0.elapsed().as_secs_f64() };
     points_written(&fg, N, "the backlog in InfluxDB").await;
-    let fg_backlog_stored = Figure {
-        what: "backlog: floodguard → InfluxDB",
-        secs: t0.elapsed().as_secs_f64(),
-    };
+    let fg_backlog_stored =
+        Figure { what: "backlog: floodguard → InfluxDB", secs: t0.elapsed().as_secs_f64() };
     let rss_backlog = peak_rss_mb(fg.pid().unwrap());
 
     // 2. Live: a publisher pushes as fast as it can while the consumer runs.
@@ -207,15 +182,9 @@ async fn run() {
     let t0 = Instant::now();
     publish_all(&p, base + N as i64).await;
     spooled(&fg, 2 * N).await;
-    let fg_live_ack = Figure {
-        what: "live: floodguard spooled+acked",
-        secs: t0.elapsed().as_secs_f64(),
-    };
+    let fg_live_ack = Figure { what: "live: floodguard spooled+acked", secs: t0.elapsed().as_secs_f64() };
     points_written(&fg, 2 * N, "the live run in InfluxDB").await;
-    let fg_live_stored = Figure {
-        what: "live: floodguard → InfluxDB",
-        secs: t0.elapsed().as_secs_f64(),
-    };
+    let fg_live_stored = Figure { what: "live: floodguard → InfluxDB", secs: t0.elapsed().as_secs_f64() };
     let rss = peak_rss_mb(fg.pid().unwrap());
     drop(p);
     assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0));
@@ -226,32 +195,15 @@ async fn run() {
     let t0 = Instant::now();
     let published = publish_all(&p, base + 2 * N as i64).await;
     wait_child(sub).await;
-    let ceiling_live = Figure {
-        what: "live: mosquitto_sub received",
-        secs: t0.elapsed().as_secs_f64(),
-    };
-    let publisher = Figure {
-        what: "live: the publisher alone sent",
-        secs: published.as_secs_f64(),
-    };
+    let ceiling_live = Figure { what: "live: mosquitto_sub received", secs: t0.elapsed().as_secs_f64() };
+    let publisher = Figure { what: "live: the publisher alone sent", secs: published.as_secs_f64() };
 
-    let count = influx
-        .count("flood", "SELECT count(water_depth_cm) FROM telemetry")
-        .await;
+    let count = influx.count("flood", "SELECT count(water_depth_cm) FROM telemetry").await;
     println!("end-to-end ingest: {N} readings of {SITES} sites, QoS1, Mosquitto 2.0.11 → floodguard → InfluxDB 1.6.7");
-    println!(
-        "one machine, all processes sharing its cores; rates in messages (= readings) per second"
-    );
+    println!("one machine, all processes sharing its cores; rates in messages (= readings) per second");
     let row = |f: &Figure, ceiling: Option<&Figure>| {
-        let ratio = ceiling.map_or(String::new(), |c| {
-            format!("{:.2} × ceiling", f.rate() / c.rate())
-        });
-        println!(
-            "  {:<45} {:>7.2} s {:>9.0}/s  {ratio}",
-            f.what,
-            f.secs,
-            f.rate()
-        );
+        let ratio = ceiling.map_or(String::new(), |c| format!("{:.2} × ceiling", f.rate() / c.rate()));
+        println!("  {:<45} {:>7.2} s {:>9.0}/s  {ratio}", f.what, f.secs, f.rate());
     };
     row(&ceiling_backlog, None);
     row(&fg_backlog_ack, Some(&ceiling_backlog));

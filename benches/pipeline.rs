@@ -16,15 +16,8 @@ use floodguard::tsdb::line_protocol;
 const NOW: i64 = 1_784_613_900_000_000_000;
 
 fn messages(n: usize) -> (Decoder, Vec<(String, Vec<u8>)>) {
-    let sites: Vec<(String, Kind, String)> = (0..1000)
-        .map(|i| {
-            (
-                format!("S-{i:04}"),
-                Kind::Waterlogging,
-                format!("street{}", i % 10),
-            )
-        })
-        .collect();
+    let sites: Vec<(String, Kind, String)> =
+        (0..1000).map(|i| (format!("S-{i:04}"), Kind::Waterlogging, format!("street{}", i % 10))).collect();
     let catalog = Catalog::from_sites(sites.iter().map(|(id, k, s)| (id.as_str(), *k, s.as_str())));
     let decoder = Decoder::new(Arc::new(catalog), &MqttSection::default());
     let msgs = (0..n)

@@ -11,10 +11,7 @@ use rand::Rng;
 
 /// The delay before retry `attempt`, for a jitter draw `jitter` in `[0, 1)`.
 pub fn delay(min: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
-    let ceiling = min
-        .saturating_mul(2u32.saturating_pow(attempt.min(31)))
-        .min(max)
-        .max(min);
+    let ceiling = min.saturating_mul(2u32.saturating_pow(attempt.min(31))).min(max).max(min);
     let span = ceiling - min;
     min + span.mul_f64(jitter.clamp(0.0, 1.0))
 }
@@ -29,21 +26,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(min: Duration, max: Duration) -> Self {
-        Backoff {
-            min,
-            max,
-            attempt: 0,
-        }
+        Backoff { min, max, attempt: 0 }
     }
 
     /// The next delay; each call doubles the ceiling up to `max`.
     pub fn next_delay(&mut self) -> Duration {
-        let d = delay(
-            self.min,
-            self.max,
-            self.attempt,
-            rand::rng().random::<f64>(),
-        );
+        let d = delay(self.min, self.max, self.attempt, rand::rng().random::<f64>());
         self.attempt = self.attempt.saturating_add(1);
         d
     }
@@ -86,10 +74,7 @@ mod tests {
         let mut b = Backoff::new(MIN, MAX);
         for n in 0..40 {
             let d = b.next_delay();
-            assert!(
-                d >= MIN && d <= delay(MIN, MAX, n, 1.0),
-                "attempt {n}: {d:?}"
-            );
+            assert!(d >= MIN && d <= delay(MIN, MAX, n, 1.0), "attempt {n}: {d:?}");
         }
         b.reset();
         assert_eq!(b.attempts(), 0);

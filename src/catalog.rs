@@ -28,13 +28,7 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn from_config(config: &Config) -> Self {
-        Self::from_sites(
-            config
-                .sites
-                .sites
-                .iter()
-                .map(|s| (s.id.as_str(), s.kind, s.street.as_str())),
-        )
+        Self::from_sites(config.sites.sites.iter().map(|s| (s.id.as_str(), s.kind, s.street.as_str())))
     }
 
     /// Builds a catalogue from `(id, kind, street)`.

@@ -6,7 +6,7 @@
 //! flush to InfluxDB for at most `daemon.shutdown_timeout`, stop HTTP.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,17 +16,17 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::ingest::{Decoder, Ingest};
+use crate::live::{Live, LogSink, TransitionSink};
 use crate::metrics::Metrics;
+use crate::reading::to_ns;
+use crate::reload::Reloader;
 use crate::spool;
 use crate::tsdb::{InfluxClient, Writer, WriterOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("data_dir {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("data_dir {0} is in use by another floodguard (lock held on {0}/floodguard.lock)")]
     Locked(PathBuf),
     #[error("spool: {0}")]
@@ -34,20 +34,14 @@ pub enum DaemonError {
     #[error("{0}")]
     Config(String),
     #[error("http.listen {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    Listen { addr: String, source: std::io::Error },
     #[error("ingest: {0}")]
     Ingest(String),
 }
 
 /// Takes the data directory's lock so two daemons never share one spool.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
-    let err = |source| DaemonError::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let err = |source| DaemonError::DataDir { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -62,8 +56,17 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     }
 }
 
-/// Runs the daemon until `shutdown` fires.
+/// Runs the daemon until `shutdown` fires, with transitions logged.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_with(config, Arc::new(LogSink), shutdown).await
+}
+
+/// Runs the daemon until `shutdown` fires, handing transitions to `sink`.
+pub async fn run_with(
+    config: Config,
+    sink: Arc<dyn TransitionSink>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
@@ -72,13 +75,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let stats = appender.stats();
     let metrics = Arc::new(Metrics::new());
     let client = InfluxClient::new(&d.influxdb).map_err(DaemonError::Config)?;
-    let health = Arc::new(Health::new(
-        stats.clone(),
-        client.as_ref().map(|_| d.influxdb.max_lag.get()),
-    ));
-    let pending = stats
-        .pending_records
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let health = Arc::new(Health::new(stats.clone(), client.as_ref().map(|_| d.influxdb.max_lag.get())));
+    let pending = stats.pending_records.load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         data_dir = %data_dir.display(),
         sites = config.sites.sites.len(),
@@ -87,26 +85,43 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         "floodguard starting"
     );
 
-    let listener =
-        TcpListener::bind(&d.http.listen)
-            .await
-            .map_err(|source| DaemonError::Listen {
-                addr: d.http.listen.clone(),
-                source,
-            })?;
+    let appender = Arc::new(Mutex::new(appender));
+    let live = Arc::new(Live::new(
+        config.plan.clone(),
+        sink,
+        Some(appender.clone()),
+        metrics.clone(),
+        config.timezone,
+        to_ns(chrono::Utc::now()),
+    ));
+    let decoder =
+        Arc::new(RwLock::new(Arc::new(Decoder::new(Arc::new(Catalog::from_config(&config)), &d.mqtt))));
+    let resubscribe = Arc::new(tokio::sync::Notify::new());
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        live.clone(),
+        decoder.clone(),
+        resubscribe.clone(),
+        metrics.clone(),
+    ));
+
+    let listener = TcpListener::bind(&d.http.listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: d.http.listen.clone(), source })?;
     tracing::info!(addr = %d.http.listen, "HTTP listening");
     let stop_http = CancellationToken::new();
     let app = http::router(AppState {
         metrics: metrics.clone(),
         health: health.clone(),
+        live: live.clone(),
+        reloader: Some(reloader.clone()),
+        api_token: d.http.api_token.clone(),
+        max_body: d.http.max_body,
     });
     let http_task = tokio::spawn({
         let stop = stop_http.clone();
         async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-            {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }
@@ -114,9 +129,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     let stop_fsync = CancellationToken::new();
     let fsync_interval = d.spool.fsync_interval.get();
-    let fsync_task = (!fsync_interval.is_zero())
-        .then(|| tokio::spawn(appender.syncer().run(fsync_interval, stop_fsync.clone())));
-    let syncer = appender.syncer();
+    let fsync_task = (!fsync_interval.is_zero()).then(|| {
+        tokio::spawn(appender.lock().expect("spool lock").syncer().run(fsync_interval, stop_fsync.clone()))
+    });
+    let syncer = appender.lock().expect("spool lock").syncer();
 
     let stop_writer = CancellationToken::new();
     let writer_task = client.map(|client| {
@@ -138,11 +154,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         tokio::spawn(w.run(stop_writer.clone()))
     });
 
+    let stop_engine = CancellationToken::new();
+    let (readings_tx, readings_rx) = tokio::sync::mpsc::unbounded_channel();
+    let engine_task = tokio::spawn(live.clone().run(readings_rx, stop_engine.clone()));
+    let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_engine.clone()));
+
     let stop_ingest = CancellationToken::new();
-    let decoder = Arc::new(Decoder::new(
-        Arc::new(Catalog::from_config(&config)),
-        &d.mqtt,
-    ));
     let ingest = Ingest {
         mqtt: d.mqtt.clone(),
         decoder,
@@ -150,7 +167,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         fsync_each_write: fsync_interval.is_zero(),
         metrics: metrics.clone(),
         health: health.clone(),
-        readings_out: None,
+        readings_out: Some(readings_tx),
+        resubscribe,
     };
     let mut ingest_task = tokio::spawn(ingest.run(stop_ingest.clone()));
 
@@ -164,6 +182,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         Some(r) => r,
         None => ingest_task.await,
     };
+    // The engine takes what ingest handed over (the channel closed with it).
+    let _ = engine_task.await;
+    stop_engine.cancel();
+    let _ = sighup_task.await;
     stop_fsync.cancel();
     if let Some(t) = fsync_task {
         let _ = t.await;
@@ -182,5 +204,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DaemonError::Ingest(e)),
         Err(e) => Err(DaemonError::Ingest(e.to_string())),
+    }
+}
+
+/// SIGHUP re-reads the configuration.
+async fn reload_on_sighup(reloader: Arc<Reloader>, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; use POST /api/v1/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            }
+            _ = stop.cancelled() => return,
+        }
     }
 }

@@ -25,12 +25,7 @@ pub struct Health {
 
 impl Health {
     pub fn new(spool: Arc<SpoolStats>, max_lag: Option<Duration>) -> Self {
-        Health {
-            mqtt_connected: AtomicBool::new(false),
-            influx_error: Mutex::new(None),
-            max_lag,
-            spool,
-        }
+        Health { mqtt_connected: AtomicBool::new(false), influx_error: Mutex::new(None), max_lag, spool }
     }
 
     pub fn set_influx_error(&self, e: Option<String>) {
@@ -94,11 +89,7 @@ pub fn judge(s: Snapshot) -> Readiness {
     };
     Readiness {
         ready: problems.is_empty(),
-        broker: if s.mqtt_connected {
-            "connected"
-        } else {
-            "disconnected"
-        },
+        broker: if s.mqtt_connected { "connected" } else { "disconnected" },
         storage,
         spool_pending_records: s.pending_records,
         spool_lag_seconds: s.lag_seconds,
@@ -129,10 +120,7 @@ mod tests {
 
     #[test]
     fn not_ready_without_the_broker() {
-        let r = judge(Snapshot {
-            mqtt_connected: false,
-            ..snap()
-        });
+        let r = judge(Snapshot { mqtt_connected: false, ..snap() });
         assert!(!r.ready);
         assert_eq!(r.broker, "disconnected");
     }
@@ -163,12 +151,7 @@ mod tests {
 
     #[test]
     fn spool_only_ignores_lag() {
-        let r = judge(Snapshot {
-            max_lag: None,
-            lag_seconds: 1e6,
-            pending_records: 9,
-            ..snap()
-        });
+        let r = judge(Snapshot { max_lag: None, lag_seconds: 1e6, pending_records: 9, ..snap() });
         assert!(r.ready);
         assert_eq!(r.storage, "spool only");
     }

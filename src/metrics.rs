@@ -37,6 +37,9 @@ pub struct Metrics {
     pub batches_rejected: IntCounter,
     pub write_duration: Histogram,
     pub write_failures: IntCounterVec,
+    pub engine_transitions: IntCounterVec,
+    pub sites_offline: IntGauge,
+    pub reloads: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -51,13 +54,7 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     g
 }
 
-fn counter_vec(
-    r: &Registry,
-    name: &str,
-    help: &str,
-    label: &str,
-    values: &[&str],
-) -> IntCounterVec {
+fn counter_vec(r: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
     // Every label value is shown from the start, at 0: a cause that never
@@ -88,24 +85,13 @@ impl Metrics {
                 "floodguard_influxdb_write_duration_seconds",
                 "Time of one write request to InfluxDB, successful or not.",
             )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .expect("valid metric");
-        r.register(Box::new(write_duration.clone()))
-            .expect("unique metric");
+        r.register(Box::new(write_duration.clone())).expect("unique metric");
         Metrics {
-            mqtt_messages: counter(
-                &r,
-                "floodguard_mqtt_messages_received_total",
-                "MQTT messages received.",
-            ),
-            mqtt_connected: gauge(
-                &r,
-                "floodguard_mqtt_connected",
-                "1 while connected to the broker.",
-            ),
+            mqtt_messages: counter(&r, "floodguard_mqtt_messages_received_total", "MQTT messages received."),
+            mqtt_connected: gauge(&r, "floodguard_mqtt_connected", "1 while connected to the broker."),
             mqtt_connections: counter(
                 &r,
                 "floodguard_mqtt_connections_total",
@@ -121,11 +107,7 @@ impl Metrics {
                 "floodguard_mqtt_subscribes_total",
                 "Subscriptions sent (at start and whenever the broker lost the session).",
             ),
-            readings: counter(
-                &r,
-                "floodguard_readings_total",
-                "Readings decoded from valid messages.",
-            ),
+            readings: counter(&r, "floodguard_readings_total", "Readings decoded from valid messages."),
             decode_errors: counter_vec(
                 &r,
                 "floodguard_decode_errors_total",
@@ -159,11 +141,7 @@ impl Metrics {
                 "floodguard_spool_corrupt_records_total",
                 "Damaged or torn spool records skipped since start.",
             ),
-            spool_fsyncs: counter(
-                &r,
-                "floodguard_spool_fsyncs_total",
-                "fsync calls on the spool.",
-            ),
+            spool_fsyncs: counter(&r, "floodguard_spool_fsyncs_total", "fsync calls on the spool."),
             points_written: counter(
                 &r,
                 "floodguard_influxdb_points_written_total",
@@ -187,6 +165,25 @@ impl Metrics {
                 "class",
                 &retry::CLASSES,
             ),
+            engine_transitions: counter_vec(
+                &r,
+                "floodguard_engine_transitions_total",
+                "Changes the plan engine made, by type.",
+                "type",
+                &["site", "offline", "online", "street", "district"],
+            ),
+            sites_offline: gauge(
+                &r,
+                "floodguard_sites_offline",
+                "Sites currently offline (stale or reported).",
+            ),
+            reloads: counter_vec(
+                &r,
+                "floodguard_config_reloads_total",
+                "Configuration reloads, by result.",
+                "result",
+                &["applied", "refused"],
+            ),
             registry: r,
         }
     }
@@ -194,24 +191,14 @@ impl Metrics {
     /// The text exposition, with the spool figures read at this moment.
     pub fn render(&self, spool: Option<&SpoolStats>, now_ms: i64) -> String {
         if let Some(s) = spool {
-            self.spool_pending_records
-                .set(s.pending_records.load(Ordering::Relaxed).max(0));
-            self.spool_pending_bytes
-                .set(s.pending_bytes.load(Ordering::Relaxed).max(0));
+            self.spool_pending_records.set(s.pending_records.load(Ordering::Relaxed).max(0));
+            self.spool_pending_bytes.set(s.pending_bytes.load(Ordering::Relaxed).max(0));
             self.spool_lag_seconds.set(lag_seconds(s, now_ms));
-            set_counter(
-                &self.spool_appended_records,
-                s.appended_records.load(Ordering::Relaxed),
-            );
-            set_counter(
-                &self.spool_corrupt_frames,
-                s.corrupt_frames.load(Ordering::Relaxed),
-            );
+            set_counter(&self.spool_appended_records, s.appended_records.load(Ordering::Relaxed));
+            set_counter(&self.spool_corrupt_frames, s.corrupt_frames.load(Ordering::Relaxed));
             set_counter(&self.spool_fsyncs, s.fsyncs.load(Ordering::Relaxed));
         }
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_default()
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
 
@@ -243,16 +230,14 @@ mod tests {
         let text = m.render(Some(&SpoolStats::default()), 0);
         for cause in DecodeError::CAUSES {
             assert!(
-                text.contains(&format!(
-                    "floodguard_decode_errors_total{{cause=\"{cause}\"}} 0"
-                )),
+                text.contains(&format!("floodguard_decode_errors_total{{cause=\"{cause}\"}} 0")),
                 "{cause}"
             );
         }
         for class in retry::CLASSES {
-            assert!(text.contains(&format!(
-                "floodguard_influxdb_write_failures_total{{class=\"{class}\"}} 0"
-            )));
+            assert!(
+                text.contains(&format!("floodguard_influxdb_write_failures_total{{class=\"{class}\"}} 0"))
+            );
         }
         assert!(text.contains("# TYPE floodguard_influxdb_write_duration_seconds histogram"));
     }
@@ -265,14 +250,8 @@ mod tests {
         s.oldest_pending_ms.store(1_000, Ordering::Relaxed);
         s.appended_records.store(40, Ordering::Relaxed);
         let text = m.render(Some(&s), 6_500);
-        assert!(
-            text.contains("floodguard_spool_pending_records 12"),
-            "{text}"
-        );
+        assert!(text.contains("floodguard_spool_pending_records 12"), "{text}");
         assert!(text.contains("floodguard_spool_lag_seconds 5.5"), "{text}");
-        assert!(
-            text.contains("floodguard_spool_appended_records_total 40"),
-            "{text}"
-        );
+        assert!(text.contains("floodguard_spool_appended_records_total 40"), "{text}");
     }
 }

@@ -73,11 +73,7 @@ pub fn is_valid_metric(name: &str) -> bool {
 ///
 /// Instants outside 1677..2262 (the range of an `i64` of nanoseconds) saturate.
 pub fn to_ns(t: DateTime<Utc>) -> TimestampNs {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
-    })
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Converts nanoseconds since the epoch back to a UTC instant.

@@ -34,7 +34,7 @@ string_enum! {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct DaemonSection {
     /// Spool segments, the writer's cursor, rejected batches, SQLite state.
@@ -66,7 +66,7 @@ string_enum! {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct LogSection {
     pub format: LogFormat,
@@ -76,14 +76,11 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        LogSection { format: LogFormat::Text, level: "info".into() }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct MqttSection {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
@@ -151,7 +148,7 @@ string_enum! {
 
 /// `[[mqtt.mappings]]`: an existing device's topic and payload, mapped onto
 /// floodguard's readings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MappingConfig {
     /// MQTT topic filter, with `+` and `#` wildcards: `legacy/+/depth`.
     pub filter: String,
@@ -169,7 +166,7 @@ pub struct MappingConfig {
     pub ts_path: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FieldMapping {
     /// Dotted path into the JSON object: `data.depth`, `pumps.0.running`.
     pub path: String,
@@ -193,7 +190,7 @@ string_enum! {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct InfluxSection {
     /// Empty: spool only, nothing is sent.
@@ -246,7 +243,7 @@ impl Default for InfluxSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct SpoolSection {
     /// How often written records are forced to disk. A record is acked to the
@@ -259,14 +256,11 @@ pub struct SpoolSection {
 
 impl Default for SpoolSection {
     fn default() -> Self {
-        SpoolSection {
-            fsync_interval: HumanDuration::millis(200),
-            segment_size: 16 * 1024 * 1024,
-        }
+        SpoolSection { fsync_interval: HumanDuration::millis(200), segment_size: 16 * 1024 * 1024 }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct HttpSection {
     pub listen: String,
@@ -278,23 +272,19 @@ pub struct HttpSection {
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection {
-            listen: "127.0.0.1:8080".into(),
-            api_token: Secret::default(),
-            max_body: 64 * 1024,
-        }
+        HttpSection { listen: "127.0.0.1:8080".into(), api_token: Secret::default(), max_body: 64 * 1024 }
     }
 }
 
 /// `[channels.*]`: how notifications leave floodguard.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default)]
 pub struct ChannelsSection {
     pub email: Option<EmailChannel>,
     pub sms: Option<SmsChannel>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EmailChannel {
     /// `smtp://host:25`, `smtps://user:pass@host:465`, `smtp://host:587?tls=required`.
     pub smtp_url: String,
@@ -309,7 +299,7 @@ string_enum! {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SmsChannel {
     pub provider: SmsProvider,
     /// For `provider = "http"`: where requests go.
@@ -338,19 +328,12 @@ impl MqttSection {
         };
         let authority = rest.split('/').next().unwrap_or("");
         if authority.contains('@') {
-            return Err(
-                "put credentials in mqtt.username and mqtt.password, not in the URL".into(),
-            );
+            return Err("put credentials in mqtt.username and mqtt.password, not in the URL".into());
         }
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("port {p:?} is not a number"))?;
-                (
-                    h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                    port,
-                )
+                let port = p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number"))?;
+                (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
             }
             _ => (authority.to_string(), if tls { 8883 } else { 1883 }),
         };

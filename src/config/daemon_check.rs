@@ -14,22 +14,13 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     let mut err = |k: &str, r: String| errs.push((k.to_string(), r));
 
     if c.daemon.timezone.parse::<chrono_tz::Tz>().is_err() {
-        err(
-            "daemon.timezone",
-            format!(
-                "unknown time zone {:?} (e.g. \"Asia/Shanghai\")",
-                c.daemon.timezone
-            ),
-        );
+        err("daemon.timezone", format!("unknown time zone {:?} (e.g. \"Asia/Shanghai\")", c.daemon.timezone));
     }
     if c.daemon.data_dir.as_os_str().is_empty() {
         err("daemon.data_dir", "must not be empty".into());
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
-        err(
-            "log.level",
-            format!("invalid filter {:?}: {e}", c.log.level),
-        );
+        err("log.level", format!("invalid filter {:?}: {e}", c.log.level));
     }
 
     let m = &c.mqtt;
@@ -38,10 +29,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("mqtt.url", e.clone());
     }
     if m.client_id.trim().is_empty() {
-        err(
-            "mqtt.client_id",
-            "must not be empty: the persistent session lives under it".into(),
-        );
+        err("mqtt.client_id", "must not be empty: the persistent session lives under it".into());
     }
     for (key, path) in [
         ("mqtt.ca_file", &m.ca_file),
@@ -55,17 +43,11 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         }
     }
     if m.client_cert.is_some() != m.client_key.is_some() {
-        err(
-            "mqtt.client_cert",
-            "give both client_cert and client_key, or neither".into(),
-        );
+        err("mqtt.client_cert", "give both client_cert and client_key, or neither".into());
     }
     if let Ok(b) = &broker {
         if !b.tls && (m.ca_file.is_some() || m.client_cert.is_some()) {
-            err(
-                "mqtt.url",
-                "certificates are given but the URL is not mqtts://".into(),
-            );
+            err("mqtt.url", "certificates are given but the URL is not mqtts://".into());
         }
     }
     if m.password.is_some() && m.username.is_none() {
@@ -74,17 +56,11 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if m.max_payload == 0 || m.max_payload >= m.max_packet_size {
         err(
             "mqtt.max_payload",
-            format!(
-                "must be above 0 and below mqtt.max_packet_size ({})",
-                m.max_packet_size
-            ),
+            format!("must be above 0 and below mqtt.max_packet_size ({})", m.max_packet_size),
         );
     }
     if m.reconnect_min > m.reconnect_max || m.reconnect_min.get().is_zero() {
-        err(
-            "mqtt.reconnect_min",
-            "must be above 0 and at most mqtt.reconnect_max".into(),
-        );
+        err("mqtt.reconnect_min", "must be above 0 and at most mqtt.reconnect_max".into());
     }
     if m.keep_alive.get().as_secs() < 5 {
         err("mqtt.keep_alive", "must be at least 5s".into());
@@ -98,23 +74,14 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     for (i, map) in m.mappings.iter().enumerate() {
         let at = |k: &str| format!("mqtt.mappings[{i}].{k}");
         if !rumqttc::valid_filter(&map.filter) {
-            err(
-                &at("filter"),
-                format!("{:?} is not a valid MQTT topic filter", map.filter),
-            );
+            err(&at("filter"), format!("{:?} is not a valid MQTT topic filter", map.filter));
         } else {
             let segs: Vec<&str> = map.filter.split('/').collect();
             let hash = segs.iter().position(|s| *s == "#");
             if map.site_segment >= segs.len() && hash.is_none() {
-                err(
-                    &at("site_segment"),
-                    format!("the filter has only {} segments (0-based)", segs.len()),
-                );
+                err(&at("site_segment"), format!("the filter has only {} segments (0-based)", segs.len()));
             } else if hash.is_some_and(|h| map.site_segment > h) {
-                err(
-                    &at("site_segment"),
-                    "the site segment lies past the # wildcard".into(),
-                );
+                err(&at("site_segment"), "the site segment lies past the # wildcard".into());
             }
         }
         match map.payload {
@@ -122,16 +89,10 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
                 match &map.metric {
                     Some(name) if valid_metric(name) => {}
                     Some(name) => err(&at("metric"), format!("invalid metric name {name:?}")),
-                    None => err(
-                        &at("metric"),
-                        "a number payload needs the metric it is".into(),
-                    ),
+                    None => err(&at("metric"), "a number payload needs the metric it is".into()),
                 }
                 if !map.fields.is_empty() || map.ts_path.is_some() {
-                    err(
-                        &at("fields"),
-                        "fields and ts_path are for payload = \"json\"".into(),
-                    );
+                    err(&at("fields"), "fields and ts_path are for payload = \"json\"".into());
                 }
                 if let Some(s) = map.scale {
                     if !s.is_finite() || s == 0.0 {
@@ -141,23 +102,14 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
             }
             PayloadFormat::Json => {
                 if map.fields.is_empty() {
-                    err(
-                        &at("fields"),
-                        "a JSON payload needs at least one { path, metric }".into(),
-                    );
+                    err(&at("fields"), "a JSON payload needs at least one { path, metric }".into());
                 }
                 if map.metric.is_some() || map.scale.is_some() {
-                    err(
-                        &at("metric"),
-                        "metric and scale are for payload = \"number\"; use fields".into(),
-                    );
+                    err(&at("metric"), "metric and scale are for payload = \"number\"; use fields".into());
                 }
                 for (j, f) in map.fields.iter().enumerate() {
                     if f.path.is_empty() {
-                        err(
-                            &format!("mqtt.mappings[{i}].fields[{j}].path"),
-                            "must not be empty".into(),
-                        );
+                        err(&format!("mqtt.mappings[{i}].fields[{j}].path"), "must not be empty".into());
                     }
                     if !valid_metric(&f.metric) {
                         err(
@@ -180,10 +132,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if !x.url.is_empty() {
         match reqwest::Url::parse(&x.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => err(
-                "influxdb.url",
-                format!("scheme {:?} is not http or https", u.scheme()),
-            ),
+            Ok(u) => err("influxdb.url", format!("scheme {:?} is not http or https", u.scheme())),
             Err(e) => err("influxdb.url", format!("{:?} is not a URL: {e}", x.url)),
         }
         match x.api {
@@ -206,10 +155,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("influxdb.batch_size", "must be at least 1".into());
     }
     if x.retry_min > x.retry_max || x.retry_min.get().is_zero() {
-        err(
-            "influxdb.retry_min",
-            "must be above 0 and at most influxdb.retry_max".into(),
-        );
+        err("influxdb.retry_min", "must be above 0 and at most influxdb.retry_max".into());
     }
     if x.timeout.get().is_zero() {
         err("influxdb.timeout", "must be above 0".into());
@@ -218,10 +164,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("spool.segment_size", "must be at least 65536 bytes".into());
     }
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
-        err(
-            "http.listen",
-            format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen),
-        );
+        err("http.listen", format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen));
     }
     if let Some(sms) = &c.channels.sms {
         if sms.provider == SmsProvider::Http && sms.url.is_none() {
@@ -237,36 +180,18 @@ mod tests {
 
     #[test]
     fn broker_urls() {
-        let b = |url: &str| {
-            MqttSection {
-                url: url.into(),
-                ..Default::default()
-            }
-            .broker()
-        };
+        let b = |url: &str| MqttSection { url: url.into(), ..Default::default() }.broker();
         assert_eq!(
             b("mqtt://127.0.0.1:1883").unwrap(),
-            BrokerAddr {
-                host: "127.0.0.1".into(),
-                port: 1883,
-                tls: false
-            }
+            BrokerAddr { host: "127.0.0.1".into(), port: 1883, tls: false }
         );
         assert_eq!(
             b("mqtts://broker.example").unwrap(),
-            BrokerAddr {
-                host: "broker.example".into(),
-                port: 8883,
-                tls: true
-            }
+            BrokerAddr { host: "broker.example".into(), port: 8883, tls: true }
         );
         assert_eq!(
             b("mqtt://[::1]:1884").unwrap(),
-            BrokerAddr {
-                host: "::1".into(),
-                port: 1884,
-                tls: false
-            }
+            BrokerAddr { host: "::1".into(), port: 1884, tls: false }
         );
         assert!(b("http://x:1").unwrap_err().contains("scheme"));
         assert!(b("mqtt://u:p@x:1").unwrap_err().contains("credentials"));
@@ -276,10 +201,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(
-            validate(&DaemonConfig::default()),
-            Vec::<(String, String)>::new()
-        );
+        assert_eq!(validate(&DaemonConfig::default()), Vec::<(String, String)>::new());
     }
 
     #[test]

@@ -29,10 +29,7 @@ pub struct ConfigError {
 impl ConfigError {
     pub fn in_file(path: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
-            origin: Origin::File {
-                path: path.to_path_buf(),
-                line: None,
-            },
+            origin: Origin::File { path: path.to_path_buf(), line: None },
             key: key.into(),
             reason: reason.into(),
         }
@@ -42,10 +39,7 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.origin {
-            Origin::File {
-                path,
-                line: Some(line),
-            } => write!(f, "{}:{line}", path.display())?,
+            Origin::File { path, line: Some(line) } => write!(f, "{}:{line}", path.display())?,
             Origin::File { path, line: None } => write!(f, "{}", path.display())?,
             Origin::Env(var) => write!(f, "environment {var}")?,
         }
@@ -79,11 +73,7 @@ impl ConfigErrors {
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "{n} configuration error{}:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{n} configuration error{}:", if n == 1 { "" } else { "s" })?;
         for e in &self.0 {
             writeln!(f, "  {e}")?;
         }
@@ -133,11 +123,7 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 enum Segment<'a> {
@@ -199,25 +185,16 @@ location = { lat = 91.0, lon = 120.0 }
     #[test]
     fn display_names_file_line_key_and_reason() {
         let e = ConfigError {
-            origin: Origin::File {
-                path: "config/sites.toml".into(),
-                line: Some(11),
-            },
+            origin: Origin::File { path: "config/sites.toml".into(), line: Some(11) },
             key: "sites[1].kind".into(),
             reason: "unknown kind \"pump\"".into(),
         };
-        assert_eq!(
-            e.to_string(),
-            "config/sites.toml:11: sites[1].kind: unknown kind \"pump\""
-        );
+        assert_eq!(e.to_string(), "config/sites.toml:11: sites[1].kind: unknown kind \"pump\"");
         let e = ConfigError {
             origin: Origin::Env("FLOODGUARD__MQTT__URL".into()),
             key: "mqtt.url".into(),
             reason: "bad".into(),
         };
-        assert_eq!(
-            e.to_string(),
-            "environment FLOODGUARD__MQTT__URL: mqtt.url: bad"
-        );
+        assert_eq!(e.to_string(), "environment FLOODGUARD__MQTT__URL: mqtt.url: bad");
     }
 }

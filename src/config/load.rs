@@ -40,8 +40,7 @@ impl<'e> Source<'e> {
                 return None;
             }
         };
-        let mut builder =
-            config::Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
+        let mut builder = config::Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
         if let Some(env) = env {
             builder = builder.add_source(
                 Environment::with_prefix(ENV_PREFIX)
@@ -51,20 +50,11 @@ impl<'e> Source<'e> {
             );
         }
         match builder.build() {
-            Ok(c) => Some(Source {
-                path: path.to_path_buf(),
-                text,
-                root: c.cache,
-                errors,
-            }),
+            Ok(c) => Some(Source { path: path.to_path_buf(), text, root: c.cache, errors }),
             Err(e) => {
                 // TOML syntax errors carry their own line and column.
-                let reason = e
-                    .to_string()
-                    .replace('\n', " ")
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ");
+                let reason =
+                    e.to_string().replace('\n', " ").split_whitespace().collect::<Vec<_>>().join(" ");
                 errors.push(ConfigError::in_file(path, "", reason));
                 None
             }
@@ -76,22 +66,13 @@ impl<'e> Source<'e> {
         let origin = if self.from_env(key) {
             Origin::Env(env_var_for(key))
         } else {
-            Origin::File {
-                path: self.path.clone(),
-                line: locate(&self.text, key),
-            }
+            Origin::File { path: self.path.clone(), line: locate(&self.text, key) }
         };
-        self.errors.push(ConfigError {
-            origin,
-            key: key.to_string(),
-            reason: reason.into(),
-        });
+        self.errors.push(ConfigError { origin, key: key.to_string(), reason: reason.into() });
     }
 
     fn from_env(&self, key: &str) -> bool {
-        lookup(&self.root, key)
-            .and_then(|v| v.origin())
-            .is_some_and(|o| o == "the environment")
+        lookup(&self.root, key).and_then(|v| v.origin()).is_some_and(|o| o == "the environment")
     }
 
     /// The top-level keys present in the file.
@@ -129,12 +110,7 @@ impl<'e> Source<'e> {
                 let mut one = config::Map::new();
                 one.insert(k.clone(), v.clone());
                 let alone = attempt::<T>(Value::new(None, ValueKind::Table(one)));
-                problems.extend(
-                    alone
-                        .problems
-                        .into_iter()
-                        .filter(|(_, r)| !r.starts_with("missing ")),
-                );
+                problems.extend(alone.problems.into_iter().filter(|(_, r)| !r.starts_with("missing ")));
             }
         }
         for p in whole.problems {
@@ -143,11 +119,7 @@ impl<'e> Source<'e> {
             }
         }
         for (inner, reason) in problems {
-            let full = if inner.is_empty() {
-                key.to_string()
-            } else {
-                join(key, &inner)
-            };
+            let full = if inner.is_empty() { key.to_string() } else { join(key, &inner) };
             self.error(&full, reason);
         }
         None
@@ -177,10 +149,7 @@ impl<'e> Source<'e> {
     pub fn reject_unknown_top_level(&mut self, known: &[&str]) {
         for k in self.keys() {
             if !known.contains(&k.as_str()) {
-                self.error(
-                    &k,
-                    format!("unknown key (expected one of: {})", known.join(", ")),
-                );
+                self.error(&k, format!("unknown key (expected one of: {})", known.join(", ")));
             }
         }
     }
@@ -198,23 +167,15 @@ fn attempt<T: DeserializeOwned>(value: Value) -> Attempt<T> {
     let mut track = serde_path_to_error::Track::new();
     let result = {
         let de = serde_path_to_error::Deserializer::new(value, &mut track);
-        serde_ignored::deserialize(de, |path| {
-            problems.push((ignored_path(&path), "unknown key".to_string()))
-        })
+        serde_ignored::deserialize(de, |path| problems.push((ignored_path(&path), "unknown key".to_string())))
     };
     match result {
-        Ok(v) => Attempt {
-            value: Some(v),
-            problems,
-        },
+        Ok(v) => Attempt { value: Some(v), problems },
         Err(e) => {
             let inner = track.path().to_string();
             let inner = if inner == "." { String::new() } else { inner };
             problems.push((inner, describe(&e)));
-            Attempt {
-                value: None,
-                problems,
-            }
+            Attempt { value: None, problems }
         }
     }
 }
@@ -258,11 +219,7 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
 /// location suffixes (we add file and key ourselves).
 fn describe(e: &config::ConfigError) -> String {
     match e {
-        config::ConfigError::Type {
-            unexpected,
-            expected,
-            ..
-        } => {
+        config::ConfigError::Type { unexpected, expected, .. } => {
             format!("invalid type: {unexpected}, expected {expected}")
         }
         config::ConfigError::At { error, .. } => describe_boxed(error),
@@ -332,11 +289,7 @@ pub(super) fn remap_index(key: &str, array: &str, file_index: &[usize]) -> Strin
     let Some(end) = rest.find(']') else {
         return key.to_string();
     };
-    match rest[..end]
-        .parse::<usize>()
-        .ok()
-        .and_then(|i| file_index.get(i))
-    {
+    match rest[..end].parse::<usize>().ok().and_then(|i| file_index.get(i)) {
         Some(orig) => format!("{array}[{orig}]{}", &rest[end + 1..]),
         None => key.to_string(),
     }
@@ -346,13 +299,7 @@ pub(super) fn remap_index(key: &str, array: &str, file_index: &[usize]) -> Strin
 mod remap_tests {
     #[test]
     fn remaps_to_file_indices() {
-        assert_eq!(
-            super::remap_index("sites[1].id", "sites", &[0, 2]),
-            "sites[2].id"
-        );
-        assert_eq!(
-            super::remap_index("streets[1].id", "sites", &[0, 2]),
-            "streets[1].id"
-        );
+        assert_eq!(super::remap_index("sites[1].id", "sites", &[0, 2]), "sites[2].id");
+        assert_eq!(super::remap_index("streets[1].id", "sites", &[0, 2]), "streets[1].id");
     }
 }

@@ -56,9 +56,8 @@ pub const TEAMS_FILE: &str = "teams.toml";
 /// Loads and validates the configuration whose main file is `main`, with the
 /// process environment's overrides.
 pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
-    let env: HashMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.to_uppercase().starts_with(&format!("{ENV_PREFIX}__")))
-        .collect();
+    let env: HashMap<String, String> =
+        std::env::vars().filter(|(k, _)| k.to_uppercase().starts_with(&format!("{ENV_PREFIX}__"))).collect();
     load_with_env(main, &env)
 }
 
@@ -69,9 +68,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut daemon = DaemonConfig::default();
     if let Some(mut src) = Source::read(main, Some(env), &mut errors) {
-        src.reject_unknown_top_level(&[
-            "daemon", "log", "mqtt", "influxdb", "spool", "http", "channels",
-        ]);
+        src.reject_unknown_top_level(&["daemon", "log", "mqtt", "influxdb", "spool", "http", "channels"]);
         // Section by section, so one bad section hides nothing in the others.
         let mut failed: Vec<&str> = Vec::new();
         macro_rules! section {
@@ -109,8 +106,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         } else {
             src.error("district", "missing [district] with id and name");
         }
-        let (street_index, streets): (Vec<usize>, Vec<Street>) =
-            src.array("streets").into_iter().unzip();
+        let (street_index, streets): (Vec<usize>, Vec<Street>) = src.array("streets").into_iter().unzip();
         sites.streets = streets;
         let (index, parsed): (Vec<usize>, Vec<Site>) = src.array("sites").into_iter().unzip();
         sites.sites = parsed;
@@ -139,21 +135,12 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         plan = load_plan(&mut src, &sites);
     }
 
-    let timezone = daemon
-        .daemon
-        .timezone
-        .parse()
-        .unwrap_or(chrono_tz::Asia::Shanghai);
+    let timezone = daemon.daemon.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
 
     match plan {
-        Some(plan) if errors.is_empty() => Ok(Config {
-            main_file: main.to_path_buf(),
-            daemon,
-            sites,
-            teams,
-            plan: Arc::new(plan),
-            timezone,
-        }),
+        Some(plan) if errors.is_empty() => {
+            Ok(Config { main_file: main.to_path_buf(), daemon, sites, teams, plan: Arc::new(plan), timezone })
+        }
         _ => Err(errors),
     }
 }

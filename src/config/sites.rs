@@ -14,11 +14,7 @@ pub struct District {
 
 impl Default for District {
     fn default() -> Self {
-        District {
-            id: "district".into(),
-            name: "区".into(),
-            name_en: None,
-        }
+        District { id: "district".into(), name: "区".into(), name_en: None }
     }
 }
 
@@ -63,28 +59,16 @@ impl Kind {
     /// Site parameters a site of this kind must have, with what they mean.
     pub fn required_params(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Kind::River => &[
-                ("warning_level_m", "警戒水位 (m)"),
-                ("guarantee_level_m", "保证水位 (m)"),
-            ],
+            Kind::River => &[("warning_level_m", "警戒水位 (m)"), ("guarantee_level_m", "保证水位 (m)")],
             Kind::PumpStation => &[
                 ("pumps", "number of pumps"),
                 ("pump_capacity_m3s", "capacity of one pump (m³/s)"),
-                (
-                    "pump_start_level_m",
-                    "forebay level at which pumps start (m)",
-                ),
-                (
-                    "flood_control_level_m",
-                    "控淹线, the forebay level not to pass (m)",
-                ),
+                ("pump_start_level_m", "forebay level at which pumps start (m)"),
+                ("flood_control_level_m", "控淹线, the forebay level not to pass (m)"),
             ],
             Kind::Manhole => &[
                 ("depth_m", "depth of the manhole below its cover (m)"),
-                (
-                    "pipe_crown_m",
-                    "depth of the pipe crown below the cover (m)",
-                ),
+                ("pipe_crown_m", "depth of the pipe crown below the cover (m)"),
             ],
             Kind::Waterlogging | Kind::RainGauge => &[],
         }
@@ -167,9 +151,7 @@ pub struct SitesFile {
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// Semantic checks across `sites.toml`; each problem as `(key path, reason)`.
@@ -184,10 +166,7 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
             errs.push((format!("streets[{i}].id"), id_reason(&s.id)));
         }
         if !street_ids.insert(s.id.as_str()) {
-            errs.push((
-                format!("streets[{i}].id"),
-                format!("duplicate street id {:?}", s.id),
-            ));
+            errs.push((format!("streets[{i}].id"), format!("duplicate street id {:?}", s.id)));
         }
         if s.name.trim().is_empty() {
             errs.push((format!("streets[{i}].name"), "must not be empty".into()));
@@ -209,48 +188,29 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
             let known: Vec<_> = file.streets.iter().map(|s| s.id.as_str()).collect();
             errs.push((
                 at("street"),
-                format!(
-                    "unknown street {:?} (streets: {})",
-                    s.street,
-                    known.join(", ")
-                ),
+                format!("unknown street {:?} (streets: {})", s.street, known.join(", ")),
             ));
         }
         if !(-90.0..=90.0).contains(&s.location.lat) {
-            errs.push((
-                at("location.lat"),
-                format!("{} is not a latitude (-90..90)", s.location.lat),
-            ));
+            errs.push((at("location.lat"), format!("{} is not a latitude (-90..90)", s.location.lat)));
         }
         if !(-180.0..=180.0).contains(&s.location.lon) {
-            errs.push((
-                at("location.lon"),
-                format!("{} is not a longitude (-180..180)", s.location.lon),
-            ));
+            errs.push((at("location.lon"), format!("{} is not a longitude (-180..180)", s.location.lon)));
         }
         for (name, what) in s.kind.required_params() {
             if !s.params.contains_key(*name) {
-                errs.push((
-                    at("params"),
-                    format!("a {} site needs {name} ({what})", s.kind),
-                ));
+                errs.push((at("params"), format!("a {} site needs {name} ({what})", s.kind)));
             }
         }
         for (name, v) in &s.params {
             if !v.is_finite() {
-                errs.push((
-                    at(&format!("params.{name}")),
-                    "must be a finite number".into(),
-                ));
+                errs.push((at(&format!("params.{name}")), "must be a finite number".into()));
             }
         }
         let p = |k: &str| s.params.get(k).copied();
         if let (Some(w), Some(g)) = (p("warning_level_m"), p("guarantee_level_m")) {
             if w >= g {
-                errs.push((
-                    at("params.warning_level_m"),
-                    format!("警戒水位 {w} must be below 保证水位 {g}"),
-                ));
+                errs.push((at("params.warning_level_m"), format!("警戒水位 {w} must be below 保证水位 {g}")));
             }
         }
         if let (Some(d), Some(c)) = (p("depth_m"), p("pipe_crown_m")) {
@@ -281,10 +241,7 @@ mod tests {
             kind,
             category: Category::Road,
             street: street.into(),
-            location: Location {
-                lat: 31.0,
-                lon: 121.0,
-            },
+            location: Location { lat: 31.0, lon: 121.0 },
             params: BTreeMap::new(),
         }
     }
@@ -293,17 +250,7 @@ mod tests {
     fn ids_are_safe_for_topics_and_tags() {
         assert!(is_valid_id("CD-JS-01"));
         assert!(is_valid_id("a_b.c"));
-        for bad in [
-            "",
-            "a b",
-            "a/b",
-            "a+b",
-            "a#",
-            "a,b",
-            "a=b",
-            "街道",
-            &"x".repeat(65),
-        ] {
+        for bad in ["", "a b", "a/b", "a+b", "a#", "a,b", "a=b", "街道", &"x".repeat(65)] {
             assert!(!is_valid_id(bad), "{bad:?}");
         }
     }
@@ -316,16 +263,8 @@ mod tests {
         river.location.lat = 95.0;
         let file = SitesFile {
             district: District::default(),
-            streets: vec![Street {
-                id: "a".into(),
-                name: "A".into(),
-                name_en: None,
-            }],
-            sites: vec![
-                site("A", Kind::Waterlogging, "a"),
-                site("A", Kind::Manhole, "a"),
-                river,
-            ],
+            streets: vec![Street { id: "a".into(), name: "A".into(), name_en: None }],
+            sites: vec![site("A", Kind::Waterlogging, "a"), site("A", Kind::Manhole, "a"), river],
         };
         let errs = validate(&file);
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();

@@ -110,26 +110,17 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>) -> Vec<(String, Strin
     for (i, t) in file.teams.iter().enumerate() {
         let at = |k: &str| format!("teams[{i}].{k}");
         if !super::sites::is_valid_id(&t.id) {
-            errs.push((
-                at("id"),
-                format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", t.id),
-            ));
+            errs.push((at("id"), format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", t.id)));
         }
         if !ids.insert(t.id.as_str()) {
             errs.push((at("id"), format!("duplicate team id {:?}", t.id)));
         }
         if t.streets.is_empty() {
-            errs.push((
-                at("streets"),
-                "a team must cover at least one street".into(),
-            ));
+            errs.push((at("streets"), "a team must cover at least one street".into()));
         }
         for (j, s) in t.streets.iter().enumerate() {
             if !streets.contains(s.as_str()) {
-                errs.push((
-                    at(&format!("streets[{j}]")),
-                    format!("unknown street {s:?}"),
-                ));
+                errs.push((at(&format!("streets[{j}]")), format!("unknown street {s:?}")));
             }
         }
         for (j, m) in t.members.iter().enumerate() {
@@ -145,14 +136,15 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>) -> Vec<(String, Strin
                 }
             }
         }
-        let reachable = !t.robots.is_empty()
-            || t.members
-                .iter()
-                .any(|m| m.phone.is_some() || m.email.is_some());
+        let reachable =
+            !t.robots.is_empty() || t.members.iter().any(|m| m.phone.is_some() || m.email.is_some());
         if !reachable {
             errs.push((
                 at("members"),
-                format!("team {:?} has no way to reach anyone: give a member a phone or e-mail, or add a robot", t.id),
+                format!(
+                    "team {:?} has no way to reach anyone: give a member a phone or e-mail, or add a robot",
+                    t.id
+                ),
             ));
         }
     }
@@ -167,9 +159,7 @@ fn is_phone(s: &str) -> bool {
 
 fn is_email(s: &str) -> bool {
     match s.split_once('@') {
-        Some((user, host)) => {
-            !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace)
-        }
+        Some((user, host)) => !user.is_empty() && host.contains('.') && !s.contains(char::is_whitespace),
         None => false,
     }
 }

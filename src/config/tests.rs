@@ -31,8 +31,8 @@ fn the_sample_district_loads() {
     assert_eq!(c.sites.streets.len(), 3);
     assert_eq!(c.sites.sites.len(), 15);
     for id in [
-        "CD-JS-01", "CD-JS-02", "CD-YL-01", "CD-JC-01", "BH-SW-01", "BH-BZ-01", "BH-JS-01",
-        "BH-YL-01", "XC-JS-01", "XC-BZ-01", "XC-SW-01", "XC-JC-01",
+        "CD-JS-01", "CD-JS-02", "CD-YL-01", "CD-JC-01", "BH-SW-01", "BH-BZ-01", "BH-JS-01", "BH-YL-01",
+        "XC-JS-01", "XC-BZ-01", "XC-SW-01", "XC-JC-01",
     ] {
         assert!(c.site(id).is_some(), "{id} missing");
     }
@@ -43,91 +43,44 @@ fn the_sample_district_loads() {
     assert_eq!(c.teams.teams.len(), 3);
     assert_eq!(c.timezone, chrono_tz::Asia::Shanghai);
     assert_eq!(c.daemon.mqtt.mappings.len(), 2);
-    assert_eq!(
-        c.daemon.influxdb.flush_interval.get(),
-        std::time::Duration::from_secs(1)
-    );
+    assert_eq!(c.daemon.influxdb.flush_interval.get(), std::time::Duration::from_secs(1));
 }
 
 #[test]
 fn environment_overrides_keys_of_the_main_file() {
     let env = HashMap::from([
-        (
-            "FLOODGUARD__MQTT__URL".to_string(),
-            "mqtts://broker.example:8884".to_string(),
-        ),
-        (
-            "FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(),
-            "77".to_string(),
-        ),
-        (
-            "FLOODGUARD__HTTP__API_TOKEN".to_string(),
-            "t0ken".to_string(),
-        ),
-        (
-            "FLOODGUARD__SPOOL__FSYNC_INTERVAL".to_string(),
-            "1s".to_string(),
-        ),
+        ("FLOODGUARD__MQTT__URL".to_string(), "mqtts://broker.example:8884".to_string()),
+        ("FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(), "77".to_string()),
+        ("FLOODGUARD__HTTP__API_TOKEN".to_string(), "t0ken".to_string()),
+        ("FLOODGUARD__SPOOL__FSYNC_INTERVAL".to_string(), "1s".to_string()),
     ]);
     let c = load_with_env(&sample_dir().join("floodguard.toml"), &env).unwrap();
     assert_eq!(c.daemon.mqtt.url, "mqtts://broker.example:8884");
     assert_eq!(c.daemon.influxdb.batch_size, 77);
     assert_eq!(c.daemon.http.api_token.expose(), "t0ken");
-    assert_eq!(
-        c.daemon.spool.fsync_interval.get(),
-        std::time::Duration::from_secs(1)
-    );
+    assert_eq!(c.daemon.spool.fsync_interval.get(), std::time::Duration::from_secs(1));
 }
 
 #[test]
 fn a_bad_environment_value_names_the_variable() {
     let env = HashMap::from([
-        (
-            "FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(),
-            "lots".to_string(),
-        ),
+        ("FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(), "lots".to_string()),
         ("FLOODGUARD__MQTT__COLOUR".to_string(), "blue".to_string()),
     ]);
     let errs = load_with_env(&sample_dir().join("floodguard.toml"), &env).unwrap_err();
     let text = errs.to_string();
-    assert!(
-        text.contains("environment FLOODGUARD__MQTT__COLOUR: mqtt.colour: unknown key"),
-        "{text}"
-    );
-    assert!(
-        text.contains("environment FLOODGUARD__INFLUXDB__BATCH_SIZE: influxdb.batch_size"),
-        "{text}"
-    );
+    assert!(text.contains("environment FLOODGUARD__MQTT__COLOUR: mqtt.colour: unknown key"), "{text}");
+    assert!(text.contains("environment FLOODGUARD__INFLUXDB__BATCH_SIZE: influxdb.batch_size"), "{text}");
 }
 
 #[test]
 fn every_mistake_is_listed_with_file_line_and_key() {
     let dir = broken(&[
-        (
-            "floodguard.toml",
-            "timezone = \"Asia/Shanghai\"",
-            "timezone = \"Asia/Shanghia\"",
-        ),
-        (
-            "floodguard.toml",
-            "keep_alive = \"30s\"",
-            "keep_alive = \"30 seconds-ish\"",
-        ),
-        (
-            "floodguard.toml",
-            "gzip = true",
-            "gzip = true\ncompression = \"zstd\"",
-        ),
-        (
-            "sites.toml",
-            "kind = \"rain_gauge\"",
-            "kind = \"rain_bucket\"",
-        ),
-        (
-            "sites.toml",
-            "street = \"binhe\"",
-            "street = \"binhe-south\"",
-        ),
+        ("floodguard.toml", "timezone = \"Asia/Shanghai\"", "timezone = \"Asia/Shanghia\""),
+        ("floodguard.toml", "keep_alive = \"30s\"", "keep_alive = \"30 seconds-ish\""),
+        ("floodguard.toml", "gzip = true", "gzip = true\ncompression = \"zstd\""),
+        ("sites.toml", "kind = \"rain_gauge\"", "kind = \"rain_bucket\""),
+        ("sites.toml", "street = \"binhe\"", "street = \"binhe-south\""),
         (
             "sites.toml",
             "params = { warning_level_m = 3.20, guarantee_level_m = 3.80 }",
@@ -139,24 +92,15 @@ fn every_mistake_is_listed_with_file_line_and_key() {
             "location = { lat = 30.6281, lon = 114.2744 }",
             "location = { lat = 130.6281, lon = 114.2744 }\nheight = 3",
         ),
-        (
-            "teams.toml",
-            "streets = [\"xincheng\"]",
-            "streets = [\"xinchen\"]",
-        ),
-        (
-            "teams.toml",
-            "phone = \"13800000302\"",
-            "phone = \"call the office\"",
-        ),
+        ("teams.toml", "streets = [\"xincheng\"]", "streets = [\"xinchen\"]"),
+        ("teams.toml", "phone = \"13800000302\"", "phone = \"call the office\""),
     ]);
     let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
     let lines: Vec<String> = errs
         .iter()
         .map(|e| {
             // Strip the temp dir so the expectation reads well.
-            e.to_string()
-                .replace(&format!("{}/", dir.path().display()), "")
+            e.to_string().replace(&format!("{}/", dir.path().display()), "")
         })
         .collect();
     let expected = [
@@ -175,29 +119,18 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         "plan.toml:74: rules[1].thresholds.II: \"guarantee_level_m - 0.20\" at site XC-SW-01: unknown name",
     ];
     for want in expected {
-        assert!(
-            lines.iter().any(|l| l.starts_with(want)),
-            "missing {want:?} in\n{}",
-            lines.join("\n")
-        );
+        assert!(lines.iter().any(|l| l.starts_with(want)), "missing {want:?} in\n{}", lines.join("\n"));
     }
     assert_eq!(lines.len(), expected.len(), "{}", lines.join("\n"));
 }
 
 #[test]
 fn a_missing_file_and_a_syntax_error_are_named() {
-    let dir = broken(&[(
-        "sites.toml",
-        "[[sites]]\nid = \"CD-JS-01\"",
-        "[[sites]\nid = \"CD-JS-01\"",
-    )]);
+    let dir = broken(&[("sites.toml", "[[sites]]\nid = \"CD-JS-01\"", "[[sites]\nid = \"CD-JS-01\"")]);
     std::fs::remove_file(dir.path().join(TEAMS_FILE)).unwrap();
     let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
     let text = errs.to_string();
-    assert!(
-        text.contains("sites.toml: TOML parse error at line"),
-        "{text}"
-    );
+    assert!(text.contains("sites.toml: TOML parse error at line"), "{text}");
     assert!(text.contains("teams.toml: cannot read"), "{text}");
 }
 
@@ -217,36 +150,15 @@ fn plan_mistakes_are_listed_with_file_line_and_key() {
             "thresholds = { IV = 15, III = 25, II = 22, I = 50 }",
         ),
         // A card missing for a level a rule can reach.
-        (
-            "plan.toml",
-            "kinds = [\"manhole\"]\nlevel = \"I\"",
-            "kinds = [\"manhole\"]\nlevel = \"II\"",
-        ),
+        ("plan.toml", "kinds = [\"manhole\"]\nlevel = \"I\"", "kinds = [\"manhole\"]\nlevel = \"II\""),
         // An unknown metric for a kind, and a parameter that is not there.
-        (
-            "plan.toml",
-            "metric = \"distance_m\"",
-            "metric = \"distance_cm\"",
-        ),
-        (
-            "plan.toml",
-            "IV = \"pump_start_level_m + 0.20\"",
-            "IV = \"pump_start_m + 0.20\"",
-        ),
-        (
-            "plan.toml",
-            "[area.street]",
-            "[area.street]\nmode = \"max\"",
-        ),
+        ("plan.toml", "metric = \"distance_m\"", "metric = \"distance_cm\""),
+        ("plan.toml", "IV = \"pump_start_level_m + 0.20\"", "IV = \"pump_start_m + 0.20\""),
+        ("plan.toml", "[area.street]", "[area.street]\nmode = \"max\""),
     ]);
     let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
-    let lines: Vec<String> = errs
-        .iter()
-        .map(|e| {
-            e.to_string()
-                .replace(&format!("{}/", dir.path().display()), "")
-        })
-        .collect();
+    let lines: Vec<String> =
+        errs.iter().map(|e| e.to_string().replace(&format!("{}/", dir.path().display()), "")).collect();
     let text = lines.join("\n");
     for want in [
         "plan.toml:65: rules[0].overrides[0].thresholds: thresholds at CD-JS-02 must rise with the level: III is 25 but II is 22",
@@ -258,11 +170,7 @@ fn plan_mistakes_are_listed_with_file_line_and_key() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
-    assert_eq!(
-        lines.len(),
-        7,
-        "one line per mistake (and per site where the site matters):\n{text}"
-    );
+    assert_eq!(lines.len(), 7, "one line per mistake (and per site where the site matters):\n{text}");
 }
 
 #[test]

@@ -38,13 +38,11 @@ impl fmt::Display for HumanDuration {
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
-                ))
-            })
+        humantime::parse_duration(s.trim()).map(HumanDuration).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write it like \"90s\", \"5m\" or \"1h 30m\""
+            ))
+        })
     }
 }
 
@@ -113,11 +111,7 @@ pub fn redact_url(url: &str) -> String {
     };
     let userinfo = &authority[..at];
     let user = userinfo.split(':').next().unwrap_or("");
-    let hidden = if userinfo.contains(':') {
-        format!("{user}:***")
-    } else {
-        user.to_string()
-    };
+    let hidden = if userinfo.contains(':') { format!("{user}:***") } else { user.to_string() };
     format!("{}://{}@{}", &url[..scheme_end], hidden, &rest[at + 1..])
 }
 
@@ -152,18 +146,12 @@ mod tests {
         let v = serde_json::json!({ "file": path.to_str().unwrap() });
         assert_eq!(Secret::deserialize(v).unwrap().expose(), "s3cret");
         let v = serde_json::json!({ "file": "/nonexistent/token" });
-        assert!(Secret::deserialize(v)
-            .unwrap_err()
-            .to_string()
-            .contains("cannot read secret file"));
+        assert!(Secret::deserialize(v).unwrap_err().to_string().contains("cannot read secret file"));
     }
 
     #[test]
     fn urls_lose_their_passwords() {
-        assert_eq!(
-            redact_url("smtps://flood:pw@mail.example:465"),
-            "smtps://flood:***@mail.example:465"
-        );
+        assert_eq!(redact_url("smtps://flood:pw@mail.example:465"), "smtps://flood:***@mail.example:465");
         assert_eq!(redact_url("mqtt://127.0.0.1:1883"), "mqtt://127.0.0.1:1883");
         assert_eq!(redact_url("mqtt://user@host/x@y"), "mqtt://user@host/x@y");
         assert_eq!(redact_url("http://a:b@h/p?q=@"), "http://a:***@h/p?q=@");

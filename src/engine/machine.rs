@@ -74,43 +74,24 @@ pub struct Machine {
 impl Machine {
     /// A machine already at `level` (state carried over a reload).
     pub fn at(level: Option<Level>) -> Self {
-        Machine {
-            level,
-            ..Machine::default()
-        }
+        Machine { level, ..Machine::default() }
     }
 
     /// Is a change waiting for its sustain?
     pub fn pending(&self) -> bool {
         self.down.is_some()
-            || self
-                .up
-                .iter()
-                .enumerate()
-                .any(|(i, r)| r.is_some() && Some(level_at(i)) > self.level)
+            || self.up.iter().enumerate().any(|(i, r)| r.is_some() && Some(level_at(i)) > self.level)
     }
 
     /// An observation from a reading: runs count it.
-    pub fn observe(
-        &mut self,
-        obs: Obs,
-        now: TimestampNs,
-        sustain: Hold,
-        clear: Hold,
-    ) -> Option<Change> {
+    pub fn observe(&mut self, obs: Obs, now: TimestampNs, sustain: Hold, clear: Hold) -> Option<Change> {
         self.update(obs, now, true);
         self.decide(now, sustain, clear)
     }
 
     /// An observation made at a tick (e.g. rain windows sliding): it can
     /// start or break runs but does not count as a reading.
-    pub fn observe_tick(
-        &mut self,
-        obs: Obs,
-        now: TimestampNs,
-        sustain: Hold,
-        clear: Hold,
-    ) -> Option<Change> {
+    pub fn observe_tick(&mut self, obs: Obs, now: TimestampNs, sustain: Hold, clear: Hold) -> Option<Change> {
         self.update(obs, now, false);
         self.decide(now, sustain, clear)
     }
@@ -125,31 +106,16 @@ impl Machine {
         for (i, on) in obs.up.iter().enumerate() {
             self.up[i] = match (on, self.up[i]) {
                 (false, _) => None,
-                (true, None) => Some(Run {
-                    first: now,
-                    count: n,
-                }),
-                (true, Some(r)) => Some(Run {
-                    first: r.first,
-                    count: r.count.saturating_add(n),
-                }),
+                (true, None) => Some(Run { first: now, count: n }),
+                (true, Some(r)) => Some(Run { first: r.first, count: r.count.saturating_add(n) }),
             };
         }
         let held = (0..4).rev().find(|&i| obs.hold[i]).map(level_at);
         if held < self.level {
             self.down = Some(match self.down {
-                None => DownRun {
-                    run: Run {
-                        first: now,
-                        count: n,
-                    },
-                    target: held,
-                },
+                None => DownRun { run: Run { first: now, count: n }, target: held },
                 Some(d) => DownRun {
-                    run: Run {
-                        first: d.run.first,
-                        count: d.run.count.saturating_add(n),
-                    },
+                    run: Run { first: d.run.first, count: d.run.count.saturating_add(n) },
                     target: d.target.max(held),
                 },
             });
@@ -160,9 +126,9 @@ impl Machine {
 
     fn decide(&mut self, now: TimestampNs, sustain: Hold, clear: Hold) -> Option<Change> {
         let from = self.level;
-        let up = (0..4).rev().find(|&i| {
-            Some(level_at(i)) > from && self.up[i].is_some_and(|r| sustained(r, now, sustain))
-        });
+        let up = (0..4)
+            .rev()
+            .find(|&i| Some(level_at(i)) > from && self.up[i].is_some_and(|r| sustained(r, now, sustain)));
         if let Some(i) = up {
             self.level = Some(level_at(i));
             self.down = None;
@@ -202,10 +168,7 @@ mod tests {
         values
             .iter()
             .enumerate()
-            .filter_map(|(i, v)| {
-                m.observe(depth(*v), i as i64 * MIN, sustain, clear)
-                    .map(|c| (i, c))
-            })
+            .filter_map(|(i, v)| m.observe(depth(*v), i as i64 * MIN, sustain, clear).map(|c| (i, c)))
             .collect()
     }
 
@@ -234,10 +197,7 @@ mod tests {
     fn clearing_needs_the_drop_below_the_deadband_sustained() {
         let v = [12.0, 12.0, 6.0, 8.0, 6.0, 6.5];
         // 6.0 then 8.0 (back inside the deadband) cancels; 6.0, 6.5 clears.
-        assert_eq!(
-            run(&v, TWO, TWO),
-            [(1, (None, Some(IV))), (5, (Some(IV), None))]
-        );
+        assert_eq!(run(&v, TWO, TWO), [(1, (None, Some(IV))), (5, (Some(IV), None))]);
     }
 
     #[test]
@@ -262,11 +222,7 @@ mod tests {
         let v = [30.0, 30.0, 22.0, 12.0, 12.0, 12.0];
         assert_eq!(
             run(&v, TWO, TWO),
-            [
-                (1, (None, Some(II))),
-                (3, (Some(II), Some(III))),
-                (5, (Some(III), Some(IV)))
-            ]
+            [(1, (None, Some(II))), (3, (Some(II), Some(III))), (5, (Some(III), Some(IV)))]
         );
     }
 
@@ -295,10 +251,7 @@ mod tests {
         assert_eq!(m.observe(on, 3 * MIN, TWO, TWO), Some((None, Some(II))));
         // Clearing with "0s": a tick that sees it off clears at once.
         let now = Hold::ForNs(0);
-        assert_eq!(
-            m.observe_tick(Obs::single(II, false), 4 * MIN, TWO, now),
-            Some((Some(II), None))
-        );
+        assert_eq!(m.observe_tick(Obs::single(II, false), 4 * MIN, TWO, now), Some((Some(II), None)));
     }
 
     #[test]
@@ -317,14 +270,7 @@ mod tests {
         let one = Hold::Readings(1);
         assert_eq!(m.observe(obs(1.9), 0, one, one), None);
         assert_eq!(m.observe(obs(0.9), MIN, one, one), Some((None, Some(III))));
-        assert_eq!(
-            m.observe(obs(1.04), 2 * MIN, one, one),
-            None,
-            "inside the deadband"
-        );
-        assert_eq!(
-            m.observe(obs(1.2), 3 * MIN, one, one),
-            Some((Some(III), Some(IV)))
-        );
+        assert_eq!(m.observe(obs(1.04), 2 * MIN, one, one), None, "inside the deadband");
+        assert_eq!(m.observe(obs(1.2), 3 * MIN, one, one), Some((Some(III), Some(IV))));
     }
 }

@@ -95,24 +95,10 @@ pub enum OfflineReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Site(SiteChange),
-    Offline {
-        site: Arc<str>,
-        last_seen: Option<TimestampNs>,
-        reason: OfflineReason,
-    },
-    Online {
-        site: Arc<str>,
-    },
-    Street {
-        street: Arc<str>,
-        name: Arc<str>,
-        from: Option<Level>,
-        to: Option<Level>,
-    },
-    District {
-        from: Option<Level>,
-        to: Option<Level>,
-    },
+    Offline { site: Arc<str>, last_seen: Option<TimestampNs>, reason: OfflineReason },
+    Online { site: Arc<str> },
+    Street { street: Arc<str>, name: Arc<str>, from: Option<Level>, to: Option<Level> },
+    District { from: Option<Level>, to: Option<Level> },
 }
 
 /// A change and when it happened.
@@ -240,8 +226,7 @@ impl State {
                 } else {
                     st.rules[r].machine = Machine::at(prev_state.machine.level);
                     st.rules[r].value = prev_state.value;
-                    if old_rule.check.metric() == rule.check.metric() && st.rules[r].rain.is_some()
-                    {
+                    if old_rule.check.metric() == rule.check.metric() && st.rules[r].rain.is_some() {
                         st.rules[r].rain = prev_state.rain;
                     }
                 }
@@ -372,32 +357,16 @@ fn reading(
             }
             (Value::Bool(true), true) => {
                 st.offline = false;
-                out.push(Transition {
-                    at: now,
-                    change: Change::Online {
-                        site: sp.id.clone(),
-                    },
-                });
+                out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
             }
             _ => {}
         }
-        st.values.insert(
-            r.metric.clone(),
-            Latest {
-                value: r.value,
-                ts: r.ts,
-            },
-        );
+        st.values.insert(r.metric.clone(), Latest { value: r.value, ts: r.ts });
         return (false, false);
     }
     if st.offline {
         st.offline = false;
-        out.push(Transition {
-            at: now,
-            change: Change::Online {
-                site: sp.id.clone(),
-            },
-        });
+        out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
     }
     // Late or repeated readings: rain counts them (by their time); the
     // others judge only what is newer than what they have seen.
@@ -409,13 +378,7 @@ fn reading(
         st.history[h].push(r.ts, v);
     }
     if newer {
-        st.values.insert(
-            r.metric.clone(),
-            Latest {
-                value: r.value,
-                ts: r.ts,
-            },
-        );
+        st.values.insert(r.metric.clone(), Latest { value: r.value, ts: r.ts });
     }
     let mut changed = false;
     if let Some(idx) = sp.by_metric.get(&r.metric) {
@@ -430,13 +393,7 @@ fn reading(
 }
 
 /// Re-evaluates the site's conditions after a message.
-fn conditions(
-    state: &mut State,
-    plan: &Plan,
-    i: usize,
-    now: TimestampNs,
-    out: &mut Vec<Transition>,
-) -> bool {
+fn conditions(state: &mut State, plan: &Plan, i: usize, now: TimestampNs, out: &mut Vec<Transition>) -> bool {
     let st = &mut state.sites[i];
     let mut changed = false;
     for &ri in &plan.sites[i].conditions {
@@ -448,13 +405,7 @@ fn conditions(
     changed
 }
 
-fn tick_site(
-    state: &mut State,
-    plan: &Plan,
-    i: usize,
-    now: TimestampNs,
-    out: &mut Vec<Transition>,
-) -> bool {
+fn tick_site(state: &mut State, plan: &Plan, i: usize, now: TimestampNs, out: &mut Vec<Transition>) -> bool {
     let sp = &plan.sites[i];
     let st = &mut state.sites[i];
     let seen = st.last_seen.unwrap_or(state.started_at);

@@ -16,21 +16,14 @@ pub struct Rain {
 
 impl Rain {
     pub fn new(longest_window_ns: i64) -> Self {
-        Rain {
-            samples: BTreeMap::new(),
-            keep_ns: longest_window_ns.saturating_add(3_600_000_000_000),
-        }
+        Rain { samples: BTreeMap::new(), keep_ns: longest_window_ns.saturating_add(3_600_000_000_000) }
     }
 
     pub fn push(&mut self, ts: TimestampNs, v: f64) {
         self.samples.insert(ts, v);
         if let Some((&newest, _)) = self.samples.last_key_value() {
             let cutoff = newest - self.keep_ns;
-            while self
-                .samples
-                .first_key_value()
-                .is_some_and(|(&t, _)| t < cutoff)
-            {
+            while self.samples.first_key_value().is_some_and(|(&t, _)| t < cutoff) {
                 self.samples.pop_first();
             }
         }
@@ -40,11 +33,7 @@ impl Rain {
     pub fn sum(&self, input: RainInput, now: TimestampNs, window_ns: i64) -> f64 {
         let from = now - window_ns;
         match input {
-            RainInput::Increment => self
-                .samples
-                .range(from + 1..=now)
-                .map(|(_, v)| v.max(0.0))
-                .sum(),
+            RainInput::Increment => self.samples.range(from + 1..=now).map(|(_, v)| v.max(0.0)).sum(),
             RainInput::Counter => {
                 // The rain of a sample is its rise over the sample before it;
                 // a total lower than the one before means the counter reset,

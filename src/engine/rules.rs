@@ -85,23 +85,13 @@ pub(super) fn on_reading(
     let rule = &plan.sites[i].rules[ri];
     let v = r.value.as_f64();
     let (obs, value) = match &rule.check {
-        Check::Level {
-            thresholds,
-            deadband,
-            direction,
-            ..
-        } => {
+        Check::Level { thresholds, deadband, direction, .. } => {
             if !newer {
                 return false;
             }
             (level_obs(v, thresholds, *deadband, *direction), v)
         }
-        Check::Rate {
-            metric,
-            rise,
-            per_ns,
-            level,
-        } => {
+        Check::Rate { metric, rise, per_ns, level } => {
             if !newer {
                 return false;
             }
@@ -110,20 +100,13 @@ pub(super) fn on_reading(
             (Obs::single(*level, on), change.unwrap_or(0.0))
         }
         Check::Rain { input, windows, .. } => {
-            st.rules[ri]
-                .rain
-                .as_mut()
-                .expect("rain state")
-                .push(r.ts, v);
+            st.rules[ri].rain.as_mut().expect("rain state").push(r.ts, v);
             rain_obs(st, ri, *input, windows, now)
         }
         Check::Condition { .. } => return false,
     };
     st.rules[ri].value = Some(value);
-    let Some((from, to)) = st.rules[ri]
-        .machine
-        .observe(obs, now, rule.sustain, rule.clear_sustain)
-    else {
+    let Some((from, to)) = st.rules[ri].machine.observe(obs, now, rule.sustain, rule.clear_sustain) else {
         return false;
     };
     out.push(Transition {
@@ -154,15 +137,11 @@ pub(super) fn on_condition(
 ) -> bool {
     let sp = &plan.sites[i];
     let rule = &sp.rules[ri];
-    let Check::Condition {
-        expr: tree, level, ..
-    } = &rule.check
-    else {
+    let Check::Condition { expr: tree, level, .. } = &rule.check else {
         return false;
     };
     let on = {
-        let mut vars: Vec<(&str, EValue)> =
-            Vec::with_capacity(st.values.len() + sp.params.len() + 4);
+        let mut vars: Vec<(&str, EValue)> = Vec::with_capacity(st.values.len() + sp.params.len() + 4);
         let (mut running, mut faulted) = (0i64, 0i64);
         for (name, latest) in &st.values {
             let v = match latest.value {
@@ -196,33 +175,16 @@ pub(super) fn on_condition(
         }
         expr::eval_condition(tree, &vars)
     };
-    let value = sp
-        .primary
-        .as_ref()
-        .and_then(|p| st.values.get(p))
-        .map(|l| l.value.as_f64());
+    let value = sp.primary.as_ref().and_then(|p| st.values.get(p)).map(|l| l.value.as_f64());
     st.rules[ri].value = value;
-    let Some((from, to)) = st.rules[ri].machine.observe(
-        Obs::single(*level, on),
-        now,
-        rule.sustain,
-        rule.clear_sustain,
-    ) else {
+    let Some((from, to)) =
+        st.rules[ri].machine.observe(Obs::single(*level, on), now, rule.sustain, rule.clear_sustain)
+    else {
         return false;
     };
     out.push(Transition {
         at: now,
-        change: Change::Site(change(
-            plan,
-            i,
-            st,
-            Some(ri),
-            &rule.rule,
-            from,
-            to,
-            value,
-            sp.primary.clone(),
-        )),
+        change: Change::Site(change(plan, i, st, Some(ri), &rule.rule, from, to, value, sp.primary.clone())),
     });
     true
 }
@@ -251,54 +213,30 @@ pub(super) fn on_tick(
             }
             let (obs, value) = rain_obs(st, ri, *input, windows, now);
             st.rules[ri].value = Some(value);
-            st.rules[ri]
-                .machine
-                .observe_tick(obs, now, rule.sustain, rule.clear_sustain)
+            st.rules[ri].machine.observe_tick(obs, now, rule.sustain, rule.clear_sustain)
         }
         _ => {
             if !st.rules[ri].machine.pending() {
                 return false;
             }
-            st.rules[ri]
-                .machine
-                .tick(now, rule.sustain, rule.clear_sustain)
+            st.rules[ri].machine.tick(now, rule.sustain, rule.clear_sustain)
         }
     };
     let Some((from, to)) = result else {
         return false;
     };
     let value = st.rules[ri].value;
-    let metric = rule
-        .check
-        .metric()
-        .cloned()
-        .or_else(|| plan.sites[i].primary.clone());
+    let metric = rule.check.metric().cloned().or_else(|| plan.sites[i].primary.clone());
     out.push(Transition {
         at: now,
-        change: Change::Site(change(
-            plan,
-            i,
-            st,
-            Some(ri),
-            &rule.rule,
-            from,
-            to,
-            value,
-            metric,
-        )),
+        change: Change::Site(change(plan, i, st, Some(ri), &rule.rule, from, to, value, metric)),
     });
     true
 }
 
 /// The trend of a site's metric over the plan's trend window, judged
 /// against a noise floor (the rule's deadband).
-pub(super) fn trend(
-    plan: &Plan,
-    i: usize,
-    st: &SiteState,
-    metric: &str,
-    floor: f64,
-) -> Option<Trend> {
+pub(super) fn trend(plan: &Plan, i: usize, st: &SiteState, metric: &str, floor: f64) -> Option<Trend> {
     let h = plan.sites[i].history.iter().position(|m| &**m == metric)?;
     let series = &st.history[h];
     let (last, _) = series.last()?;
@@ -312,26 +250,15 @@ pub(super) fn trend(
     } else {
         TrendDir::Steady
     };
-    Some(Trend {
-        per_hour,
-        direction,
-    })
+    Some(Trend { per_hour, direction })
 }
 
 /// When, at the present trend, the value reaches the next level's threshold.
 pub(super) fn eta(check: &Check, level: Option<Level>, value: f64, trend: Trend) -> Option<Eta> {
-    let Check::Level {
-        thresholds,
-        direction,
-        ..
-    } = check
-    else {
+    let Check::Level { thresholds, direction, .. } = check else {
         return None;
     };
-    let next = Level::ALL
-        .iter()
-        .zip(thresholds)
-        .find(|(l, t)| Some(**l) > level && t.is_some())?;
+    let next = Level::ALL.iter().zip(thresholds).find(|(l, t)| Some(**l) > level && t.is_some())?;
     let (next_level, threshold) = (*next.0, next.1.expect("present"));
     let (gap, speed) = match direction {
         Direction::Above => (threshold - value, trend.per_hour),
@@ -341,10 +268,7 @@ pub(super) fn eta(check: &Check, level: Option<Level>, value: f64, trend: Trend)
         return None;
     }
     let seconds = gap / speed * 3600.0;
-    (seconds <= 24.0 * 3600.0).then_some(Eta {
-        level: next_level,
-        seconds,
-    })
+    (seconds <= 24.0 * 3600.0).then_some(Eta { level: next_level, seconds })
 }
 
 /// Builds the `SiteChange` of a rule at site `i`.
@@ -365,9 +289,9 @@ pub(super) fn change(
     let threshold = match check {
         Some(Check::Level { thresholds, .. }) => to.or(from).and_then(|l| thresholds[idx(l)]),
         Some(Check::Rate { rise, .. }) => Some(*rise),
-        Some(Check::Rain { windows, .. }) => to
-            .or(from)
-            .and_then(|l| windows.iter().find(|w| w.2 == l).map(|w| w.1)),
+        Some(Check::Rain { windows, .. }) => {
+            to.or(from).and_then(|l| windows.iter().find(|w| w.2 == l).map(|w| w.1))
+        }
         _ => None,
     };
     let floor = match check {

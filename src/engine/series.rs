@@ -21,10 +21,7 @@ pub struct Series {
 
 impl Series {
     pub fn new(max_age_ns: i64) -> Self {
-        Series {
-            points: VecDeque::new(),
-            max_age_ns,
-        }
+        Series { points: VecDeque::new(), max_age_ns }
     }
 
     /// Adds a point; a point at a time already present is ignored, one older
@@ -40,10 +37,7 @@ impl Series {
         }
         let newest = self.points.back().map_or(ts, |p| p.0);
         while self.points.len() > MAX_POINTS
-            || self
-                .points
-                .front()
-                .is_some_and(|p| newest - p.0 > self.max_age_ns)
+            || self.points.front().is_some_and(|p| newest - p.0 > self.max_age_ns)
         {
             self.points.pop_front();
         }

@@ -31,16 +31,12 @@ const T0: i64 = 1_784_563_200_000_000_000;
 
 fn sample_plan() -> Arc<Plan> {
     let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
-    config::load_with_env(&main, &Default::default())
-        .expect("sample config")
-        .plan
+    config::load_with_env(&main, &Default::default()).expect("sample config").plan
 }
 
 fn parse_time(s: &str) -> i64 {
-    let parts: Vec<i64> = s
-        .split(':')
-        .map(|p| p.parse().unwrap_or_else(|_| panic!("bad time {s:?}")))
-        .collect();
+    let parts: Vec<i64> =
+        s.split(':').map(|p| p.parse().unwrap_or_else(|_| panic!("bad time {s:?}"))).collect();
     let secs = match parts.as_slice() {
         [h, m] => h * 3600 + m * 60,
         [h, m, s] => h * 3600 + m * 60 + s,
@@ -66,31 +62,17 @@ fn show_level(l: Option<Level>) -> &'static str {
 pub fn show(t: &Transition) -> String {
     let at = show_time(t.at);
     match &t.change {
-        Change::Site(c) => format!(
-            "{at} {} {} {}→{}",
-            c.site,
-            c.rule,
-            show_level(c.from),
-            show_level(c.to)
-        ),
+        Change::Site(c) => format!("{at} {} {} {}→{}", c.site, c.rule, show_level(c.from), show_level(c.to)),
         Change::Offline { site, reason, .. } => {
             format!(
                 "{at} offline {site} {}",
-                if *reason == OfflineReason::Stale {
-                    "stale"
-                } else {
-                    "reported"
-                }
+                if *reason == OfflineReason::Stale { "stale" } else { "reported" }
             )
         }
         Change::Online { site } => format!("{at} online {site}"),
-        Change::Street {
-            street, from, to, ..
-        } => format!(
-            "{at} street {street} {}→{}",
-            show_level(*from),
-            show_level(*to)
-        ),
+        Change::Street { street, from, to, .. } => {
+            format!("{at} street {street} {}→{}", show_level(*from), show_level(*to))
+        }
         Change::District { from, to } => {
             format!("{at} district {}→{}", show_level(*from), show_level(*to))
         }
@@ -105,10 +87,7 @@ fn times(spec: &str) -> Vec<i64> {
             let (b, step) = rest.split_once('/').unwrap_or((rest, "1m"));
             let step = crate::plan::ns(humantime::parse_duration(step).expect("step"));
             let (a, b) = (parse_time(a), parse_time(b));
-            (0..)
-                .map(|k| a + k * step)
-                .take_while(|t| *t <= b)
-                .collect()
+            (0..).map(|k| a + k * step).take_while(|t| *t <= b).collect()
         }
     }
 }
@@ -139,9 +118,7 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
             });
             continue;
         }
-        let sc = out
-            .last_mut()
-            .unwrap_or_else(|| panic!("{file}:{}: no scenario started", n + 1));
+        let sc = out.last_mut().unwrap_or_else(|| panic!("{file}:{}: no scenario started", n + 1));
         if line == "strict" {
             sc.strict = true;
             continue;
@@ -159,31 +136,21 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
                 continue;
             }
             let site: Arc<str> = Arc::from(what[0]);
-            let device_ts = what
-                .iter()
-                .find_map(|w| w.strip_prefix('@'))
-                .map_or(at, parse_time);
+            let device_ts = what.iter().find_map(|w| w.strip_prefix('@')).map_or(at, parse_time);
             let readings = what[1..]
                 .iter()
                 .filter(|w| !w.starts_with('@'))
                 .map(|w| {
-                    let (m, v) = w
-                        .split_once('=')
-                        .unwrap_or_else(|| panic!("{file}:{}: bad reading {w:?}", n + 1));
+                    let (m, v) =
+                        w.split_once('=').unwrap_or_else(|| panic!("{file}:{}: bad reading {w:?}", n + 1));
                     let value = match v {
                         "true" => Value::Bool(true),
                         "false" => Value::Bool(false),
                         _ => Value::Float(
-                            v.parse()
-                                .unwrap_or_else(|_| panic!("{file}:{}: bad value {v:?}", n + 1)),
+                            v.parse().unwrap_or_else(|_| panic!("{file}:{}: bad value {v:?}", n + 1)),
                         ),
                     };
-                    Reading {
-                        site: site.clone(),
-                        metric: Arc::from(m),
-                        value,
-                        ts: device_ts,
-                    }
+                    Reading { site: site.clone(), metric: Arc::from(m), value, ts: device_ts }
                 })
                 .collect();
             sc.events.push((at, Some(readings)));
@@ -198,13 +165,8 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
 }
 
 fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
-    let mentioned: std::collections::HashSet<&str> = sc
-        .events
-        .iter()
-        .filter_map(|(_, r)| r.as_ref())
-        .flatten()
-        .map(|r| &*r.site)
-        .collect();
+    let mentioned: std::collections::HashSet<&str> =
+        sc.events.iter().filter_map(|(_, r)| r.as_ref()).flatten().map(|r| &*r.site).collect();
     let mut state = State::new(plan, T0);
     let mut got = Vec::new();
     for (at, readings) in &sc.events {
@@ -214,9 +176,7 @@ fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
         };
         for t in step(&mut state, plan, input, *at) {
             let silent = match &t.change {
-                Change::Offline { site, .. } | Change::Online { site } => {
-                    !mentioned.contains(&**site)
-                }
+                Change::Offline { site, .. } | Change::Online { site } => !mentioned.contains(&**site),
                 _ => false,
             };
             if sc.strict || !silent {
@@ -231,17 +191,11 @@ fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
 fn scenarios() {
     let plan = sample_plan();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     let mut failures = Vec::new();
     let mut count = 0;
-    for f in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "scn"))
-    {
+    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "scn")) {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         for sc in parse(&name, &std::fs::read_to_string(f).unwrap()) {
             count += 1;
@@ -257,11 +211,7 @@ fn scenarios() {
             }
         }
     }
-    assert!(
-        count >= 10,
-        "only {count} scenarios found in {}",
-        dir.display()
-    );
+    assert!(count >= 10, "only {count} scenarios found in {}", dir.display());
     assert!(
         failures.is_empty(),
         "{} of {count} scenarios failed:\n\n{}",
@@ -289,9 +239,7 @@ fn a_level_change_carries_value_threshold_trend_eta_and_card() {
             break;
         }
     }
-    let Change::Site(c) = &last[0].change else {
-        panic!("{last:?}")
-    };
+    let Change::Site(c) = &last[0].change else { panic!("{last:?}") };
     assert_eq!((c.from, c.to), (None, Some(Level::IV)));
     assert_eq!(c.value, Some(11.0));
     assert_eq!(c.threshold, Some(10.0));
@@ -302,10 +250,7 @@ fn a_level_change_carries_value_threshold_trend_eta_and_card() {
     assert_eq!(t.direction, super::Direction::Rising);
     let eta = c.eta.expect("eta");
     assert_eq!(eta.level, Level::III);
-    assert!(
-        (eta.seconds - 540.0).abs() < 1e-6,
-        "9 cm to go at 1 cm/min: {eta:?}"
-    );
+    assert!((eta.seconds - 540.0).abs() < 1e-6, "9 cm to go at 1 cm/min: {eta:?}");
     let card = c.card.as_ref().expect("card");
     assert_eq!(card.level, Level::IV);
     assert_eq!(card.arrive_within_s, 3600);
@@ -315,10 +260,9 @@ fn a_level_change_carries_value_threshold_trend_eta_and_card() {
 #[test]
 fn steps_are_deterministic() {
     let plan = sample_plan();
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/area.scn"),
-    )
-    .unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/area.scn"))
+            .unwrap();
     for sc in parse("area.scn", &text) {
         assert_eq!(run(&plan, &sc), run(&plan, &sc));
     }

@@ -11,9 +11,7 @@ use crate::reading::{from_ns, TimestampNs, Value};
 
 /// RFC 3339 with the offset of `tz`.
 pub fn rfc3339(ts: TimestampNs, tz: chrono_tz::Tz) -> String {
-    from_ns(ts)
-        .with_timezone(&tz)
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    from_ns(ts).with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -75,13 +73,7 @@ fn json_value(v: Value) -> serde_json::Value {
 }
 
 /// The view of site `i`, times in `tz`, ETA counted from `now`.
-pub fn site(
-    plan: &Plan,
-    state: &State,
-    i: usize,
-    now: TimestampNs,
-    tz: chrono_tz::Tz,
-) -> super::SiteView {
+pub fn site(plan: &Plan, state: &State, i: usize, now: TimestampNs, tz: chrono_tz::Tz) -> super::SiteView {
     let sp = &plan.sites[i];
     let st = &state.sites[i];
     let values = st
@@ -90,35 +82,23 @@ pub fn site(
         .map(|(m, l)| {
             (
                 m.to_string(),
-                ValueView {
-                    value: json_value(l.value),
-                    ts: rfc3339(l.ts, tz),
-                    unit: sp.unit(m).to_string(),
-                },
+                ValueView { value: json_value(l.value), ts: rfc3339(l.ts, tz), unit: sp.unit(m).to_string() },
             )
         })
         .collect();
     // Trend and ETA of the primary metric, against its level rule.
-    let level_rule = sp.rules.iter().position(
-        |r| matches!(&r.check, Check::Level { metric, .. } if Some(metric) == sp.primary.as_ref()),
-    );
+    let level_rule = sp
+        .rules
+        .iter()
+        .position(|r| matches!(&r.check, Check::Level { metric, .. } if Some(metric) == sp.primary.as_ref()));
     let floor = level_rule.map_or(0.0, |ri| match &sp.rules[ri].check {
         Check::Level { deadband, .. } => *deadband,
         _ => 0.0,
     });
-    let trend: Option<Trend> = sp
-        .primary
-        .as_deref()
-        .and_then(|m| rules::trend(plan, i, st, m, floor));
-    let primary_value = sp
-        .primary
-        .as_ref()
-        .and_then(|m| st.values.get(m))
-        .map(|l| l.value.as_f64());
+    let trend: Option<Trend> = sp.primary.as_deref().and_then(|m| rules::trend(plan, i, st, m, floor));
+    let primary_value = sp.primary.as_ref().and_then(|m| st.values.get(m)).map(|l| l.value.as_f64());
     let eta: Option<Eta> = match (level_rule, primary_value, trend) {
-        (Some(ri), Some(v), Some(t)) => {
-            rules::eta(&sp.rules[ri].check, st.rules[ri].machine.level, v, t)
-        }
+        (Some(ri), Some(v), Some(t)) => rules::eta(&sp.rules[ri].check, st.rules[ri].machine.level, v, t),
         _ => None,
     };
     SiteView {
@@ -151,11 +131,9 @@ pub fn site(
                 level: rs.machine.level,
                 value: rs.value,
                 thresholds: match &r.check {
-                    Check::Level { thresholds, .. } => Level::ALL
-                        .iter()
-                        .zip(thresholds)
-                        .filter_map(|(l, t)| t.map(|t| (*l, t)))
-                        .collect(),
+                    Check::Level { thresholds, .. } => {
+                        Level::ALL.iter().zip(thresholds).filter_map(|(l, t)| t.map(|t| (*l, t))).collect()
+                    }
                     _ => BTreeMap::new(),
                 },
             })

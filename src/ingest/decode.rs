@@ -38,11 +38,7 @@ pub enum DecodeError {
     #[error("payload {0:?} is not a number")]
     MalformedNumber(String),
     #[error("{field}: expected {expected}, found {found}")]
-    WrongType {
-        field: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongType { field: String, expected: &'static str, found: &'static str },
     #[error("{0}: not a finite number")]
     NonFinite(String),
     #[error("invalid metric name {0:?}")]
@@ -140,16 +136,9 @@ impl Decoder {
         received_at: TimestampNs,
     ) -> Result<Vec<Reading>, DecodeError> {
         if payload.len() > self.max_payload {
-            return Err(DecodeError::Oversize {
-                size: payload.len(),
-                limit: self.max_payload,
-            });
+            return Err(DecodeError::Oversize { size: payload.len(), limit: self.max_payload });
         }
-        let readings = if let Some(m) = self
-            .mappings
-            .iter()
-            .find(|m| rumqttc::matches(topic, &m.filter))
-        {
+        let readings = if let Some(m) = self.mappings.iter().find(|m| rumqttc::matches(topic, &m.filter)) {
             let seg = topic.split('/').nth(m.site_segment).unwrap_or("");
             let site = self.site(seg)?;
             match &m.extract {
@@ -178,14 +167,10 @@ impl Decoder {
         // All readings of one message share their timestamp.
         let ts = readings[0].ts;
         if ts < EARLIEST_TS {
-            return Err(DecodeError::BadTimestamp(format!(
-                "{ts} ns is before 2000 (device clock not set?)"
-            )));
+            return Err(DecodeError::BadTimestamp(format!("{ts} ns is before 2000 (device clock not set?)")));
         }
         if ts.saturating_sub(received_at) > self.max_future_ns {
-            return Err(DecodeError::FutureTimestamp {
-                ahead_s: (ts - received_at) / 1_000_000_000,
-            });
+            return Err(DecodeError::FutureTimestamp { ahead_s: (ts - received_at) / 1_000_000_000 });
         }
         Ok(readings)
     }
@@ -243,8 +228,7 @@ fn timestamp_from_int(v: i64) -> Result<TimestampNs, DecodeError> {
     if v <= 0 {
         return Err(DecodeError::BadTimestamp(format!("{v}")));
     }
-    v.checked_mul(epoch_scale(v as f64))
-        .ok_or_else(|| DecodeError::BadTimestamp(format!("{v}")))
+    v.checked_mul(epoch_scale(v as f64)).ok_or_else(|| DecodeError::BadTimestamp(format!("{v}")))
 }
 
 /// A fractional epoch timestamp (`1784613900.25` seconds).
@@ -268,13 +252,9 @@ pub(super) fn json_timestamp(n: &serde_json::Number) -> Result<TimestampNs, Deco
 
 pub(super) fn timestamp_from_str(s: &str) -> Result<TimestampNs, DecodeError> {
     let t = DateTime::parse_from_rfc3339(s.trim()).map_err(|e| {
-        DecodeError::BadTimestamp(format!(
-            "{:?}: {e} (use RFC 3339 with an offset)",
-            truncate(s, 40)
-        ))
+        DecodeError::BadTimestamp(format!("{:?}: {e} (use RFC 3339 with an offset)", truncate(s, 40)))
     })?;
-    t.timestamp_nanos_opt()
-        .ok_or_else(|| DecodeError::BadTimestamp(truncate(s, 40)))
+    t.timestamp_nanos_opt().ok_or_else(|| DecodeError::BadTimestamp(truncate(s, 40)))
 }
 
 // ── flood/{site}/telemetry ──────────────────────────────────────────────────
@@ -353,10 +333,7 @@ impl<'de> de::Deserialize<'de> for Telemetry {
                 f.write_str("a JSON object of metrics")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Telemetry, A::Error> {
-                let mut t = Telemetry {
-                    ts: None,
-                    metrics: Vec::with_capacity(4),
-                };
+                let mut t = Telemetry { ts: None, metrics: Vec::with_capacity(4) };
                 while let Some(key) = a.next_key::<std::borrow::Cow<'de, str>>()? {
                     let item: Item = a.next_value()?;
                     if key == "ts" {
@@ -381,11 +358,7 @@ impl<'de> de::Deserialize<'de> for Telemetry {
     }
 }
 
-fn telemetry(
-    payload: &[u8],
-    site: Arc<str>,
-    received_at: TimestampNs,
-) -> Result<Vec<Reading>, DecodeError> {
+fn telemetry(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result<Vec<Reading>, DecodeError> {
     let t: Telemetry = match serde_json::from_slice(payload) {
         Ok(t) => t,
         Err(e) if e.is_data() => {
@@ -398,11 +371,7 @@ fn telemetry(
                 Ok(Json::Null) => "null",
                 _ => return Err(json_error(e)),
             };
-            return Err(DecodeError::WrongType {
-                field: "payload".into(),
-                expected: "a JSON object",
-                found,
-            });
+            return Err(DecodeError::WrongType { field: "payload".into(), expected: "a JSON object", found });
         }
         Err(e) => return Err(json_error(e)),
     };
@@ -424,15 +393,7 @@ fn telemetry(
                 })
             }
         };
-        push_dedup(
-            &mut out,
-            Reading {
-                site: site.clone(),
-                metric: Arc::from(name),
-                value,
-                ts,
-            },
-        );
+        push_dedup(&mut out, Reading { site: site.clone(), metric: Arc::from(name), value, ts });
     }
     Ok(out)
 }
@@ -447,30 +408,17 @@ pub(super) fn push_dedup(out: &mut Vec<Reading>, r: Reading) {
 
 // ── flood/{site}/status ─────────────────────────────────────────────────────
 
-fn status(
-    payload: &[u8],
-    site: Arc<str>,
-    received_at: TimestampNs,
-) -> Result<Vec<Reading>, DecodeError> {
-    let text =
-        std::str::from_utf8(payload).map_err(|_| DecodeError::BadStatus("<not UTF-8>".into()))?;
+fn status(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result<Vec<Reading>, DecodeError> {
+    let text = std::str::from_utf8(payload).map_err(|_| DecodeError::BadStatus("<not UTF-8>".into()))?;
     let trimmed = text.trim();
     let (word, ts) = if trimmed.starts_with('{') {
         let v: Json = serde_json::from_str(trimmed).map_err(json_error)?;
-        let word = v
-            .get("status")
-            .and_then(Json::as_str)
-            .unwrap_or("")
-            .to_string();
+        let word = v.get("status").and_then(Json::as_str).unwrap_or("").to_string();
         let ts = match v.get("ts") {
             None => received_at,
             Some(Json::String(s)) => timestamp_from_str(s)?,
             Some(Json::Number(n)) => json_timestamp(n)?,
-            Some(_) => {
-                return Err(DecodeError::BadTimestamp(
-                    "ts must be text or a number".into(),
-                ))
-            }
+            Some(_) => return Err(DecodeError::BadTimestamp("ts must be text or a number".into())),
         };
         (word, ts)
     } else {
@@ -481,12 +429,7 @@ fn status(
         "offline" | "0" | "false" => false,
         _ => return Err(DecodeError::BadStatus(truncate(&word, 32))),
     };
-    Ok(vec![Reading {
-        site,
-        metric: Arc::from(STATUS_METRIC),
-        value: Value::Bool(online),
-        ts,
-    }])
+    Ok(vec![Reading { site, metric: Arc::from(STATUS_METRIC), value: Value::Bool(online), ts }])
 }
 
 #[cfg(test)]

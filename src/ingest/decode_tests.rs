@@ -10,11 +10,7 @@ const NOW: TimestampNs = 1_784_613_900_000_000_000;
 const MS: i64 = 1_000_000;
 
 fn mqtt(mappings: Vec<MappingConfig>) -> MqttSection {
-    MqttSection {
-        mappings,
-        max_future: HumanDuration::secs(300),
-        ..MqttSection::default()
-    }
+    MqttSection { mappings, max_future: HumanDuration::secs(300), ..MqttSection::default() }
 }
 
 fn decoder_with(mappings: Vec<MappingConfig>) -> Decoder {
@@ -35,9 +31,7 @@ fn decode(topic: &str, payload: &str) -> Result<Vec<Reading>, DecodeError> {
 }
 
 fn values(r: &[Reading]) -> Vec<(String, Value, TimestampNs)> {
-    r.iter()
-        .map(|r| (r.metric.to_string(), r.value, r.ts))
-        .collect()
+    r.iter().map(|r| (r.metric.to_string(), r.value, r.ts)).collect()
 }
 
 #[test]
@@ -50,27 +44,16 @@ fn telemetry_with_rfc3339_ts() {
     let ts = NOW - 60_000 * MS;
     assert_eq!(
         values(&r),
-        [
-            ("water_depth_cm".into(), Value::Float(12.5), ts),
-            ("battery_v".into(), Value::Float(3.61), ts)
-        ]
+        [("water_depth_cm".into(), Value::Float(12.5), ts), ("battery_v".into(), Value::Float(3.61), ts)]
     );
     assert!(r.iter().all(|r| &*r.site == "CD-JS-01"));
 }
 
 #[test]
 fn telemetry_with_epoch_ms_seconds_and_none() {
-    let r = decode(
-        "flood/CD-JS-01/telemetry",
-        r#"{"ts":1784613840000,"water_depth_cm":1}"#,
-    )
-    .unwrap();
+    let r = decode("flood/CD-JS-01/telemetry", r#"{"ts":1784613840000,"water_depth_cm":1}"#).unwrap();
     assert_eq!(r[0].ts, NOW - 60_000 * MS);
-    let r = decode(
-        "flood/CD-JS-01/telemetry",
-        r#"{"ts":1784613840,"water_depth_cm":1}"#,
-    )
-    .unwrap();
+    let r = decode("flood/CD-JS-01/telemetry", r#"{"ts":1784613840,"water_depth_cm":1}"#).unwrap();
     assert_eq!(r[0].ts, NOW - 60_000 * MS);
     let r = decode("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":1}"#).unwrap();
     assert_eq!(r[0].ts, NOW, "no ts: the receive time");
@@ -96,122 +79,43 @@ fn booleans_integers_and_unknown_metrics_are_kept() {
 
 #[test]
 fn a_repeated_metric_keeps_the_last_value() {
-    let r = decode(
-        "flood/CD-JS-01/telemetry",
-        r#"{"water_depth_cm":1,"water_depth_cm":2}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        values(&r),
-        [("water_depth_cm".into(), Value::Float(2.0), NOW)]
-    );
+    let r = decode("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":1,"water_depth_cm":2}"#).unwrap();
+    assert_eq!(values(&r), [("water_depth_cm".into(), Value::Float(2.0), NOW)]);
 }
 
 #[test]
 fn every_cause_is_its_own_error() {
     let cases: &[(&str, &str, &str)] = &[
-        (
-            "flood/CD-JS-01/telemetry",
-            "{\"water_depth_cm\":12.5",
-            "malformed_json",
-        ),
+        ("flood/CD-JS-01/telemetry", "{\"water_depth_cm\":12.5", "malformed_json"),
         ("flood/CD-JS-01/telemetry", "not json", "malformed_json"),
         ("flood/CD-JS-01/telemetry", "", "malformed_json"),
         ("flood/CD-JS-01/telemetry", "[1,2]", "wrong_type"),
         ("flood/CD-JS-01/telemetry", "12.5", "wrong_type"),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"water_depth_cm":"12.5"}"#,
-            "wrong_type",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"water_depth_cm":null}"#,
-            "wrong_type",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"water_depth_cm":{"v":1}}"#,
-            "wrong_type",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"ts":true,"water_depth_cm":1}"#,
-            "wrong_type",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"water_depth_cm":1e400}"#,
-            "non_finite",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"water_depth_cm":-1e999}"#,
-            "non_finite",
-        ),
-        (
-            "flood/XX-99/telemetry",
-            r#"{"water_depth_cm":1}"#,
-            "unknown_site",
-        ),
-        (
-            "flood//telemetry",
-            r#"{"water_depth_cm":1}"#,
-            "unknown_site",
-        ),
+        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":"12.5"}"#, "wrong_type"),
+        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":null}"#, "wrong_type"),
+        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":{"v":1}}"#, "wrong_type"),
+        ("flood/CD-JS-01/telemetry", r#"{"ts":true,"water_depth_cm":1}"#, "wrong_type"),
+        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":1e400}"#, "non_finite"),
+        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":-1e999}"#, "non_finite"),
+        ("flood/XX-99/telemetry", r#"{"water_depth_cm":1}"#, "unknown_site"),
+        ("flood//telemetry", r#"{"water_depth_cm":1}"#, "unknown_site"),
         (
             "flood/CD-JS-01/telemetry",
             r#"{"ts":"2026-07-21T14:11:00+08:00","water_depth_cm":1}"#,
             "future_timestamp",
         ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"ts":"yesterday","water_depth_cm":1}"#,
-            "bad_timestamp",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"ts":"2026-07-21 14:00:00","water_depth_cm":1}"#,
-            "bad_timestamp",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"ts":0,"water_depth_cm":1}"#,
-            "bad_timestamp",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"ts":1000,"water_depth_cm":1}"#,
-            "bad_timestamp",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"time":1}"#,
-            "invalid_metric",
-        ),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"_value":1}"#,
-            "invalid_metric",
-        ),
+        ("flood/CD-JS-01/telemetry", r#"{"ts":"yesterday","water_depth_cm":1}"#, "bad_timestamp"),
+        ("flood/CD-JS-01/telemetry", r#"{"ts":"2026-07-21 14:00:00","water_depth_cm":1}"#, "bad_timestamp"),
+        ("flood/CD-JS-01/telemetry", r#"{"ts":0,"water_depth_cm":1}"#, "bad_timestamp"),
+        ("flood/CD-JS-01/telemetry", r#"{"ts":1000,"water_depth_cm":1}"#, "bad_timestamp"),
+        ("flood/CD-JS-01/telemetry", r#"{"time":1}"#, "invalid_metric"),
+        ("flood/CD-JS-01/telemetry", r#"{"_value":1}"#, "invalid_metric"),
         ("flood/CD-JS-01/telemetry", r#"{"":1}"#, "invalid_metric"),
-        (
-            "flood/CD-JS-01/telemetry",
-            "{\"a\\nb\":1}",
-            "invalid_metric",
-        ),
+        ("flood/CD-JS-01/telemetry", "{\"a\\nb\":1}", "invalid_metric"),
         ("flood/CD-JS-01/telemetry", r#"{}"#, "no_metrics"),
-        (
-            "flood/CD-JS-01/telemetry",
-            r#"{"ts":1784613840000}"#,
-            "no_metrics",
-        ),
+        ("flood/CD-JS-01/telemetry", r#"{"ts":1784613840000}"#, "no_metrics"),
         ("flood/CD-JS-01/status", "maybe", "bad_status"),
-        (
-            "flood/CD-JS-01/status",
-            r#"{"state":"online"}"#,
-            "bad_status",
-        ),
+        ("flood/CD-JS-01/status", r#"{"state":"online"}"#, "bad_status"),
         ("flood/CD-JS-01/other", "{}", "unknown_topic"),
         ("flood/CD-JS-01/telemetry/extra", "{}", "unknown_topic"),
         ("elsewhere/CD-JS-01/telemetry", "{}", "unknown_topic"),
@@ -227,10 +131,7 @@ fn every_cause_is_its_own_error() {
 #[test]
 fn errors_say_what_was_wrong() {
     let e = decode("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":"12.5"}"#).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "water_depth_cm: expected a number or a boolean, found a string"
-    );
+    assert_eq!(e.to_string(), "water_depth_cm: expected a number or a boolean, found a string");
     let e = decode("flood/XX-99/telemetry", "{}").unwrap_err();
     assert_eq!(e.to_string(), "unknown site \"XX-99\"");
 }
@@ -240,76 +141,38 @@ fn oversize_is_checked_before_anything_else() {
     let d = decoder();
     let limit = MqttSection::default().max_payload;
     let mut big = format!("{{\"water_depth_cm\":1,\"pad\":\"{}\"}}", "x".repeat(limit));
-    assert_eq!(
-        d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW)
-            .unwrap_err()
-            .cause(),
-        "oversize"
-    );
-    assert_eq!(
-        d.decode("nowhere", &vec![b'x'; limit + 1], NOW)
-            .unwrap_err()
-            .cause(),
-        "oversize"
-    );
+    assert_eq!(d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW).unwrap_err().cause(), "oversize");
+    assert_eq!(d.decode("nowhere", &vec![b'x'; limit + 1], NOW).unwrap_err().cause(), "oversize");
     // Exactly at the limit it is decoded (and here fails for the string field).
-    big = format!(
-        "{{\"water_depth_cm\":1,\"pad\":\"{}\"}}",
-        "x".repeat(limit - 29)
-    );
+    big = format!("{{\"water_depth_cm\":1,\"pad\":\"{}\"}}", "x".repeat(limit - 29));
     assert_eq!(big.len(), limit);
-    assert_eq!(
-        d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW)
-            .unwrap_err()
-            .cause(),
-        "wrong_type"
-    );
+    assert_eq!(d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW).unwrap_err().cause(), "wrong_type");
 }
 
 #[test]
 fn the_future_limit_is_five_minutes() {
-    let at = |ahead_s: i64| {
-        format!(
-            r#"{{"ts":{},"water_depth_cm":1}}"#,
-            (NOW + ahead_s * 1_000_000_000) / MS
-        )
-    };
+    let at =
+        |ahead_s: i64| format!(r#"{{"ts":{},"water_depth_cm":1}}"#, (NOW + ahead_s * 1_000_000_000) / MS);
     assert!(decode("flood/CD-JS-01/telemetry", &at(299)).is_ok());
     assert!(decode("flood/CD-JS-01/telemetry", &at(300)).is_ok());
     assert_eq!(
         decode("flood/CD-JS-01/telemetry", &at(301)).unwrap_err(),
         DecodeError::FutureTimestamp { ahead_s: 301 }
     );
-    assert!(
-        decode("flood/CD-JS-01/telemetry", &at(-86_400)).is_ok(),
-        "late data is fine"
-    );
+    assert!(decode("flood/CD-JS-01/telemetry", &at(-86_400)).is_ok(), "late data is fine");
 }
 
 #[test]
 fn status_messages() {
-    for (payload, online) in [
-        ("online", true),
-        ("offline", false),
-        (" OFFLINE\n", false),
-        ("\"online\"", true),
-    ] {
+    for (payload, online) in
+        [("online", true), ("offline", false), (" OFFLINE\n", false), ("\"online\"", true)]
+    {
         let r = decode("flood/CD-JS-01/status", payload).unwrap();
-        assert_eq!(
-            values(&r),
-            [(STATUS_METRIC.into(), Value::Bool(online), NOW)],
-            "{payload:?}"
-        );
+        assert_eq!(values(&r), [(STATUS_METRIC.into(), Value::Bool(online), NOW)], "{payload:?}");
     }
-    let r = decode(
-        "flood/CD-JS-01/status",
-        r#"{"status":"offline","ts":"2026-07-21T14:04:00+08:00"}"#,
-    )
-    .unwrap();
-    assert_eq!(
-        values(&r),
-        [(STATUS_METRIC.into(), Value::Bool(false), NOW - 60_000 * MS)]
-    );
+    let r =
+        decode("flood/CD-JS-01/status", r#"{"status":"offline","ts":"2026-07-21T14:04:00+08:00"}"#).unwrap();
+    assert_eq!(values(&r), [(STATUS_METRIC.into(), Value::Bool(false), NOW - 60_000 * MS)]);
 }
 
 fn number_mapping() -> MappingConfig {
@@ -332,21 +195,9 @@ fn json_mapping() -> MappingConfig {
         metric: None,
         scale: None,
         fields: vec![
-            FieldMapping {
-                path: "obs.level".into(),
-                metric: "level_m".into(),
-                scale: 1.0,
-            },
-            FieldMapping {
-                path: "obs.pumps.0.run".into(),
-                metric: "pump1_running".into(),
-                scale: 1.0,
-            },
-            FieldMapping {
-                path: "obs.q".into(),
-                metric: "flow_m3s".into(),
-                scale: 0.001,
-            },
+            FieldMapping { path: "obs.level".into(), metric: "level_m".into(), scale: 1.0 },
+            FieldMapping { path: "obs.pumps.0.run".into(), metric: "pump1_running".into(), scale: 1.0 },
+            FieldMapping { path: "obs.q".into(), metric: "flow_m3s".into(), scale: 0.001 },
         ],
         ts_path: Some("obs.time".into()),
     }
@@ -355,46 +206,20 @@ fn json_mapping() -> MappingConfig {
 #[test]
 fn a_bare_number_mapping_scales() {
     let d = decoder_with(vec![number_mapping()]);
-    let r = d
-        .decode("legacy/CD-JS-01/depth_m", b" 0.125\n", NOW)
-        .unwrap();
-    assert_eq!(
-        values(&r),
-        [("water_depth_cm".into(), Value::Float(12.5), NOW)]
-    );
-    assert_eq!(
-        d.decode("legacy/CD-JS-01/depth_m", b"deep", NOW)
-            .unwrap_err()
-            .cause(),
-        "malformed_number"
-    );
-    assert_eq!(
-        d.decode("legacy/CD-JS-01/depth_m", b"NaN", NOW)
-            .unwrap_err()
-            .cause(),
-        "non_finite"
-    );
-    assert_eq!(
-        d.decode("legacy/CD-JS-01/depth_m", b"1e307", NOW)
-            .unwrap_err()
-            .cause(),
-        "non_finite"
-    );
-    assert_eq!(
-        d.decode("legacy/ZZ/depth_m", b"1", NOW)
-            .unwrap_err()
-            .cause(),
-        "unknown_site"
-    );
+    let r = d.decode("legacy/CD-JS-01/depth_m", b" 0.125\n", NOW).unwrap();
+    assert_eq!(values(&r), [("water_depth_cm".into(), Value::Float(12.5), NOW)]);
+    assert_eq!(d.decode("legacy/CD-JS-01/depth_m", b"deep", NOW).unwrap_err().cause(), "malformed_number");
+    assert_eq!(d.decode("legacy/CD-JS-01/depth_m", b"NaN", NOW).unwrap_err().cause(), "non_finite");
+    assert_eq!(d.decode("legacy/CD-JS-01/depth_m", b"1e307", NOW).unwrap_err().cause(), "non_finite");
+    assert_eq!(d.decode("legacy/ZZ/depth_m", b"1", NOW).unwrap_err().cause(), "unknown_site");
 }
 
 #[test]
 fn a_json_mapping_follows_paths() {
     let d = decoder_with(vec![json_mapping()]);
-    let payload = r#"{"obs":{"time":"2026-07-21T14:04:00+08:00","level":"4.51","q":1200,"pumps":[{"run":true}]}}"#;
-    let r = d
-        .decode("gw/x/BH-SW-01/data", payload.as_bytes(), NOW)
-        .unwrap();
+    let payload =
+        r#"{"obs":{"time":"2026-07-21T14:04:00+08:00","level":"4.51","q":1200,"pumps":[{"run":true}]}}"#;
+    let r = d.decode("gw/x/BH-SW-01/data", payload.as_bytes(), NOW).unwrap();
     let ts = NOW - 60_000 * MS;
     assert_eq!(
         values(&r),
@@ -405,28 +230,14 @@ fn a_json_mapping_follows_paths() {
         ]
     );
     // Missing fields are skipped; none at all is an error of its own.
-    let r = d
-        .decode("gw/x/BH-SW-01/data", br#"{"obs":{"level":4.2}}"#, NOW)
-        .unwrap();
+    let r = d.decode("gw/x/BH-SW-01/data", br#"{"obs":{"level":4.2}}"#, NOW).unwrap();
     assert_eq!(values(&r), [("level_m".into(), Value::Float(4.2), NOW)]);
+    assert_eq!(d.decode("gw/x/BH-SW-01/data", br#"{"obs":{}}"#, NOW).unwrap_err().cause(), "no_metrics");
     assert_eq!(
-        d.decode("gw/x/BH-SW-01/data", br#"{"obs":{}}"#, NOW)
-            .unwrap_err()
-            .cause(),
-        "no_metrics"
-    );
-    assert_eq!(
-        d.decode("gw/x/BH-SW-01/data", br#"{"obs":{"level":"high"}}"#, NOW)
-            .unwrap_err()
-            .cause(),
+        d.decode("gw/x/BH-SW-01/data", br#"{"obs":{"level":"high"}}"#, NOW).unwrap_err().cause(),
         "wrong_type"
     );
-    assert_eq!(
-        d.decode("gw/x/BH-SW-01/data", br#"{"obs":"#, NOW)
-            .unwrap_err()
-            .cause(),
-        "malformed_json"
-    );
+    assert_eq!(d.decode("gw/x/BH-SW-01/data", br#"{"obs":"#, NOW).unwrap_err().cause(), "malformed_json");
 }
 
 #[test]
@@ -439,36 +250,15 @@ fn mappings_come_before_default_topics_and_add_filters() {
     let r = d.decode("flood/CD-JS-01/telemetry", b"7", NOW).unwrap();
     assert_eq!(values(&r), [("raw".into(), Value::Float(7.0), NOW)]);
     let d = decoder_with(vec![number_mapping(), json_mapping()]);
-    assert_eq!(
-        d.filters(),
-        [
-            "legacy/+/depth_m",
-            "gw/+/+/data",
-            "flood/+/telemetry",
-            "flood/+/status"
-        ]
-    );
+    assert_eq!(d.filters(), ["legacy/+/depth_m", "gw/+/+/data", "flood/+/telemetry", "flood/+/status"]);
 }
 
 #[test]
 fn default_topics_can_be_turned_off() {
-    let catalog = Arc::new(Catalog::from_sites([(
-        "CD-JS-01",
-        Kind::Waterlogging,
-        "chengdong",
-    )]));
-    let m = MqttSection {
-        default_topics: false,
-        mappings: vec![number_mapping()],
-        ..MqttSection::default()
-    };
+    let catalog = Arc::new(Catalog::from_sites([("CD-JS-01", Kind::Waterlogging, "chengdong")]));
+    let m = MqttSection { default_topics: false, mappings: vec![number_mapping()], ..MqttSection::default() };
     let d = Decoder::new(catalog, &m);
-    assert_eq!(
-        d.decode("flood/CD-JS-01/telemetry", b"{\"a\":1}", NOW)
-            .unwrap_err()
-            .cause(),
-        "unknown_topic"
-    );
+    assert_eq!(d.decode("flood/CD-JS-01/telemetry", b"{\"a\":1}", NOW).unwrap_err().cause(), "unknown_topic");
     assert_eq!(d.filters(), ["legacy/+/depth_m"]);
 }
 

@@ -13,14 +13,8 @@ use crate::reading::{Reading, TimestampNs, Value};
 
 #[derive(Debug, Clone)]
 pub(super) enum Extract {
-    Number {
-        metric: Arc<str>,
-        scale: f64,
-    },
-    Json {
-        fields: Vec<(Vec<String>, Arc<str>, f64)>,
-        ts_path: Option<Vec<String>>,
-    },
+    Number { metric: Arc<str>, scale: f64 },
+    Json { fields: Vec<(Vec<String>, Arc<str>, f64)>, ts_path: Option<Vec<String>> },
 }
 
 #[derive(Debug, Clone)]
@@ -47,11 +41,7 @@ impl Mapping {
                 ts_path: m.ts_path.as_deref().map(path),
             },
         };
-        Mapping {
-            filter: m.filter.clone(),
-            site_segment: m.site_segment,
-            extract,
-        }
+        Mapping { filter: m.filter.clone(), site_segment: m.site_segment, extract }
     }
 }
 
@@ -62,19 +52,11 @@ pub(super) fn number_payload(
     scale: f64,
     received_at: TimestampNs,
 ) -> Result<Vec<Reading>, DecodeError> {
-    let text = std::str::from_utf8(payload)
-        .map_err(|_| DecodeError::MalformedNumber("<not UTF-8>".into()))?;
-    let v: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| DecodeError::MalformedNumber(truncate(text.trim(), 32)))?;
+    let text =
+        std::str::from_utf8(payload).map_err(|_| DecodeError::MalformedNumber("<not UTF-8>".into()))?;
+    let v: f64 = text.trim().parse().map_err(|_| DecodeError::MalformedNumber(truncate(text.trim(), 32)))?;
     let v = finite(&metric, finite(&metric, v)? * scale)?;
-    Ok(vec![Reading {
-        site,
-        metric,
-        value: Value::Float(v),
-        ts: received_at,
-    }])
+    Ok(vec![Reading { site, metric, value: Value::Float(v), ts: received_at }])
 }
 
 fn lookup<'j>(root: &'j Json, path: &[String]) -> Option<&'j Json> {
@@ -97,11 +79,7 @@ pub(super) fn mapped_json(
         None => received_at,
         Some(Json::String(s)) => timestamp_from_str(s)?,
         Some(Json::Number(n)) => json_timestamp(n)?,
-        Some(_) => {
-            return Err(DecodeError::BadTimestamp(
-                "the timestamp must be text or a number".into(),
-            ))
-        }
+        Some(_) => return Err(DecodeError::BadTimestamp("the timestamp must be text or a number".into())),
     };
     let mut out = Vec::with_capacity(fields.len());
     for (path, metric, scale) in fields {
@@ -110,9 +88,7 @@ pub(super) fn mapped_json(
             continue;
         };
         let value = match v {
-            Json::Number(n) => {
-                Value::Float(finite(metric, n.as_f64().unwrap_or(f64::NAN) * scale)?)
-            }
+            Json::Number(n) => Value::Float(finite(metric, n.as_f64().unwrap_or(f64::NAN) * scale)?),
             Json::Bool(b) => Value::Bool(*b),
             // Gateways often send numbers as text.
             Json::String(s) => match s.trim().parse::<f64>() {
@@ -130,23 +106,11 @@ pub(super) fn mapped_json(
                 return Err(DecodeError::WrongType {
                     field: path.join("."),
                     expected: "a number or a boolean",
-                    found: if v.is_array() {
-                        "an array"
-                    } else {
-                        "an object"
-                    },
+                    found: if v.is_array() { "an array" } else { "an object" },
                 })
             }
         };
-        push_dedup(
-            &mut out,
-            Reading {
-                site: site.clone(),
-                metric: metric.clone(),
-                value,
-                ts,
-            },
-        );
+        push_dedup(&mut out, Reading { site: site.clone(), metric: metric.clone(), value, ts });
     }
     Ok(out)
 }

@@ -28,16 +28,11 @@ pub fn options(m: &MqttSection) -> Result<MqttOptions, String> {
     if let Some(user) = &m.username {
         o.set_credentials(
             user.clone(),
-            m.password
-                .as_ref()
-                .map(|p| p.expose().to_string())
-                .unwrap_or_default(),
+            m.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default(),
         );
     }
     if broker.tls {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls_config(m)?),
-        )));
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(m)?))));
     }
     Ok(o)
 }
@@ -53,15 +48,10 @@ pub fn tls_config(m: &MqttSection) -> Result<rustls::ClientConfig, String> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("mqtt.ca_file: {}: {e}", ca.display()))?;
             if certs.is_empty() {
-                return Err(format!(
-                    "mqtt.ca_file: {}: no certificate in it",
-                    ca.display()
-                ));
+                return Err(format!("mqtt.ca_file: {}: no certificate in it", ca.display()));
             }
             for c in certs {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("mqtt.ca_file: {}: {e}", ca.display()))?;
+                roots.add(c).map_err(|e| format!("mqtt.ca_file: {}: {e}", ca.display()))?;
             }
         }
         None => {
@@ -83,9 +73,7 @@ pub fn tls_config(m: &MqttSection) -> Result<rustls::ClientConfig, String> {
                 .map_err(|e| format!("mqtt.client_cert: {}: {e}", cert.display()))?;
             let key = PrivateKeyDer::from_pem_file(key)
                 .map_err(|e| format!("mqtt.client_key: {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("mqtt.client_cert: {e}"))
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("mqtt.client_cert: {e}"))
         }
         _ => Ok(builder.with_no_client_auth()),
     }

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode};
@@ -44,14 +44,18 @@ const REQUEST_CAPACITY: usize = 65_536;
 /// Everything the pipeline needs.
 pub struct Ingest {
     pub mqtt: MqttSection,
-    pub decoder: Arc<Decoder>,
-    pub appender: Appender,
+    /// Swapped on reload.
+    pub decoder: Arc<RwLock<Arc<Decoder>>>,
+    /// Shared with the engine, which spools `area_level` points.
+    pub appender: Arc<Mutex<Appender>>,
     /// fsync before acking (`spool.fsync_interval = "0s"`).
     pub fsync_each_write: bool,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// Readings that reached the spool, for the engine and the live state.
     pub readings_out: Option<mpsc::UnboundedSender<Vec<Reading>>>,
+    /// Notified after a reload swapped the decoder.
+    pub resubscribe: Arc<tokio::sync::Notify>,
 }
 
 impl Ingest {
@@ -61,7 +65,7 @@ impl Ingest {
         let options = super::mqtt::options(&self.mqtt)?;
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let (tx, rx) = mpsc::unbounded_channel::<(Publish, TimestampNs)>();
-        let filters = self.decoder.filters();
+        let mut filters = self.decoder.read().expect("decoder lock").filters();
         tracing::info!(broker = %self.mqtt.url, client_id = %self.mqtt.client_id, ?filters, "connecting to the MQTT broker");
 
         let worker_done = CancellationToken::new();
@@ -85,8 +89,7 @@ impl Ingest {
             }
         });
 
-        let mut backoff =
-            Backoff::new(self.mqtt.reconnect_min.get(), self.mqtt.reconnect_max.get());
+        let mut backoff = Backoff::new(self.mqtt.reconnect_min.get(), self.mqtt.reconnect_max.get());
         let mut subscribed_once = false;
         let m = &self.metrics;
         loop {
@@ -97,6 +100,26 @@ impl Ingest {
             let event = tokio::select! {
                 e = eventloop.poll() => e,
                 _ = worker_done.cancelled() => break,
+                _ = self.resubscribe.notified() => {
+                    // A reload changed the topics: subscribe to the new, leave the old.
+                    let next = self.decoder.read().expect("decoder lock").filters();
+                    let added: Vec<_> = next.iter().filter(|f| !filters.contains(f)).cloned().collect();
+                    let removed: Vec<_> = filters.iter().filter(|f| !next.contains(f)).cloned().collect();
+                    if !added.is_empty() {
+                        let subs = added.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        if let Err(e) = client.try_subscribe_many(subs) {
+                            tracing::error!(error = %e, "cannot queue the new subscriptions");
+                        }
+                    }
+                    for f in &removed {
+                        let _ = client.try_unsubscribe(f.clone());
+                    }
+                    if !added.is_empty() || !removed.is_empty() {
+                        tracing::info!(?added, ?removed, "subscriptions changed by reload");
+                    }
+                    filters = next;
+                    continue;
+                }
             };
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -113,9 +136,7 @@ impl Ingest {
                     // subscribe again — rumqttc does not. Also once per start,
                     // in case the filters changed since the session was made.
                     if !ack.session_present || !subscribed_once {
-                        let subs = filters
-                            .iter()
-                            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
                         match client.try_subscribe_many(subs) {
                             Ok(()) => {
                                 subscribed_once = true;
@@ -124,10 +145,7 @@ impl Ingest {
                             Err(e) => tracing::error!(error = %e, "cannot queue the subscription"),
                         }
                     }
-                    tracing::info!(
-                        session_present = ack.session_present,
-                        "connected to the MQTT broker"
-                    );
+                    tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     for (f, code) in filters.iter().zip(&ack.return_codes) {
@@ -176,8 +194,8 @@ struct Worker {
     /// Messages sent to the worker and not yet taken.
     queued: Arc<AtomicUsize>,
     client: AsyncClient,
-    decoder: Arc<Decoder>,
-    appender: Appender,
+    decoder: Arc<RwLock<Arc<Decoder>>>,
+    appender: Arc<Mutex<Appender>>,
     fsync_each_write: bool,
     metrics: Arc<Metrics>,
     readings_out: Option<mpsc::UnboundedSender<Vec<Reading>>>,
@@ -185,11 +203,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(
-        mut self,
-        mut rx: mpsc::UnboundedReceiver<(Publish, TimestampNs)>,
-        stop: CancellationToken,
-    ) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(Publish, TimestampNs)>, stop: CancellationToken) {
         let mut group: Vec<(Publish, TimestampNs)> = Vec::with_capacity(GROUP);
         let mut text = String::new();
         let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(GROUP);
@@ -209,15 +223,12 @@ impl Worker {
             text.clear();
             bounds.clear();
             let mut accepted: Vec<Reading> = Vec::new();
+            let decoder = self.decoder.read().expect("decoder lock").clone();
             for (p, received_at) in &group {
-                match self.decoder.decode(&p.topic, &p.payload, *received_at) {
+                match decoder.decode(&p.topic, &p.payload, *received_at) {
                     Ok(readings) => {
-                        let series = &self
-                            .decoder
-                            .catalog()
-                            .get(&readings[0].site)
-                            .expect("decoded site is known")
-                            .series;
+                        let series =
+                            &decoder.catalog().get(&readings[0].site).expect("decoded site is known").series;
                         let start = text.len();
                         line_protocol::telemetry(&mut text, series, &readings);
                         bounds.push((start, text.len()));
@@ -227,10 +238,7 @@ impl Worker {
                         }
                     }
                     Err(e) => {
-                        self.metrics
-                            .decode_errors
-                            .with_label_values(&[e.cause()])
-                            .inc();
+                        self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();
                         self.limiter.log(&p.topic, &e);
                     }
                 }
@@ -240,13 +248,16 @@ impl Worker {
             let now_ms = chrono::Utc::now().timestamp_millis();
             loop {
                 let records = bounds.iter().map(|&(a, b)| text[a..b].as_bytes());
-                let result = self.appender.append(records, now_ms).and_then(|()| {
-                    if self.fsync_each_write {
-                        self.appender.sync()
-                    } else {
-                        Ok(())
-                    }
-                });
+                let result = {
+                    let mut appender = self.appender.lock().expect("spool lock");
+                    appender.append(records, now_ms).and_then(|()| {
+                        if self.fsync_each_write {
+                            appender.sync()
+                        } else {
+                            Ok(())
+                        }
+                    })
+                };
                 match result {
                     Ok(()) => break,
                     Err(e) => {
@@ -284,10 +295,7 @@ impl LogLimiter {
 
     fn log(&mut self, topic: &str, e: &DecodeError) {
         let now = Instant::now();
-        let entry = self
-            .last
-            .entry(e.cause())
-            .or_insert((now - Self::INTERVAL * 2, 0));
+        let entry = self.last.entry(e.cause()).or_insert((now - Self::INTERVAL * 2, 0));
         if now.duration_since(entry.0) >= Self::INTERVAL {
             tracing::warn!(cause = e.cause(), topic, error = %e, suppressed = entry.1, "message dropped");
             *entry = (now, 0);

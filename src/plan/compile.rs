@@ -33,18 +33,13 @@ fn matches_pattern(pattern: &str, name: &str) -> bool {
             name.len() > pre.len() + post.len()
                 && name.starts_with(pre)
                 && name.ends_with(post)
-                && name[pre.len()..name.len() - post.len()]
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
+                && name[pre.len()..name.len() - post.len()].bytes().all(|b| b.is_ascii_digit())
         }
     }
 }
 
 fn declared<'k>(spec: &'k KindSpec, metric: &str) -> Option<&'k str> {
-    spec.metrics
-        .iter()
-        .find(|(p, _)| matches_pattern(p, metric))
-        .map(|(_, unit)| unit.as_str())
+    spec.metrics.iter().find(|(p, _)| matches_pattern(p, metric)).map(|(_, unit)| unit.as_str())
 }
 
 /// Names a condition may use at a site of `kind`, besides the site's parameters.
@@ -64,21 +59,15 @@ fn threshold_value(spec: &super::schema::ThresholdSpec, site: &Site) -> Result<f
         super::schema::ThresholdSpec::Number(n) => Err(format!("{n} is not a finite number")),
         super::schema::ThresholdSpec::Expr(text) => {
             let tree = expr::parse(text)?;
-            let vars: Vec<(&str, f64)> =
-                site.params.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            expr::eval_number(&tree, &vars)
-                .map_err(|e| format!("{text:?} at site {}: {e}", site.id))
+            let vars: Vec<(&str, f64)> = site.params.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            expr::eval_number(&tree, &vars).map_err(|e| format!("{text:?} at site {}: {e}", site.id))
         }
     }
 }
 
 /// The override of `rule` that applies to `site` (the last that names it), with its index.
 fn override_for<'r>(rule: &'r RuleSpec, site: &str) -> Option<(usize, &'r Override)> {
-    rule.overrides
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, o)| o.sites.iter().any(|s| s == site))
+    rule.overrides.iter().enumerate().rev().find(|(_, o)| o.sites.iter().any(|s| s == site))
 }
 
 /// Compiles the plan for the sites. All problems are returned, not the first.
@@ -111,9 +100,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         if !kinds.contains_key(k) {
             errs.push((
                 "kinds".into(),
-                format!(
-                    "sites of kind {k} exist but [kinds.{k}] (stale_after, metrics) is missing"
-                ),
+                format!("sites of kind {k} exist but [kinds.{k}] (stale_after, metrics) is missing"),
             ));
         }
     }
@@ -122,10 +109,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     let mut cards: HashMap<(Kind, Level), Arc<Card>> = HashMap::new();
     for (i, c) in &file.cards {
         if c.kinds.is_empty() {
-            errs.push((
-                format!("cards[{i}].kinds"),
-                "a card needs at least one kind".into(),
-            ));
+            errs.push((format!("cards[{i}].kinds"), "a card needs at least one kind".into()));
         }
         if c.unit.trim().is_empty() {
             errs.push((
@@ -143,10 +127,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 arrive_within_s: c.arrive_within.get().as_secs(),
             };
             if cards.insert((*k, c.level), Arc::new(card)).is_some() {
-                errs.push((
-                    format!("cards[{i}]"),
-                    format!("a second card for {k} at level {}", c.level),
-                ));
+                errs.push((format!("cards[{i}]"), format!("a second card for {k} at level {}", c.level)));
             }
         }
     }
@@ -157,19 +138,13 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     for (i, r) in &file.rules {
         let at = |k: &str| format!("rules[{i}].{k}");
         if !is_valid_id(&r.id) {
-            errs.push((
-                at("id"),
-                format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", r.id),
-            ));
+            errs.push((at("id"), format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", r.id)));
         }
         if !rule_ids.insert(r.id.as_str()) {
             errs.push((at("id"), format!("duplicate rule id {:?}", r.id)));
         }
         if r.kinds.is_empty() && r.sites.is_empty() {
-            errs.push((
-                at("kinds"),
-                "say which kinds or sites the rule applies to".into(),
-            ));
+            errs.push((at("kinds"), "say which kinds or sites the rule applies to".into()));
         }
         for (j, s) in r.sites.iter().enumerate() {
             if !site_ids.contains(s.as_str()) {
@@ -180,10 +155,9 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         for (j, o) in r.overrides.iter().enumerate() {
             for (k, s) in o.sites.iter().enumerate() {
                 match sites.sites.iter().find(|x| &x.id == s) {
-                    None => errs.push((
-                        at(&format!("overrides[{j}].sites[{k}]")),
-                        format!("unknown site {s:?}"),
-                    )),
+                    None => {
+                        errs.push((at(&format!("overrides[{j}].sites[{k}]")), format!("unknown site {s:?}")))
+                    }
                     Some(x) if !applies(x) => errs.push((
                         at(&format!("overrides[{j}].sites[{k}]")),
                         format!("the rule does not apply to {s:?} (a {} site)", x.kind),
@@ -222,10 +196,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                             missing_cards.insert((site.kind, level));
                         }
                     }
-                    let sustain = ov
-                        .and_then(|o| o.1.sustain)
-                        .or(r.sustain)
-                        .unwrap_or(file.defaults.sustain);
+                    let sustain = ov.and_then(|o| o.1.sustain).or(r.sustain).unwrap_or(file.defaults.sustain);
                     let clear = r.clear_sustain.unwrap_or(file.defaults.clear_sustain);
                     per_site[si].push(SiteRule {
                         rule: info.clone(),
@@ -242,7 +213,10 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         for (k, l) in missing {
             errs.push((
                 format!("rules[{i}]"),
-                format!("rule {:?} can raise {k} sites to level {l}, but no [[cards]] covers {k} at {l}", r.id),
+                format!(
+                    "rule {:?} can raise {k} sites to level {l}, but no [[cards]] covers {k} at {l}",
+                    r.id
+                ),
             ));
         }
     }
@@ -257,12 +231,8 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     }
 
     // Assemble.
-    let street_index: HashMap<&str, usize> = sites
-        .streets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
+    let street_index: HashMap<&str, usize> =
+        sites.streets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
     let mut streets: Vec<StreetPlan> = sites
         .streets
         .iter()
@@ -279,11 +249,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         let spec = kinds[&site.kind];
         plan_sites.push(site_plan(site, street, spec, rules));
     }
-    let site_index = plan_sites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
+    let site_index = plan_sites.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     Ok(Plan {
         district_id: Arc::from(sites.district.id.as_str()),
         district_name: Arc::from(sites.district.name.as_str()),
@@ -326,21 +292,11 @@ fn check_shape(i: usize, r: &RuleSpec, errs: &mut Errors) {
                 "rise",
                 "rise (a change per `per`; negative for a fall), not 0",
             );
-            need(
-                errs,
-                r.per.is_some_and(|p| !p.get().is_zero()),
-                "per",
-                "per (the window, e.g. \"10m\")",
-            );
+            need(errs, r.per.is_some_and(|p| !p.get().is_zero()), "per", "per (the window, e.g. \"10m\")");
             need(errs, r.level.is_some(), "level", "the level it raises");
         }
         RuleType::Rain => {
-            need(
-                errs,
-                r.metric.is_some(),
-                "metric",
-                "the rain metric (rain_mm)",
-            );
+            need(errs, r.metric.is_some(), "metric", "the rain metric (rain_mm)");
             need(
                 errs,
                 !r.windows.is_empty(),
@@ -349,10 +305,7 @@ fn check_shape(i: usize, r: &RuleSpec, errs: &mut Errors) {
             );
             for (j, w) in r.windows.iter().enumerate() {
                 if !(w.mm > 0.0 && w.mm.is_finite()) || w.within.get().is_zero() {
-                    errs.push((
-                        at(&format!("windows[{j}]")),
-                        "a window needs within > 0 and mm > 0".into(),
-                    ));
+                    errs.push((at(&format!("windows[{j}]")), "a window needs within > 0 and mm > 0".into()));
                 }
             }
         }
@@ -371,9 +324,7 @@ fn compile_check(
     spec: &KindSpec,
     ov_at: &dyn Fn(&str) -> String,
 ) -> Result<Check, (String, String)> {
-    let metric_name = ov
-        .and_then(|o| o.metric.clone())
-        .or_else(|| r.metric.clone());
+    let metric_name = ov.and_then(|o| o.metric.clone()).or_else(|| r.metric.clone());
     let metric = match (&metric_name, r.kind) {
         (_, RuleType::Condition) => None,
         (Some(m), _) => {
@@ -395,10 +346,7 @@ fn compile_check(
     };
     match r.kind {
         RuleType::Level => {
-            let specs = ov
-                .and_then(|o| o.thresholds.as_ref())
-                .or(r.thresholds.as_ref())
-                .expect("checked");
+            let specs = ov.and_then(|o| o.thresholds.as_ref()).or(r.thresholds.as_ref()).expect("checked");
             let key = if ov.is_some_and(|o| o.thresholds.is_some()) {
                 ov_at("thresholds")
             } else {
@@ -410,22 +358,15 @@ fn compile_check(
                 thresholds[usize::from(level.rank() - 1)] = Some(v);
             }
             let direction = r.direction;
-            let present: Vec<(Level, f64)> = Level::ALL
-                .iter()
-                .zip(thresholds)
-                .filter_map(|(l, t)| t.map(|t| (*l, t)))
-                .collect();
+            let present: Vec<(Level, f64)> =
+                Level::ALL.iter().zip(thresholds).filter_map(|(l, t)| t.map(|t| (*l, t))).collect();
             for w in present.windows(2) {
                 let ok = match direction {
                     Direction::Above => w[1].1 > w[0].1,
                     Direction::Below => w[1].1 < w[0].1,
                 };
                 if !ok {
-                    let order = if direction == Direction::Above {
-                        "rise"
-                    } else {
-                        "fall"
-                    };
+                    let order = if direction == Direction::Above { "rise" } else { "fall" };
                     return Err((
                         key,
                         format!(
@@ -436,12 +377,7 @@ fn compile_check(
                 }
             }
             let deadband = ov.and_then(|o| o.deadband).or(r.deadband).unwrap_or(0.0);
-            Ok(Check::Level {
-                metric: metric.expect("level metric"),
-                direction,
-                thresholds,
-                deadband,
-            })
+            Ok(Check::Level { metric: metric.expect("level metric"), direction, thresholds, deadband })
         }
         RuleType::Rate => Ok(Check::Rate {
             metric: metric.expect("rate metric"),
@@ -450,18 +386,12 @@ fn compile_check(
             level: r.level.expect("checked"),
         }),
         RuleType::Rain => {
-            let mut windows: Vec<(i64, f64, Level)> = r
-                .windows
-                .iter()
-                .map(|w| (ns(w.within.get()), w.mm, w.level))
-                .collect();
+            let mut windows: Vec<(i64, f64, Level)> =
+                r.windows.iter().map(|w| (ns(w.within.get()), w.mm, w.level)).collect();
             windows.sort_by_key(|w| w.2);
             Ok(Check::Rain {
                 metric: metric.expect("rain metric"),
-                input: ov
-                    .and_then(|o| o.input)
-                    .or(r.input)
-                    .unwrap_or(RainInput::Increment),
+                input: ov.and_then(|o| o.input).or(r.input).unwrap_or(RainInput::Increment),
                 windows,
             })
         }
@@ -502,19 +432,12 @@ fn rule_key(key: &str) -> String {
 fn area(spec: &AreaSpec, key: &str, errs: &mut Errors) -> AreaRules {
     for (j, e) in spec.escalate.iter().enumerate() {
         if e.count == 0 {
-            errs.push((
-                format!("{key}.escalate[{j}].count"),
-                "must be at least 1".into(),
-            ));
+            errs.push((format!("{key}.escalate[{j}].count"), "must be at least 1".into()));
         }
     }
     AreaRules {
         max_of_members: spec.max_of_members.unwrap_or(true),
-        escalate: spec
-            .escalate
-            .iter()
-            .map(|e| (e.count, e.at_least, e.to))
-            .collect(),
+        escalate: spec.escalate.iter().map(|e| (e.count, e.at_least, e.to)).collect(),
     }
 }
 
@@ -567,11 +490,7 @@ fn site_plan(site: &Site, street: usize, spec: &KindSpec, rules: Vec<SiteRule>) 
         by_metric,
         conditions,
         history,
-        params: site
-            .params
-            .iter()
-            .map(|(k, v)| (Arc::from(k.as_str()), *v))
-            .collect(),
+        params: site.params.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
     }
 }
 

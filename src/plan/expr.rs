@@ -10,8 +10,7 @@
 //! It is not Turing-complete in the way we use it (no assignment, no loops).
 
 use evalexpr::{
-    build_operator_tree, Context, DefaultNumericTypes, EvalexprError, EvalexprResult, Node,
-    Value as EValue,
+    build_operator_tree, Context, DefaultNumericTypes, EvalexprError, EvalexprResult, Node, Value as EValue,
 };
 
 pub type Tree = Node<DefaultNumericTypes>;
@@ -37,10 +36,7 @@ pub fn parse(text: &str) -> Result<Tree, String> {
 
 /// The variables an expression reads.
 pub fn variables(tree: &Tree) -> Vec<String> {
-    let mut v: Vec<String> = tree
-        .iter_variable_identifiers()
-        .map(str::to_string)
-        .collect();
+    let mut v: Vec<String> = tree.iter_variable_identifiers().map(str::to_string).collect();
     v.sort();
     v.dedup();
     v
@@ -82,10 +78,7 @@ impl Context for Vars<'_, '_> {
     type NumericTypes = DefaultNumericTypes;
 
     fn get_value(&self, identifier: &str) -> Option<&EValue> {
-        self.vars
-            .iter()
-            .find(|(k, _)| *k == identifier)
-            .map(|(_, v)| v)
+        self.vars.iter().find(|(k, _)| *k == identifier).map(|(_, v)| v)
     }
 
     fn call_function(
@@ -93,19 +86,14 @@ impl Context for Vars<'_, '_> {
         identifier: &str,
         _argument: &EValue,
     ) -> EvalexprResult<EValue, DefaultNumericTypes> {
-        Err(EvalexprError::FunctionIdentifierNotFound(
-            identifier.to_string(),
-        ))
+        Err(EvalexprError::FunctionIdentifierNotFound(identifier.to_string()))
     }
 
     fn are_builtin_functions_disabled(&self) -> bool {
         false
     }
 
-    fn set_builtin_functions_disabled(
-        &mut self,
-        _disabled: bool,
-    ) -> EvalexprResult<(), DefaultNumericTypes> {
+    fn set_builtin_functions_disabled(&mut self, _disabled: bool) -> EvalexprResult<(), DefaultNumericTypes> {
         Err(EvalexprError::BuiltinFunctionsCannotBeDisabled)
     }
 }
@@ -131,28 +119,16 @@ mod tests {
         let t = parse("forebay_level_m >= 1.80 && pumps_faulted >= 1").unwrap();
         assert_eq!(variables(&t), ["forebay_level_m", "pumps_faulted"]);
         let vars = |level: f64, faulted: i64| {
-            vec![
-                ("forebay_level_m", EValue::Float(level)),
-                ("pumps_faulted", EValue::Int(faulted)),
-            ]
+            vec![("forebay_level_m", EValue::Float(level)), ("pumps_faulted", EValue::Int(faulted))]
         };
         assert!(eval_condition(&t, &vars(1.85, 1)));
         assert!(!eval_condition(&t, &vars(1.75, 1)));
         assert!(!eval_condition(&t, &vars(1.85, 0)));
         // A metric not received yet: not true, not an error.
-        assert!(!eval_condition(
-            &t,
-            &[("forebay_level_m", EValue::Float(2.0))]
-        ));
+        assert!(!eval_condition(&t, &[("forebay_level_m", EValue::Float(2.0))]));
         let flag = parse("sensor_fault").unwrap();
-        assert!(eval_condition(
-            &flag,
-            &[("sensor_fault", EValue::Boolean(true))]
-        ));
-        assert!(
-            !eval_condition(&flag, &[("sensor_fault", EValue::Float(1.0))]),
-            "a number is not a flag"
-        );
+        assert!(eval_condition(&flag, &[("sensor_fault", EValue::Boolean(true))]));
+        assert!(!eval_condition(&flag, &[("sensor_fault", EValue::Float(1.0))]), "a number is not a flag");
     }
 
     #[test]

@@ -70,31 +70,13 @@ impl From<Sustain> for Hold {
 pub enum Check {
     /// Thresholds per level (index 0 = Ⅳ … 3 = Ⅰ; `None`: the rule has no
     /// such level), hysteresis by `deadband`.
-    Level {
-        metric: Arc<str>,
-        direction: Direction,
-        thresholds: [Option<f64>; 4],
-        deadband: f64,
-    },
+    Level { metric: Arc<str>, direction: Direction, thresholds: [Option<f64>; 4], deadband: f64 },
     /// A change of at least `rise` (negative: a fall) within `per_ns`.
-    Rate {
-        metric: Arc<str>,
-        rise: f64,
-        per_ns: i64,
-        level: Level,
-    },
+    Rate { metric: Arc<str>, rise: f64, per_ns: i64, level: Level },
     /// Rain windows: (window, mm, level).
-    Rain {
-        metric: Arc<str>,
-        input: RainInput,
-        windows: Vec<(i64, f64, Level)>,
-    },
+    Rain { metric: Arc<str>, input: RainInput, windows: Vec<(i64, f64, Level)> },
     /// An expression over the site's metrics and derived values.
-    Condition {
-        expr: Arc<expr::Tree>,
-        text: Arc<str>,
-        level: Level,
-    },
+    Condition { expr: Arc<expr::Tree>, text: Arc<str>, level: Level },
 }
 
 impl PartialEq for Check {
@@ -102,53 +84,17 @@ impl PartialEq for Check {
         use Check::*;
         match (self, other) {
             (
-                Level {
-                    metric: a,
-                    direction: b,
-                    thresholds: c,
-                    deadband: d,
-                },
-                Level {
-                    metric: e,
-                    direction: f,
-                    thresholds: g,
-                    deadband: h,
-                },
+                Level { metric: a, direction: b, thresholds: c, deadband: d },
+                Level { metric: e, direction: f, thresholds: g, deadband: h },
             ) => a == e && b == f && c == g && d == h,
             (
-                Rate {
-                    metric: a,
-                    rise: b,
-                    per_ns: c,
-                    level: d,
-                },
-                Rate {
-                    metric: e,
-                    rise: f,
-                    per_ns: g,
-                    level: h,
-                },
+                Rate { metric: a, rise: b, per_ns: c, level: d },
+                Rate { metric: e, rise: f, per_ns: g, level: h },
             ) => a == e && b == f && c == g && d == h,
-            (
-                Rain {
-                    metric: a,
-                    input: b,
-                    windows: c,
-                },
-                Rain {
-                    metric: d,
-                    input: e,
-                    windows: f,
-                },
-            ) => a == d && b == e && c == f,
-            (
-                Condition {
-                    text: a, level: b, ..
-                },
-                Condition {
-                    text: c, level: d, ..
-                },
-            ) => a == c && b == d,
+            (Rain { metric: a, input: b, windows: c }, Rain { metric: d, input: e, windows: f }) => {
+                a == d && b == e && c == f
+            }
+            (Condition { text: a, level: b, .. }, Condition { text: c, level: d, .. }) => a == c && b == d,
             _ => false,
         }
     }
@@ -158,9 +104,9 @@ impl Check {
     /// The metric the check is about, if one.
     pub fn metric(&self) -> Option<&Arc<str>> {
         match self {
-            Check::Level { metric, .. }
-            | Check::Rate { metric, .. }
-            | Check::Rain { metric, .. } => Some(metric),
+            Check::Level { metric, .. } | Check::Rate { metric, .. } | Check::Rain { metric, .. } => {
+                Some(metric)
+            }
             Check::Condition { .. } => None,
         }
     }
@@ -168,12 +114,9 @@ impl Check {
     /// The levels this check can raise.
     pub fn reachable(&self) -> Vec<Level> {
         match self {
-            Check::Level { thresholds, .. } => Level::ALL
-                .iter()
-                .zip(thresholds)
-                .filter(|(_, t)| t.is_some())
-                .map(|(l, _)| *l)
-                .collect(),
+            Check::Level { thresholds, .. } => {
+                Level::ALL.iter().zip(thresholds).filter(|(_, t)| t.is_some()).map(|(l, _)| *l).collect()
+            }
             Check::Rate { level, .. } | Check::Condition { level, .. } => vec![*level],
             Check::Rain { windows, .. } => {
                 let mut v: Vec<Level> = windows.iter().map(|w| w.2).collect();

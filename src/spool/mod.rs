@@ -80,14 +80,8 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     // missing, unreadable or points at a segment already gone.
     let start = match (cursor, first) {
         (Some(c), Some(f)) if c.segment >= f && segments.contains(&c.segment) => c,
-        (_, Some(f)) => Position {
-            segment: f,
-            offset: 0,
-        },
-        (_, None) => Position {
-            segment: 1,
-            offset: 0,
-        },
+        (_, Some(f)) => Position { segment: f, offset: 0 },
+        (_, None) => Position { segment: 1, offset: 0 },
     };
 
     // Cut a torn tail off the last segment, count what is pending.
@@ -97,38 +91,26 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
         if seg < start.segment {
             continue;
         }
-        let from = if seg == start.segment {
-            start.offset
-        } else {
-            0
-        };
+        let from = if seg == start.segment { start.offset } else { 0 };
         let scan = scan_segment(&segment_path(dir, seg), from)?;
         if scan.valid_end < scan.file_len {
-            stats
-                .corrupt_frames
-                .fetch_add(scan.corrupt + 1, Ordering::Relaxed);
+            stats.corrupt_frames.fetch_add(scan.corrupt + 1, Ordering::Relaxed);
             tracing::warn!(
                 segment = seg,
                 valid_bytes = scan.valid_end,
                 torn_bytes = scan.file_len - scan.valid_end,
                 "spool segment ends in a torn or damaged record (crash while writing?): cutting it off"
             );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(segment_path(dir, seg))?;
+            let f = OpenOptions::new().write(true).open(segment_path(dir, seg))?;
             f.set_len(scan.valid_end)?;
             f.sync_all()?;
         } else {
-            stats
-                .corrupt_frames
-                .fetch_add(scan.corrupt, Ordering::Relaxed);
+            stats.corrupt_frames.fetch_add(scan.corrupt, Ordering::Relaxed);
         }
         pending_records += scan.records as i64;
         pending_bytes += (scan.valid_end - from) as i64;
     }
-    stats
-        .pending_records
-        .store(pending_records, Ordering::Relaxed);
+    stats.pending_records.store(pending_records, Ordering::Relaxed);
     stats.pending_bytes.store(pending_bytes, Ordering::Relaxed);
 
     // Appends always go to a new segment.
@@ -139,10 +121,7 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
         stats,
-        head: Mutex::new(Position {
-            segment: next,
-            offset: 0,
-        }),
+        head: Mutex::new(Position { segment: next, offset: 0 }),
         appended: Notify::new(),
         active: Mutex::new(Some(file.clone())),
         dirty: AtomicBool::new(false),
@@ -150,14 +129,8 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     if pending_records > 0 {
         shared.appended.notify_one();
     }
-    let appender = Appender {
-        shared: shared.clone(),
-        file,
-        segment: next,
-        offset: 0,
-        segment_size,
-        buf: Vec::new(),
-    };
+    let appender =
+        Appender { shared: shared.clone(), file, segment: next, offset: 0, segment_size, buf: Vec::new() };
     let reader = Reader::new(shared, start);
     Ok((appender, reader))
 }
@@ -176,10 +149,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 fn create_segment(dir: &Path, seg: u64) -> io::Result<Arc<File>> {
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(segment_path(dir, seg))?;
+    let f = OpenOptions::new().create(true).append(true).open(segment_path(dir, seg))?;
     // Make the new file's directory entry durable too.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -190,10 +160,7 @@ fn create_segment(dir: &Path, seg: u64) -> io::Result<Arc<File>> {
 fn read_cursor(dir: &Path) -> Option<Position> {
     let text = fs::read_to_string(dir.join("cursor")).ok()?;
     let mut it = text.split_whitespace();
-    Some(Position {
-        segment: it.next()?.parse().ok()?,
-        offset: it.next()?.parse().ok()?,
-    })
+    Some(Position { segment: it.next()?.parse().ok()?, offset: it.next()?.parse().ok()? })
 }
 
 struct Scan {
@@ -226,12 +193,7 @@ fn scan_segment(path: &Path, from: u64) -> io::Result<Scan> {
             },
         }
     }
-    Ok(Scan {
-        records,
-        corrupt,
-        valid_end: valid_end as u64,
-        file_len: data.len() as u64,
-    })
+    Ok(Scan { records, corrupt, valid_end: valid_end as u64, file_len: data.len() as u64 })
 }
 
 /// The appending end, owned by ingest.
@@ -256,10 +218,7 @@ impl Appender {
         let mut n = 0i64;
         for p in payloads {
             if p.len() > record::MAX_PAYLOAD {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "spool record too large",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "spool record too large"));
             }
             record::encode(&mut self.buf, now_ms, p);
             n += 1;
@@ -279,19 +238,13 @@ impl Appender {
         self.offset += self.buf.len() as u64;
         let bytes = self.buf.len() as i64;
         let stats = &self.shared.stats;
-        stats
-            .appended_records
-            .fetch_add(n as u64, Ordering::Relaxed);
-        stats
-            .appended_bytes
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        stats.appended_records.fetch_add(n as u64, Ordering::Relaxed);
+        stats.appended_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         stats.pending_records.fetch_add(n, Ordering::Relaxed);
         stats.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.shared.dirty.store(true, Ordering::Release);
-        *self.shared.head.lock().expect("spool head") = Position {
-            segment: self.segment,
-            offset: self.offset,
-        };
+        *self.shared.head.lock().expect("spool head") =
+            Position { segment: self.segment, offset: self.offset };
         self.shared.appended.notify_one();
         Ok(())
     }
@@ -304,10 +257,7 @@ impl Appender {
         self.file = file;
         self.segment = next;
         self.offset = 0;
-        *self.shared.head.lock().expect("spool head") = Position {
-            segment: next,
-            offset: 0,
-        };
+        *self.shared.head.lock().expect("spool head") = Position { segment: next, offset: 0 };
         Ok(())
     }
 
@@ -318,9 +268,7 @@ impl Appender {
 
     /// A handle that syncs from another task (the fsync timer).
     pub fn syncer(&self) -> Syncer {
-        Syncer {
-            shared: self.shared.clone(),
-        }
+        Syncer { shared: self.shared.clone() }
     }
 
     pub fn stats(&self) -> Arc<SpoolStats> {

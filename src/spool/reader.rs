@@ -55,13 +55,7 @@ pub struct Reader {
 
 impl Reader {
     pub(super) fn new(shared: Arc<Shared>, start: Position) -> Self {
-        Reader {
-            shared,
-            pos: start,
-            buf: Vec::new(),
-            buf_start: start,
-            file: None,
-        }
+        Reader { shared, pos: start, buf: Vec::new(), buf_start: start, file: None }
     }
 
     pub fn stats(&self) -> Arc<SpoolStats> {
@@ -89,14 +83,8 @@ impl Reader {
                         self.buf.clear();
                         self.buf_start = self.pos;
                     }
-                    Err(e)
-                        if e.kind() == io::ErrorKind::NotFound
-                            && self.pos.segment < head.segment =>
-                    {
-                        self.pos = Position {
-                            segment: self.pos.segment + 1,
-                            offset: 0,
-                        };
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && self.pos.segment < head.segment => {
+                        self.pos = Position { segment: self.pos.segment + 1, offset: 0 };
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -106,18 +94,11 @@ impl Reader {
             let step = {
                 let avail = &self.buf[consumed..];
                 match record::parse(avail) {
-                    Frame::Record {
-                        appended_at_ms,
-                        payload,
-                        size,
-                    } => {
+                    Frame::Record { appended_at_ms, payload, size } => {
                         if batch.records == 0 {
                             batch.first_appended_ms = appended_at_ms;
                             batch.start = self.pos;
-                            self.shared
-                                .stats
-                                .oldest_pending_ms
-                                .store(appended_at_ms, Ordering::Relaxed);
+                            self.shared.stats.oldest_pending_ms.store(appended_at_ms, Ordering::Relaxed);
                         }
                         batch.body.extend_from_slice(payload);
                         batch.records += 1;
@@ -138,11 +119,7 @@ impl Reader {
                 }
                 Step::More(unparsed) => {
                     let file_end = self.buf_start.offset + self.buf.len() as u64;
-                    let limit = if self.pos.segment == head.segment {
-                        head.offset
-                    } else {
-                        u64::MAX
-                    };
+                    let limit = if self.pos.segment == head.segment { head.offset } else { u64::MAX };
                     let n = if file_end < limit {
                         let want = (limit - file_end).min(READ_CHUNK);
                         let f = self.file.as_mut().expect("segment open");
@@ -154,15 +131,9 @@ impl Reader {
                         if self.pos.segment < head.segment {
                             // The end of a finished segment: a torn or empty tail.
                             if unparsed > 0 {
-                                self.shared
-                                    .stats
-                                    .corrupt_frames
-                                    .fetch_add(1, Ordering::Relaxed);
+                                self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
                             }
-                            self.pos = Position {
-                                segment: self.pos.segment + 1,
-                                offset: 0,
-                            };
+                            self.pos = Position { segment: self.pos.segment + 1, offset: 0 };
                             self.file = None;
                             continue;
                         }
@@ -172,10 +143,7 @@ impl Reader {
                 Step::Bad(skip) => {
                     // Skip to the next frame that checks out (or may), or
                     // past everything read so far.
-                    self.shared
-                        .stats
-                        .corrupt_frames
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         segment = self.pos.segment,
                         offset = self.pos.offset,
@@ -197,11 +165,7 @@ impl Reader {
         linger: Duration,
         stop: &tokio_util::sync::CancellationToken,
     ) -> io::Result<Batch> {
-        let mut batch = Batch {
-            end: self.pos,
-            start: self.pos,
-            ..Batch::default()
-        };
+        let mut batch = Batch { end: self.pos, start: self.pos, ..Batch::default() };
         let mut deadline = None;
         loop {
             self.read_available(&mut batch, max_records)?;
@@ -229,11 +193,7 @@ impl Reader {
 
     /// Reads what is on disk now without waiting (used to flush at shutdown).
     pub fn try_batch(&mut self, max_records: usize) -> io::Result<Batch> {
-        let mut batch = Batch {
-            end: self.pos,
-            start: self.pos,
-            ..Batch::default()
-        };
+        let mut batch = Batch { end: self.pos, start: self.pos, ..Batch::default() };
         self.read_available(&mut batch, max_records)?;
         batch.end = self.pos;
         Ok(batch)
@@ -244,35 +204,23 @@ impl Reader {
     pub fn commit(&mut self, batch: &Batch) -> io::Result<()> {
         let dir = &self.shared.dir;
         let tmp = dir.join("cursor.tmp");
-        fs::write(
-            &tmp,
-            format!("{} {}\n", batch.end.segment, batch.end.offset),
-        )?;
+        fs::write(&tmp, format!("{} {}\n", batch.end.segment, batch.end.offset))?;
         fs::rename(&tmp, dir.join("cursor"))?;
         let stats = &self.shared.stats;
-        stats
-            .pending_records
-            .fetch_sub(batch.records as i64, Ordering::Relaxed);
+        stats.pending_records.fetch_sub(batch.records as i64, Ordering::Relaxed);
         let bytes = if batch.start.segment == batch.end.segment {
             batch.end.offset - batch.start.offset
         } else {
             // Across segments: what remained of the first plus what was read of the last.
             let mut total = batch.end.offset;
             for seg in batch.start.segment..batch.end.segment {
-                let len = fs::metadata(segment_path(dir, seg))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                total += if seg == batch.start.segment {
-                    len.saturating_sub(batch.start.offset)
-                } else {
-                    len
-                };
+                let len = fs::metadata(segment_path(dir, seg)).map(|m| m.len()).unwrap_or(0);
+                total +=
+                    if seg == batch.start.segment { len.saturating_sub(batch.start.offset) } else { len };
             }
             total
         };
-        stats
-            .pending_bytes
-            .fetch_sub(bytes as i64, Ordering::Relaxed);
+        stats.pending_bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
         for seg in list_segments(dir)? {
             if seg >= batch.end.segment {

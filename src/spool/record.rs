@@ -38,11 +38,7 @@ pub fn encode(out: &mut Vec<u8>, appended_at_ms: i64, payload: &[u8]) {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
     /// A whole frame that checks out; `size` is header + payload.
-    Record {
-        appended_at_ms: i64,
-        payload: &'a [u8],
-        size: usize,
-    },
+    Record { appended_at_ms: i64, payload: &'a [u8], size: usize },
     /// The buffer ends before the frame does: read more, or it is a torn tail.
     Incomplete,
     /// Not a valid frame.
@@ -77,11 +73,7 @@ pub fn parse(buf: &[u8]) -> Frame<'_> {
         return Frame::Corrupt;
     }
     let appended_at_ms = i64::from_le_bytes(buf[10..18].try_into().expect("8 bytes"));
-    Frame::Record {
-        appended_at_ms,
-        payload: &buf[HEADER..size],
-        size,
-    }
+    Frame::Record { appended_at_ms, payload: &buf[HEADER..size], size }
 }
 
 /// After a corrupt frame at the start of `buf`: the offset of the next frame
@@ -118,14 +110,7 @@ mod tests {
     #[test]
     fn an_empty_payload_is_a_record() {
         let f = frame(5, b"");
-        assert_eq!(
-            parse(&f),
-            Frame::Record {
-                appended_at_ms: 5,
-                payload: b"",
-                size: HEADER
-            }
-        );
+        assert_eq!(parse(&f), Frame::Record { appended_at_ms: 5, payload: b"", size: HEADER });
     }
 
     #[test]
@@ -142,10 +127,7 @@ mod tests {
         for i in 0..f.len() {
             let mut g = f.clone();
             g[i] ^= 0x40;
-            assert!(
-                !matches!(parse(&g), Frame::Record { .. }),
-                "flip at {i} went unnoticed"
-            );
+            assert!(!matches!(parse(&g), Frame::Record { .. }), "flip at {i} went unnoticed");
         }
     }
 

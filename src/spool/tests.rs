@@ -7,9 +7,7 @@ use super::*;
 const T0: i64 = 1_784_613_900_000;
 
 fn recs(range: std::ops::Range<usize>) -> Vec<String> {
-    range
-        .map(|i| format!("telemetry,site=S x={i} {i}\n"))
-        .collect()
+    range.map(|i| format!("telemetry,site=S x={i} {i}\n")).collect()
 }
 
 fn append_all(a: &mut Appender, lines: &[String]) {
@@ -45,10 +43,7 @@ async fn records_come_back_in_order_in_bounded_batches() {
     assert_eq!(a.stats().pending_records.load(Ordering::Relaxed), 100);
     let (got, batches) = drain(&mut r, 30).await;
     assert_eq!(got, lines);
-    assert_eq!(
-        batches.iter().map(|b| b.records).collect::<Vec<_>>(),
-        [30, 30, 30, 10]
-    );
+    assert_eq!(batches.iter().map(|b| b.records).collect::<Vec<_>>(), [30, 30, 30, 10]);
     assert_eq!(batches[0].first_appended_ms, T0);
 }
 
@@ -77,10 +72,7 @@ async fn a_torn_tail_is_cut_and_counted_and_appends_go_on() {
         let mut frame = Vec::new();
         record::encode(&mut frame, T0, b"telemetry,site=S x=10 10\n");
         let seg = segments(dir.path())[0];
-        let mut f = OpenOptions::new()
-            .append(true)
-            .open(segment_path(dir.path(), seg))
-            .unwrap();
+        let mut f = OpenOptions::new().append(true).open(segment_path(dir.path(), seg)).unwrap();
         f.write_all(&frame[..frame.len() / 2]).unwrap();
     }
     let (mut a, mut r) = open(dir.path(), 1 << 20).unwrap();
@@ -112,12 +104,8 @@ async fn a_damaged_record_in_the_middle_is_skipped_not_the_rest() {
 
     let (_a, mut r) = open(dir.path(), 1 << 20).unwrap();
     let (got, _) = drain(&mut r, 100).await;
-    let want: Vec<String> = recs(0..10)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 4)
-        .map(|(_, s)| s)
-        .collect();
+    let want: Vec<String> =
+        recs(0..10).into_iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, s)| s).collect();
     assert_eq!(got, want);
     assert!(r.stats().corrupt_frames.load(Ordering::Relaxed) >= 1);
 }
@@ -132,11 +120,7 @@ async fn segments_roll_and_are_deleted_once_committed() {
     let (got, batches) = drain(&mut r, 1000).await;
     assert_eq!(got, lines);
     r.commit(batches.last().unwrap()).unwrap();
-    assert_eq!(
-        segments(dir.path()).len(),
-        1,
-        "only the active segment remains"
-    );
+    assert_eq!(segments(dir.path()).len(), 1, "only the active segment remains");
     let stats = r.stats();
     assert_eq!(stats.pending_records.load(Ordering::Relaxed), 0);
     assert_eq!(stats.pending_bytes.load(Ordering::Relaxed), 0);
@@ -149,19 +133,13 @@ async fn a_partial_batch_waits_for_the_linger_time_only() {
     let stop = CancellationToken::new();
     append_all(&mut a, &recs(0..3));
     let started = std::time::Instant::now();
-    let b = r
-        .next_batch(100, Duration::from_millis(150), &stop)
-        .await
-        .unwrap();
+    let b = r.next_batch(100, Duration::from_millis(150), &stop).await.unwrap();
     assert_eq!(b.records, 3);
     assert!(started.elapsed() >= Duration::from_millis(150));
 
     // A batch that fills up returns at once.
     append_all(&mut a, &recs(3..103));
-    let b = r
-        .next_batch(100, Duration::from_secs(3600), &stop)
-        .await
-        .unwrap();
+    let b = r.next_batch(100, Duration::from_secs(3600), &stop).await.unwrap();
     assert_eq!(b.records, 100);
 }
 
@@ -170,18 +148,11 @@ async fn the_reader_wakes_when_records_arrive() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, mut r) = open(dir.path(), 1 << 20).unwrap();
     let stop = CancellationToken::new();
-    let waiter = tokio::spawn(async move {
-        r.next_batch(1, Duration::from_secs(60), &stop)
-            .await
-            .unwrap()
-            .records
-    });
+    let waiter =
+        tokio::spawn(async move { r.next_batch(1, Duration::from_secs(60), &stop).await.unwrap().records });
     tokio::time::sleep(Duration::from_millis(50)).await;
     a.append([b"m x=1 1\n".as_slice()], T0).unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), waiter)
-        .await
-        .unwrap()
-        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
     assert_eq!(n, 1);
 }
 
@@ -191,10 +162,7 @@ async fn stop_returns_what_is_there() {
     let (_a, mut r) = open(dir.path(), 1 << 20).unwrap();
     let stop = CancellationToken::new();
     stop.cancel();
-    let b = r
-        .next_batch(10, Duration::from_secs(60), &stop)
-        .await
-        .unwrap();
+    let b = r.next_batch(10, Duration::from_secs(60), &stop).await.unwrap();
     assert_eq!(b.records, 0);
 }
 
@@ -203,11 +171,7 @@ fn sync_clears_dirty_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (mut a, _r) = open(dir.path(), 1 << 20).unwrap();
     a.sync().unwrap();
-    assert_eq!(
-        a.stats().fsyncs.load(Ordering::Relaxed),
-        0,
-        "nothing to sync"
-    );
+    assert_eq!(a.stats().fsyncs.load(Ordering::Relaxed), 0, "nothing to sync");
     a.append([b"m x=1 1\n".as_slice()], T0).unwrap();
     a.syncer().sync().unwrap();
     a.sync().unwrap();

@@ -51,8 +51,7 @@ impl InfluxClient {
         if c.url.is_empty() {
             return Ok(None);
         }
-        let base =
-            Url::parse(c.url.trim_end_matches('/')).map_err(|e| format!("influxdb.url: {e}"))?;
+        let base = Url::parse(c.url.trim_end_matches('/')).map_err(|e| format!("influxdb.url: {e}"))?;
         let join = |path: &str| {
             let mut u = base.clone();
             let prefix = u.path().trim_end_matches('/').to_string();
@@ -128,17 +127,13 @@ impl InfluxClient {
 
     /// Sends one batch of line protocol.
     pub async fn write(&self, body: &[u8]) -> Outcome {
-        let mut req = self
-            .http
-            .post(self.write_url.clone())
-            .header(CONTENT_TYPE, "text/plain; charset=utf-8");
+        let mut req =
+            self.http.post(self.write_url.clone()).header(CONTENT_TYPE, "text/plain; charset=utf-8");
         if self.gzip {
             let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
             // Writing to a Vec cannot fail.
             let _ = enc.write_all(body);
-            req = req
-                .header(CONTENT_ENCODING, "gzip")
-                .body(enc.finish().unwrap_or_default());
+            req = req.header(CONTENT_ENCODING, "gzip").body(enc.finish().unwrap_or_default());
         } else {
             req = req.body(body.to_vec());
         }
@@ -147,10 +142,7 @@ impl InfluxClient {
 
     /// v1: `CREATE DATABASE` (idempotent in InfluxDB).
     pub async fn create_database(&self) -> Outcome {
-        let q = format!(
-            "CREATE DATABASE \"{}\"",
-            self.database.replace('\\', "\\\\").replace('"', "\\\"")
-        );
+        let q = format!("CREATE DATABASE \"{}\"", self.database.replace('\\', "\\\\").replace('"', "\\\""));
         send(self.authorize(self.http.post(self.query_url.clone()).form(&[("q", q)]))).await
     }
 }
@@ -159,17 +151,10 @@ async fn send(req: reqwest::RequestBuilder) -> Outcome {
     match req.send().await {
         Ok(resp) => {
             let code = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let retry_after =
+                resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
             let body = resp.text().await.unwrap_or_default();
-            Outcome::Status {
-                code,
-                retry_after,
-                body,
-            }
+            Outcome::Status { code, retry_after, body }
         }
         Err(e) if e.is_timeout() => Outcome::Timeout,
         Err(e) => Outcome::Connection(error_chain(&e)),
@@ -222,19 +207,13 @@ mod tests {
             ..Default::default()
         };
         let client = InfluxClient::new(&c).unwrap().unwrap();
-        assert_eq!(
-            client.endpoint(),
-            "http://h:8086/influx/write?db=flood+db&rp=autogen&precision=ns"
-        );
+        assert_eq!(client.endpoint(), "http://h:8086/influx/write?db=flood+db&rp=autogen&precision=ns");
         assert_eq!(client.query_url.as_str(), "http://h:8086/influx/query");
     }
 
     #[test]
     fn an_empty_url_means_spool_only() {
-        let c = InfluxSection {
-            url: String::new(),
-            ..Default::default()
-        };
+        let c = InfluxSection { url: String::new(), ..Default::default() };
         assert!(InfluxClient::new(&c).unwrap().is_none());
     }
 }

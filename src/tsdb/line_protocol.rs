@@ -78,11 +78,7 @@ pub fn field_value(out: &mut String, v: Field<'_>) {
             // Finite by construction (the decoder refuses NaN and ±inf);
             // a non-finite value would make InfluxDB refuse the whole batch.
             debug_assert!(f.is_finite());
-            out.push_str(if f.is_finite() {
-                buf.format_finite(f)
-            } else {
-                "0"
-            });
+            out.push_str(if f.is_finite() { buf.format_finite(f) } else { "0" });
         }
         Field::Int(i) => {
             out.push_str(itoa::Buffer::new().format(i));
@@ -154,11 +150,7 @@ pub fn telemetry(out: &mut String, series: &str, readings: &[crate::reading::Rea
         return;
     };
     out.push_str(series);
-    fields_and_time(
-        out,
-        readings.iter().map(|r| (&*r.metric, Field::from(r.value))),
-        first.ts,
-    );
+    fields_and_time(out, readings.iter().map(|r| (&*r.metric, Field::from(r.value))), first.ts);
 }
 
 #[cfg(test)]
@@ -168,25 +160,14 @@ mod tests {
     #[test]
     fn readings_of_one_message_make_one_line() {
         use crate::reading::{Reading, Value};
-        let r = |m: &str, v| Reading {
-            site: "BH-BZ-01".into(),
-            metric: m.into(),
-            value: v,
-            ts: 42,
-        };
+        let r = |m: &str, v| Reading { site: "BH-BZ-01".into(), metric: m.into(), value: v, ts: 42 };
         let mut s = String::new();
         telemetry(
             &mut s,
             "telemetry,site=BH-BZ-01",
-            &[
-                r("forebay_level_m", Value::Float(1.85)),
-                r("pump2_fault", Value::Bool(true)),
-            ],
+            &[r("forebay_level_m", Value::Float(1.85)), r("pump2_fault", Value::Bool(true))],
         );
-        assert_eq!(
-            s,
-            "telemetry,site=BH-BZ-01 forebay_level_m=1.85,pump2_fault=true 42\n"
-        );
+        assert_eq!(s, "telemetry,site=BH-BZ-01 forebay_level_m=1.85,pump2_fault=true 42\n");
         telemetry(&mut s, "x", &[]);
         assert_eq!(s.lines().count(), 1, "no readings, no line");
     }
@@ -232,34 +213,18 @@ mod tests {
 
     #[test]
     fn empty_tag_values_are_left_out() {
-        assert_eq!(
-            one(
-                "m",
-                &[("a", ""), ("b", "x")],
-                &[("f", Field::Bool(true))],
-                1
-            ),
-            "m,b=x f=true 1\n"
-        );
+        assert_eq!(one("m", &[("a", ""), ("b", "x")], &[("f", Field::Bool(true))], 1), "m,b=x f=true 1\n");
     }
 
     #[test]
     fn field_keys_escape_like_tags() {
-        assert_eq!(
-            one("m", &[], &[("a b=c,d", Field::Int(1))], 5),
-            "m a\\ b\\=c\\,d=1i 5\n"
-        );
+        assert_eq!(one("m", &[], &[("a b=c,d", Field::Int(1))], 5), "m a\\ b\\=c\\,d=1i 5\n");
     }
 
     #[test]
     fn unicode_passes_through() {
         assert_eq!(
-            one(
-                "telemetry",
-                &[("street", "城东街道")],
-                &[("水位", Field::Float(1.0))],
-                7
-            ),
+            one("telemetry", &[("street", "城东街道")], &[("水位", Field::Float(1.0))], 7),
             "telemetry,street=城东街道 水位=1.0 7\n"
         );
     }
@@ -320,16 +285,8 @@ mod tests {
 
     #[test]
     fn several_fields_are_comma_separated_in_order() {
-        let s = one(
-            "m",
-            &[],
-            &[
-                ("b", Field::Bool(false)),
-                ("a", Field::Float(2.0)),
-                ("s", Field::Str("x")),
-            ],
-            9,
-        );
+        let s =
+            one("m", &[], &[("b", Field::Bool(false)), ("a", Field::Float(2.0)), ("s", Field::Str("x"))], 9);
         assert_eq!(s, "m b=false,a=2.0,s=\"x\" 9\n");
     }
 

@@ -15,11 +15,7 @@ use std::time::{Duration, SystemTime};
 /// How a write request ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Status {
-        code: u16,
-        retry_after: Option<String>,
-        body: String,
-    },
+    Status { code: u16, retry_after: Option<String>, body: String },
     Timeout,
     Connection(String),
 }
@@ -47,63 +43,28 @@ pub enum Decision {
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Failure classes, for pre-registering counters.
-pub const CLASSES: [&str; 7] = [
-    "rejected",
-    "throttled",
-    "server_error",
-    "auth",
-    "not_found",
-    "timeout",
-    "connection",
-];
+pub const CLASSES: [&str; 7] =
+    ["rejected", "throttled", "server_error", "auth", "not_found", "timeout", "connection"];
 
 pub fn classify(outcome: &Outcome, now: SystemTime) -> Decision {
     match outcome {
         Outcome::Status { code, .. } if (200..300).contains(code) => Decision::Done,
-        Outcome::Status {
-            code,
-            retry_after,
-            body,
-        } => {
+        Outcome::Status { code, retry_after, body } => {
             let reason = format!("HTTP {code}: {}", short(body));
-            let after = retry_after
-                .as_deref()
-                .and_then(|v| parse_retry_after(v, now));
+            let after = retry_after.as_deref().and_then(|v| parse_retry_after(v, now));
             match code {
                 404 if body.contains("database not found") => Decision::CreateDatabase,
-                429 => Decision::Retry {
-                    after,
-                    class: "throttled",
-                    reason,
-                },
-                408 | 500..=599 => Decision::Retry {
-                    after,
-                    class: "server_error",
-                    reason,
-                },
-                401 | 403 => Decision::Retry {
-                    after,
-                    class: "auth",
-                    reason,
-                },
-                404 => Decision::Retry {
-                    after,
-                    class: "not_found",
-                    reason,
-                },
+                429 => Decision::Retry { after, class: "throttled", reason },
+                408 | 500..=599 => Decision::Retry { after, class: "server_error", reason },
+                401 | 403 => Decision::Retry { after, class: "auth", reason },
+                404 => Decision::Retry { after, class: "not_found", reason },
                 _ => Decision::Reject { reason },
             }
         }
-        Outcome::Timeout => Decision::Retry {
-            after: None,
-            class: "timeout",
-            reason: "request timed out".into(),
-        },
-        Outcome::Connection(e) => Decision::Retry {
-            after: None,
-            class: "connection",
-            reason: e.clone(),
-        },
+        Outcome::Timeout => {
+            Decision::Retry { after: None, class: "timeout", reason: "request timed out".into() }
+        }
+        Outcome::Connection(e) => Decision::Retry { after: None, class: "connection", reason: e.clone() },
     }
 }
 
@@ -112,10 +73,7 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     let v = v.trim();
     let d = match v.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => httpdate::parse_http_date(v)
-            .ok()?
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
+        Err(_) => httpdate::parse_http_date(v).ok()?.duration_since(now).unwrap_or(Duration::ZERO),
     };
     Some(d.min(MAX_RETRY_AFTER))
 }
@@ -133,11 +91,7 @@ mod tests {
     use super::*;
 
     fn status(code: u16, body: &str) -> Outcome {
-        Outcome::Status {
-            code,
-            retry_after: None,
-            body: body.into(),
-        }
+        Outcome::Status { code, retry_after: None, body: body.into() }
     }
 
     fn now() -> SystemTime {
@@ -158,17 +112,8 @@ mod tests {
         let cases = [
             (status(204, ""), "DONE"),
             (status(200, "{}"), "DONE"),
-            (
-                status(404, r#"{"error":"database not found: \"flood\""}"#),
-                "CREATE",
-            ),
-            (
-                status(
-                    404,
-                    r#"{"code":"not found","message":"bucket \"flood\" not found"}"#,
-                ),
-                "not_found",
-            ),
+            (status(404, r#"{"error":"database not found: \"flood\""}"#), "CREATE"),
+            (status(404, r#"{"code":"not found","message":"bucket \"flood\" not found"}"#), "not_found"),
             (status(429, "slow down"), "throttled"),
             (status(500, "boom"), "server_error"),
             (status(502, ""), "server_error"),
@@ -176,18 +121,12 @@ mod tests {
             (status(408, ""), "server_error"),
             (status(401, "unauthorized"), "auth"),
             (status(403, "forbidden"), "auth"),
-            (
-                status(400, r#"{"error":"unable to parse 'x': missing fields"}"#),
-                "REJECT",
-            ),
+            (status(400, r#"{"error":"unable to parse 'x': missing fields"}"#), "REJECT"),
             (status(400, "partial write: field type conflict"), "REJECT"),
             (status(413, "too large"), "REJECT"),
             (status(422, "unprocessable"), "REJECT"),
             (Outcome::Timeout, "timeout"),
-            (
-                Outcome::Connection("connection refused".into()),
-                "connection",
-            ),
+            (Outcome::Connection("connection refused".into()), "connection"),
         ];
         for (o, want) in cases {
             assert_eq!(class(&o), want, "{o:?}");
@@ -209,22 +148,12 @@ mod tests {
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date_is_honoured_and_capped() {
-        let o = Outcome::Status {
-            code: 429,
-            retry_after: Some("7".into()),
-            body: String::new(),
-        };
+        let o = Outcome::Status { code: 429, retry_after: Some("7".into()), body: String::new() };
         assert!(
             matches!(classify(&o, now()), Decision::Retry { after: Some(d), .. } if d == Duration::from_secs(7))
         );
-        assert_eq!(
-            parse_retry_after("Tue, 21 Jul 2026 06:05:30 GMT", now()),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Tue, 21 Jul 2026 06:04:00 GMT", now()),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Tue, 21 Jul 2026 06:05:30 GMT", now()), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Tue, 21 Jul 2026 06:04:00 GMT", now()), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("86400", now()), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now()), None);
     }

@@ -49,11 +49,7 @@ struct Stopped;
 impl Writer {
     /// Runs until `stop`, then flushes for at most `shutdown_timeout`.
     pub async fn run(self, stop: CancellationToken) {
-        let mut run = Run {
-            w: self,
-            stop,
-            deadline: None,
-        };
+        let mut run = Run { w: self, stop, deadline: None };
         run.run().await
     }
 }
@@ -103,12 +99,7 @@ impl Run {
                 continue;
             }
             if self.deliver(&batch).await.is_err() {
-                let left = self
-                    .w
-                    .reader
-                    .stats()
-                    .pending_records
-                    .load(std::sync::atomic::Ordering::Relaxed);
+                let left = self.w.reader.stats().pending_records.load(std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(
                     pending = left,
                     "shutdown timeout reached; the rest stays in the spool for the next start"
@@ -136,10 +127,7 @@ impl Run {
                     m.points_written.inc_by(batch.records as u64);
                     m.batches_written.inc();
                     if backoff.attempts() > 0 {
-                        tracing::info!(
-                            attempts = backoff.attempts() + 1,
-                            "InfluxDB accepts writes again"
-                        );
+                        tracing::info!(attempts = backoff.attempts() + 1, "InfluxDB accepts writes again");
                     }
                     self.w.health.set_influx_error(None);
                     return Ok(());
@@ -161,17 +149,13 @@ impl Run {
                     if self.w.options.create_database {
                         self.w.create_database().await;
                     } else {
-                        self.w.health.set_influx_error(Some(
-                            "database not found (create_database = false)".into(),
-                        ));
+                        self.w
+                            .health
+                            .set_influx_error(Some("database not found (create_database = false)".into()));
                         self.pause(&mut backoff, None).await?;
                     }
                 }
-                Decision::Retry {
-                    after,
-                    class,
-                    reason,
-                } => {
+                Decision::Retry { after, class, reason } => {
                     m.write_failures.with_label_values(&[class]).inc();
                     if backoff.attempts() % 20 == 0 {
                         tracing::warn!(class, reason = %reason, records = batch.records, "InfluxDB write failed; retrying");
@@ -185,11 +169,7 @@ impl Run {
 
     /// Waits before the next attempt; gives up if that would pass the
     /// shutdown deadline.
-    async fn pause(
-        &mut self,
-        backoff: &mut Backoff,
-        after: Option<Duration>,
-    ) -> Result<(), Stopped> {
+    async fn pause(&mut self, backoff: &mut Backoff, after: Option<Duration>) -> Result<(), Stopped> {
         let drawn = backoff.next_delay();
         let until = Instant::now() + after.unwrap_or(drawn);
         loop {
@@ -233,17 +213,8 @@ impl Writer {
     }
 }
 
-fn write_rejected(
-    dir: &Path,
-    path: &Path,
-    base: &str,
-    batch: &Batch,
-    reason: &str,
-) -> std::io::Result<()> {
+fn write_rejected(dir: &Path, path: &Path, base: &str, batch: &Batch, reason: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(path, &batch.body)?;
-    std::fs::write(
-        dir.join(format!("{base}.reason.txt")),
-        format!("{reason}\n"),
-    )
+    std::fs::write(dir.join(format!("{base}.reason.txt")), format!("{reason}\n"))
 }

@@ -14,11 +14,7 @@ fn check_config_prints_the_sample_by_street_and_kind() {
         .arg(sample_config_dir().join("floodguard.toml"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("3 streets, 15 sites, 3 teams"), "{text}");
     assert!(text.contains("滨河街道 (binhe)"), "{text}");
@@ -32,19 +28,14 @@ fn check_config_lists_every_mistake_and_fails() {
         let mut text = std::fs::read_to_string(sample_config_dir().join(f)).unwrap();
         match f {
             "floodguard.toml" => {
-                text = text.replace(
-                    "url = \"mqtt://127.0.0.1:1883\"",
-                    "url = \"http://127.0.0.1:1883\"",
-                );
+                text = text.replace("url = \"mqtt://127.0.0.1:1883\"", "url = \"http://127.0.0.1:1883\"");
                 text = text.replace("batch_size = 5000", "batch_size = \"many\"");
             }
             "sites.toml" => {
                 text = text.replacen("kind = \"river\"", "kind = \"stream\"", 1);
                 text = text.replacen("lat = 30.6021", "lat = 300.6021", 1);
             }
-            "teams.toml" => {
-                text = text.replacen("streets = [\"binhe\"]", "streets = [\"riverside\"]", 1)
-            }
+            "teams.toml" => text = text.replacen("streets = [\"binhe\"]", "streets = [\"riverside\"]", 1),
             _ => {}
         }
         std::fs::write(dir.path().join(f), text).unwrap();
@@ -61,7 +52,9 @@ fn check_config_lists_every_mistake_and_fails() {
     for want in [
         "5 configuration errors:".to_string(),
         format!("{d}/floodguard.toml:21: mqtt.url: scheme \"http\" is not mqtt:// or mqtts://"),
-        format!("{d}/floodguard.toml:55: influxdb.batch_size: invalid type: string \"many\", expected an integer"),
+        format!(
+            "{d}/floodguard.toml:55: influxdb.batch_size: invalid type: string \"many\", expected an integer"
+        ),
         format!("{d}/sites.toml:84: sites[5].kind: unknown kind \"stream\""),
         format!("{d}/sites.toml:39: sites[0].location.lat: 300.6021 is not a latitude"),
         format!("{d}/teams.toml:41: teams[1].streets[0]: unknown street \"riverside\""),
@@ -84,12 +77,7 @@ async fn sigterm_stops_cleanly_and_metrics_pass_promtool() {
         .spawn()
         .expect("promtool (Debian package prometheus) — run scripts/test.sh");
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -97,11 +85,6 @@ async fn sigterm_stops_cleanly_and_metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        fg.terminate(Duration::from_secs(15)),
-        Some(0),
-        "{}",
-        fg.log()
-    );
+    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0), "{}", fg.log());
     assert!(fg.log().contains("floodguard stopped"));
 }

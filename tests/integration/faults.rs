@@ -42,16 +42,10 @@ async fn stored(influx: &Influx) -> (BTreeSet<u64>, i64) {
 
 /// Waits for all `N` readings in InfluxDB, then checks each is there once.
 async fn assert_every_reading_once(influx: &Influx) {
-    wait_for(
-        "all 20,000 in InfluxDB",
-        Duration::from_secs(60),
-        || async {
-            let c = influx
-                .count("flood", "SELECT count(seq) FROM telemetry")
-                .await;
-            (c >= N as i64).then_some(())
-        },
-    )
+    wait_for("all 20,000 in InfluxDB", Duration::from_secs(60), || async {
+        let c = influx.count("flood", "SELECT count(seq) FROM telemetry").await;
+        (c >= N as i64).then_some(())
+    })
     .await;
     let (set, total) = stored(influx).await;
     assert_eq!(set.len() as u64, N, "every reading present");
@@ -69,10 +63,7 @@ async fn influxdb_down_for_20_s_loses_nothing_and_duplicates_nothing() {
 
     publish_paced(&publisher, 0..N / 2, base, 5_000).await;
     wait_for("the first half stored", Duration::from_secs(30), || async {
-        (fg.metric("floodguard_influxdb_points_written_total")
-            .await?
-            >= (N / 2) as f64)
-            .then_some(())
+        (fg.metric("floodguard_influxdb_points_written_total").await? >= (N / 2) as f64).then_some(())
     })
     .await;
 
@@ -82,39 +73,17 @@ async fn influxdb_down_for_20_s_loses_nothing_and_duplicates_nothing() {
     publish_paced(&publisher, N / 2..N, base, 2_000).await;
     publisher.wait_acked(N, Duration::from_secs(30)).await;
     // /readyz reports the lag once it passes max_lag (5 s here).
-    let (code, body) = wait_for(
-        "/readyz to report the lag",
-        Duration::from_secs(20),
-        || async {
-            let (code, body) = fg.readyz().await?;
-            (code == 503).then_some((code, body))
-        },
-    )
+    let (code, body) = wait_for("/readyz to report the lag", Duration::from_secs(20), || async {
+        let (code, body) = fg.readyz().await?;
+        (code == 503).then_some((code, body))
+    })
     .await;
     assert_eq!(code, 503);
-    assert!(
-        body["problems"][0]
-            .as_str()
-            .unwrap()
-            .contains("falling behind"),
-        "{body}"
-    );
-    assert!(
-        body["spool_pending_records"].as_i64().unwrap() > 0,
-        "{body}"
-    );
-    assert!(
-        body["storage"]
-            .as_str()
-            .unwrap()
-            .starts_with("InfluxDB failing"),
-        "{body}"
-    );
+    assert!(body["problems"][0].as_str().unwrap().contains("falling behind"), "{body}");
+    assert!(body["spool_pending_records"].as_i64().unwrap() > 0, "{body}");
+    assert!(body["storage"].as_str().unwrap().starts_with("InfluxDB failing"), "{body}");
     let pending = fg.metric("floodguard_spool_pending_records").await.unwrap();
-    assert!(
-        pending >= (N / 2) as f64 - 1.0,
-        "the second half waits in the spool: {pending}"
-    );
+    assert!(pending >= (N / 2) as f64 - 1.0, "the second half waits in the spool: {pending}");
     assert!(fg.metric("floodguard_spool_lag_seconds").await.unwrap() > 5.0);
 
     if let Some(rest) = Duration::from_secs(20).checked_sub(down_at.elapsed()) {
@@ -127,15 +96,9 @@ async fn influxdb_down_for_20_s_loses_nothing_and_duplicates_nothing() {
         (fg.readyz().await?.0 == 200).then_some(())
     })
     .await;
-    assert_eq!(
-        fg.metric("floodguard_spool_pending_records").await,
-        Some(0.0)
-    );
+    assert_eq!(fg.metric("floodguard_spool_pending_records").await, Some(0.0));
     assert!(
-        fg.metric(r#"floodguard_influxdb_write_failures_total{class="connection"}"#)
-            .await
-            .unwrap()
-            > 0.0
+        fg.metric(r#"floodguard_influxdb_write_failures_total{class="connection"}"#).await.unwrap() > 0.0
     );
 }
 
@@ -155,10 +118,7 @@ async fn sigkill_mid_stream_then_restart_keeps_every_reading() {
         async move {
             for seq in N / 4..N {
                 let (topic, payload) = reading(seq, base);
-                client
-                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-                    .await
-                    .unwrap();
+                client.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload).await.unwrap();
                 if seq % 20 == 0 {
                     tokio::time::sleep(Duration::from_millis(4)).await;
                 }
@@ -167,9 +127,7 @@ async fn sigkill_mid_stream_then_restart_keeps_every_reading() {
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
     fg.kill9();
-    let received_before = influx
-        .count("flood", "SELECT count(seq) FROM telemetry")
-        .await;
+    let received_before = influx.count("flood", "SELECT count(seq) FROM telemetry").await;
     assert!(received_before < N as i64, "the kill came mid-stream");
     // The broker queues the rest for the persistent session meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -200,11 +158,9 @@ async fn a_broker_restart_is_survived_with_a_new_subscription() {
     let p = Publisher::connect(&broker.url(), "pub-restart-2");
     publish_paced(&p, 5_000..7_000, base, 5_000).await;
     broker.restart();
-    wait_for(
-        "floodguard back on the broker",
-        Duration::from_secs(30),
-        || async { (fg.metric("floodguard_mqtt_connections_total").await? >= 2.0).then_some(()) },
-    )
+    wait_for("floodguard back on the broker", Duration::from_secs(30), || async {
+        (fg.metric("floodguard_mqtt_connections_total").await? >= 2.0).then_some(())
+    })
     .await;
     drop(p);
     // Phase 3: after the restart.
@@ -218,30 +174,15 @@ async fn a_broker_restart_is_survived_with_a_new_subscription() {
     })
     .await;
     let (set, total) = stored(&influx).await;
-    assert_eq!(
-        set.range(0..5_000).count(),
-        5_000,
-        "everything before the restart"
-    );
-    assert_eq!(
-        set.range(10_000..15_000).count(),
-        5_000,
-        "everything after the restart"
-    );
+    assert_eq!(set.range(0..5_000).count(), 5_000, "everything before the restart");
+    assert_eq!(set.range(10_000..15_000).count(), 5_000, "everything after the restart");
     assert_eq!(total as usize, set.len(), "no reading twice");
-    assert!(
-        fg.metric("floodguard_mqtt_subscribes_total").await.unwrap() >= 2.0,
-        "subscribed again"
-    );
+    assert!(fg.metric("floodguard_mqtt_subscribes_total").await.unwrap() >= 2.0, "subscribed again");
     // Nothing floodguard received was lost: what it decoded is what is stored.
     wait_for("the writer caught up", Duration::from_secs(10), || async {
         (fg.metric("floodguard_spool_pending_records").await? == 0.0).then_some(())
     })
     .await;
     let decoded = fg.metric("floodguard_readings_total").await.unwrap() / 2.0;
-    assert_eq!(
-        decoded as usize,
-        set.len(),
-        "every message floodguard received is stored"
-    );
+    assert_eq!(decoded as usize, set.len(), "every message floodguard received is stored");
 }

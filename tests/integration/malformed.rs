@@ -16,52 +16,26 @@ fn bad(cause: &str, i: u64, base: i64) -> (String, Vec<u8>) {
     let t = |site: &str| format!("flood/{site}/telemetry");
     let now = chrono::Utc::now().timestamp_millis();
     match cause {
-        "malformed_json" => (
-            t("CD-JS-01"),
-            format!("{{\"water_depth_cm\": {i}").into_bytes(),
-        ),
-        "wrong_type" => (
-            t("CD-JS-01"),
-            format!("{{\"water_depth_cm\": \"{i}\"}}").into_bytes(),
-        ),
-        "non_finite" => (
-            t("BH-SW-01"),
-            format!("{{\"level_m\": 1e40{i}}}").into_bytes(),
-        ),
+        "malformed_json" => (t("CD-JS-01"), format!("{{\"water_depth_cm\": {i}").into_bytes()),
+        "wrong_type" => (t("CD-JS-01"), format!("{{\"water_depth_cm\": \"{i}\"}}").into_bytes()),
+        "non_finite" => (t("BH-SW-01"), format!("{{\"level_m\": 1e40{i}}}").into_bytes()),
         "unknown_site" => (t(&format!("ZZ-{i}")), b"{\"water_depth_cm\": 1}".to_vec()),
         // 100 KB and more: past max_payload (64 KiB), far below max_packet_size.
         "oversize" => {
             let pad = "x".repeat(100_000 + i as usize);
-            (
-                t("CD-JS-02"),
-                format!("{{\"water_depth_cm\": 1, \"pad\": \"{pad}\"}}").into_bytes(),
-            )
+            (t("CD-JS-02"), format!("{{\"water_depth_cm\": 1, \"pad\": \"{pad}\"}}").into_bytes())
         }
         "future_timestamp" => (
             t("CD-JS-01"),
-            format!(
-                "{{\"ts\": {}, \"water_depth_cm\": 1}}",
-                now + 3_600_000 + i as i64
-            )
-            .into_bytes(),
+            format!("{{\"ts\": {}, \"water_depth_cm\": 1}}", now + 3_600_000 + i as i64).into_bytes(),
         ),
-        "bad_timestamp" => (
-            t("CD-JS-01"),
-            format!("{{\"ts\": \"yesterday {i}\", \"water_depth_cm\": 1}}").into_bytes(),
-        ),
+        "bad_timestamp" => {
+            (t("CD-JS-01"), format!("{{\"ts\": \"yesterday {i}\", \"water_depth_cm\": 1}}").into_bytes())
+        }
         "invalid_metric" => (t("CD-JS-01"), format!("{{\"_x{i}\": 1}}").into_bytes()),
-        "no_metrics" => (
-            t("CD-JS-01"),
-            format!("{{\"ts\": {}}}", base + i as i64).into_bytes(),
-        ),
-        "bad_status" => (
-            format!("flood/CD-JS-01/status"),
-            format!("sleeping-{i}").into_bytes(),
-        ),
-        "malformed_number" => (
-            "legacy/CD-JS-01/depth_m".to_string(),
-            format!("deep-{i}").into_bytes(),
-        ),
+        "no_metrics" => (t("CD-JS-01"), format!("{{\"ts\": {}}}", base + i as i64).into_bytes()),
+        "bad_status" => (format!("flood/CD-JS-01/status"), format!("sleeping-{i}").into_bytes()),
+        "malformed_number" => ("legacy/CD-JS-01/depth_m".to_string(), format!("deep-{i}").into_bytes()),
         other => panic!("no generator for {other}"),
     }
 }
@@ -85,9 +59,10 @@ async fn a_thousand_bad_messages_are_counted_and_nothing_else_is_lost() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
     let mut opts = Options::new(broker.url()).influx(influx.url(), "v1");
-    opts.mqtt_extra = "[[mqtt.mappings]]\nfilter = \"legacy/+/depth_m\"\nsite_segment = 1\npayload = \"number\"\n\
+    opts.mqtt_extra =
+        "[[mqtt.mappings]]\nfilter = \"legacy/+/depth_m\"\nsite_segment = 1\npayload = \"number\"\n\
                        metric = \"water_depth_cm\"\nscale = 100.0\n"
-        .into();
+            .into();
     let fg = Floodguard::start(opts);
     fg.wait_connected().await;
 
@@ -127,52 +102,26 @@ async fn a_thousand_bad_messages_are_counted_and_nothing_else_is_lost() {
     let (topic, payload) = reading(valid, base);
     p.send(&topic, payload).await;
     valid += 1;
-    wait_for(
-        "every valid reading stored",
-        Duration::from_secs(30),
-        || async {
-            (influx
-                .count("flood", "SELECT count(seq) FROM telemetry")
-                .await
-                >= valid as i64)
-                .then_some(())
-        },
-    )
+    wait_for("every valid reading stored", Duration::from_secs(30), || async {
+        (influx.count("flood", "SELECT count(seq) FROM telemetry").await >= valid as i64).then_some(())
+    })
     .await;
-    assert_eq!(
-        influx
-            .count("flood", "SELECT count(seq) FROM telemetry")
-            .await,
-        valid as i64
-    );
+    assert_eq!(influx.count("flood", "SELECT count(seq) FROM telemetry").await, valid as i64);
 
     for cause in CAUSES {
-        let n = fg
-            .metric(&format!(
-                "floodguard_decode_errors_total{{cause=\"{cause}\"}}"
-            ))
-            .await;
+        let n = fg.metric(&format!("floodguard_decode_errors_total{{cause=\"{cause}\"}}")).await;
         assert_eq!(n, Some(per_cause as f64), "cause {cause}");
     }
-    assert_eq!(
-        fg.metric("floodguard_mqtt_messages_received_total").await,
-        Some((sent + 1) as f64)
-    );
+    assert_eq!(fg.metric("floodguard_mqtt_messages_received_total").await, Some((sent + 1) as f64));
     assert_eq!(
         fg.metric("floodguard_mqtt_connection_errors_total").await,
         Some(0.0),
         "no poison disconnects"
     );
-    assert_eq!(
-        fg.metric("floodguard_mqtt_connections_total").await,
-        Some(1.0)
-    );
+    assert_eq!(fg.metric("floodguard_mqtt_connections_total").await, Some(1.0));
 
     watching.store(false, Ordering::Relaxed);
     watch.await.unwrap();
-    assert!(
-        !unhealthy.load(Ordering::Relaxed),
-        "/healthz failed at some point"
-    );
+    assert!(!unhealthy.load(Ordering::Relaxed), "/healthz failed at some point");
     assert_eq!(fg.readyz().await.unwrap().0, 200);
 }

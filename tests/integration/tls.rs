@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SanType,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::support::floodguard::{Floodguard, Options};
@@ -25,20 +24,14 @@ struct Pki {
 fn pki() -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "floodguard test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.distinguished_name.push(DnType::CommonName, "floodguard test CA");
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
 
     let server_key = KeyPair::generate().unwrap();
     let mut sp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    sp.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    sp.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     sp.distinguished_name.push(DnType::CommonName, "127.0.0.1");
     let server = sp.signed_by(&server_key, &ca).unwrap();
 
@@ -63,11 +56,8 @@ fn publish_tls(port: u16, dir: &std::path::Path, pki: &Pki, topic: &str, payload
         std::fs::write(&p, text).unwrap();
         p
     };
-    let (ca, cert, key) = (
-        w("pub-ca.pem", &pki.ca),
-        w("pub.pem", &pki.client_cert),
-        w("pub.key", &pki.client_key),
-    );
+    let (ca, cert, key) =
+        (w("pub-ca.pem", &pki.ca), w("pub.pem", &pki.client_cert), w("pub.key", &pki.client_key));
     let ok = std::process::Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -114,11 +104,8 @@ async fn mqtts_with_ca_client_certificate_and_password() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    let (ca, cert, key) = (
-        w("ca.pem", &pki.ca),
-        w("client.pem", &pki.client_cert),
-        w("client.key", &pki.client_key),
-    );
+    let (ca, cert, key) =
+        (w("ca.pem", &pki.ca), w("client.pem", &pki.client_cert), w("client.key", &pki.client_key));
     let mut opts = Options::new(format!("mqtts://127.0.0.1:{}", broker.port));
     opts.mqtt_extra = format!(
         "username = \"floodguard\"\npassword = {{ file = \"{}\" }}\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
@@ -160,18 +147,12 @@ async fn a_wrong_ca_or_password_is_refused_and_reported() {
     let ca_other = certs.path().join("other-ca.pem");
     std::fs::write(&ca_other, &other.ca).unwrap();
     let mut opts = Options::new(format!("mqtts://127.0.0.1:{}", broker.port));
-    opts.mqtt_extra = format!(
-        "username = \"floodguard\"\npassword = \"right\"\nca_file = \"{}\"\n",
-        ca_other.display()
-    );
+    opts.mqtt_extra =
+        format!("username = \"floodguard\"\npassword = \"right\"\nca_file = \"{}\"\n", ca_other.display());
     let fg = Floodguard::start(opts);
-    wait_for(
-        "connection errors counted",
-        Duration::from_secs(20),
-        || async {
-            (fg.metric("floodguard_mqtt_connection_errors_total").await? >= 2.0).then_some(())
-        },
-    )
+    wait_for("connection errors counted", Duration::from_secs(20), || async {
+        (fg.metric("floodguard_mqtt_connection_errors_total").await? >= 2.0).then_some(())
+    })
     .await;
     assert_eq!(fg.metric("floodguard_mqtt_connected").await, Some(0.0));
     let (code, body) = fg.readyz().await.unwrap();

@@ -108,30 +108,16 @@ impl Floodguard {
             extra = o.extra,
         );
         std::fs::write(cfg.join("floodguard.toml"), toml).unwrap();
-        let mut fg = Floodguard {
-            bin: o.bin.clone(),
-            dir,
-            http_port,
-            client_id,
-            proc: None,
-            starts: 0,
-        };
+        let mut fg = Floodguard { bin: o.bin.clone(), dir, http_port, client_id, proc: None, starts: 0 };
         fg.spawn();
         fg
     }
 
     fn spawn(&mut self) {
         self.starts += 1;
-        let log = self
-            .dir
-            .path()
-            .join(format!("floodguard-{}.log", self.starts));
+        let log = self.dir.path().join(format!("floodguard-{}.log", self.starts));
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("run")
-            .arg("-c")
-            .arg(self.config_path())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
+        cmd.arg("run").arg("-c").arg(self.config_path()).env("RUST_LOG", "info").env("NO_COLOR", "1");
         self.proc = Some(Proc::spawn("floodguard", &mut cmd, &log));
     }
 
@@ -144,10 +130,7 @@ impl Floodguard {
         let start = std::time::Instant::now();
         while self.metric("floodguard_mqtt_connected").await != Some(1.0) {
             if start.elapsed() > Duration::from_secs(30) {
-                panic!(
-                    "floodguard did not connect to the broker within 30 s; its log:\n{}",
-                    self.log()
-                );
+                panic!("floodguard did not connect to the broker within 30 s; its log:\n{}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

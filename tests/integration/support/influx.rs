@@ -27,12 +27,7 @@ impl Influx {
              [monitor]\n  store-enabled = false\n"
         );
         std::fs::write(dir.path().join("influxdb.conf"), conf).unwrap();
-        let mut i = Influx {
-            port,
-            dir,
-            proc: None,
-            starts: 0,
-        };
+        let mut i = Influx { port, dir, proc: None, starts: 0 };
         i.run();
         i
     }
@@ -41,11 +36,7 @@ impl Influx {
         self.starts += 1;
         let log = self.dir.path().join(format!("influxd-{}.log", self.starts));
         let conf = self.dir.path().join("influxdb.conf");
-        self.proc = Some(Proc::spawn(
-            "influxd",
-            Command::new("influxd").arg("-config").arg(&conf),
-            &log,
-        ));
+        self.proc = Some(Proc::spawn("influxd", Command::new("influxd").arg("-config").arg(&conf), &log));
         let url = format!("{}/ping", self.url());
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -54,10 +45,7 @@ impl Influx {
                     break;
                 }
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "influxd did not start"
-            );
+            assert!(std::time::Instant::now() < deadline, "influxd did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -93,8 +81,6 @@ impl Influx {
     /// `SELECT count(field)` as a number (0 when there is no data).
     pub async fn count(&self, db: &str, q: &str) -> i64 {
         let v = self.query(db, q).await;
-        v["results"][0]["series"][0]["values"][0][1]
-            .as_i64()
-            .unwrap_or(0)
+        v["results"][0]["series"][0]["values"][0][1].as_i64().unwrap_or(0)
     }
 }

@@ -17,11 +17,7 @@ use std::time::{Duration, Instant};
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout`.
@@ -59,15 +55,9 @@ impl Proc {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {name} ({cmd:?}): {e} — run scripts/test.sh, which installs it"
-                )
+                panic!("cannot start {name} ({cmd:?}): {e} — run scripts/test.sh, which installs it")
             });
-        Proc {
-            child: Some(child),
-            name: name.into(),
-            log: log.to_path_buf(),
-        }
+        Proc { child: Some(child), name: name.into(), log: log.to_path_buf() }
     }
 
     pub fn pid(&self) -> u32 {
@@ -75,9 +65,7 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status();
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status();
     }
 
     /// SIGKILL and reap.
@@ -125,10 +113,7 @@ pub fn tempdir(prefix: &str) -> tempfile::TempDir {
 
 /// An HTTP GET on loopback: (status, body).
 pub async fn http_get(url: &str) -> Option<(u16, String)> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok()?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().ok()?;
     let resp = client.get(url).send().await.ok()?;
     let code = resp.status().as_u16();
     Some((code, resp.text().await.ok()?))

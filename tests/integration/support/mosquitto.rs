@@ -41,19 +41,11 @@ impl Mosquitto {
                 let pw = dir.path().join("passwd");
                 std::fs::write(&pw, "").unwrap();
                 for (u, p) in users {
-                    let ok = Command::new("mosquitto_passwd")
-                        .arg("-b")
-                        .arg(&pw)
-                        .arg(u)
-                        .arg(p)
-                        .status()
-                        .unwrap();
+                    let ok =
+                        Command::new("mosquitto_passwd").arg("-b").arg(&pw).arg(u).arg(p).status().unwrap();
                     assert!(ok.success(), "mosquitto_passwd failed");
                 }
-                conf.push_str(&format!(
-                    "allow_anonymous false\npassword_file {}\n",
-                    pw.display()
-                ));
+                conf.push_str(&format!("allow_anonymous false\npassword_file {}\n", pw.display()));
             }
             None => conf.push_str("allow_anonymous true\n"),
         }
@@ -78,34 +70,18 @@ impl Mosquitto {
         }
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let mut m = Mosquitto {
-            port,
-            dir,
-            proc: None,
-            conf: conf_path,
-        };
+        let mut m = Mosquitto { port, dir, proc: None, conf: conf_path };
         m.run();
         m
     }
 
     fn run(&mut self) {
-        let log = self
-            .dir
-            .path()
-            .join(format!("mosquitto-{}.log", std::process::id()));
-        self.proc = Some(Proc::spawn(
-            "mosquitto",
-            Command::new("mosquitto").arg("-c").arg(&self.conf),
-            &log,
-        ));
+        let log = self.dir.path().join(format!("mosquitto-{}.log", std::process::id()));
+        self.proc = Some(Proc::spawn("mosquitto", Command::new("mosquitto").arg("-c").arg(&self.conf), &log));
         // Ready when it accepts TCP connections.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mosquitto did not start: {}",
-                self.log()
-            );
+            assert!(std::time::Instant::now() < deadline, "mosquitto did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }

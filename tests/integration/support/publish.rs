@@ -30,10 +30,7 @@ pub const SITES: [(&str, &str); 15] = [
 pub fn reading(seq: u64, base_ms: i64) -> (String, Vec<u8>) {
     let (site, metric) = SITES[(seq % SITES.len() as u64) as usize];
     let value = (seq % 1000) as f64 / 10.0;
-    let payload = format!(
-        r#"{{"ts":{},"{metric}":{value},"seq":{seq}}}"#,
-        base_ms + seq as i64
-    );
+    let payload = format!(r#"{{"ts":{},"{metric}":{value},"seq":{seq}}}"#, base_ms + seq as i64);
     (format!("flood/{site}/telemetry"), payload.into_bytes())
 }
 
@@ -70,18 +67,11 @@ impl Publisher {
                 }
             }
         });
-        Publisher {
-            client,
-            acked,
-            task,
-        }
+        Publisher { client, acked, task }
     }
 
     pub async fn send(&self, topic: &str, payload: Vec<u8>) {
-        self.client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .unwrap();
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
     }
 
     /// Waits until the broker acked `n` messages in all.

@@ -19,10 +19,7 @@ impl Victoria {
             "victoria-metrics",
             Command::new("victoria-metrics")
                 .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-                .arg(format!(
-                    "-storageDataPath={}",
-                    dir.path().join("data").display()
-                ))
+                .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
                 .arg("-retentionPeriod=100y")
                 .arg("-search.latencyOffset=0s"),
             &dir.path().join("vm.log"),
@@ -30,17 +27,10 @@ impl Victoria {
         let url = format!("http://127.0.0.1:{port}/health");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while http_status(&url).ok() != Some(200) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "victoria-metrics did not start"
-            );
+            assert!(std::time::Instant::now() < deadline, "victoria-metrics did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Victoria {
-            port,
-            _dir: dir,
-            _proc: proc,
-        }
+        Victoria { port, _dir: dir, _proc: proc }
     }
 
     pub fn url(&self) -> String {
@@ -51,10 +41,7 @@ impl Victoria {
     /// read back through the export API.
     pub async fn export(&self, match_: &str) -> Vec<serde_json::Value> {
         let c = reqwest::Client::new();
-        let _ = c
-            .get(format!("{}/internal/force_flush", self.url()))
-            .send()
-            .await;
+        let _ = c.get(format!("{}/internal/force_flush", self.url())).send().await;
         let text = c
             .get(format!("{}/api/v1/export", self.url()))
             .query(&[("match[]", match_)])
@@ -64,9 +51,6 @@ impl Victoria {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }

@@ -1,0 +1,92 @@
+//! `/api/v1`: the sites' live state and the reload endpoint.
+//!
+//! Errors are JSON `{"error": "...", "detail": ...}`. Write endpoints need
+//! `Authorization: Bearer <http.api_token>`, compared in constant time; with
+//! no token configured they are refused (401) rather than left open.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::reading::to_ns;
+
+/// A JSON error response.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub detail: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError { status, error: error.into(), detail: serde_json::Value::Null }
+    }
+
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.error, "detail": self.detail }))).into_response()
+    }
+}
+
+/// Checks the bearer token of a write request.
+pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let expected = state.api_token.expose().as_bytes();
+    if expected.is_empty() {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "write endpoints are disabled")
+            .detail(json!("set http.api_token (FLOODGUARD__HTTP__API_TOKEN) to enable them")));
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    }
+}
+
+fn now() -> i64 {
+    to_ns(chrono::Utc::now())
+}
+
+/// `GET /api/v1/sites`: district, streets and every site with its values,
+/// level, trend and ETA.
+pub async fn sites(State(s): State<AppState>) -> Response {
+    Json(s.live.sites(now())).into_response()
+}
+
+/// `GET /api/v1/sites/{id}`.
+pub async fn site(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    match s.live.site(&id, now()) {
+        Some(v) => Ok(Json(v).into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no site {id:?}"))),
+    }
+}
+
+/// `POST /api/v1/reload`: 200 with what changed, or 422 with every error.
+pub async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let reloader =
+        s.reloader.clone().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "reload is not available"))?;
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(Ok(report)) => Ok(Json(json!({ "reloaded": true, "report": report })).into_response()),
+        Ok(Err(errors)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid configuration; the running one stays",
+        )
+        .detail(json!(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()))),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reload failed: {e}"))),
+    }
+}

@@ -1,0 +1,267 @@
+//! The live engine: the compiled plan and the engine's state behind one lock,
+//! fed by ingest and a one-second ticker, read by the API, reloaded in place.
+//!
+//! Every transition goes to one [`TransitionSink`] (the alert manager; a
+//! logging sink until it exists). Street and district level changes are also
+//! written to InfluxDB, through the spool, as `area_level` points.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{self, Change, Input, SiteView, State, Transition};
+use crate::level::{self, Level};
+use crate::metrics::Metrics;
+use crate::plan::Plan;
+use crate::reading::{to_ns, Reading, TimestampNs};
+use crate::spool::Appender;
+use crate::tsdb::line_protocol::{self, Field};
+
+/// Where the engine's transitions go.
+pub trait TransitionSink: Send + Sync {
+    fn deliver(&self, transitions: &[Transition]);
+}
+
+/// Logs transitions; stands in for the alert manager.
+pub struct LogSink;
+
+impl TransitionSink for LogSink {
+    fn deliver(&self, transitions: &[Transition]) {
+        for t in transitions {
+            match &t.change {
+                Change::Site(c) => tracing::info!(
+                    site = %c.site, rule = %c.rule,
+                    from = level_str(c.from), to = level_str(c.to),
+                    value = ?c.value, threshold = ?c.threshold,
+                    "level change"
+                ),
+                Change::Offline { site, reason, .. } => tracing::warn!(%site, ?reason, "site offline"),
+                Change::Online { site } => tracing::info!(%site, "site online"),
+                Change::Street { street, from, to, .. } => {
+                    tracing::info!(%street, from = level_str(*from), to = level_str(*to), "street level")
+                }
+                Change::District { from, to } => {
+                    tracing::info!(from = level_str(*from), to = level_str(*to), "district level")
+                }
+            }
+        }
+    }
+}
+
+fn level_str(l: Option<Level>) -> &'static str {
+    l.map_or("none", |l| l.as_str())
+}
+
+/// Measurement of street and district levels in InfluxDB.
+pub const AREA_LEVEL: &str = "area_level";
+
+/// `area_level,street=… level=2i ts` (or `district=…`).
+pub fn area_line(out: &mut String, tag: &str, id: &str, level: Option<Level>, ts: TimestampNs) {
+    line_protocol::line(
+        out,
+        AREA_LEVEL,
+        &[(tag, id)],
+        [("level", Field::Int(i64::from(level::rank(level))))],
+        ts,
+    );
+}
+
+struct Inner {
+    plan: Arc<Plan>,
+    state: State,
+}
+
+/// The plan and its state, shared by the engine task, the API and reloads.
+pub struct Live {
+    inner: Mutex<Inner>,
+    sink: Arc<dyn TransitionSink>,
+    /// For `area_level` points; `None` in tests and replays.
+    spool: Option<Arc<Mutex<Appender>>>,
+    metrics: Arc<Metrics>,
+    pub timezone: chrono_tz::Tz,
+}
+
+/// `/api/v1/sites`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SitesView {
+    pub district: AreaView,
+    pub streets: Vec<AreaView>,
+    pub sites: Vec<SiteView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AreaView {
+    pub id: String,
+    pub name: String,
+    pub level: Option<Level>,
+}
+
+fn now_ns() -> TimestampNs {
+    to_ns(chrono::Utc::now())
+}
+
+impl Live {
+    pub fn new(
+        plan: Arc<Plan>,
+        sink: Arc<dyn TransitionSink>,
+        spool: Option<Arc<Mutex<Appender>>>,
+        metrics: Arc<Metrics>,
+        timezone: chrono_tz::Tz,
+        now: TimestampNs,
+    ) -> Self {
+        let state = State::new(&plan, now);
+        let live = Live { inner: Mutex::new(Inner { plan, state }), sink, spool, metrics, timezone };
+        live.record_baseline(now);
+        live
+    }
+
+    /// Every street and the district at their present level, so graphs
+    /// start from a known value after a (re)start.
+    fn record_baseline(&self, now: TimestampNs) {
+        let inner = self.inner.lock().expect("live lock");
+        let mut text = String::new();
+        for (i, s) in inner.plan.streets.iter().enumerate() {
+            area_line(&mut text, "street", &s.id, inner.state.streets[i], now);
+        }
+        area_line(&mut text, "district", &inner.plan.district_id, inner.state.district, now);
+        drop(inner);
+        self.spool_lines(&text);
+    }
+
+    fn spool_lines(&self, text: &str) {
+        let Some(spool) = &self.spool else { return };
+        if text.is_empty() {
+            return;
+        }
+        let records = text.split_inclusive('\n').map(str::as_bytes);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if let Err(e) = spool.lock().expect("spool lock").append(records, now_ms) {
+            self.metrics.spool_append_errors.inc();
+            tracing::error!(error = %e, "cannot spool area levels");
+        }
+    }
+
+    fn handle(&self, plan: &Plan, transitions: Vec<Transition>) {
+        if transitions.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        for t in &transitions {
+            let kind = match &t.change {
+                Change::Site(_) => "site",
+                Change::Offline { .. } => "offline",
+                Change::Online { .. } => "online",
+                Change::Street { street, to, .. } => {
+                    area_line(&mut text, "street", street, *to, t.at);
+                    "street"
+                }
+                Change::District { to, .. } => {
+                    area_line(&mut text, "district", &plan.district_id, *to, t.at);
+                    "district"
+                }
+            };
+            self.metrics.engine_transitions.with_label_values(&[kind]).inc();
+        }
+        self.spool_lines(&text);
+        self.sink.deliver(&transitions);
+    }
+
+    pub fn readings(&self, readings: &[Reading], now: TimestampNs) {
+        let mut inner = self.inner.lock().expect("live lock");
+        let Inner { plan, state } = &mut *inner;
+        let out = engine::step(state, plan, Input::Readings(readings), now);
+        let plan = plan.clone();
+        drop(inner);
+        self.handle(&plan, out);
+    }
+
+    pub fn tick(&self, now: TimestampNs) {
+        let mut inner = self.inner.lock().expect("live lock");
+        let Inner { plan, state } = &mut *inner;
+        let out = engine::step(state, plan, Input::Tick, now);
+        let offline = state.sites.iter().filter(|s| s.offline).count();
+        let plan = plan.clone();
+        drop(inner);
+        self.metrics.sites_offline.set(offline as i64);
+        self.handle(&plan, out);
+    }
+
+    /// Switches to a new plan, carrying state over.
+    pub fn reload(&self, new: Arc<Plan>, now: TimestampNs) {
+        let mut inner = self.inner.lock().expect("live lock");
+        let old = inner.plan.clone();
+        let state = std::mem::replace(&mut inner.state, State::new(&new, now));
+        let (state, out) = state.carry_over(&old, &new, now);
+        inner.state = state;
+        inner.plan = new.clone();
+        drop(inner);
+        self.handle(&new, out);
+    }
+
+    pub fn plan(&self) -> Arc<Plan> {
+        self.inner.lock().expect("live lock").plan.clone()
+    }
+
+    pub fn sites(&self, now: TimestampNs) -> SitesView {
+        let inner = self.inner.lock().expect("live lock");
+        let (plan, state) = (&inner.plan, &inner.state);
+        SitesView {
+            district: AreaView {
+                id: plan.district_id.to_string(),
+                name: plan.district_name.to_string(),
+                level: state.district,
+            },
+            streets: plan
+                .streets
+                .iter()
+                .zip(&state.streets)
+                .map(|(s, l)| AreaView { id: s.id.to_string(), name: s.name.to_string(), level: *l })
+                .collect(),
+            sites: (0..plan.sites.len())
+                .map(|i| engine::site_view(plan, state, i, now, self.timezone))
+                .collect(),
+        }
+    }
+
+    pub fn site(&self, id: &str, now: TimestampNs) -> Option<SiteView> {
+        let inner = self.inner.lock().expect("live lock");
+        let (i, _) = inner.plan.site(id)?;
+        Some(engine::site_view(&inner.plan, &inner.state, i, now, self.timezone))
+    }
+
+    /// The engine task: readings from ingest, a tick every second.
+    pub async fn run(
+        self: Arc<Self>,
+        mut readings: mpsc::UnboundedReceiver<Vec<Reading>>,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                batch = readings.recv() => match batch {
+                    Some(b) => self.readings(&b, now_ns()),
+                    None => break,
+                },
+                _ = tick.tick() => self.tick(now_ns()),
+                _ = stop.cancelled() => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_lines() {
+        let mut s = String::new();
+        area_line(&mut s, "street", "chengdong", Some(Level::III), 5);
+        area_line(&mut s, "district", "mouqu", None, 6);
+        assert_eq!(s, "area_level,street=chengdong level=2i 5\narea_level,district=mouqu level=0i 6\n");
+    }
+}
