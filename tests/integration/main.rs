@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod engine;
 mod faults;
 mod malformed;
 mod storage;

@@ -26,6 +26,8 @@ pub struct Options {
     pub mqtt_extra: String,
     /// `[influxdb]` keys added to the section.
     pub influx_extra: String,
+    /// `[http]` keys added to the section.
+    pub http_extra: String,
     /// A sites.toml and teams.toml of its own instead of the sample district's.
     pub sites_toml: Option<String>,
     pub teams_toml: Option<String>,
@@ -41,6 +43,7 @@ impl Options {
             extra: String::new(),
             mqtt_extra: String::new(),
             influx_extra: String::new(),
+            http_extra: String::new(),
             sites_toml: None,
             teams_toml: None,
             bin: BIN.to_string(),
@@ -100,11 +103,12 @@ impl Floodguard {
              [mqtt]\nurl = \"{mqtt}\"\nclient_id = \"{client_id}\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{mqtt_extra}\n\
              [influxdb]\n{influx}{influx_extra}\n\
              [spool]\nfsync_interval = \"200ms\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n{extra}",
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\n{extra}",
             data = dir.path().join("var").display(),
             mqtt = o.mqtt_url,
             mqtt_extra = o.mqtt_extra,
             influx_extra = o.influx_extra,
+            http_extra = o.http_extra,
             extra = o.extra,
         );
         std::fs::write(cfg.join("floodguard.toml"), toml).unwrap();
@@ -154,6 +158,13 @@ impl Floodguard {
     pub async fn readyz(&self) -> Option<(u16, serde_json::Value)> {
         let (code, body) = http_get(&self.url("/readyz")).await?;
         Some((code, serde_json::from_str(&body).ok()?))
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"` …) to the daemon.
+    pub fn signal(&self, sig: &str) {
+        if let Some(p) = self.proc.as_ref() {
+            p.signal(sig);
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
