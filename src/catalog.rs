@@ -1,7 +1,7 @@
 //! The site catalogue: the runtime view of `sites.toml` that decoding and
 //! storage look sites up in, built once per (re)load of the config.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Kind};

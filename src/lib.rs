@@ -63,5 +63,6 @@ pub mod metrics;
 pub mod plan;
 pub mod reading;
 pub mod reload;
+pub mod replay;
 pub mod spool;
 pub mod tsdb;

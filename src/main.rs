@@ -30,6 +30,26 @@ enum Command {
         #[arg(short, long, default_value = "config/floodguard.toml")]
         config: PathBuf,
     },
+    /// Backtest: run recorded readings (line protocol of `telemetry`, as
+    /// exported from InfluxDB) through the plan at full speed.
+    Replay {
+        /// Line-protocol file (`influx_inspect export` output works as is); `-` for stdin.
+        #[arg(short, long)]
+        input: PathBuf,
+        /// The configuration whose plan is replayed (A).
+        #[arg(short, long, default_value = "config/floodguard.toml")]
+        config: PathBuf,
+        /// A second configuration (B): print which alerts appear, vanish or move in time with it.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        /// `text` (a report per site) or `json` (one level change per line; with
+        /// --compare, one difference per line).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// How often the engine ticks in recorded time (sustain timers, rain windows, staleness).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        tick: std::time::Duration,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<floodguard::config::Config, ExitCode> {
@@ -51,6 +71,9 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Replay { input, config, compare, format, tick } => {
+            replay(&input, &config, compare.as_deref(), &format, tick)
+        }
         Command::Run { config } => {
             let c = match load(&config) {
                 Ok(c) => c,
@@ -93,4 +116,66 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
+}
+
+fn replay(
+    input: &std::path::Path,
+    config: &std::path::Path,
+    compare: Option<&std::path::Path>,
+    format: &str,
+    tick: std::time::Duration,
+) -> ExitCode {
+    use floodguard::replay;
+    let a = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let b = match compare.map(load).transpose() {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let rec = if input == std::path::Path::new("-") {
+        replay::load(std::io::stdin().lock())
+    } else {
+        std::fs::File::open(input).and_then(|f| replay::load(std::io::BufReader::with_capacity(1 << 20, f)))
+    };
+    let rec = match rec {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{}: {e}", input.display());
+            return ExitCode::from(2);
+        }
+    };
+    let tick_ns = floodguard::plan::ns(tick).max(1);
+    let started = std::time::Instant::now();
+    let ta = replay::run(&a.plan, &rec.readings, tick_ns);
+    let tb = b.as_ref().map(|b| replay::run(&b.plan, &rec.readings, tick_ns));
+    let elapsed = started.elapsed();
+    let tz = a.timezone;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = match (format, &tb) {
+        ("json", None) => replay::write_json(&mut out, &ta, tz),
+        ("json", Some(tb)) => replay::write_comparison_json(&mut out, &replay::compare(&ta, tb), tz),
+        (_, tb) => {
+            replay::write_text(&mut out, &rec, &a.plan, input, &ta, tz).and_then(|()| match (tb, compare) {
+                (Some(tb), Some(bpath)) => {
+                    replay::write_comparison_text(&mut out, &replay::compare(&ta, tb), config, bpath, tz)
+                }
+                _ => Ok(()),
+            })
+        }
+    };
+    if let Err(e) = result.and_then(|()| std::io::Write::flush(&mut out)) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    eprintln!(
+        "replayed {} readings in {:.2} s ({:.0} readings/s)",
+        rec.readings.len(),
+        elapsed.as_secs_f64(),
+        rec.readings.len() as f64 * (1 + usize::from(tb.is_some())) as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    ExitCode::SUCCESS
 }

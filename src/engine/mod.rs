@@ -14,7 +14,7 @@ mod rules;
 pub mod series;
 mod view;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -160,15 +160,15 @@ fn new_site(plan: &Plan, i: usize) -> SiteState {
         .unwrap_or(0);
     let age = plan.trend_window_ns.max(longest_rate);
     SiteState {
-        values: HashMap::new(),
+        values: HashMap::default(),
         history: sp.history.iter().map(|_| Series::new(age)).collect(),
         rules: sp
             .rules
             .iter()
             .map(|r| RuleState {
                 rain: match &r.check {
-                    Check::Rain { windows, .. } => {
-                        Some(Rain::new(windows.iter().map(|w| w.0).max().unwrap_or(0)))
+                    Check::Rain { windows, input, .. } => {
+                        Some(Rain::new(*input, windows.iter().map(|w| w.0).max().unwrap_or(0)))
                     }
                     _ => None,
                 },
@@ -297,23 +297,24 @@ pub fn step(state: &mut State, plan: &Plan, input: Input<'_>, now: TimestampNs) 
         Input::Readings(readings) => {
             // Conditions judge a message as a whole: once per site and device
             // time, after all its metrics are in.
-            let mut group: Option<(usize, TimestampNs)> = None;
-            for r in readings {
+            // (site, time, index of its first reading) of the message in hand.
+            let mut group: Option<(usize, TimestampNs, usize)> = None;
+            for (k, r) in readings.iter().enumerate() {
                 let key = plan.site_index.get(&r.site).map(|&i| (i, r.ts));
-                if let Some(g) = group {
-                    if Some(g) != key {
-                        touched |= conditions(state, plan, g.0, now, &mut out);
+                if let Some((i, ts, start)) = group {
+                    if Some((i, ts)) != key {
+                        touched |= conditions(state, plan, i, &readings[start..k], now, &mut out);
                         group = None;
                     }
                 }
                 let (changed, newer) = reading(state, plan, r, now, &mut out);
                 touched |= changed;
-                if newer {
-                    group = key;
+                if newer && group.is_none() {
+                    group = key.map(|(i, ts)| (i, ts, k));
                 }
             }
-            if let Some((i, _)) = group {
-                touched |= conditions(state, plan, i, now, &mut out);
+            if let Some((i, _, start)) = group {
+                touched |= conditions(state, plan, i, &readings[start..], now, &mut out);
             }
         }
         Input::Tick => {
@@ -370,15 +371,20 @@ fn reading(
     }
     // Late or repeated readings: rain counts them (by their time); the
     // others judge only what is newer than what they have seen.
-    let newer = match st.values.get(&r.metric) {
-        Some(l) => r.ts > l.ts,
-        None => true,
+    let latest = Latest { value: r.value, ts: r.ts };
+    let newer = match st.values.get_mut(&r.metric) {
+        Some(l) if r.ts > l.ts => {
+            *l = latest;
+            true
+        }
+        Some(_) => false,
+        None => {
+            st.values.insert(r.metric.clone(), latest);
+            true
+        }
     };
     if let (Some(h), Value::Float(v)) = (sp.history.iter().position(|m| *m == r.metric), r.value) {
         st.history[h].push(r.ts, v);
-    }
-    if newer {
-        st.values.insert(r.metric.clone(), Latest { value: r.value, ts: r.ts });
     }
     let mut changed = false;
     if let Some(idx) = sp.by_metric.get(&r.metric) {
@@ -392,12 +398,21 @@ fn reading(
     (changed, newer)
 }
 
-/// Re-evaluates the site's conditions after a message.
-fn conditions(state: &mut State, plan: &Plan, i: usize, now: TimestampNs, out: &mut Vec<Transition>) -> bool {
+/// Re-evaluates the site's conditions that read any metric of a message.
+fn conditions(
+    state: &mut State,
+    plan: &Plan,
+    i: usize,
+    message: &[Reading],
+    now: TimestampNs,
+    out: &mut Vec<Transition>,
+) -> bool {
     let st = &mut state.sites[i];
     let mut changed = false;
     for &ri in &plan.sites[i].conditions {
-        changed |= rules::on_condition(plan, i, st, ri, now, out);
+        if message.iter().any(|r| plan.sites[i].rules[ri].check.triggered_by(&r.metric)) {
+            changed |= rules::on_condition(plan, i, st, ri, now, out);
+        }
     }
     if changed {
         st.level = st.rules.iter().filter_map(|r| r.machine.level).max();

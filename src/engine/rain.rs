@@ -1,56 +1,98 @@
 //! Rain accumulated over rolling windows, from tipping-bucket increments or
 //! from running totals that reset.
+//!
+//! Samples are kept in time order with a running sum of the rain each one
+//! brought, so the rain of any window is one subtraction after two binary
+//! searches — rain gauges are judged at every reading and every tick.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use crate::plan::RainInput;
 use crate::reading::TimestampNs;
 
-/// The samples of one gauge, by time; duplicates collapse, late ones slot in.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rain {
-    samples: BTreeMap<TimestampNs, f64>,
+    input: RainInput,
+    /// (time, value as reported), in time order, one per time.
+    samples: VecDeque<(TimestampNs, f64)>,
+    /// `cum[k]`: the rain brought by samples `0..=k` (since the first kept).
+    cum: VecDeque<f64>,
     /// Samples older than the newest by more than this are dropped.
     keep_ns: i64,
 }
 
+impl Default for Rain {
+    fn default() -> Self {
+        Rain::new(RainInput::Increment, 0)
+    }
+}
+
 impl Rain {
-    pub fn new(longest_window_ns: i64) -> Self {
-        Rain { samples: BTreeMap::new(), keep_ns: longest_window_ns.saturating_add(3_600_000_000_000) }
+    pub fn new(input: RainInput, longest_window_ns: i64) -> Self {
+        Rain {
+            input,
+            samples: VecDeque::new(),
+            cum: VecDeque::new(),
+            keep_ns: longest_window_ns.saturating_add(3_600_000_000_000),
+        }
+    }
+
+    /// The rain sample `k` brought.
+    fn rain_of(&self, k: usize) -> f64 {
+        let v = self.samples[k].1;
+        match self.input {
+            RainInput::Increment => v.max(0.0),
+            // A total below the one before means the counter reset: all of
+            // it fell since.
+            RainInput::Counter => match k.checked_sub(1).map(|p| self.samples[p].1) {
+                Some(prev) if v >= prev => v - prev,
+                Some(_) => v,
+                None => 0.0,
+            },
+        }
+    }
+
+    fn rebuild_from(&mut self, k: usize) {
+        self.cum.truncate(k);
+        for j in k..self.samples.len() {
+            let before = j.checked_sub(1).map_or(0.0, |p| self.cum[p]);
+            self.cum.push_back(before + self.rain_of(j));
+        }
     }
 
     pub fn push(&mut self, ts: TimestampNs, v: f64) {
-        self.samples.insert(ts, v);
-        if let Some((&newest, _)) = self.samples.last_key_value() {
-            let cutoff = newest - self.keep_ns;
-            while self.samples.first_key_value().is_some_and(|(&t, _)| t < cutoff) {
-                self.samples.pop_first();
+        match self.samples.back() {
+            Some(&(last, _)) if ts <= last => match self.samples.binary_search_by_key(&ts, |s| s.0) {
+                Ok(_) => return, // the same report again
+                Err(k) => {
+                    // Late: slot it in and redo the sums from there.
+                    self.samples.insert(k, (ts, v));
+                    self.rebuild_from(k);
+                }
+            },
+            _ => {
+                self.samples.push_back((ts, v));
+                let k = self.samples.len() - 1;
+                let before = k.checked_sub(1).map_or(0.0, |p| self.cum[p]);
+                self.cum.push_back(before + self.rain_of(k));
             }
+        }
+        let newest = self.samples.back().map_or(ts, |s| s.0);
+        while self.samples.front().is_some_and(|s| newest - s.0 > self.keep_ns) {
+            self.samples.pop_front();
+            self.cum.pop_front();
         }
     }
 
+    /// The running sum at time `t`: the rain of every sample up to and including `t`.
+    fn cum_at(&self, t: TimestampNs) -> f64 {
+        let n = self.samples.partition_point(|s| s.0 <= t);
+        n.checked_sub(1).map_or(0.0, |k| self.cum[k])
+    }
+
     /// Rain in `(now − window, now]`.
-    pub fn sum(&self, input: RainInput, now: TimestampNs, window_ns: i64) -> f64 {
-        let from = now - window_ns;
-        match input {
-            RainInput::Increment => self.samples.range(from + 1..=now).map(|(_, v)| v.max(0.0)).sum(),
-            RainInput::Counter => {
-                // The rain of a sample is its rise over the sample before it;
-                // a total lower than the one before means the counter reset,
-                // and all of it fell since.
-                let mut prev = self.samples.range(..=from).next_back().map(|(_, v)| *v);
-                let mut total = 0.0;
-                for (_, &v) in self.samples.range(from + 1..=now) {
-                    total += match prev {
-                        Some(p) if v >= p => v - p,
-                        Some(_) => v,
-                        None => 0.0,
-                    };
-                    prev = Some(v);
-                }
-                total
-            }
-        }
+    pub fn sum(&self, now: TimestampNs, window_ns: i64) -> f64 {
+        (self.cum_at(now) - self.cum_at(now - window_ns)).max(0.0)
     }
 }
 
@@ -63,36 +105,57 @@ mod tests {
 
     #[test]
     fn increments_sum_over_the_window() {
-        let mut r = Rain::new(12 * H);
+        let mut r = Rain::new(RainInput::Increment, 12 * H);
         for i in 0..60 {
             r.push(i * MIN, 1.0); // 1 mm/min for an hour
         }
         let now = 59 * MIN;
-        assert_eq!(r.sum(RainInput::Increment, now, H), 60.0);
-        assert_eq!(r.sum(RainInput::Increment, now, 30 * MIN), 30.0);
+        assert_eq!(r.sum(now, H), 60.0);
+        assert_eq!(r.sum(now, 30 * MIN), 30.0);
         // The window slides on with time alone.
-        assert_eq!(r.sum(RainInput::Increment, now + 30 * MIN, H), 30.0);
+        assert_eq!(r.sum(now + 30 * MIN, H), 30.0);
     }
 
     #[test]
     fn duplicates_and_late_samples() {
-        let mut r = Rain::new(12 * H);
+        let mut r = Rain::new(RainInput::Increment, 12 * H);
         r.push(2 * MIN, 1.0);
         r.push(2 * MIN, 1.0);
         r.push(MIN, 0.5);
-        assert_eq!(r.sum(RainInput::Increment, 3 * MIN, H), 1.5);
+        assert_eq!(r.sum(3 * MIN, H), 1.5);
+        assert_eq!(r.sum(MIN, H), 0.5);
     }
 
     #[test]
     fn a_counter_that_resets() {
-        let mut r = Rain::new(12 * H);
+        let mut r = Rain::new(RainInput::Counter, 12 * H);
         // 10 → 30 → (reset at midnight) 5 → 15
         for (i, v) in [10.0, 30.0, 5.0, 15.0].into_iter().enumerate() {
             r.push(i as i64 * 10 * MIN, v);
         }
         let now = 30 * MIN;
-        assert_eq!(r.sum(RainInput::Counter, now, H), 20.0 + 5.0 + 10.0);
+        assert_eq!(r.sum(now, H), 20.0 + 5.0 + 10.0);
         // Only what fell inside the window: the last two samples.
-        assert_eq!(r.sum(RainInput::Counter, now, 15 * MIN), 5.0 + 10.0);
+        assert_eq!(r.sum(now, 15 * MIN), 5.0 + 10.0);
+    }
+
+    #[test]
+    fn a_late_counter_sample_redoes_the_rises_after_it() {
+        let mut r = Rain::new(RainInput::Counter, 12 * H);
+        r.push(0, 10.0);
+        r.push(20 * MIN, 30.0);
+        r.push(10 * MIN, 18.0);
+        assert_eq!(r.sum(20 * MIN, H), 20.0);
+        assert_eq!(r.sum(20 * MIN, 5 * MIN), 12.0, "30 − 18, not 30 − 10");
+    }
+
+    #[test]
+    fn old_samples_go_and_the_sums_stay_right() {
+        let mut r = Rain::new(RainInput::Increment, H);
+        for i in 0..300 {
+            r.push(i * MIN, 1.0);
+        }
+        assert!(r.samples.len() <= 122, "{}", r.samples.len());
+        assert_eq!(r.sum(299 * MIN, H), 60.0);
     }
 }

@@ -8,7 +8,7 @@ use evalexpr::Value as EValue;
 use super::machine::{idx, Obs};
 use super::{Change, Direction as TrendDir, Eta, SiteChange, SiteState, Transition, Trend};
 use crate::level::Level;
-use crate::plan::{expr, Check, Direction, Plan, RainInput, RuleInfo};
+use crate::plan::{expr, Check, Direction, Plan, RuleInfo};
 use crate::reading::{Reading, TimestampNs, Value};
 
 const NS_PER_HOUR: f64 = 3_600e9;
@@ -34,25 +34,19 @@ fn level_obs(v: f64, thresholds: &[Option<f64>; 4], deadband: f64, direction: Di
 
 /// Which rain windows are full at `now`; the rain of the highest one (or of
 /// the first window when none is).
-fn rain_obs(
-    st: &SiteState,
-    ri: usize,
-    input: RainInput,
-    windows: &[(i64, f64, Level)],
-    now: TimestampNs,
-) -> (Obs, f64) {
+fn rain_obs(st: &SiteState, ri: usize, windows: &[(i64, f64, Level)], now: TimestampNs) -> (Obs, f64) {
     let rain = st.rules[ri].rain.as_ref().expect("rain state");
     let mut o = Obs::default();
     let mut shown = None;
     for &(within, mm, level) in windows {
-        let sum = rain.sum(input, now, within);
+        let sum = rain.sum(now, within);
         if sum >= mm {
             o.up[idx(level)] = true;
             o.hold[idx(level)] = true;
             shown = Some(sum);
         }
     }
-    let shown = shown.unwrap_or_else(|| windows.first().map_or(0.0, |w| rain.sum(input, now, w.0)));
+    let shown = shown.unwrap_or_else(|| windows.first().map_or(0.0, |w| rain.sum(now, w.0)));
     (o, shown)
 }
 
@@ -99,9 +93,9 @@ pub(super) fn on_reading(
             let on = change.is_some_and(|c| if *rise > 0.0 { c >= *rise } else { c <= *rise });
             (Obs::single(*level, on), change.unwrap_or(0.0))
         }
-        Check::Rain { input, windows, .. } => {
+        Check::Rain { windows, .. } => {
             st.rules[ri].rain.as_mut().expect("rain state").push(r.ts, v);
-            rain_obs(st, ri, *input, windows, now)
+            rain_obs(st, ri, windows, now)
         }
         Check::Condition { .. } => return false,
     };
@@ -137,40 +131,37 @@ pub(super) fn on_condition(
 ) -> bool {
     let sp = &plan.sites[i];
     let rule = &sp.rules[ri];
-    let Check::Condition { expr: tree, level, .. } = &rule.check else {
+    let Check::Condition { expr: tree, level, variables, .. } = &rule.check else {
         return false;
     };
+    // Only the names the expression reads: a metric's latest value, a site
+    // parameter, a count of pumps, or a metric's slope per hour.
     let on = {
-        let mut vars: Vec<(&str, EValue)> = Vec::with_capacity(st.values.len() + sp.params.len() + 4);
-        let (mut running, mut faulted) = (0i64, 0i64);
-        for (name, latest) in &st.values {
-            let v = match latest.value {
-                Value::Float(f) => EValue::Float(f),
-                Value::Bool(b) => {
-                    if b && is_pump_flag(name, "_running") {
-                        running += 1;
-                    }
-                    if b && is_pump_flag(name, "_fault") {
-                        faulted += 1;
-                    }
-                    EValue::Boolean(b)
-                }
+        let mut vars: Vec<(&str, EValue)> = Vec::with_capacity(variables.len());
+        for name in variables {
+            let value = if let Some(l) = st.values.get(name) {
+                Some(match l.value {
+                    Value::Float(f) => EValue::Float(f),
+                    Value::Bool(b) => EValue::Boolean(b),
+                })
+            } else if let Some((_, v)) = sp.params.iter().find(|(p, _)| p == name) {
+                Some(EValue::Float(*v))
+            } else if let Some(suffix) = name.strip_prefix("pumps_") {
+                let flag = if suffix == "running" { "_running" } else { "_fault" };
+                let n = st
+                    .values
+                    .iter()
+                    .filter(|(m, l)| l.value == Value::Bool(true) && is_pump_flag(m, flag))
+                    .count();
+                Some(EValue::Int(n as i64))
+            } else if let Some(base) = name.strip_suffix("_per_h") {
+                let h = sp.history.iter().position(|m| &**m == base);
+                h.and_then(|h| st.history[h].slope_per_hour(now - plan.trend_window_ns, 0)).map(EValue::Float)
+            } else {
+                None
             };
-            vars.push((name, v));
-        }
-        for (name, v) in &sp.params {
-            vars.push((name, EValue::Float(*v)));
-        }
-        vars.push(("pumps_running", EValue::Int(running)));
-        vars.push(("pumps_faulted", EValue::Int(faulted)));
-        let since = now - plan.trend_window_ns;
-        for name in tree.iter_variable_identifiers() {
-            if let Some(base) = name.strip_suffix("_per_h") {
-                if let Some(h) = sp.history.iter().position(|m| &**m == base) {
-                    if let Some(s) = st.history[h].slope_per_hour(since, 0) {
-                        vars.push((name, EValue::Float(s)));
-                    }
-                }
+            if let Some(v) = value {
+                vars.push((name, v));
             }
         }
         expr::eval_condition(tree, &vars)
@@ -207,11 +198,11 @@ pub(super) fn on_tick(
 ) -> bool {
     let rule = &plan.sites[i].rules[ri];
     let result = match &rule.check {
-        Check::Rain { input, windows, .. } => {
+        Check::Rain { windows, .. } => {
             if st.rules[ri].machine.level.is_none() && !st.rules[ri].machine.pending() {
                 return false;
             }
-            let (obs, value) = rain_obs(st, ri, *input, windows, now);
+            let (obs, value) = rain_obs(st, ri, windows, now);
             st.rules[ri].value = Some(value);
             st.rules[ri].machine.observe_tick(obs, now, rule.sustain, rule.clear_sustain)
         }
@@ -299,8 +290,9 @@ pub(super) fn change(
         _ => 0.0,
     };
     let trend = metric.as_deref().and_then(|m| trend(plan, i, st, m, floor));
+    // An ETA to the next level only while heading there, not on the way down.
     let eta = match (check, value, trend) {
-        (Some(c), Some(v), Some(t)) => eta(c, to, v, t),
+        (Some(c), Some(v), Some(t)) if to >= from => eta(c, to, v, t),
         _ => None,
     };
     // A rate's value is a change in the metric's own unit (over `per`).

@@ -8,8 +8,10 @@ use crate::reading::TimestampNs;
 
 /// At most this many points are kept per metric.
 const MAX_POINTS: usize = 256;
-/// At most this many points enter a slope (496 pairs).
-const SLOPE_POINTS: usize = 32;
+/// At most this many points, evenly spaced, enter a slope (120 pairs):
+/// enough for the median to shrug off a few wild readings, cheap enough to
+/// judge rates at every reading.
+const SLOPE_POINTS: usize = 16;
 const NS_PER_HOUR: f64 = 3_600e9;
 
 /// Points in time order, at most `max_age_ns` older than the newest.

@@ -1,7 +1,9 @@
 //! From `plan.toml` and `sites.toml` to the [`Plan`] the engine runs, with
 //! every problem reported as `(key path in plan.toml, reason)`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::expr;
@@ -76,7 +78,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     let site_ids: HashSet<&str> = sites.sites.iter().map(|s| s.id.as_str()).collect();
 
     // [kinds.*]
-    let mut kinds: HashMap<Kind, &KindSpec> = HashMap::new();
+    let mut kinds: HashMap<Kind, &KindSpec> = HashMap::default();
     for (name, spec) in &file.kinds {
         match name.parse::<Kind>() {
             Ok(k) => {
@@ -106,7 +108,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     }
 
     // [[cards]]
-    let mut cards: HashMap<(Kind, Level), Arc<Card>> = HashMap::new();
+    let mut cards: HashMap<(Kind, Level), Arc<Card>> = HashMap::default();
     for (i, c) in &file.cards {
         if c.kinds.is_empty() {
             errs.push((format!("cards[{i}].kinds"), "a card needs at least one kind".into()));
@@ -412,10 +414,22 @@ fn compile_check(
                     ));
                 }
             }
+            // The metrics whose arrival can change the outcome.
+            let mut triggers: Vec<Arc<str>> = Vec::new();
+            let mut pump_flags = false;
+            for v in expr::variables(&tree) {
+                match v.as_str() {
+                    "pumps_running" | "pumps_faulted" => pump_flags = true,
+                    _ => triggers.push(Arc::from(v.strip_suffix("_per_h").unwrap_or(&v))),
+                }
+            }
             Ok(Check::Condition {
+                variables: expr::variables(&tree).iter().map(|v| Arc::from(v.as_str())).collect(),
                 expr: Arc::new(tree),
                 text: Arc::from(text.as_str()),
                 level: r.level.expect("checked"),
+                triggers,
+                pump_flags,
             })
         }
     }
@@ -442,7 +456,7 @@ fn area(spec: &AreaSpec, key: &str, errs: &mut Errors) -> AreaRules {
 }
 
 fn site_plan(site: &Site, street: usize, spec: &KindSpec, rules: Vec<SiteRule>) -> SitePlan {
-    let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
+    let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::default();
     let mut conditions = Vec::new();
     let mut history: Vec<Arc<str>> = Vec::new();
     let mut keep = |m: &str| {

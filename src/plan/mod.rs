@@ -11,7 +11,7 @@ mod compile;
 pub mod expr;
 pub mod schema;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 pub use compile::{compile, PlanFile};
@@ -76,7 +76,19 @@ pub enum Check {
     /// Rain windows: (window, mm, level).
     Rain { metric: Arc<str>, input: RainInput, windows: Vec<(i64, f64, Level)> },
     /// An expression over the site's metrics and derived values.
-    Condition { expr: Arc<expr::Tree>, text: Arc<str>, level: Level },
+    ///
+    /// It is judged after a message that carries one of `triggers` (the
+    /// metrics it reads, directly or as `<metric>_per_h`), or a pump flag
+    /// when it counts pumps (`pump_flags`).
+    Condition {
+        expr: Arc<expr::Tree>,
+        text: Arc<str>,
+        level: Level,
+        /// The names the expression reads.
+        variables: Vec<Arc<str>>,
+        triggers: Vec<Arc<str>>,
+        pump_flags: bool,
+    },
 }
 
 impl PartialEq for Check {
@@ -101,6 +113,20 @@ impl PartialEq for Check {
 }
 
 impl Check {
+    /// Does a message carrying `metric` call for this condition to be judged?
+    pub fn triggered_by(&self, metric: &str) -> bool {
+        match self {
+            Check::Condition { triggers, pump_flags, .. } => {
+                triggers.iter().any(|t| &**t == metric)
+                    || (*pump_flags
+                        && metric
+                            .strip_prefix("pump")
+                            .is_some_and(|m| m.ends_with("_running") || m.ends_with("_fault")))
+            }
+            _ => false,
+        }
+    }
+
     /// The metric the check is about, if one.
     pub fn metric(&self) -> Option<&Arc<str>> {
         match self {
