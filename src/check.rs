@@ -3,6 +3,54 @@
 use std::fmt::Write;
 
 use crate::config::{Config, Kind};
+use crate::level::Level;
+use crate::plan::{Check, Direction, SitePlan, SiteRule};
+
+fn num(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// One rule at one site, as the plan table shows it:
+/// `depth 积水深度  water_depth_cm ≥ Ⅳ 10 · Ⅲ 20 · Ⅱ 27 · Ⅰ 40 cm`.
+fn describe_rule(sp: &SitePlan, r: &SiteRule) -> String {
+    let head = format!("{:<20}", format!("{} {}", r.rule.id, r.rule.name));
+    match &r.check {
+        Check::Level { metric, direction, thresholds, deadband } => {
+            let op = if *direction == Direction::Above { "≥" } else { "≤" };
+            let levels: Vec<String> = Level::ALL
+                .iter()
+                .zip(thresholds)
+                .filter_map(|(l, t)| t.map(|t| format!("{} {}", l.roman(), num(t))))
+                .collect();
+            format!(
+                "{head} {metric} {op} {} {} (deadband {})",
+                levels.join(" · "),
+                sp.unit(metric),
+                num(*deadband)
+            )
+        }
+        Check::Rate { metric, rise, per_ns, level } => {
+            format!(
+                "{head} {metric} rises {} {} within {} min → {}",
+                num(*rise),
+                sp.unit(metric),
+                per_ns / 60_000_000_000,
+                level.roman()
+            )
+        }
+        Check::Rain { metric, windows, .. } => {
+            let w: Vec<String> = windows
+                .iter()
+                .map(|(within, mm, l)| {
+                    format!("{} h ≥ {} mm → {}", within / 3_600_000_000_000, num(*mm), l.roman())
+                })
+                .collect();
+            format!("{head} {metric}: {}", w.join(" · "))
+        }
+        Check::Condition { text, level, .. } => format!("{head} when {text} → {}", level.roman()),
+    }
+}
 
 /// The sites by street and kind, and the teams covering each street.
 pub fn describe(c: &Config) -> String {
@@ -24,7 +72,23 @@ pub fn describe(c: &Config) -> String {
             .teams
             .iter()
             .filter(|t| t.streets.contains(&street.id))
-            .map(|t| format!("{} {}", t.id, t.name))
+            .map(|t| {
+                // Who is told from which level on.
+                let mut steps = Vec::new();
+                for &l in Level::ALL {
+                    let joining: Vec<&str> = t
+                        .members
+                        .iter()
+                        .filter(|m| m.min_level.unwrap_or(t.min_level).max(t.min_level) == l)
+                        .map(|m| m.name.as_str())
+                        .collect();
+                    if !joining.is_empty() {
+                        let plus = if steps.is_empty() { "" } else { "+" };
+                        steps.push(format!("{}: {plus}{}", l.roman(), joining.join(", ")));
+                    }
+                }
+                format!("{} {} ({})", t.id, t.name, steps.join(" · "))
+            })
             .collect();
         let _ = writeln!(
             out,
@@ -50,6 +114,11 @@ pub fn describe(c: &Config) -> String {
                     s.category.name_zh(),
                     if params.is_empty() { String::new() } else { format!("  {}", params.join(" ")) }
                 );
+                if let Some((_, sp)) = c.plan.site(&s.id) {
+                    for r in &sp.rules {
+                        let _ = writeln!(out, "               {}", describe_rule(sp, r));
+                    }
+                }
             }
         }
     }
@@ -66,7 +135,27 @@ mod tests {
         let c = crate::config::load_with_env(&main, &Default::default()).unwrap();
         let text = describe(&c);
         assert!(text.contains("OK — 某区 (mouqu), 3 streets, 15 sites, 3 teams"), "{text}");
-        assert!(text.contains("城东街道 (chengdong) — teams: team1 一队"), "{text}");
+        assert!(
+            text.contains(
+                "城东街道 (chengdong) — teams: team1 一队 (Ⅳ: 张队长 · Ⅲ: +李队员 · Ⅱ: +城东街道 王主任)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("water_depth_cm ≥ Ⅳ 10 · Ⅲ 20 · Ⅱ 27 · Ⅰ 40 cm (deadband 3)"), "{text}");
+        assert!(
+            text.contains("water_depth_cm ≥ Ⅳ 15 · Ⅲ 25 · Ⅱ 35 · Ⅰ 50 cm"),
+            "CD-JS-02's override:\n{text}"
+        );
+        assert!(text.contains("level_m ≥ Ⅳ 4.2 · Ⅲ 4.5 · Ⅱ 5 · Ⅰ 5.2 m"), "{text}");
+        assert!(text.contains("distance_m ≤ Ⅳ 1.8 · Ⅲ 1 · Ⅱ 0.5 · Ⅰ 0.1 m"), "{text}");
+        assert!(
+            text.contains("rain_mm: 12 h ≥ 50 mm → Ⅳ · 6 h ≥ 50 mm → Ⅲ · 3 h ≥ 50 mm → Ⅱ · 3 h ≥ 100 mm → Ⅰ"),
+            "{text}"
+        );
+        assert!(
+            text.contains("when forebay_level_m >= flood_control_level_m - 0.80 && pumps_faulted >= 1 → Ⅱ"),
+            "{text}"
+        );
         assert!(text.contains("  积水点 waterlogging\n    CD-JS-01   人民路铁路桥下穿 [下穿通道]"), "{text}");
         assert!(
             text.contains("BH-SW-01   清水河滨河大桥 [河道]  guarantee_level_m=5.2 warning_level_m=4.5"),

@@ -12,37 +12,47 @@
 //!      ▼
 //!  ingest::pipeline ── poll task ──▶ worker ── ingest::decode (pure) ──▶ Reading
 //!      │                                 │
-//!      │                                 ▼  line protocol (tsdb::line_protocol)
-//!      │                            spool::Appender ── one write per group, then ack
-//!      │                                 │  data_dir/spool/*.seg, fsync on an interval
+//!      │                                 ├─▶ spool::Appender: one write per group, then ack
+//!      │                                 │      │  data_dir/spool/*.seg, fsync on an interval
+//!      │                                 │      ▼
+//!      │                                 │   spool::Reader ──▶ tsdb::writer ──▶ InfluxDB v1 / v2
+//!      │                                 │                    (tsdb::retry: pure decision)
+//!      │                                 ▼
+//!      │                        live::Live ── engine::step (pure) over plan::Plan
+//!      │                                 │      │
+//!      │                                 │      ├─▶ area_level points ──▶ spool
+//!      │                                 │      └─▶ TransitionSink (alert manager; logs for now)
 //!      ▼                                 ▼
-//!  health (broker up?)             spool::Reader ──▶ tsdb::writer ──▶ InfluxDB v1 / v2
-//!                                                    retry decision (tsdb::retry, pure),
-//!                                                    cursor committed after 2xx
-//!  http: /healthz /readyz /metrics  ◀── metrics, health
+//!  health ──▶ http: /healthz /readyz /metrics, /api/v1/sites, /api/v1/reload
 //! ```
 //!
 //! # Modules
 //! | module | concept |
 //! |---|---|
 //! | [`config`] | the four config files, env overrides, every error with file/line/key |
+//! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
+//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions` |
+//! | [`live`] | the engine in the daemon: its state behind a lock, the transition sink |
+//! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
+//! | [`replay`] | `floodguard replay`: backtest recorded line protocol, compare plans |
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
 //! | [`ingest`] | MQTT: the pure decoder, connection options, the ingest pipeline |
 //! | [`spool`] | the durable, checksummed, append-only log between MQTT and InfluxDB |
-//! | [`tsdb`] | line protocol, the InfluxDB HTTP client, the retry decision, the writer |
+//! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
 //! | [`backoff`] | capped exponential backoff with full jitter |
 //! | [`health`] | liveness and readiness decisions |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
-//! | [`http`] | the axum server |
+//! | [`http`] | the axum server and the `/api/v1` handlers |
 //! | [`daemon`] | `floodguard run`: wiring and ordered shutdown |
-//! | [`check`] | `floodguard check-config` output |
+//! | [`check`] | `floodguard check-config` output: sites, rules, teams |
 //! | [`logging`] | tracing set-up |
 //!
 //! Pure parts (decoder, line protocol, retry decision, readiness, config
-//! validation) take time and input as arguments and are tested alone; I/O
-//! sits at the edges (`ingest::pipeline`, `spool`, `tsdb::client`, `http`).
+//! validation, plan compilation, the engine) take time and input as
+//! arguments and are tested alone; I/O sits at the edges (`ingest::pipeline`,
+//! `spool`, `tsdb::client`, `http`, `live`).
 
 #[macro_use]
 mod macros;
