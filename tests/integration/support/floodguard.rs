@@ -31,6 +31,7 @@ pub struct Options {
     /// A sites.toml and teams.toml of its own instead of the sample district's.
     pub sites_toml: Option<String>,
     pub teams_toml: Option<String>,
+    pub plan_toml: Option<String>,
     /// The binary to run (the test build's by default).
     pub bin: String,
 }
@@ -46,6 +47,7 @@ impl Options {
             http_extra: String::new(),
             sites_toml: None,
             teams_toml: None,
+            plan_toml: None,
             bin: BIN.to_string(),
         }
     }
@@ -86,6 +88,9 @@ impl Floodguard {
         }
         if let Some(teams) = &o.teams_toml {
             std::fs::write(cfg.join("teams.toml"), teams).unwrap();
+        }
+        if let Some(plan) = &o.plan_toml {
+            std::fs::write(cfg.join("plan.toml"), plan).unwrap();
         }
         let http_port = free_port();
         let client_id = format!("fg-test-{}-{http_port}", std::process::id());
