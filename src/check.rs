@@ -134,7 +134,7 @@ mod tests {
         let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
         let c = crate::config::load_with_env(&main, &Default::default()).unwrap();
         let text = describe(&c);
-        assert!(text.contains("OK — 某区 (mouqu), 3 streets, 15 sites, 3 teams"), "{text}");
+        assert!(text.contains("OK — 某区 (mouqu), 3 streets, 15 sites, 4 teams"), "{text}");
         assert!(
             text.contains(
                 "城东街道 (chengdong) — teams: team1 一队 (Ⅳ: 张队长 · Ⅲ: +李队员 · Ⅱ: +城东街道 王主任)"

@@ -57,6 +57,7 @@
 #[macro_use]
 mod macros;
 
+pub mod alerts;
 pub mod backoff;
 pub mod catalog;
 pub mod check;

@@ -5,7 +5,8 @@
 //! `unknown kind "rain_bucket" (expected one of: waterlogging, rain_gauge, …)`.
 
 /// Defines a fieldless enum with `as_str`, `ALL`, `Display`, `FromStr`,
-/// `Serialize` and `Deserialize` from the given strings.
+/// `Serialize`, `Deserialize` and an OpenAPI schema (a string enum) from the
+/// given strings.
 macro_rules! string_enum {
     (
         $(#[$meta:meta])*
@@ -55,6 +56,17 @@ macro_rules! string_enum {
                 s.serialize_str(self.as_str())
             }
         }
+
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                ::utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(::utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($s),+]))
+                    .into()
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
 
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

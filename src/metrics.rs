@@ -40,6 +40,8 @@ pub struct Metrics {
     pub engine_transitions: IntCounterVec,
     pub sites_offline: IntGauge,
     pub reloads: IntCounterVec,
+    pub alert_intents: IntCounterVec,
+    pub alert_notifications: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -183,6 +185,18 @@ impl Metrics {
                 "Configuration reloads, by result.",
                 "result",
                 &["applied", "refused"],
+            ),
+            alert_intents: counter_vec(
+                &r,
+                "floodguard_alert_intents_total",
+                "Reasons to notify a team, by kind (firing, escalated, deescalated, resolved, repeat, escalation).",
+                "kind",
+                &["firing", "escalated", "deescalated", "resolved", "repeat", "escalation"],
+            ),
+            alert_notifications: counter(
+                &r,
+                "floodguard_alert_notifications_total",
+                "Notifications (one message's worth for one team) handed to the outbox.",
             ),
             registry: r,
         }

@@ -28,7 +28,7 @@ pub use daemon::*;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{env_var_for, ENV_PREFIX};
 pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
-pub use teams::{Member, Robot, RobotKind, Role, Team, TeamsFile};
+pub use teams::{Alerting, Member, Robot, RobotKind, Role, SilenceConfig, Team, TeamsFile};
 pub use values::{redact_url, HumanDuration, Secret};
 
 use load::Source;
@@ -121,7 +121,13 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut teams = TeamsFile::default();
     if let Some(mut src) = Source::read(&dir.join(TEAMS_FILE), None, &mut errors) {
-        src.reject_unknown_top_level(&["teams"]);
+        src.reject_unknown_top_level(&["teams", "alerting", "silences"]);
+        if let Some(v) = src.get("alerting") {
+            if let Some(a) = src.section("alerting", v) {
+                teams.alerting = a;
+            }
+        }
+        teams.silences = src.array("silences").into_iter().map(|(_, s)| s).collect();
         let (index, parsed): (Vec<usize>, Vec<Team>) = src.array("teams").into_iter().unzip();
         teams.teams = parsed;
         let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();

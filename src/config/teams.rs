@@ -2,9 +2,11 @@
 
 use std::collections::HashSet;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
-use super::values::Secret;
+use super::values::{HumanDuration, Secret};
 use crate::level::Level;
 
 string_enum! {
@@ -90,16 +92,86 @@ pub struct Team {
     pub members: Vec<Member>,
     #[serde(default)]
     pub robots: Vec<Robot>,
+    /// The team's own escalation chain; `[alerting].chain` when absent.
+    pub chain: Option<Vec<Role>>,
 }
 
 fn lowest() -> Level {
     Level::IV
 }
 
+/// `[alerting]`: how alerts are followed up.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Alerting {
+    /// Intents for one team within this window go out as one message.
+    pub group_window: HumanDuration,
+    /// How long the first notice of a rise to a level may wait for others
+    /// to join it (0 s: at once).
+    pub group_wait: BTreeMap<Level, HumanDuration>,
+    /// Unacked alerts are sent again this often.
+    pub repeat: BTreeMap<Level, HumanDuration>,
+    /// Unacked after this long: the next tier of the chain is told.
+    pub escalate_after: BTreeMap<Level, HumanDuration>,
+    /// Who is told as an alert stays unacked, in order.
+    pub chain: Vec<Role>,
+    /// While a street is alerted, its sites' alerts at or below the street's
+    /// level go out as part of the street's notice, not on their own.
+    pub fold_sites_into_street: bool,
+    /// Device-offline alerts notify the team (as level Ⅳ).
+    pub notify_offline: bool,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        let per_level = |v: [u64; 4]| Level::ALL.iter().copied().zip(v.map(HumanDuration::secs)).collect();
+        Alerting {
+            group_window: HumanDuration::secs(30),
+            group_wait: per_level([30, 30, 0, 0]),
+            repeat: per_level([7200, 3600, 1800, 900]),
+            escalate_after: per_level([3600, 1800, 900, 600]),
+            chain: vec![Role::Leader, Role::StreetDirector, Role::DistrictHq],
+            fold_sites_into_street: true,
+            notify_offline: true,
+        }
+    }
+}
+
+impl Alerting {
+    fn at(map: &BTreeMap<Level, HumanDuration>, level: Level, fallback: u64) -> std::time::Duration {
+        map.get(&level).map_or(std::time::Duration::from_secs(fallback), |d| d.get())
+    }
+    pub fn group_wait(&self, level: Level) -> std::time::Duration {
+        Self::at(&self.group_wait, level, 0)
+    }
+    pub fn repeat(&self, level: Level) -> std::time::Duration {
+        Self::at(&self.repeat, level, 3600)
+    }
+    pub fn escalate_after(&self, level: Level) -> std::time::Duration {
+        Self::at(&self.escalate_after, level, 1800)
+    }
+}
+
+/// `[[silences]]`: a maintenance window known in advance (泵站检修).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SilenceConfig {
+    pub site: Option<String>,
+    pub rule: Option<String>,
+    pub street: Option<String>,
+    pub kind: Option<String>,
+    /// RFC 3339 with offset.
+    pub starts_at: String,
+    pub ends_at: String,
+    pub created_by: String,
+    pub comment: String,
+}
+
 /// The contents of `teams.toml`.
 #[derive(Debug, Clone, Default)]
 pub struct TeamsFile {
     pub teams: Vec<Team>,
+    pub alerting: Alerting,
+    pub silences: Vec<SilenceConfig>,
 }
 
 /// Semantic checks of `teams.toml` against the known street ids; each problem
@@ -146,6 +218,34 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>) -> Vec<(String, Strin
                     t.id
                 ),
             ));
+        }
+    }
+    if file.alerting.chain.is_empty() {
+        errs.push(("alerting.chain".into(), "the escalation chain needs at least one role".into()));
+    }
+    for (i, sc) in file.silences.iter().enumerate() {
+        let at = |k: &str| format!("silences[{i}].{k}");
+        let start = chrono::DateTime::parse_from_rfc3339(&sc.starts_at);
+        let end = chrono::DateTime::parse_from_rfc3339(&sc.ends_at);
+        if let Err(e) = &start {
+            errs.push((at("starts_at"), format!("{:?} is not RFC 3339 with an offset: {e}", sc.starts_at)));
+        }
+        if let Err(e) = &end {
+            errs.push((at("ends_at"), format!("{:?} is not RFC 3339 with an offset: {e}", sc.ends_at)));
+        }
+        if let (Ok(a), Ok(b)) = (start, end) {
+            if b <= a {
+                errs.push((at("ends_at"), "must be after starts_at".into()));
+            }
+        }
+        if sc.site.is_none() && sc.rule.is_none() && sc.street.is_none() && sc.kind.is_none() {
+            errs.push((
+                format!("silences[{i}]"),
+                "a silence needs a matcher: site, rule, street or kind".into(),
+            ));
+        }
+        if sc.comment.trim().is_empty() || sc.created_by.trim().is_empty() {
+            errs.push((format!("silences[{i}]"), "say who silenced it and why (created_by, comment)".into()));
         }
     }
     errs
@@ -196,8 +296,9 @@ mod tests {
                 min_level: None,
             }],
             robots: vec![],
+            chain: None,
         };
-        let errs = validate(&TeamsFile { teams: vec![team] }, &HashSet::from(["a"]));
+        let errs = validate(&TeamsFile { teams: vec![team], ..TeamsFile::default() }, &HashSet::from(["a"]));
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["teams[0].streets[1]", "teams[0].members"]);
     }

@@ -40,7 +40,7 @@ fn the_sample_district_loads() {
     for needed in [Category::Community, Category::Mall, Category::School] {
         assert!(cats.contains(&needed), "{needed:?} missing");
     }
-    assert_eq!(c.teams.teams.len(), 3);
+    assert_eq!(c.teams.teams.len(), 4, "three rescue teams and the district HQ");
     assert_eq!(c.timezone, chrono_tz::Asia::Shanghai);
     assert_eq!(c.daemon.mqtt.mappings.len(), 2);
     assert_eq!(c.daemon.influxdb.flush_interval.get(), std::time::Duration::from_secs(1));
@@ -113,8 +113,8 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         "sites.toml:156: sites[12].params: a river site needs guarantee_level_m",
         "sites.toml:165: sites[13].location.lat: 130.6281 is not a latitude",
         "sites.toml:170: sites[14].id: duplicate site id \"XC-JS-01\"",
-        "teams.toml:69: teams[2].streets[0]: unknown street \"xinchen\"",
-        "teams.toml:82: teams[2].members[1].phone: \"call the office\" is not a phone number",
+        "teams.toml:87: teams[2].streets[0]: unknown street \"xinchen\"",
+        "teams.toml:100: teams[2].members[1].phone: \"call the office\" is not a phone number",
         // The missing 保证水位 also leaves a threshold of the plan without a value.
         "plan.toml:74: rules[1].thresholds.II: \"guarantee_level_m - 0.20\" at site XC-SW-01: unknown name",
     ];

@@ -35,7 +35,7 @@ pub struct RuleInfo {
 }
 
 /// A plan card (卡片式应急预案): who acts, what they do, how fast.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
     pub kind: Kind,
     pub level: Level,

@@ -16,7 +16,7 @@ fn check_config_prints_the_sample_by_street_and_kind() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("3 streets, 15 sites, 3 teams"), "{text}");
+    assert!(text.contains("3 streets, 15 sites, 4 teams"), "{text}");
     assert!(text.contains("滨河街道 (binhe)"), "{text}");
     assert!(text.contains("泵站 pump_station\n    BH-BZ-01"), "{text}");
 }
@@ -57,7 +57,7 @@ fn check_config_lists_every_mistake_and_fails() {
         ),
         format!("{d}/sites.toml:84: sites[5].kind: unknown kind \"stream\""),
         format!("{d}/sites.toml:39: sites[0].location.lat: 300.6021 is not a latitude"),
-        format!("{d}/teams.toml:41: teams[1].streets[0]: unknown street \"riverside\""),
+        format!("{d}/teams.toml:59: teams[1].streets[0]: unknown street \"riverside\""),
     ] {
         assert!(err.contains(&want), "missing {want:?} in:\n{err}");
     }

@@ -1,0 +1,399 @@
+//! The alert manager: engine transitions in, alerts kept in SQLite,
+//! notifications out — once per level change, repeated and escalated until
+//! someone acks, quiet under silences and inhibition, grouped per team.
+//!
+//! Every decision is a function of `decide`; this file applies them, in one
+//! SQLite transaction per batch of transitions or per tick, and only after
+//! the commit hands notifications to the [`Notifier`] and `alert_event`
+//! points to the spool.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use super::decide::{self, Action, Mute};
+use super::model::*;
+use super::route;
+use super::store::{Store, Tx};
+use crate::config::{Role, TeamsFile};
+use crate::engine::{Change, SiteChange, Transition};
+use crate::level::Level;
+use crate::live::TransitionSink;
+use crate::metrics::Metrics;
+use crate::reading::TimestampNs;
+use crate::spool::Appender;
+use crate::tsdb::line_protocol::{self, Field};
+
+/// Where notifications go: the outbox of the notifications issue; a log until then.
+pub trait Notifier: Send + Sync {
+    fn notify(&self, n: &Notification);
+}
+
+/// Logs each notification.
+pub struct LogNotifier;
+
+impl Notifier for LogNotifier {
+    fn notify(&self, n: &Notification) {
+        let alerts: Vec<String> = n
+            .intents
+            .iter()
+            .map(|i| {
+                format!(
+                    "#{} {} {} {}",
+                    i.alert.id,
+                    i.kind,
+                    i.alert.site,
+                    i.alert.level.map_or("—", |l| l.as_str())
+                )
+            })
+            .collect();
+        let to: Vec<String> = n.recipients().into_iter().map(|r| r.name).collect();
+        tracing::info!(team = %n.team, id = n.id, ?alerts, ?to, "notification");
+    }
+}
+
+/// Measurement of alert lifecycle events in InfluxDB.
+pub const ALERT_EVENT: &str = "alert_event";
+
+/// Why an API operation on an alert or a silence failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    #[error("no alert {0}")]
+    NoAlert(i64),
+    #[error("no silence {0}")]
+    NoSilence(i64),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl From<rusqlite::Error> for OpError {
+    fn from(e: rusqlite::Error) -> Self {
+        OpError::Storage(e.to_string())
+    }
+}
+
+/// Names of places, from the plan.
+#[derive(Debug, Clone, Default)]
+pub struct Places {
+    pub district_id: String,
+    pub district_name: String,
+    /// Street id → name.
+    pub streets: HashMap<String, String>,
+    /// Site id → (name, street id, kind).
+    pub sites: HashMap<String, (String, String, String)>,
+}
+
+impl Places {
+    pub fn from_plan(plan: &crate::plan::Plan) -> Self {
+        Places {
+            district_id: plan.district_id.to_string(),
+            district_name: plan.district_name.to_string(),
+            streets: plan.streets.iter().map(|s| (s.id.to_string(), s.name.to_string())).collect(),
+            sites: plan
+                .sites
+                .iter()
+                .map(|s| {
+                    let street = plan.streets[s.street].id.to_string();
+                    (s.id.to_string(), (s.name.to_string(), street, s.kind.as_str().to_string()))
+                })
+                .collect(),
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    teams: TeamsFile,
+    config_silences: Vec<Silence>,
+    places: Places,
+    /// Active alerts by (site, rule), timelines left out.
+    active: HashMap<(String, String), Alert>,
+    /// Sites offline now.
+    offline: HashSet<String>,
+    /// Intents waiting per team: (row id, intent, wait).
+    pending: Vec<(i64, Intent, i64)>,
+}
+
+/// What a batch of work produced, to hand on after the commit.
+#[derive(Default)]
+struct Out {
+    notifications: Vec<Notification>,
+    lines: String,
+}
+
+pub struct AlertManager {
+    inner: Mutex<Inner>,
+    notifier: Arc<dyn Notifier>,
+    spool: Option<Arc<Mutex<Appender>>>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+fn config_silences(teams: &TeamsFile) -> Vec<Silence> {
+    teams
+        .silences
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let start = chrono::DateTime::parse_from_rfc3339(&s.starts_at).ok()?;
+            let end = chrono::DateTime::parse_from_rfc3339(&s.ends_at).ok()?;
+            Some(Silence {
+                // Negative ids: not in the database, not deletable.
+                id: -(i as i64) - 1,
+                matchers: Matchers {
+                    site: s.site.clone(),
+                    rule: s.rule.clone(),
+                    street: s.street.clone(),
+                    kind: s.kind.clone(),
+                },
+                starts_at: start.timestamp_nanos_opt()?,
+                ends_at: end.timestamp_nanos_opt()?,
+                created_by: s.created_by.clone(),
+                comment: s.comment.clone(),
+                from_config: true,
+            })
+        })
+        .collect()
+}
+
+impl AlertManager {
+    pub fn new(
+        store: Store,
+        teams: TeamsFile,
+        places: Places,
+        notifier: Arc<dyn Notifier>,
+        spool: Option<Arc<Mutex<Appender>>>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, rusqlite::Error> {
+        let active = store.active()?.into_iter().map(|mut a| {
+            a.timeline.clear();
+            ((a.site.clone(), a.rule.clone()), a)
+        });
+        let active: HashMap<_, _> = active.collect();
+        let offline =
+            active.values().filter(|a| a.kind == Some(AlertKind::Offline)).map(|a| a.site.clone()).collect();
+        let pending = store.pending_intents()?;
+        let config_silences = config_silences(&teams);
+        Ok(AlertManager {
+            inner: Mutex::new(Inner { store, teams, config_silences, places, active, offline, pending }),
+            notifier,
+            spool,
+            metrics,
+        })
+    }
+
+    /// Levels of active site alerts, and sites offline, for seeding the
+    /// engine after a restart so it carries on where it stopped.
+    pub fn seed(&self) -> (Vec<(String, String, Level)>, Vec<String>) {
+        let inner = self.inner.lock().expect("alerts lock");
+        let levels = inner
+            .active
+            .values()
+            .filter(|a| a.kind == Some(AlertKind::Site))
+            .filter_map(|a| Some((a.site.clone(), a.rule.clone(), a.level?)))
+            .collect();
+        (levels, inner.offline.iter().cloned().collect())
+    }
+
+    /// New teams, silences from config and place names (a reload).
+    pub fn reload(&self, teams: TeamsFile, places: Places) {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        inner.config_silences = config_silences(&teams);
+        inner.teams = teams;
+        inner.places = places;
+    }
+
+    fn finish(&self, out: Out) {
+        if let Some(m) = &self.metrics {
+            for n in &out.notifications {
+                m.alert_notifications.inc();
+                for i in &n.intents {
+                    m.alert_intents.with_label_values(&[i.kind.as_str()]).inc();
+                }
+            }
+        }
+        for n in &out.notifications {
+            self.notifier.notify(n);
+        }
+        if let (Some(spool), false) = (&self.spool, out.lines.is_empty()) {
+            let records = out.lines.split_inclusive('\n').map(str::as_bytes);
+            if let Err(e) =
+                spool.lock().expect("spool lock").append(records, chrono::Utc::now().timestamp_millis())
+            {
+                tracing::error!(error = %e, "cannot spool alert events");
+            }
+        }
+    }
+
+    /// Runs `f` over the state in one transaction; on an error the
+    /// in-memory state is put back as it was and nothing is sent.
+    fn with<T>(&self, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
+        let mut guard = self.inner.lock().expect("alerts lock");
+        let inner = &mut *guard;
+        let mut out = Out::default();
+        let snapshot = (inner.active.clone(), inner.offline.clone(), inner.pending.clone());
+        let result = inner.store.transaction(|tx| {
+            let mut w = Work {
+                tx,
+                teams: &inner.teams,
+                silences: &inner.config_silences,
+                places: &inner.places,
+                active: &mut inner.active,
+                offline: &mut inner.offline,
+                pending: &mut inner.pending,
+                out: &mut out,
+                db_silences: None,
+            };
+            f(&mut w)
+        });
+        match result {
+            Ok(v) => {
+                drop(guard);
+                self.finish(out);
+                Ok(v)
+            }
+            Err(e) => {
+                (inner.active, inner.offline, inner.pending) = snapshot;
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles a batch of transitions.
+    pub fn handle(&self, transitions: &[Transition]) {
+        if transitions.is_empty() {
+            return;
+        }
+        let now = transitions.iter().map(|t| t.at).max().unwrap_or(0);
+        if let Err(e) = self.with(|w| {
+            for t in transitions {
+                w.transition(t)?;
+            }
+            w.flush_due(now)
+        }) {
+            tracing::error!(error = %e, "cannot record alert changes");
+        }
+    }
+
+    /// Follow-ups due at `now`: unmuted alerts told at last, repeats,
+    /// escalations, groups whose wait is over.
+    pub fn tick(&self, now: TimestampNs) {
+        if let Err(e) = self.with(|w| w.tick(now)) {
+            tracing::error!(error = %e, "cannot run alert follow-ups");
+        }
+    }
+
+    pub fn ack(&self, id: i64, by: &str, note: Option<&str>, now: TimestampNs) -> Result<Alert, OpError> {
+        self.with(|w| w.ack(id, by, note, now))?;
+        self.alert(id)?.ok_or(OpError::NoAlert(id))
+    }
+
+    pub fn dispose(&self, id: i64, by: &str, note: &str, now: TimestampNs) -> Result<Alert, OpError> {
+        self.with(|w| w.dispose(id, by, note, now))?;
+        self.alert(id)?.ok_or(OpError::NoAlert(id))
+    }
+
+    pub fn alert(&self, id: i64) -> Result<Option<Alert>, OpError> {
+        Ok(self.inner.lock().expect("alerts lock").store.alert(id)?)
+    }
+
+    /// Active alerts (or the latest `limit` of all), with timelines.
+    pub fn alerts(&self, active_only: bool, limit: usize) -> Result<Vec<Alert>, OpError> {
+        let inner = self.inner.lock().expect("alerts lock");
+        Ok(if active_only { inner.store.active()? } else { inner.store.recent(limit)? })
+    }
+
+    pub fn between(&self, since: TimestampNs, until: TimestampNs) -> Result<Vec<Alert>, OpError> {
+        Ok(self.inner.lock().expect("alerts lock").store.between(since, until)?)
+    }
+
+    /// Silences in force or to come (config and API), or all with `all`.
+    pub fn silences(&self, now: TimestampNs, all: bool) -> Result<Vec<Silence>, OpError> {
+        let inner = self.inner.lock().expect("alerts lock");
+        let mut v: Vec<Silence> =
+            inner.config_silences.iter().filter(|s| all || s.ends_at > now).cloned().collect();
+        v.extend(inner.store.silences(if all { None } else { Some(now) })?);
+        Ok(v)
+    }
+
+    pub fn add_silence(&self, s: Silence, now: TimestampNs) -> Result<Silence, OpError> {
+        if s.matchers.is_empty() {
+            return Err(OpError::Invalid("a silence needs a matcher: site, rule, street or kind".into()));
+        }
+        if s.ends_at <= s.starts_at || s.ends_at <= now {
+            return Err(OpError::Invalid("ends_at must be after starts_at and in the future".into()));
+        }
+        if s.created_by.trim().is_empty() || s.comment.trim().is_empty() {
+            return Err(OpError::Invalid("say who silences and why (created_by, comment)".into()));
+        }
+        let id = self.with(|w| Ok(w.tx.insert_silence(&s, now)?))?;
+        tracing::info!(id, matchers = ?s.matchers, by = %s.created_by, "silence added");
+        Ok(Silence { id, ..s })
+    }
+
+    pub fn expire_silence(&self, id: i64, now: TimestampNs) -> Result<(), OpError> {
+        if id < 0 {
+            return Err(OpError::Conflict("a silence from teams.toml ends by editing the file".into()));
+        }
+        self.with(|w| {
+            if !w.tx.silence_exists(id)? {
+                return Err(OpError::NoSilence(id));
+            }
+            w.tx.expire_silence(id, now)?;
+            // Alerts it held back may now be told.
+            w.tick(now)
+        })
+    }
+
+    pub fn notifications(&self, limit: usize) -> Result<Vec<Notification>, OpError> {
+        Ok(self.inner.lock().expect("alerts lock").store.notifications(limit)?)
+    }
+}
+
+impl TransitionSink for AlertManager {
+    fn deliver(&self, transitions: &[Transition]) {
+        self.handle(transitions);
+    }
+}
+
+/// One batch of work inside a transaction.
+struct Work<'a> {
+    tx: &'a Tx<'a>,
+    teams: &'a TeamsFile,
+    silences: &'a [Silence],
+    places: &'a Places,
+    active: &'a mut HashMap<(String, String), Alert>,
+    offline: &'a mut HashSet<String>,
+    pending: &'a mut Vec<(i64, Intent, i64)>,
+    out: &'a mut Out,
+    db_silences: Option<Vec<Silence>>,
+}
+
+#[path = "work.rs"]
+mod work;
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;
+
+pub(super) fn alert_event_line(out: &mut String, a: &Alert, event: &str, ts: TimestampNs) {
+    let level = a.level.or(a.peak_level).map_or("none", |l| l.as_str());
+    let message = format!("{} {} {}", a.site_name, a.rule_name, event);
+    let mut fields: Vec<(&str, Field<'_>)> = vec![("alert_id", Field::Int(a.id))];
+    if let Some(v) = a.value {
+        fields.push(("value", Field::Float(v)));
+    }
+    if let Some(t) = a.threshold {
+        fields.push(("threshold", Field::Float(t)));
+    }
+    fields.push(("message", Field::Str(&message)));
+    line_protocol::line(
+        out,
+        ALERT_EVENT,
+        &[("event", event), ("level", level), ("rule", &a.rule), ("site", &a.site)],
+        fields,
+        ts,
+    );
+}

@@ -1,0 +1,353 @@
+use std::path::Path;
+
+use super::*;
+use crate::config::Kind;
+use crate::engine::{Change, SiteChange, Transition};
+
+const S: i64 = 1_000_000_000;
+const MIN: i64 = 60 * S;
+/// 2026-07-21 14:00 +08:00
+const T0: i64 = 1_784_613_600_000_000_000;
+
+#[derive(Default)]
+struct Capture(Mutex<Vec<Notification>>);
+
+impl Notifier for Capture {
+    fn notify(&self, n: &Notification) {
+        self.0.lock().unwrap().push(n.clone());
+    }
+}
+
+impl Capture {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap()).iter().map(show).collect()
+    }
+}
+
+/// `team: kind site level → names` per intent, one line per notification.
+fn show(n: &Notification) -> String {
+    let parts: Vec<String> = n
+        .intents
+        .iter()
+        .map(|i| {
+            let names: Vec<&str> = i.recipients.iter().map(|r| r.name.as_str()).collect();
+            let role = i.escalation_role.as_deref().map_or(String::new(), |r| format!("[{r}]"));
+            format!("{}{role} {} {}", i.kind, i.alert.site, i.alert.level.map_or("-", |l| l.as_str()))
+                + &format!(" → {}", names.join(","))
+        })
+        .collect();
+    format!("{}@{}s: {}", n.team, (n.created_at - T0) / S, parts.join(" | "))
+}
+
+fn sample() -> crate::config::Config {
+    let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+    crate::config::load_with_env(&main, &Default::default()).unwrap()
+}
+
+fn manager_on(store: Store, capture: Arc<Capture>) -> AlertManager {
+    let c = sample();
+    AlertManager::new(store, c.teams.clone(), Places::from_plan(&c.plan), capture, None, None).unwrap()
+}
+
+fn manager() -> (AlertManager, Arc<Capture>) {
+    let cap = Arc::new(Capture::default());
+    (manager_on(Store::memory().unwrap(), cap.clone()), cap)
+}
+
+fn site(site: &str, street: &str, from: Option<Level>, to: Option<Level>, value: f64, at: i64) -> Transition {
+    Transition {
+        at,
+        change: Change::Site(SiteChange {
+            site: site.into(),
+            site_name: format!("{site}名").into(),
+            street: street.into(),
+            kind: Kind::Waterlogging,
+            rule: "depth".into(),
+            rule_name: "积水深度".into(),
+            from,
+            to,
+            metric: Some("water_depth_cm".into()),
+            value: Some(value),
+            unit: "cm".into(),
+            threshold: to.map(|_| 10.0),
+            trend: None,
+            eta: None,
+            card: None,
+        }),
+    }
+}
+
+fn timeline(a: &Alert) -> Vec<String> {
+    a.timeline
+        .iter()
+        .map(|e| {
+            let mut s = format!("{}s {}", (e.ts - T0) / S, e.event);
+            if let Some(l) = e.level {
+                s += &format!(" {l}");
+            }
+            if let Some(b) = &e.by {
+                s += &format!(" by {b}");
+            }
+            if let Some(n) = &e.note {
+                s += &format!(" ({n})");
+            }
+            s
+        })
+        .collect()
+}
+
+use Level::*;
+
+#[test]
+fn a_site_climbs_is_acked_drops_is_disposed_and_resolves() {
+    let (m, cap) = manager();
+    // Ⅳ: waits up to 30 s for company, then team1's leader and the duty officer.
+    m.handle(&[site("CD-JS-01", "chengdong", None, Some(IV), 11.0, T0)]);
+    assert_eq!(cap.take(), Vec::<String>::new());
+    let id = m.alerts(true, 10).unwrap()[0].id;
+    assert_eq!(m.alert(id).unwrap().unwrap().state, AlertState::Pending);
+    m.tick(T0 + 30 * S);
+    assert_eq!(
+        cap.take(),
+        ["hq@30s: firing CD-JS-01 IV → 区值班员", "team1@30s: firing CD-JS-01 IV → 张队长"]
+    );
+    assert_eq!(m.alert(id).unwrap().unwrap().state, AlertState::Firing);
+    // Ⅲ, then Ⅱ (no wait for Ⅱ): more people at each level.
+    m.handle(&[site("CD-JS-01", "chengdong", Some(IV), Some(III), 21.0, T0 + 2 * MIN)]);
+    m.tick(T0 + 2 * MIN + 30 * S);
+    assert_eq!(
+        cap.take(),
+        [
+            "hq@150s: escalated CD-JS-01 III → 区值班员,区防汛办 刘主任",
+            "team1@150s: escalated CD-JS-01 III → 张队长,李队员"
+        ]
+    );
+    m.handle(&[site("CD-JS-01", "chengdong", Some(III), Some(II), 28.0, T0 + 4 * MIN)]);
+    assert_eq!(
+        cap.take(),
+        [
+            "hq@240s: escalated CD-JS-01 II → 区值班员,区防汛办 刘主任,区指挥部 陈副指挥",
+            "team1@240s: escalated CD-JS-01 II → 张队长,李队员,城东街道 王主任"
+        ]
+    );
+    // Acked; the water drops (told, after the window); disposed; resolved.
+    let a = m.ack(id, "张队长", Some("已到场"), T0 + 5 * MIN).unwrap();
+    assert_eq!(a.state, AlertState::Acked);
+    m.handle(&[site("CD-JS-01", "chengdong", Some(II), Some(III), 22.0, T0 + 8 * MIN)]);
+    m.tick(T0 + 8 * MIN + 30 * S);
+    assert_eq!(
+        cap.take(),
+        [
+            "hq@510s: deescalated CD-JS-01 III → 区值班员,区防汛办 刘主任",
+            "team1@510s: deescalated CD-JS-01 III → 张队长,李队员"
+        ]
+    );
+    let a = m.dispose(id, "张队长", "泵车抽排完毕，道路恢复通行", T0 + 20 * MIN).unwrap();
+    assert_eq!(a.state, AlertState::Disposed);
+    m.handle(&[site("CD-JS-01", "chengdong", Some(III), None, 2.0, T0 + 25 * MIN)]);
+    m.tick(T0 + 25 * MIN + 30 * S);
+    assert_eq!(
+        cap.take(),
+        [
+            "hq@1530s: resolved CD-JS-01 - → 区值班员,区防汛办 刘主任,区指挥部 陈副指挥",
+            "team1@1530s: resolved CD-JS-01 - → 张队长,李队员,城东街道 王主任"
+        ],
+        "everyone told at the peak hears it is over"
+    );
+    let a = m.alert(id).unwrap().unwrap();
+    assert_eq!(a.state, AlertState::Resolved);
+    assert_eq!(a.peak_level, Some(II));
+    assert_eq!(a.peak_value, Some(28.0));
+    assert_eq!(
+        timeline(&a),
+        [
+            "0s firing IV",
+            "30s notified IV (firing → 区值班员 (hq))",
+            "30s notified IV (firing → 张队长 (team1))",
+            "120s escalated III",
+            "150s notified III (escalated → 区值班员、区防汛办 刘主任 (hq))",
+            "150s notified III (escalated → 张队长、李队员 (team1))",
+            "240s escalated II",
+            "240s notified II (escalated → 区值班员、区防汛办 刘主任、区指挥部 陈副指挥 (hq))",
+            "240s notified II (escalated → 张队长、李队员、城东街道 王主任 (team1))",
+            "300s acked II by 张队长 (已到场)",
+            "480s deescalated III",
+            "510s notified III (deescalated → 区值班员、区防汛办 刘主任 (hq))",
+            "510s notified III (deescalated → 张队长、李队员 (team1))",
+            "1200s disposed III by 张队长 (泵车抽排完毕，道路恢复通行)",
+            "1500s resolved",
+            "1530s notified (resolved → 区值班员、区防汛办 刘主任、区指挥部 陈副指挥 (hq))",
+            "1530s notified (resolved → 张队长、李队员、城东街道 王主任 (team1))",
+        ]
+    );
+    // Closed: acking again is a conflict; disposing again too.
+    assert!(matches!(m.ack(id, "x", None, T0 + 30 * MIN), Err(OpError::Conflict(_))));
+    assert!(matches!(m.dispose(id, "x", "y", T0 + 30 * MIN), Err(OpError::Conflict(_))));
+    assert!(matches!(m.ack(999, "x", None, T0), Err(OpError::NoAlert(999))));
+}
+
+#[test]
+fn unacked_alerts_repeat_and_escalate_along_the_chain() {
+    let (m, cap) = manager();
+    m.handle(&[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0)]);
+    cap.take();
+    // Ⅱ: escalate after 15 min, repeat every 30 min.
+    m.tick(T0 + 14 * MIN);
+    assert_eq!(cap.take(), Vec::<String>::new());
+    m.tick(T0 + 15 * MIN);
+    m.tick(T0 + 15 * MIN + 30 * S);
+    assert_eq!(
+        cap.take(),
+        ["team2@930s: escalation[street_director] BH-JS-01 II → 滨河街道 孙主任"],
+        "the chain's second tier (the leader was first)"
+    );
+    m.tick(T0 + 30 * MIN);
+    m.tick(T0 + 30 * MIN + 30 * S);
+    assert_eq!(
+        cap.take(),
+        [
+            "hq@1830s: repeat BH-JS-01 II → 区值班员,区防汛办 刘主任,区指挥部 陈副指挥",
+            "team2@1830s: repeat BH-JS-01 II → 赵队长,钱队员,滨河街道 孙主任 | escalation[district_hq] BH-JS-01 II → 区指挥部 陈副指挥,区指挥部 林指挥"
+        ]
+    );
+    // The chain has no fourth tier; an ack stops everything.
+    let id = m.alerts(true, 10).unwrap()[0].id;
+    m.ack(id, "赵队长", None, T0 + 31 * MIN).unwrap();
+    m.tick(T0 + 90 * MIN);
+    m.tick(T0 + 91 * MIN);
+    assert_eq!(cap.take(), Vec::<String>::new());
+}
+
+#[test]
+fn a_storm_at_iii_is_one_summary_per_team() {
+    let (m, cap) = manager();
+    let sites = ["CD-JS-01", "CD-JS-02", "CD-JS-03"];
+    for (k, s) in sites.iter().enumerate() {
+        m.handle(&[site(s, "chengdong", None, Some(III), 21.0, T0 + k as i64 * S)]);
+    }
+    m.tick(T0 + 29 * S);
+    assert_eq!(cap.take(), Vec::<String>::new(), "the first waits its 30 s");
+    m.tick(T0 + 30 * S);
+    let sent = cap.take();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[1].starts_with("team1@30s: firing CD-JS-01 III"), "{sent:?}");
+    assert_eq!(sent[1].matches("firing").count(), 3, "{sent:?}");
+}
+
+#[test]
+fn silences_mute_and_when_they_end_the_alert_is_told() {
+    let (m, cap) = manager();
+    let s = m
+        .add_silence(
+            Silence {
+                id: 0,
+                matchers: Matchers { site: Some("BH-BZ-01".into()), ..Matchers::default() },
+                starts_at: T0,
+                ends_at: T0 + 60 * MIN,
+                created_by: "泵站所".into(),
+                comment: "检修".into(),
+                from_config: false,
+            },
+            T0,
+        )
+        .unwrap();
+    m.handle(&[site("BH-BZ-01", "binhe", None, Some(II), 2.4, T0 + MIN)]);
+    m.tick(T0 + 30 * MIN);
+    assert_eq!(cap.take(), Vec::<String>::new());
+    let id = m.alerts(true, 10).unwrap()[0].id;
+    let a = m.alert(id).unwrap().unwrap();
+    assert_eq!(a.state, AlertState::Pending);
+    assert!(timeline(&a).contains(&format!("60s silenced II (silence #{})", s.id)), "{:?}", timeline(&a));
+    // The window ends on time: told at the next tick after it.
+    m.tick(T0 + 60 * MIN - S);
+    assert_eq!(cap.take(), Vec::<String>::new());
+    m.tick(T0 + 60 * MIN);
+    assert_eq!(cap.take().len(), 2, "team2 and hq, at once (Ⅱ)");
+    // Ending a silence early through the API works the same way.
+    assert!(matches!(m.expire_silence(s.id + 100, T0), Err(OpError::NoSilence(_))));
+    assert!(matches!(m.expire_silence(-1, T0), Err(OpError::Conflict(_))));
+}
+
+#[test]
+fn an_offline_site_inhibits_its_alerts_and_raises_its_own() {
+    let (m, cap) = manager();
+    m.handle(&[Transition {
+        at: T0,
+        change: Change::Offline {
+            site: "XC-JS-01".into(),
+            last_seen: None,
+            reason: crate::engine::OfflineReason::Stale,
+        },
+    }]);
+    m.handle(&[site("XC-JS-01", "xincheng", None, Some(I), 45.0, T0 + S)]);
+    m.tick(T0 + 31 * S);
+    let sent = cap.take();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter().all(|s| s.contains("firing XC-JS-01 IV") && !s.contains(" I →")),
+        "only the offline alert: {sent:?}"
+    );
+    let alerts = m.alerts(true, 10).unwrap();
+    let offline = alerts.iter().find(|a| a.rule == OFFLINE_RULE).unwrap();
+    assert_eq!(offline.rule_name, "设备离线");
+    assert_eq!(offline.site_name, "高铁站北广场地下通道");
+    // Back online: the offline alert resolves and the held-back one is told.
+    m.handle(&[Transition { at: T0 + 2 * MIN, change: Change::Online { site: "XC-JS-01".into() } }]);
+    m.tick(T0 + 2 * MIN + 30 * S);
+    let sent = cap.take();
+    assert!(sent.iter().any(|s| s.contains("firing XC-JS-01 I")), "{sent:?}");
+    assert!(sent.iter().any(|s| s.contains("resolved XC-JS-01")), "{sent:?}");
+}
+
+#[test]
+fn a_street_alert_folds_its_sites() {
+    let (m, cap) = manager();
+    m.handle(&[Transition {
+        at: T0,
+        change: Change::Street {
+            street: "chengdong".into(),
+            name: "城东街道".into(),
+            from: None,
+            to: Some(II),
+        },
+    }]);
+    m.handle(&[site("CD-JS-01", "chengdong", None, Some(III), 21.0, T0 + S)]);
+    m.tick(T0 + 31 * S);
+    let sent = cap.take();
+    assert!(sent.iter().all(|s| s.contains("firing chengdong II")), "{sent:?}");
+    assert!(!sent.iter().any(|s| s.contains("CD-JS-01")), "folded: {sent:?}");
+    let alerts = m.alerts(true, 10).unwrap();
+    let street = alerts.iter().find(|a| a.kind == Some(AlertKind::Street)).unwrap();
+    assert_eq!(street.site_name, "城东街道");
+}
+
+#[test]
+fn a_restart_resumes_without_repeating_and_a_missed_escalation_fires_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let cap = Arc::new(Capture::default());
+    {
+        let m = manager_on(Store::open(&path).unwrap(), cap.clone());
+        m.handle(&[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0)]);
+        assert_eq!(cap.take().len(), 2);
+        // "Killed" here: nothing else written.
+    }
+    let m = manager_on(Store::open(&path).unwrap(), cap.clone());
+    let (levels, offline) = m.seed();
+    assert_eq!(levels, [("BH-JS-01".to_string(), "depth".to_string(), II)]);
+    assert!(offline.is_empty());
+    // The engine, seeded, says nothing new; a replayed raise changes nothing.
+    m.handle(&[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0 + 20 * MIN)]);
+    // Down from T0+1 min to T0+20 min: the escalation due at 15 min fires once.
+    m.tick(T0 + 20 * MIN);
+    m.tick(T0 + 20 * MIN + 30 * S);
+    assert_eq!(cap.take(), ["team2@1230s: escalation[street_director] BH-JS-01 II → 滨河街道 孙主任"]);
+    m.tick(T0 + 21 * MIN);
+    m.tick(T0 + 34 * MIN);
+    assert_eq!(cap.take(), Vec::<String>::new());
+    // The next step on time: 15 min after the last.
+    m.tick(T0 + 35 * MIN);
+    m.tick(T0 + 35 * MIN + 30 * S);
+    let sent = cap.take();
+    assert!(sent.iter().any(|s| s.contains("escalation[district_hq]")), "{sent:?}");
+}

@@ -1,0 +1,16 @@
+//! The alert manager: engine transitions become alerts with a lifecycle —
+//! pending → firing ⇄ escalated/de-escalated → acked → disposed → resolved —
+//! kept in SQLite, followed up until acknowledged, told to the right teams.
+//!
+//! - [`model`]: alerts, timelines, silences, intents, notifications;
+//! - [`decide`]: the pure decisions (table-tested);
+//! - [`route`]: which teams and members are told;
+//! - [`store`]: SQLite persistence and migrations;
+//! - [`manager`]: applies transitions, ticks and operators' acts.
+pub mod decide;
+pub mod manager;
+pub mod model;
+pub mod route;
+pub mod store;
+
+pub use manager::{AlertManager, LogNotifier, Notifier, OpError, Places};

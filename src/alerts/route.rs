@@ -1,0 +1,118 @@
+//! Who is told: the teams covering an alert's street from their lowest
+//! level up, their members by level, and the tiers of the escalation chain.
+
+use super::model::{Alert, AlertKind, Recipient};
+use crate::config::{Member, Role, Team, TeamsFile};
+use crate::level::Level;
+
+fn recipient(team: &Team, m: &Member) -> Recipient {
+    Recipient {
+        team: team.id.clone(),
+        name: m.name.clone(),
+        role: m.role.as_str().to_string(),
+        phone: m.phone.clone(),
+        email: m.email.clone(),
+    }
+}
+
+/// The level an alert is routed at (device-offline alerts as Ⅳ).
+pub fn routing_level(alert: &Alert) -> Option<Level> {
+    match alert.kind {
+        Some(AlertKind::Offline) => Some(Level::IV),
+        _ => alert.level.or(alert.peak_level),
+    }
+}
+
+/// Teams told about the alert at `level`: those covering its street (for
+/// the district, those covering every street) whose lowest level it reaches.
+pub fn teams<'t>(teams: &'t TeamsFile, alert: &Alert, level: Level) -> Vec<&'t Team> {
+    teams
+        .teams
+        .iter()
+        .filter(|t| t.min_level <= level)
+        .filter(|t| match alert.kind {
+            Some(AlertKind::District) => {
+                let all: Vec<&String> = teams.teams.iter().flat_map(|t| &t.streets).collect();
+                all.iter().all(|s| t.streets.contains(s))
+            }
+            _ => t.streets.contains(&alert.street),
+        })
+        .collect()
+}
+
+/// A team's members told at `level`.
+pub fn members(team: &Team, level: Level) -> Vec<Recipient> {
+    team.members
+        .iter()
+        .filter(|m| m.min_level.unwrap_or(team.min_level).max(team.min_level) <= level)
+        .map(|m| recipient(team, m))
+        .collect()
+}
+
+/// The members of `role` for an escalation from `team`: the team's own, or
+/// else those of any team covering the street (the district HQ).
+pub fn tier(teams_file: &TeamsFile, team: &Team, role: Role, street: &str) -> Vec<Recipient> {
+    let own: Vec<Recipient> =
+        team.members.iter().filter(|m| m.role == role).map(|m| recipient(team, m)).collect();
+    if !own.is_empty() {
+        return own;
+    }
+    teams_file
+        .teams
+        .iter()
+        .filter(|t| t.streets.iter().any(|s| s == street))
+        .flat_map(|t| t.members.iter().filter(|m| m.role == role).map(move |m| recipient(t, m)))
+        .collect()
+}
+
+/// The escalation chain of a team.
+pub fn chain<'t>(teams_file: &'t TeamsFile, team: &'t Team) -> &'t [Role] {
+    team.chain.as_deref().unwrap_or(&teams_file.alerting.chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TeamsFile {
+        let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+        crate::config::load_with_env(&main, &Default::default()).unwrap().teams
+    }
+
+    fn alert(street: &str, level: Level) -> Alert {
+        Alert { kind: Some(AlertKind::Site), street: street.into(), level: Some(level), ..Alert::default() }
+    }
+
+    #[test]
+    fn teams_and_members_by_street_and_level() {
+        let t = sample();
+        let names = |a: &Alert, l: Level| -> Vec<String> {
+            teams(&t, a, l).iter().flat_map(|team| members(team, l)).map(|r| r.name).collect()
+        };
+        assert_eq!(names(&alert("chengdong", Level::IV), Level::IV), ["张队长", "区值班员"]);
+        assert_eq!(
+            names(&alert("chengdong", Level::III), Level::III),
+            ["张队长", "李队员", "区值班员", "区防汛办 刘主任"]
+        );
+        assert_eq!(
+            names(&alert("binhe", Level::II), Level::II),
+            ["赵队长", "钱队员", "滨河街道 孙主任", "区值班员", "区防汛办 刘主任", "区指挥部 陈副指挥"]
+        );
+        let district = Alert { kind: Some(AlertKind::District), ..alert("", Level::I) };
+        assert_eq!(
+            names(&district, Level::I),
+            ["区值班员", "区防汛办 刘主任", "区指挥部 陈副指挥", "区指挥部 林指挥"],
+            "the district goes to the team covering every street"
+        );
+    }
+
+    #[test]
+    fn the_chain_finds_the_district_hq_outside_the_team() {
+        let t = sample();
+        let team1 = t.teams.iter().find(|x| x.id == "team1").unwrap();
+        assert_eq!(chain(&t, team1), [Role::Leader, Role::StreetDirector, Role::DistrictHq]);
+        let names = |role| tier(&t, team1, role, "chengdong").into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(Role::StreetDirector), ["城东街道 王主任"]);
+        assert_eq!(names(Role::DistrictHq), ["区指挥部 陈副指挥", "区指挥部 林指挥"]);
+    }
+}

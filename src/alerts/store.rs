@@ -1,0 +1,551 @@
+//! The alert manager's memory in SQLite (`data_dir/state.db`): alerts and
+//! their timelines, silences, the notification log. WAL mode; every change
+//! the manager makes for one transition or one tick is one transaction, so
+//! a crash leaves either all of it or none.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use super::model::{Alert, AlertKind, Event, Intent, Notification, Silence};
+use crate::level::Level;
+use crate::reading::TimestampNs;
+
+pub type Result<T> = std::result::Result<T, rusqlite::Error>;
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how far.
+const MIGRATIONS: &[&str] = &[
+    // 1: alerts, events, silences, notifications
+    "CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        site TEXT NOT NULL,
+        site_name TEXT NOT NULL,
+        site_kind TEXT NOT NULL,
+        street TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        rule_name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        level TEXT,
+        peak_level TEXT,
+        value REAL,
+        threshold REAL,
+        unit TEXT NOT NULL,
+        peak_value REAL,
+        peak_at INTEGER,
+        started_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        acked_at INTEGER,
+        acked_by TEXT,
+        disposed_at INTEGER,
+        disposed_by TEXT,
+        resolved_at INTEGER,
+        notified_level TEXT,
+        last_notified_at INTEGER,
+        escalation_step INTEGER NOT NULL,
+        next_escalation_at INTEGER,
+        next_repeat_at INTEGER,
+        card TEXT,
+        trend_per_hour REAL,
+        eta_level TEXT,
+        eta_seconds REAL
+     );
+     CREATE INDEX alerts_active ON alerts (state) WHERE state != 'resolved';
+     CREATE INDEX alerts_started ON alerts (started_at);
+     CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        ts INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        level TEXT,
+        by TEXT,
+        note TEXT
+     );
+     CREATE INDEX events_alert ON events (alert_id, id);
+     CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE TABLE pending_intents (
+        id INTEGER PRIMARY KEY,
+        team TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        wait_ns INTEGER NOT NULL,
+        body TEXT NOT NULL
+     );",
+];
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn level(s: Option<String>) -> Option<Level> {
+    s.and_then(|s| s.parse().ok())
+}
+
+fn level_str(l: Option<Level>) -> Option<&'static str> {
+    l.map(|l| l.as_str())
+}
+
+const ALERT_COLUMNS: &str =
+    "id, kind, site, site_name, site_kind, street, rule, rule_name, state, level, peak_level, \
+    value, threshold, unit, peak_value, peak_at, started_at, updated_at, acked_at, acked_by, disposed_at, \
+    disposed_by, resolved_at, notified_level, last_notified_at, escalation_step, next_escalation_at, \
+    next_repeat_at, card, trend_per_hour, eta_level, eta_seconds";
+
+fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
+    let card: Option<String> = r.get(28)?;
+    Ok(Alert {
+        id: r.get(0)?,
+        kind: r.get::<_, String>(1)?.parse().ok(),
+        site: r.get(2)?,
+        site_name: r.get(3)?,
+        site_kind: r.get(4)?,
+        street: r.get(5)?,
+        rule: r.get(6)?,
+        rule_name: r.get(7)?,
+        state: r.get::<_, String>(8)?.parse().unwrap_or_default(),
+        level: level(r.get(9)?),
+        peak_level: level(r.get(10)?),
+        value: r.get(11)?,
+        threshold: r.get(12)?,
+        unit: r.get(13)?,
+        peak_value: r.get(14)?,
+        peak_at: r.get(15)?,
+        started_at: r.get(16)?,
+        updated_at: r.get(17)?,
+        acked_at: r.get(18)?,
+        acked_by: r.get(19)?,
+        disposed_at: r.get(20)?,
+        disposed_by: r.get(21)?,
+        resolved_at: r.get(22)?,
+        notified_level: level(r.get(23)?),
+        last_notified_at: r.get(24)?,
+        escalation_step: r.get(25)?,
+        next_escalation_at: r.get(26)?,
+        next_repeat_at: r.get(27)?,
+        card: card.and_then(|c| serde_json::from_str(&c).ok()).map(Arc::new),
+        trend_per_hour: r.get(29)?,
+        eta_level: level(r.get(30)?),
+        eta_seconds: r.get(31)?,
+        timeline: Vec::new(),
+    })
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        Self::setup(conn)
+    }
+
+    /// An in-memory store, for tests and replays.
+    pub fn memory() -> Result<Store> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Store> {
+        // WAL: readers never block the writer; NORMAL: a committed
+        // transaction survives a crash of the process (power loss may take
+        // the last ones, as with the spool's fsync interval).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut store = Store { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version = self.schema_version()?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<usize> {
+        let v: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        Ok(usize::try_from(v).unwrap_or(0))
+    }
+
+    /// Runs `f` in one transaction: committed if it returns Ok, rolled back otherwise.
+    pub fn transaction<T, E: From<rusqlite::Error>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let tx = self.conn.transaction()?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Alerts not resolved, with their timelines.
+    pub fn active(&self) -> Result<Vec<Alert>> {
+        self.query_alerts(
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE state != 'resolved' ORDER BY id"),
+            [],
+        )
+    }
+
+    /// Alerts that overlap `[since, until)`, with their timelines.
+    pub fn between(&self, since: TimestampNs, until: TimestampNs) -> Result<Vec<Alert>> {
+        self.query_alerts(
+            &format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE started_at < ?2 AND (resolved_at IS NULL OR resolved_at >= ?1) ORDER BY started_at, id"
+            ),
+            params![since, until],
+        )
+    }
+
+    /// The last `limit` alerts, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<Alert>> {
+        self.query_alerts(
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts ORDER BY id DESC LIMIT ?1"),
+            params![limit as i64],
+        )
+    }
+
+    pub fn alert(&self, id: i64) -> Result<Option<Alert>> {
+        Ok(self
+            .query_alerts(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id])?
+            .pop())
+    }
+
+    fn query_alerts(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Alert>> {
+        query_alerts(&self.conn, sql, p)
+    }
+
+    /// Silences stored through the API, not yet ended at `now`… or all.
+    pub fn silences(&self, now: Option<TimestampNs>) -> Result<Vec<Silence>> {
+        silences(&self.conn, now)
+    }
+
+    /// Intents waiting in a team's group: (row id, intent, wait).
+    pub fn pending_intents(&self) -> Result<Vec<(i64, Intent, i64)>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, body, wait_ns FROM pending_intents ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let body: String = r.get(1)?;
+            let intent: Intent = serde_json::from_str(&body).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+            })?;
+            Ok((r.get(0)?, intent, r.get(2)?))
+        })?;
+        rows.collect()
+    }
+
+    pub fn notifications(&self, limit: usize) -> Result<Vec<Notification>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT id, body FROM notifications ORDER BY id DESC LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            let id: i64 = r.get(0)?;
+            let body: String = r.get(1)?;
+            let mut n: Notification = serde_json::from_str(&body).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+            })?;
+            n.id = id;
+            Ok(n)
+        })?;
+        rows.collect()
+    }
+}
+
+fn query_alerts(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> Result<Vec<Alert>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut alerts: Vec<Alert> = stmt.query_map(p, alert_from_row)?.collect::<Result<_>>()?;
+    let mut ev =
+        conn.prepare_cached("SELECT ts, event, level, by, note FROM events WHERE alert_id = ?1 ORDER BY id")?;
+    for a in &mut alerts {
+        a.timeline = ev
+            .query_map(params![a.id], |r| {
+                Ok(Event {
+                    ts: r.get(0)?,
+                    event: r.get(1)?,
+                    level: level(r.get(2)?),
+                    by: r.get(3)?,
+                    note: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_>>()?;
+    }
+    Ok(alerts)
+}
+
+fn silences(conn: &Connection, now: Option<TimestampNs>) -> Result<Vec<Silence>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment FROM silences WHERE ?1 IS NULL OR ends_at > ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![now], |r| {
+        let m: String = r.get(1)?;
+        Ok(Silence {
+            id: r.get(0)?,
+            matchers: serde_json::from_str(&m).unwrap_or_default(),
+            starts_at: r.get(2)?,
+            ends_at: r.get(3)?,
+            created_by: r.get(4)?,
+            comment: r.get(5)?,
+            from_config: false,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Writes inside one transaction.
+pub struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+impl Tx<'_> {
+    pub fn alert(&self, id: i64) -> Result<Option<Alert>> {
+        Ok(query_alerts(self.tx, &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id])?
+            .pop())
+    }
+
+    pub fn silences(&self, now: TimestampNs) -> Result<Vec<Silence>> {
+        silences(self.tx, Some(now))
+    }
+
+    pub fn insert_alert(&self, a: &Alert) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO alerts (kind, site, site_name, site_kind, street, rule, rule_name, state, unit, started_at, updated_at, escalation_step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)",
+            params![
+                a.kind.unwrap_or(AlertKind::Site).as_str(),
+                a.site,
+                a.site_name,
+                a.site_kind,
+                a.street,
+                a.rule,
+                a.rule_name,
+                a.state.as_str(),
+                a.unit,
+                a.started_at,
+                a.updated_at
+            ],
+        )?;
+        let id = self.tx.last_insert_rowid();
+        self.update_alert(&Alert { id, ..a.clone() })?;
+        Ok(id)
+    }
+
+    pub fn update_alert(&self, a: &Alert) -> Result<()> {
+        let card = a.card.as_ref().map(|c| serde_json::to_string(&**c).unwrap_or_default());
+        self.tx.execute(
+            "UPDATE alerts SET state = ?2, level = ?3, peak_level = ?4, value = ?5, threshold = ?6, unit = ?7,
+                peak_value = ?8, peak_at = ?9, updated_at = ?10, acked_at = ?11, acked_by = ?12, disposed_at = ?13,
+                disposed_by = ?14, resolved_at = ?15, notified_level = ?16, last_notified_at = ?17,
+                escalation_step = ?18, next_escalation_at = ?19, next_repeat_at = ?20, card = ?21,
+                trend_per_hour = ?22, eta_level = ?23, eta_seconds = ?24
+             WHERE id = ?1",
+            params![
+                a.id,
+                a.state.as_str(),
+                level_str(a.level),
+                level_str(a.peak_level),
+                a.value,
+                a.threshold,
+                a.unit,
+                a.peak_value,
+                a.peak_at,
+                a.updated_at,
+                a.acked_at,
+                a.acked_by,
+                a.disposed_at,
+                a.disposed_by,
+                a.resolved_at,
+                level_str(a.notified_level),
+                a.last_notified_at,
+                a.escalation_step,
+                a.next_escalation_at,
+                a.next_repeat_at,
+                card,
+                a.trend_per_hour,
+                level_str(a.eta_level),
+                a.eta_seconds
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_event(&self, alert_id: i64, e: &Event) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO events (alert_id, ts, event, level, by, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![alert_id, e.ts, e.event, level_str(e.level), e.by, e.note],
+        )?;
+        Ok(())
+    }
+
+    pub fn insert_silence(&self, s: &Silence, now: TimestampNs) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                serde_json::to_string(&s.matchers).unwrap_or_default(),
+                s.starts_at,
+                s.ends_at,
+                s.created_by,
+                s.comment,
+                now
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Ends a silence now; whether there was one to end.
+    pub fn expire_silence(&self, id: i64, now: TimestampNs) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE silences SET ends_at = MIN(ends_at, ?2) WHERE id = ?1 AND ends_at > ?2",
+            params![id, now],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn silence_exists(&self, id: i64) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row("SELECT 1 FROM silences WHERE id = ?1", params![id], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Parks an intent in its team's group; its row id.
+    pub fn insert_pending(&self, i: &Intent, wait_ns: i64) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO pending_intents (team, created_at, wait_ns, body) VALUES (?1, ?2, ?3, ?4)",
+            params![i.team, i.created_at, wait_ns, serde_json::to_string(i).unwrap_or_default()],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn delete_pending(&self, ids: &[i64]) -> Result<()> {
+        for id in ids {
+            self.tx.execute("DELETE FROM pending_intents WHERE id = ?1", params![id])?;
+        }
+        Ok(())
+    }
+
+    /// Logs a notification; its id.
+    pub fn insert_notification(&self, n: &Notification) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO notifications (team, created_at, body) VALUES (?1, ?2, ?3)",
+            params![n.team, n.created_at, serde_json::to_string(n).unwrap_or_default()],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{AlertState, Matchers};
+    use super::*;
+
+    #[test]
+    fn alerts_round_trip_with_their_timeline() {
+        let mut s = Store::memory().unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        let a = Alert {
+            kind: Some(AlertKind::Site),
+            site: "CD-JS-01".into(),
+            site_name: "人民路铁路桥下穿".into(),
+            site_kind: "waterlogging".into(),
+            street: "chengdong".into(),
+            rule: "depth".into(),
+            rule_name: "积水深度".into(),
+            state: AlertState::Firing,
+            level: Some(Level::III),
+            value: Some(21.5),
+            threshold: Some(20.0),
+            unit: "cm".into(),
+            started_at: 5,
+            updated_at: 5,
+            next_escalation_at: Some(99),
+            ..Alert::default()
+        };
+        let id = s
+            .transaction(|tx| -> Result<i64> {
+                let id = tx.insert_alert(&a)?;
+                tx.add_event(id, &Event::new(5, "firing", Some(Level::III)))?;
+                tx.add_event(id, &Event::new(6, "acked", None).by(Some("张队长"), Some("到场")))?;
+                Ok(id)
+            })
+            .unwrap();
+        let got = s.alert(id).unwrap().unwrap();
+        assert_eq!(got.site_name, "人民路铁路桥下穿");
+        assert_eq!(got.level, Some(Level::III));
+        assert_eq!(got.next_escalation_at, Some(99));
+        assert_eq!(got.timeline.len(), 2);
+        assert_eq!(got.timeline[1].by.as_deref(), Some("张队长"));
+        assert_eq!(s.active().unwrap().len(), 1);
+        let mut resolved = got.clone();
+        resolved.state = AlertState::Resolved;
+        resolved.resolved_at = Some(10);
+        s.transaction(|tx| -> Result<()> { tx.update_alert(&resolved) }).unwrap();
+        assert!(s.active().unwrap().is_empty());
+        assert_eq!(s.between(0, 100).unwrap().len(), 1);
+        assert!(s.between(11, 100).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_nothing() {
+        let mut s = Store::memory().unwrap();
+        let r: Result<()> = s.transaction(|tx| {
+            tx.insert_alert(&Alert { state: AlertState::Firing, ..Alert::default() })?;
+            Err(rusqlite::Error::InvalidQuery)
+        });
+        assert!(r.is_err());
+        assert!(s.active().unwrap().is_empty());
+    }
+
+    #[test]
+    fn silences_expire() {
+        let mut s = Store::memory().unwrap();
+        let m = Matchers { site: Some("BH-BZ-01".into()), ..Matchers::default() };
+        let sil = Silence {
+            id: 0,
+            matchers: m,
+            starts_at: 0,
+            ends_at: 100,
+            created_by: "a".into(),
+            comment: "检修".into(),
+            from_config: false,
+        };
+        let id = s.transaction(|tx| -> Result<i64> { tx.insert_silence(&sil, 0) }).unwrap();
+        assert_eq!(s.silences(Some(50)).unwrap().len(), 1);
+        assert!(s.transaction(|tx| -> Result<bool> { tx.expire_silence(id, 60) }).unwrap());
+        assert!(s.silences(Some(61)).unwrap().is_empty());
+        assert_eq!(s.silences(None).unwrap()[0].ends_at, 60);
+        assert!(!s.transaction(|tx| -> Result<bool> { tx.expire_silence(id, 70) }).unwrap(), "already over");
+    }
+
+    #[test]
+    fn reopening_a_file_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut s = Store::open(&path).unwrap();
+            s.transaction(|tx| -> Result<i64> {
+                tx.insert_alert(&Alert { state: AlertState::Firing, ..Alert::default() })
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.active().unwrap().len(), 1);
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+    }
+}

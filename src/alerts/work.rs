@@ -1,0 +1,483 @@
+//! The alert manager's work inside one transaction: applying transitions,
+//! follow-ups and operators' acts to alerts, and queueing intents.
+
+use super::*;
+
+impl Work<'_> {
+    fn policy(&self) -> &crate::config::Alerting {
+        &self.teams.alerting
+    }
+
+    /// Silences from config and from the database, read once per batch.
+    fn all_silences(&mut self, now: TimestampNs) -> Result<Vec<Silence>, OpError> {
+        if self.db_silences.is_none() {
+            let mut v = self.silences.to_vec();
+            let stored: Vec<Silence> = self.tx_silences(now)?;
+            v.extend(stored);
+            self.db_silences = Some(v);
+        }
+        Ok(self.db_silences.clone().unwrap_or_default())
+    }
+
+    fn tx_silences(&self, now: TimestampNs) -> Result<Vec<Silence>, OpError> {
+        Ok(self.tx.silences(now)?)
+    }
+
+    /// The street's active alert (id, level), when sites fold into it.
+    fn street_alert(&self, alert: &Alert) -> Option<(i64, Level)> {
+        if !self.policy().fold_sites_into_street {
+            return None;
+        }
+        let a = self.active.get(&(alert.street.clone(), AREA_RULE.to_string()))?;
+        (a.kind == Some(AlertKind::Street)).then_some((a.id, a.level?))
+    }
+
+    /// Writes the alert and its new events; lifecycle events also become
+    /// `alert_event` points.
+    fn save(&mut self, alert: &Alert, events: &[Event]) -> Result<(), OpError> {
+        self.tx.update_alert(alert)?;
+        for e in events {
+            self.tx.add_event(alert.id, e)?;
+            let influx_event = match (e.event.as_str(), alert.kind) {
+                ("firing", Some(AlertKind::Offline)) => Some("offline"),
+                (ev @ ("firing" | "escalated" | "deescalated" | "acked" | "disposed" | "resolved"), _) => {
+                    Some(ev)
+                }
+                _ => None,
+            };
+            if let Some(ev) = influx_event {
+                alert_event_line(&mut self.out.lines, alert, ev, e.ts);
+            }
+        }
+        let key = (alert.site.clone(), alert.rule.clone());
+        if alert.is_active() {
+            let mut cached = alert.clone();
+            cached.timeline.clear();
+            self.active.insert(key, cached);
+        } else {
+            self.active.remove(&key);
+        }
+        Ok(())
+    }
+
+    pub(super) fn transition(&mut self, t: &Transition) -> Result<(), OpError> {
+        let now = t.at;
+        match &t.change {
+            Change::Site(c) => self.level_change(site_alert(c, now), c.to, now),
+            Change::Offline { site, .. } => {
+                self.offline.insert(site.to_string());
+                let (name, street, kind) = self.places.sites.get(&**site).cloned().unwrap_or_default();
+                let template = Alert {
+                    kind: Some(AlertKind::Offline),
+                    site: site.to_string(),
+                    site_name: name,
+                    site_kind: kind,
+                    street,
+                    rule: OFFLINE_RULE.into(),
+                    rule_name: "设备离线".into(),
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                self.level_change(template, Some(Level::IV), now)
+            }
+            Change::Online { site } => {
+                self.offline.remove(&**site);
+                let template = Alert {
+                    kind: Some(AlertKind::Offline),
+                    site: site.to_string(),
+                    rule: OFFLINE_RULE.into(),
+                    ..Alert::default()
+                };
+                self.level_change(template, None, now)
+            }
+            Change::Street { street, name, to, .. } => {
+                let template = Alert {
+                    kind: Some(AlertKind::Street),
+                    site: street.to_string(),
+                    site_name: name.to_string(),
+                    street: street.to_string(),
+                    rule: AREA_RULE.into(),
+                    rule_name: "街道响应等级".into(),
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                self.level_change(template, *to, now)
+            }
+            Change::District { to, .. } => {
+                let template = Alert {
+                    kind: Some(AlertKind::District),
+                    site: self.places.district_id.clone(),
+                    site_name: self.places.district_name.clone(),
+                    rule: AREA_RULE.into(),
+                    rule_name: "区级响应等级".into(),
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                self.level_change(template, *to, now)
+            }
+        }
+    }
+
+    /// Applies a level change to the (site, rule) alert; `template` carries
+    /// what the transition knows (value, threshold, card, names).
+    fn level_change(&mut self, template: Alert, to: Option<Level>, now: TimestampNs) -> Result<(), OpError> {
+        let key = (template.site.clone(), template.rule.clone());
+        let existing = self.active.get(&key).cloned();
+        let action = decide::on_change(existing.as_ref(), to);
+        let mut events = Vec::new();
+        let mut alert = match (action, existing) {
+            (Action::Nothing, _) => return Ok(()),
+            (Action::Raise(l), _) => {
+                let mut a = Alert {
+                    state: AlertState::Pending,
+                    level: Some(l),
+                    peak_level: Some(l),
+                    ..template.clone()
+                };
+                a.peak_value = a.value;
+                a.peak_at = Some(now);
+                a.id = self.tx.insert_alert(&a)?;
+                events.push(Event::new(now, "firing", Some(l)));
+                a
+            }
+            (_, Some(mut a)) => {
+                match action {
+                    Action::Escalate(l) | Action::Deescalate(l) => {
+                        let up = matches!(action, Action::Escalate(_));
+                        a.level = Some(l);
+                        if Some(l) > a.peak_level {
+                            a.peak_level = Some(l);
+                            a.peak_value = template.value.or(a.peak_value);
+                            a.peak_at = Some(now);
+                        }
+                        if up && matches!(a.state, AlertState::Acked | AlertState::Disposed) {
+                            // A worse level needs a new acknowledgement.
+                            a.state = AlertState::Firing;
+                            a.escalation_step = 0;
+                        }
+                        events.push(Event::new(now, if up { "escalated" } else { "deescalated" }, Some(l)));
+                    }
+                    Action::Resolve => {
+                        a.state = AlertState::Resolved;
+                        a.level = None;
+                        a.resolved_at = Some(now);
+                        a.next_repeat_at = None;
+                        a.next_escalation_at = None;
+                        events.push(Event::new(now, "resolved", None));
+                    }
+                    _ => {}
+                }
+                if template.value.is_some() {
+                    a.value = template.value;
+                    a.threshold = template.threshold;
+                }
+                if template.card.is_some() || action == Action::Resolve {
+                    a.card = template.card.clone().or(a.card);
+                }
+                a.trend_per_hour = template.trend_per_hour;
+                a.eta_level = template.eta_level;
+                a.eta_seconds = template.eta_seconds;
+                a.updated_at = now;
+                a
+            }
+            (_, None) => return Ok(()),
+        };
+        let before = alert.clone();
+        self.save(&alert, &events)?;
+        if let Some(kind) = decide::notify_on_change(&before, action) {
+            self.notify(&mut alert, kind, now, true)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the teams about `alert` (unless muted), queueing the intents.
+    fn notify(
+        &mut self,
+        alert: &mut Alert,
+        kind: IntentKind,
+        now: TimestampNs,
+        record_mute: bool,
+    ) -> Result<(), OpError> {
+        if alert.kind == Some(AlertKind::Offline) && !self.policy().notify_offline {
+            return Ok(());
+        }
+        let silences = self.all_silences(now)?;
+        let street_alert = self.street_alert(alert);
+        if let Some(m) = decide::mute(alert, &silences, self.offline.contains(&alert.site), street_alert, now)
+        {
+            if record_mute {
+                let (event, note) = match m {
+                    Mute::Silenced(id) => ("silenced", format!("silence #{id}")),
+                    Mute::Inhibited => ("inhibited", "站点离线".to_string()),
+                    Mute::Folded(id) => ("folded", format!("并入街道预警 #{id}")),
+                };
+                let e = Event::new(now, event, alert.level).by(None, Some(&note));
+                self.save(alert, &[e])?;
+            }
+            return Ok(());
+        }
+        let Some(level) = route::routing_level(alert).or(alert.notified_level) else { return Ok(()) };
+        self.queue(alert, kind, level, None, now)?;
+        if kind != IntentKind::Resolved {
+            alert.notified_level = alert.level;
+            alert.last_notified_at = Some(now);
+            alert.next_repeat_at = Some(decide::next_repeat(self.policy(), level, now));
+            if matches!(kind, IntentKind::Firing | IntentKind::Escalated) {
+                alert.next_escalation_at = Some(decide::next_escalation(self.policy(), level, now));
+            }
+            self.save(alert, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Queues an intent per team (with the chain role's members for an
+    /// escalation), skipping one already waiting for the same reason.
+    fn queue(
+        &mut self,
+        alert: &Alert,
+        kind: IntentKind,
+        level: Level,
+        escalation: Option<Role>,
+        now: TimestampNs,
+    ) -> Result<(), OpError> {
+        let mut snapshot = AlertSnapshot::from(alert);
+        if matches!(alert.kind, Some(AlertKind::Street | AlertKind::District)) {
+            snapshot.members = self
+                .active
+                .values()
+                .filter(|a| a.kind == Some(AlertKind::Site))
+                .filter(|a| alert.kind == Some(AlertKind::District) || a.street == alert.street)
+                .filter_map(|a| Some(format!("{} {}", a.site_name, a.level?.roman())))
+                .collect();
+            snapshot.members.sort();
+        }
+        let mut teams = route::teams(self.teams, alert, level);
+        if escalation.is_some() {
+            // The chain is the responsible team's: the first covering the street.
+            teams.truncate(1);
+        }
+        for team in teams {
+            let (recipients, role) = match escalation {
+                None => (route::members(team, level), None),
+                Some(role) => {
+                    (route::tier(self.teams, team, role, &alert.street), Some(role.as_str().to_string()))
+                }
+            };
+            if recipients.is_empty() {
+                continue;
+            }
+            let dup = self.pending.iter().any(|(_, i, _)| {
+                i.team == team.id
+                    && i.alert.id == alert.id
+                    && i.kind == kind
+                    && i.alert.level == alert.level
+                    && i.escalation_role == role
+            });
+            if dup {
+                continue;
+            }
+            let intent = Intent {
+                kind,
+                team: team.id.clone(),
+                recipients,
+                alert: snapshot.clone(),
+                escalation_role: role,
+                created_at: now,
+            };
+            let wait = decide::wait(self.policy(), kind, Some(level));
+            let id = self.tx.insert_pending(&intent, wait)?;
+            self.pending.push((id, intent, wait));
+        }
+        Ok(())
+    }
+
+    /// Sends every team group whose wait is over.
+    pub(super) fn flush_due(&mut self, now: TimestampNs) -> Result<(), OpError> {
+        let mut teams: Vec<String> = self.pending.iter().map(|(_, i, _)| i.team.clone()).collect();
+        teams.sort();
+        teams.dedup();
+        for team in teams {
+            let waits: Vec<(i64, i64)> = self
+                .pending
+                .iter()
+                .filter(|(_, i, _)| i.team == team)
+                .map(|(_, i, w)| (i.created_at, *w))
+                .collect();
+            if decide::flush_at(&waits).is_none_or(|t| t > now) {
+                continue;
+            }
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(self.pending).into_iter().partition(|(_, i, _)| i.team == team);
+            *self.pending = rest;
+            let ids: Vec<i64> = mine.iter().map(|(id, _, _)| *id).collect();
+            let intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
+            let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
+            n.id = self.tx.insert_notification(&n)?;
+            self.tx.delete_pending(&ids)?;
+            for i in &n.intents {
+                let names: Vec<&str> = i.recipients.iter().map(|r| r.name.as_str()).collect();
+                let note = format!("{} → {} ({})", i.kind, names.join("、"), team);
+                let key = (i.alert.site.clone(), i.alert.rule.clone());
+                let alert = match self.active.get(&key) {
+                    Some(a) if a.id == i.alert.id => Some(a.clone()),
+                    _ => self.tx_alert(i.alert.id)?,
+                };
+                if let Some(mut a) = alert {
+                    if a.state == AlertState::Pending {
+                        a.state = AlertState::Firing;
+                    }
+                    self.save(&a, &[Event::new(now, "notified", i.alert.level).by(None, Some(&note))])?;
+                }
+            }
+            self.out.notifications.push(n);
+        }
+        Ok(())
+    }
+
+    fn tx_alert(&self, id: i64) -> Result<Option<Alert>, OpError> {
+        Ok(self.tx.alert(id)?)
+    }
+
+    /// Follow-ups due at `now`.
+    pub(super) fn tick(&mut self, now: TimestampNs) -> Result<(), OpError> {
+        let ids: Vec<(String, String)> = self.active.keys().cloned().collect();
+        let silences = self.all_silences(now)?;
+        for key in ids {
+            let Some(mut a) = self.active.get(&key).cloned() else { continue };
+            let Some(level) = route::routing_level(&a) else { continue };
+            let muted =
+                decide::mute(&a, &silences, self.offline.contains(&a.site), self.street_alert(&a), now)
+                    .is_some();
+            let queued = self.pending.iter().any(|(_, i, _)| i.alert.id == a.id);
+            // Held back before (silence, offline, folded) and free now.
+            if !muted && !queued && a.level.is_some() && a.notified_level < a.level && a.unacked() {
+                let kind =
+                    if a.notified_level.is_none() { IntentKind::Firing } else { IntentKind::Escalated };
+                self.notify(&mut a, kind, now, false)?;
+                continue;
+            }
+            if decide::repeat_due(&a, now) {
+                a.next_repeat_at = Some(decide::next_repeat(self.policy(), level, now));
+                if muted {
+                    self.save(&a, &[])?;
+                } else {
+                    self.queue(&a, IntentKind::Repeat, level, None, now)?;
+                    self.save(&a, &[Event::new(now, "repeated", a.level)])?;
+                }
+            }
+            let chain: Vec<Role> = route::teams(self.teams, &a, level)
+                .first()
+                .map(|t| route::chain(self.teams, t).to_vec())
+                .unwrap_or_default();
+            if let Some(step) = decide::escalation_due(&a, chain.len(), now) {
+                a.next_escalation_at = Some(decide::next_escalation(self.policy(), level, now));
+                if muted {
+                    self.save(&a, &[])?;
+                } else {
+                    let role = chain[step as usize];
+                    a.escalation_step = step;
+                    self.queue(&a, IntentKind::Escalation, level, Some(role), now)?;
+                    let e = Event::new(now, "escalation", a.level).by(None, Some(role.name_zh()));
+                    self.save(&a, &[e])?;
+                }
+            }
+        }
+        self.flush_due(now)
+    }
+
+    fn load(&self, id: i64) -> Result<Alert, OpError> {
+        let cached = self.active.values().find(|a| a.id == id).cloned();
+        match cached {
+            Some(a) => Ok(a),
+            None => self.tx_alert(id)?.ok_or(OpError::NoAlert(id)),
+        }
+    }
+
+    pub(super) fn ack(
+        &mut self,
+        id: i64,
+        by: &str,
+        note: Option<&str>,
+        now: TimestampNs,
+    ) -> Result<(), OpError> {
+        if by.trim().is_empty() {
+            return Err(OpError::Invalid("`by`: who acknowledges must be given".into()));
+        }
+        let mut a = self.load(id)?;
+        match a.state {
+            AlertState::Resolved => return Err(OpError::Conflict(format!("alert {id} is resolved"))),
+            AlertState::Acked | AlertState::Disposed => {
+                return Err(OpError::Conflict(format!(
+                    "alert {id} was already acknowledged by {}",
+                    a.acked_by.as_deref().unwrap_or("?")
+                )))
+            }
+            AlertState::Pending | AlertState::Firing => {}
+        }
+        a.state = AlertState::Acked;
+        a.acked_at = Some(now);
+        a.acked_by = Some(by.to_string());
+        a.next_repeat_at = None;
+        a.next_escalation_at = None;
+        a.updated_at = now;
+        self.save(&a, &[Event::new(now, "acked", a.level).by(Some(by), note)])
+    }
+
+    pub(super) fn dispose(&mut self, id: i64, by: &str, note: &str, now: TimestampNs) -> Result<(), OpError> {
+        if by.trim().is_empty() {
+            return Err(OpError::Invalid("`by`: who disposed must be given".into()));
+        }
+        if note.trim().is_empty() {
+            return Err(OpError::Invalid("`note`: say what was done (处置情况)".into()));
+        }
+        let mut a = self.load(id)?;
+        if a.disposed_at.is_some() {
+            return Err(OpError::Conflict(format!(
+                "alert {id} was already disposed by {}",
+                a.disposed_by.as_deref().unwrap_or("?")
+            )));
+        }
+        let mut events = Vec::new();
+        if a.acked_at.is_none() {
+            a.acked_at = Some(now);
+            a.acked_by = Some(by.to_string());
+            events.push(Event::new(now, "acked", a.level).by(Some(by), None));
+        }
+        a.disposed_at = Some(now);
+        a.disposed_by = Some(by.to_string());
+        if a.state != AlertState::Resolved {
+            a.state = AlertState::Disposed;
+        }
+        a.next_repeat_at = None;
+        a.next_escalation_at = None;
+        a.updated_at = now;
+        events.push(Event::new(now, "disposed", a.level).by(Some(by), Some(note)));
+        self.save(&a, &events)
+    }
+}
+
+/// The alert a site transition describes.
+fn site_alert(c: &SiteChange, now: TimestampNs) -> Alert {
+    Alert {
+        kind: Some(AlertKind::Site),
+        site: c.site.to_string(),
+        site_name: c.site_name.to_string(),
+        site_kind: c.kind.as_str().to_string(),
+        street: c.street.to_string(),
+        rule: c.rule.to_string(),
+        rule_name: c.rule_name.to_string(),
+        value: c.value,
+        threshold: c.threshold,
+        unit: c.unit.to_string(),
+        card: c.card.clone(),
+        trend_per_hour: c.trend.map(|t| t.per_hour),
+        eta_level: c.eta.map(|e| e.level),
+        eta_seconds: c.eta.map(|e| e.seconds),
+        started_at: now,
+        updated_at: now,
+        ..Alert::default()
+    }
+}
