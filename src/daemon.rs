@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{AlertManager, LogNotifier, Notifier, Places};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
 use crate::ingest::{Decoder, Ingest};
-use crate::live::{Live, LogSink, TransitionSink};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::reading::to_ns;
 use crate::reload::Reloader;
@@ -37,6 +38,8 @@ pub enum DaemonError {
     Listen { addr: String, source: std::io::Error },
     #[error("ingest: {0}")]
     Ingest(String),
+    #[error("alert state {path}: {source}")]
+    State { path: PathBuf, source: rusqlite::Error },
 }
 
 /// Takes the data directory's lock so two daemons never share one spool.
@@ -56,15 +59,15 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     }
 }
 
-/// Runs the daemon until `shutdown` fires, with transitions logged.
+/// Runs the daemon until `shutdown` fires, with notifications logged.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    run_with(config, Arc::new(LogSink), shutdown).await
+    run_with(config, Arc::new(LogNotifier), shutdown).await
 }
 
-/// Runs the daemon until `shutdown` fires, handing transitions to `sink`.
+/// Runs the daemon until `shutdown` fires, handing notifications to `notifier`.
 pub async fn run_with(
     config: Config,
-    sink: Arc<dyn TransitionSink>,
+    notifier: Arc<dyn Notifier>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let d = &config.daemon;
@@ -86,13 +89,35 @@ pub async fn run_with(
     );
 
     let appender = Arc::new(Mutex::new(appender));
-    let live = Arc::new(Live::new(
+    let state_path = data_dir.join("state.db");
+    let store = crate::alerts::store::Store::open(&state_path)
+        .map_err(|source| DaemonError::State { path: state_path.clone(), source })?;
+    let alerts = Arc::new(
+        AlertManager::new(
+            store,
+            config.teams.clone(),
+            Places::from_plan(&config.plan),
+            notifier,
+            Some(appender.clone()),
+            Some(metrics.clone()),
+        )
+        .map_err(|source| DaemonError::State { path: state_path.clone(), source })?,
+    );
+    // Carry on where the last run stopped: the engine starts at the levels
+    // of the alerts still active.
+    let (levels, offline) = alerts.seed();
+    if !levels.is_empty() || !offline.is_empty() {
+        tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
+    }
+    let live = Arc::new(Live::resume(
         config.plan.clone(),
-        sink,
+        alerts.clone(),
         Some(appender.clone()),
         metrics.clone(),
         config.timezone,
         to_ns(chrono::Utc::now()),
+        &levels,
+        &offline,
     ));
     let decoder =
         Arc::new(RwLock::new(Arc::new(Decoder::new(Arc::new(Catalog::from_config(&config)), &d.mqtt))));
@@ -100,6 +125,7 @@ pub async fn run_with(
     let reloader = Arc::new(Reloader::new(
         config.clone(),
         live.clone(),
+        Some(alerts.clone()),
         decoder.clone(),
         resubscribe.clone(),
         metrics.clone(),
@@ -114,6 +140,7 @@ pub async fn run_with(
         metrics: metrics.clone(),
         health: health.clone(),
         live: live.clone(),
+        alerts: Some(alerts.clone()),
         reloader: Some(reloader.clone()),
         api_token: d.http.api_token.clone(),
         max_body: d.http.max_body,
@@ -158,6 +185,7 @@ pub async fn run_with(
     let (readings_tx, readings_rx) = tokio::sync::mpsc::unbounded_channel();
     let engine_task = tokio::spawn(live.clone().run(readings_rx, stop_engine.clone()));
     let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_engine.clone()));
+    let alerts_task = tokio::spawn(follow_up(alerts.clone(), stop_engine.clone()));
 
     let stop_ingest = CancellationToken::new();
     let ingest = Ingest {
@@ -186,6 +214,7 @@ pub async fn run_with(
     let _ = engine_task.await;
     stop_engine.cancel();
     let _ = sighup_task.await;
+    let _ = alerts_task.await;
     stop_fsync.cancel();
     if let Some(t) = fsync_task {
         let _ = t.await;
@@ -221,6 +250,18 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, stop: CancellationToken) {
                 let r = reloader.clone();
                 let _ = tokio::task::spawn_blocking(move || r.reload()).await;
             }
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Repeats, escalations, silence ends, grouped notices: checked every second.
+async fn follow_up(alerts: Arc<AlertManager>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => alerts.tick(to_ns(chrono::Utc::now())),
             _ = stop.cancelled() => return,
         }
     }

@@ -85,14 +85,14 @@ pub struct Live {
 }
 
 /// `/api/v1/sites`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SitesView {
     pub district: AreaView,
     pub streets: Vec<AreaView>,
     pub sites: Vec<SiteView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AreaView {
     pub id: String,
     pub name: String,
@@ -112,7 +112,24 @@ impl Live {
         timezone: chrono_tz::Tz,
         now: TimestampNs,
     ) -> Self {
-        let state = State::new(&plan, now);
+        Self::resume(plan, sink, spool, metrics, timezone, now, &[], &[])
+    }
+
+    /// Like `new`, with the engine seeded from the alerts still active
+    /// (see `State::seed`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn resume(
+        plan: Arc<Plan>,
+        sink: Arc<dyn TransitionSink>,
+        spool: Option<Arc<Mutex<Appender>>>,
+        metrics: Arc<Metrics>,
+        timezone: chrono_tz::Tz,
+        now: TimestampNs,
+        levels: &[(String, String, Level)],
+        offline: &[String],
+    ) -> Self {
+        let mut state = State::new(&plan, now);
+        state.seed(&plan, levels, offline);
         let live = Live { inner: Mutex::new(Inner { plan, state }), sink, spool, metrics, timezone };
         live.record_baseline(now);
         live
@@ -166,6 +183,7 @@ impl Live {
             self.metrics.engine_transitions.with_label_values(&[kind]).inc();
         }
         self.spool_lines(&text);
+        LogSink.deliver(&transitions);
         self.sink.deliver(&transitions);
     }
 

@@ -32,6 +32,7 @@ pub struct Reloader {
     path: PathBuf,
     current: Mutex<Config>,
     live: Arc<Live>,
+    alerts: Option<Arc<crate::alerts::AlertManager>>,
     decoder: Arc<RwLock<Arc<Decoder>>>,
     /// Tells ingest to bring its subscriptions in line with the decoder.
     resubscribe: Arc<Notify>,
@@ -74,6 +75,7 @@ impl Reloader {
     pub fn new(
         config: Config,
         live: Arc<Live>,
+        alerts: Option<Arc<crate::alerts::AlertManager>>,
         decoder: Arc<RwLock<Arc<Decoder>>>,
         resubscribe: Arc<Notify>,
         metrics: Arc<Metrics>,
@@ -82,6 +84,7 @@ impl Reloader {
             path: config.main_file.clone(),
             current: Mutex::new(config),
             live,
+            alerts,
             decoder,
             resubscribe,
             metrics,
@@ -112,6 +115,9 @@ impl Reloader {
         let decoder = Arc::new(Decoder::new(Arc::new(Catalog::from_config(&new)), &new.daemon.mqtt));
         *self.decoder.write().expect("decoder lock") = decoder;
         self.resubscribe.notify_one();
+        if let Some(alerts) = &self.alerts {
+            alerts.reload(new.teams.clone(), crate::alerts::Places::from_plan(&new.plan));
+        }
         self.live.reload(new.plan.clone(), to_ns(chrono::Utc::now()));
         // Keep the settings that need a restart as they run, so the next
         // reload still reports them.

@@ -44,7 +44,7 @@ pub struct Trend {
     pub direction: Direction,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Rising,
@@ -189,6 +189,28 @@ impl State {
             district: None,
             started_at,
         }
+    }
+
+    /// Takes up where a previous run stopped: rules at the levels of the
+    /// alerts still active, sites that were offline. Street and district
+    /// levels follow from them, without transitions.
+    pub fn seed(&mut self, plan: &Plan, levels: &[(String, String, Level)], offline: &[String]) {
+        for (site, rule, level) in levels {
+            let Some((i, sp)) = plan.site(site) else { continue };
+            if let Some(ri) = sp.rules.iter().position(|r| &*r.rule.id == rule) {
+                self.sites[i].rules[ri].machine = Machine::at(Some(*level));
+            }
+        }
+        for site in offline {
+            if let Some((i, _)) = plan.site(site) {
+                self.sites[i].offline = true;
+            }
+        }
+        for st in &mut self.sites {
+            st.level = st.rules.iter().filter_map(|r| r.machine.level).max();
+        }
+        let mut quiet = Vec::new();
+        area::update(plan, self, self.started_at, &mut quiet);
     }
 
     /// State for a new plan (a reload), keeping what still applies: a site's

@@ -14,22 +14,24 @@ pub fn rfc3339(ts: TimestampNs, tz: chrono_tz::Tz) -> String {
     from_ns(ts).with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ValueView {
+    /// A number or a flag.
+    #[schema(value_type = Object)]
     pub value: serde_json::Value,
     pub ts: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub unit: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TrendView {
     pub metric: String,
     pub per_hour: f64,
     pub direction: super::Direction,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct EtaView {
     /// The next level.
     pub level: Level,
@@ -37,7 +39,7 @@ pub struct EtaView {
     pub at: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RuleView {
     pub id: String,
     pub name: String,
@@ -45,11 +47,12 @@ pub struct RuleView {
     pub value: Option<f64>,
     /// Thresholds per level, for level rules (`{"IV": 10, …}`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, f64>)]
     pub thresholds: BTreeMap<Level, f64>,
 }
 
 /// One site in `/api/v1/sites`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SiteView {
     pub id: String,
     pub name: String,

@@ -61,13 +61,14 @@ fn now() -> i64 {
     to_ns(chrono::Utc::now())
 }
 
-/// `GET /api/v1/sites`: district, streets and every site with its values,
-/// level, trend and ETA.
+/// District, streets and every site with its values, level, trend and ETA.
+#[utoipa::path(get, path = "/api/v1/sites", responses((status = 200, body = crate::live::SitesView)))]
 pub async fn sites(State(s): State<AppState>) -> Response {
     Json(s.live.sites(now())).into_response()
 }
 
-/// `GET /api/v1/sites/{id}`.
+/// One site.
+#[utoipa::path(get, path = "/api/v1/sites/{id}", responses((status = 200, body = crate::engine::SiteView), (status = 404)))]
 pub async fn site(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match s.live.site(&id, now()) {
         Some(v) => Ok(Json(v).into_response()),
@@ -75,7 +76,9 @@ pub async fn site(State(s): State<AppState>, Path(id): Path<String>) -> Result<R
     }
 }
 
-/// `POST /api/v1/reload`: 200 with what changed, or 422 with every error.
+/// Re-read every config file: 200 with what changed, or 422 with every
+/// error (the running configuration stays).
+#[utoipa::path(post, path = "/api/v1/reload", responses((status = 200), (status = 401), (status = 422)), security(("bearer" = [])))]
 pub async fn reload(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let reloader =

@@ -1,6 +1,8 @@
 //! The HTTP server (axum): health, readiness, metrics and the `/api/v1` API.
 
+pub mod alerts;
 pub mod api;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -22,6 +24,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub live: Arc<Live>,
+    /// `None` where alerting does not run (tests of other parts).
+    pub alerts: Option<Arc<crate::alerts::AlertManager>>,
     /// `None` where the configuration cannot be reloaded (tests).
     pub reloader: Option<Arc<Reloader>>,
     pub api_token: Secret,
@@ -38,8 +42,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites", get(api::sites))
         .route("/api/v1/sites/{id}", get(api::site))
         .route("/api/v1/reload", post(api::reload))
+        .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/alerts/{id}", get(alerts::one))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/api/v1/alerts/{id}/dispose", post(alerts::dispose))
+        .route("/api/v1/silences", get(alerts::silences).post(alerts::add_silence))
+        .route("/api/v1/silences/{id}", axum::routing::delete(alerts::delete_silence))
+        .route("/api/v1/notifications", get(alerts::notifications))
+        .route("/api/v1/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], openapi::json()).into_response()
 }
 
 /// Liveness: the process answers.
@@ -73,9 +89,20 @@ mod tests {
         let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
         let config = crate::config::load_with_env(&main, &Default::default()).unwrap();
         let metrics = Arc::new(Metrics::new());
+        let alerts = Arc::new(
+            crate::alerts::AlertManager::new(
+                crate::alerts::store::Store::memory().unwrap(),
+                config.teams.clone(),
+                crate::alerts::Places::from_plan(&config.plan),
+                Arc::new(crate::alerts::LogNotifier),
+                None,
+                None,
+            )
+            .unwrap(),
+        );
         let live = Arc::new(Live::new(
             config.plan.clone(),
-            Arc::new(crate::live::LogSink),
+            alerts.clone(),
             None,
             metrics.clone(),
             config.timezone,
@@ -88,6 +115,7 @@ mod tests {
                 Some(std::time::Duration::from_secs(30)),
             )),
             live,
+            alerts: Some(alerts),
             reloader: None,
             api_token: Secret::new("t0ken"),
             max_body: 1024,
@@ -181,5 +209,185 @@ mod tests {
         let (code, body) = send(router(open), post(Some("Bearer "))).await;
         assert_eq!(code, StatusCode::UNAUTHORIZED);
         assert!(body.contains("write endpoints are disabled"), "{body}");
+    }
+
+    fn post_json(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+        let mut b = Request::post(path).header("content-type", "application/json");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b.body(Body::from(body.to_string())).unwrap()
+    }
+
+    /// Raises CD-JS-01 to Ⅲ through the engine; the alert's id.
+    async fn raise(s: &AppState) -> i64 {
+        let now = crate::reading::to_ns(chrono::Utc::now());
+        for k in 0..2 {
+            let r = Reading {
+                site: "CD-JS-01".into(),
+                metric: "water_depth_cm".into(),
+                value: crate::reading::Value::Float(22.0),
+                ts: now + k,
+            };
+            s.live.readings(&[r], now + k);
+        }
+        let (code, body) = get(router(s.clone()), "/api/v1/alerts").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let a =
+            v["alerts"].as_array().unwrap().iter().find(|a| a["site"] == "CD-JS-01").expect("alert").clone();
+        assert_eq!(a["level"], "III");
+        assert_eq!(a["state"], "pending");
+        assert_eq!(a["timeline"][0]["event"], "firing");
+        assert!(a["started_at"].as_str().unwrap().ends_with("+08:00"));
+        a["id"].as_i64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn ack_and_dispose_need_the_token_and_follow_the_lifecycle() {
+        let s = state();
+        let id = raise(&s).await;
+        let ack = format!("/api/v1/alerts/{id}/ack");
+        let body = r#"{"by":"张队长","note":"已到场"}"#;
+        assert_eq!(send(router(s.clone()), post_json(&ack, None, body)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            send(router(s.clone()), post_json(&ack, Some("nope"), body)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        // Bad bodies: broken JSON 400, a missing field 422, too large 413.
+        assert_eq!(
+            send(router(s.clone()), post_json(&ack, Some("t0ken"), "{by:")).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        let (code, err) = send(router(s.clone()), post_json(&ack, Some("t0ken"), r#"{"note":"x"}"#)).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&err).unwrap()["error"], "invalid request body");
+        let big = format!(r#"{{"by":"x","note":"{}"}}"#, "y".repeat(2000));
+        assert_eq!(
+            send(router(s.clone()), post_json(&ack, Some("t0ken"), &big)).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let (code, _) = send(router(s.clone()), post_json(&ack, Some("t0ken"), r#"{"by":"  "}"#)).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        // Acked.
+        let (code, out) = send(router(s.clone()), post_json(&ack, Some("t0ken"), body)).await;
+        assert_eq!(code, StatusCode::OK, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["state"], "acked");
+        assert_eq!(v["acked_by"], "张队长");
+        assert_eq!(v["timeline"].as_array().unwrap().last().unwrap()["note"], "已到场");
+        // Twice: conflict. Unknown: 404.
+        assert_eq!(
+            send(router(s.clone()), post_json(&ack, Some("t0ken"), body)).await.0,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            send(router(s.clone()), post_json("/api/v1/alerts/999/ack", Some("t0ken"), body)).await.0,
+            StatusCode::NOT_FOUND
+        );
+        // Dispose needs a note.
+        let dispose = format!("/api/v1/alerts/{id}/dispose");
+        assert_eq!(
+            send(router(s.clone()), post_json(&dispose, Some("t0ken"), r#"{"by":"张队长"}"#)).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let (code, out) = send(
+            router(s.clone()),
+            post_json(&dispose, Some("t0ken"), r#"{"by":"张队长","note":"抽排完毕"}"#),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{out}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["state"], "disposed");
+    }
+
+    #[tokio::test]
+    async fn acking_a_resolved_alert_is_a_conflict() {
+        let s = state();
+        let id = raise(&s).await;
+        let now = crate::reading::to_ns(chrono::Utc::now()) + 1_000_000_000;
+        for k in 0..2 {
+            let r = Reading {
+                site: "CD-JS-01".into(),
+                metric: "water_depth_cm".into(),
+                value: crate::reading::Value::Float(1.0),
+                ts: now + k,
+            };
+            s.live.readings(&[r], now + k);
+        }
+        let (_, body) = get(router(s.clone()), &format!("/api/v1/alerts/{id}")).await;
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"], "resolved");
+        let (code, body) = send(
+            router(s.clone()),
+            post_json(&format!("/api/v1/alerts/{id}/ack"), Some("t0ken"), r#"{"by":"x"}"#),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CONFLICT, "{body}");
+        assert!(body.contains("is resolved"));
+        let (_, body) = get(router(s.clone()), "/api/v1/alerts?state=active").await;
+        assert!(!body.contains("CD-JS-01"));
+        let (_, body) = get(router(s.clone()), "/api/v1/alerts?state=all").await;
+        assert!(body.contains("CD-JS-01"));
+        assert_eq!(get(router(s), "/api/v1/alerts?state=some").await.0, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn silences_over_the_api() {
+        let s = state();
+        let body = r#"{"matchers":{"site":"BH-BZ-01"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"泵站所","comment":"检修"}"#;
+        assert_eq!(
+            send(router(s.clone()), post_json("/api/v1/silences", None, body)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (code, out) = send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), body)).await;
+        assert_eq!(code, StatusCode::CREATED, "{out}");
+        let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"].as_i64().unwrap();
+        let (_, list) = get(router(s.clone()), "/api/v1/silences").await;
+        assert!(list.contains("\"comment\":\"检修\""), "{list}");
+        let empty = r#"{"matchers":{},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#;
+        assert_eq!(
+            send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), empty)).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let past = r#"{"matchers":{"site":"x"},"ends_at":"2000-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#;
+        assert_eq!(
+            send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), past)).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let del = |id: i64, token: Option<&str>| {
+            let mut b = Request::delete(format!("/api/v1/silences/{id}"));
+            if let Some(t) = token {
+                b = b.header("authorization", format!("Bearer {t}"));
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(send(router(s.clone()), del(id, None)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(send(router(s.clone()), del(id, Some("t0ken"))).await.0, StatusCode::NO_CONTENT);
+        assert_eq!(send(router(s.clone()), del(id + 50, Some("t0ken"))).await.0, StatusCode::NOT_FOUND);
+        let (_, list) = get(router(s), "/api/v1/silences").await;
+        assert!(!list.contains("\"comment\":\"检修\""), "ended: {list}");
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_describes_every_endpoint() {
+        let (code, body) = get(router(state()), "/api/v1/openapi.json").await;
+        assert_eq!(code, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+        for path in [
+            "/api/v1/sites",
+            "/api/v1/sites/{id}",
+            "/api/v1/reload",
+            "/api/v1/alerts",
+            "/api/v1/alerts/{id}",
+            "/api/v1/alerts/{id}/ack",
+            "/api/v1/alerts/{id}/dispose",
+            "/api/v1/silences",
+            "/api/v1/silences/{id}",
+            "/api/v1/notifications",
+        ] {
+            assert!(v["paths"].get(path).is_some(), "{path} missing");
+        }
+        assert!(v["components"]["schemas"].get("AlertView").is_some());
+        assert!(v["components"]["securitySchemes"].get("bearer").is_some());
     }
 }
