@@ -84,6 +84,9 @@ pub enum Mute {
     Inhibited,
     /// Its street is alerted at this level or above: it goes out with the street.
     Folded(i64),
+    /// A street or district alert no worse than its members' alerts: it
+    /// would tell the teams nothing they are not told already.
+    AsMembers,
 }
 
 /// Does a silence's matchers cover the alert? `kind` is the site's kind
@@ -96,18 +99,24 @@ pub fn matches(m: &Matchers, alert: &Alert) -> bool {
 }
 
 /// Is the alert muted at `now`? `site_offline`: its site is offline;
-/// `street_alert`: the street's active alert (id, level), if folding is on.
+/// `street_alert`: the street's active alert (id, level), if folding is on;
+/// `members`: for an area alert, the highest level of its members' alerts.
 pub fn mute(
     alert: &Alert,
     silences: &[Silence],
     site_offline: bool,
     street_alert: Option<(i64, Level)>,
+    members: Option<Level>,
     now: TimestampNs,
 ) -> Option<Mute> {
     if let Some(s) =
         silences.iter().find(|s| s.starts_at <= now && now < s.ends_at && matches(&s.matchers, alert))
     {
         return Some(Mute::Silenced(s.id));
+    }
+    let area = matches!(alert.kind, Some(AlertKind::Street | AlertKind::District));
+    if area && alert.level <= members && street_alert.is_none() {
+        return Some(Mute::AsMembers);
     }
     if alert.kind == Some(AlertKind::Site) {
         if site_offline {

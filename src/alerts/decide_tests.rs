@@ -138,15 +138,24 @@ fn what_mutes_an_alert() {
     ];
     for (silences, offline, street_alert, want) in cases {
         assert_eq!(
-            mute(&a, &silences, offline, street_alert, t),
+            mute(&a, &silences, offline, street_alert, None, t),
             want,
             "{silences:?} {offline} {street_alert:?}"
         );
     }
-    // Street alerts are not inhibited or folded.
+    // Street alerts are not inhibited or folded; they tell only what their
+    // sites' alerts do not — unless sites fold into them.
     let mut s = a.clone();
     s.kind = Some(AlertKind::Street);
-    assert_eq!(mute(&s, &[], true, Some((9, I)), t), None);
+    s.level = Some(II);
+    assert_eq!(mute(&s, &[], true, None, Some(III), t), None, "≥ 3 sites at Ⅲ made the street Ⅱ: news");
+    assert_eq!(mute(&s, &[], false, None, Some(II), t), Some(Mute::AsMembers));
+    assert_eq!(mute(&s, &[], false, None, Some(I), t), Some(Mute::AsMembers));
+    assert_eq!(
+        mute(&s, &[], false, Some((9, II)), Some(II), t),
+        None,
+        "folding: the street speaks for its sites"
+    );
 }
 
 #[test]

@@ -267,8 +267,17 @@ impl AlertManager {
             return;
         }
         let now = transitions.iter().map(|t| t.at).max().unwrap_or(0);
+        let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
+        // Folding: the street's change first, so its sites fold into it at
+        // once. Otherwise the sites first, so the street knows its members.
+        let area = |t: &&Transition| matches!(t.change, Change::Street { .. } | Change::District { .. });
+        let ordered: Vec<&Transition> = if fold {
+            transitions.iter().filter(area).chain(transitions.iter().filter(|t| !area(t))).collect()
+        } else {
+            transitions.iter().collect()
+        };
         if let Err(e) = self.with(|w| {
-            for t in transitions {
+            for t in ordered {
                 w.transition(t)?;
             }
             w.flush_due(now)

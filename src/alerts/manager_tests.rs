@@ -301,7 +301,19 @@ fn an_offline_site_inhibits_its_alerts_and_raises_its_own() {
 
 #[test]
 fn a_street_alert_folds_its_sites() {
-    let (m, cap) = manager();
+    let cap = Arc::new(Capture::default());
+    let c = sample();
+    let mut teams = c.teams.clone();
+    teams.alerting.fold_sites_into_street = true;
+    let m = AlertManager::new(
+        Store::memory().unwrap(),
+        teams,
+        Places::from_plan(&c.plan),
+        cap.clone(),
+        None,
+        None,
+    )
+    .unwrap();
     m.handle(&[Transition {
         at: T0,
         change: Change::Street {
@@ -350,4 +362,45 @@ fn a_restart_resumes_without_repeating_and_a_missed_escalation_fires_once() {
     m.tick(T0 + 35 * MIN + 30 * S);
     let sent = cap.take();
     assert!(sent.iter().any(|s| s.contains("escalation[district_hq]")), "{sent:?}");
+}
+
+#[test]
+fn a_street_alert_tells_only_what_its_sites_do_not() {
+    let (m, cap) = manager();
+    // One site at Ⅲ makes the street Ⅲ: the site's notice says it all.
+    m.handle(&[
+        site("CD-JS-01", "chengdong", None, Some(III), 21.0, T0),
+        Transition {
+            at: T0,
+            change: Change::Street {
+                street: "chengdong".into(),
+                name: "城东街道".into(),
+                from: None,
+                to: Some(III),
+            },
+        },
+    ]);
+    m.tick(T0 + 30 * S);
+    let sent = cap.take();
+    assert!(sent.iter().all(|s| s.contains("CD-JS-01") && !s.contains("chengdong")), "{sent:?}");
+    // Three at Ⅲ make it Ⅱ: that is news, with the sites listed.
+    m.handle(&[
+        site("CD-JS-02", "chengdong", None, Some(III), 26.0, T0 + MIN),
+        site("CD-JS-03", "chengdong", None, Some(III), 21.0, T0 + MIN),
+        Transition {
+            at: T0 + MIN,
+            change: Change::Street {
+                street: "chengdong".into(),
+                name: "城东街道".into(),
+                from: Some(III),
+                to: Some(II),
+            },
+        },
+    ]);
+    m.tick(T0 + MIN + 30 * S);
+    let sent = cap.take();
+    assert!(sent.iter().any(|s| s.contains("escalated chengdong II")), "{sent:?}");
+    let n = m.notifications(10).unwrap();
+    let street = n.iter().flat_map(|n| &n.intents).find(|i| i.alert.site == "chengdong").unwrap();
+    assert_eq!(street.alert.members, ["CD-JS-01名 Ⅲ", "CD-JS-02名 Ⅲ", "CD-JS-03名 Ⅲ"]);
 }

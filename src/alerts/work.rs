@@ -32,6 +32,26 @@ impl Work<'_> {
         (a.kind == Some(AlertKind::Street)).then_some((a.id, a.level?))
     }
 
+    /// For an area alert: the highest level of its members' active alerts
+    /// (a street's sites, the district's streets).
+    fn members_max(&self, alert: &Alert) -> Option<Level> {
+        match alert.kind {
+            Some(AlertKind::Street) => self
+                .active
+                .values()
+                .filter(|a| a.kind == Some(AlertKind::Site) && a.street == alert.street)
+                .filter_map(|a| a.level)
+                .max(),
+            Some(AlertKind::District) => self
+                .active
+                .values()
+                .filter(|a| a.kind == Some(AlertKind::Street))
+                .filter_map(|a| a.level)
+                .max(),
+            _ => None,
+        }
+    }
+
     /// Writes the alert and its new events; lifecycle events also become
     /// `alert_event` points.
     fn save(&mut self, alert: &Alert, events: &[Event]) -> Result<(), OpError> {
@@ -206,13 +226,16 @@ impl Work<'_> {
         }
         let silences = self.all_silences(now)?;
         let street_alert = self.street_alert(alert);
-        if let Some(m) = decide::mute(alert, &silences, self.offline.contains(&alert.site), street_alert, now)
+        let members = self.members_max(alert);
+        if let Some(m) =
+            decide::mute(alert, &silences, self.offline.contains(&alert.site), street_alert, members, now)
         {
             if record_mute {
                 let (event, note) = match m {
                     Mute::Silenced(id) => ("silenced", format!("silence #{id}")),
                     Mute::Inhibited => ("inhibited", "站点离线".to_string()),
                     Mute::Folded(id) => ("folded", format!("并入街道预警 #{id}")),
+                    Mute::AsMembers => ("held", "与所辖站点预警同级，不另行通知".to_string()),
                 };
                 let e = Event::new(now, event, alert.level).by(None, Some(&note));
                 self.save(alert, &[e])?;
@@ -348,9 +371,15 @@ impl Work<'_> {
         for key in ids {
             let Some(mut a) = self.active.get(&key).cloned() else { continue };
             let Some(level) = route::routing_level(&a) else { continue };
-            let muted =
-                decide::mute(&a, &silences, self.offline.contains(&a.site), self.street_alert(&a), now)
-                    .is_some();
+            let muted = decide::mute(
+                &a,
+                &silences,
+                self.offline.contains(&a.site),
+                self.street_alert(&a),
+                self.members_max(&a),
+                now,
+            )
+            .is_some();
             let queued = self.pending.iter().any(|(_, i, _)| i.alert.id == a.id);
             // Held back before (silence, offline, folded) and free now.
             if !muted && !queued && a.level.is_some() && a.notified_level < a.level && a.unacked() {

@@ -131,7 +131,7 @@ impl Default for Alerting {
             repeat: per_level([7200, 3600, 1800, 900]),
             escalate_after: per_level([3600, 1800, 900, 600]),
             chain: vec![Role::Leader, Role::StreetDirector, Role::DistrictHq],
-            fold_sites_into_street: true,
+            fold_sites_into_street: false,
             notify_offline: true,
         }
     }
