@@ -21,9 +21,14 @@
 //!      │                        live::Live ── engine::step (pure) over plan::Plan
 //!      │                                 │      │
 //!      │                                 │      ├─▶ area_level points ──▶ spool
-//!      │                                 │      └─▶ TransitionSink (alert manager; logs for now)
+//!      │                                 │      └─▶ alerts::AlertManager (a TransitionSink)
+//!      │                                 │             │  lifecycle, silences, inhibition,
+//!      │                                 │             │  grouping, repeats, escalation;
+//!      │                                 │             │  data_dir/state.db (SQLite)
+//!      │                                 │             ├─▶ alert_event points ──▶ spool
+//!      │                                 │             └─▶ Notifier (the outbox; logs for now)
 //!      ▼                                 ▼
-//!  health ──▶ http: /healthz /readyz /metrics, /api/v1/sites, /api/v1/reload
+//!  health ──▶ http: /healthz /readyz /metrics, /api/v1/{sites,alerts,silences,notifications,reload}
 //! ```
 //!
 //! # Modules
@@ -33,6 +38,8 @@
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
 //! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions` |
 //! | [`live`] | the engine in the daemon: its state behind a lock, the transition sink |
+//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store |
+//! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
 //! | [`replay`] | `floodguard replay`: backtest recorded line protocol, compare plans |
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
@@ -75,5 +82,6 @@ pub mod plan;
 pub mod reading;
 pub mod reload;
 pub mod replay;
+pub mod report;
 pub mod spool;
 pub mod tsdb;

@@ -50,6 +50,19 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         tick: std::time::Duration,
     },
+    /// The 汛情报告 of a period, from the alert history in data_dir/state.db.
+    Report {
+        /// Start: RFC 3339, or "2026-07-21 12:00" in the configured time zone.
+        #[arg(long)]
+        since: String,
+        /// End, likewise; now when absent.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value = "md", value_parser = ["md", "html"])]
+        format: String,
+        #[arg(short, long, default_value = "config/floodguard.toml")]
+        config: PathBuf,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<floodguard::config::Config, ExitCode> {
@@ -73,6 +86,9 @@ fn main() -> ExitCode {
         },
         Command::Replay { input, config, compare, format, tick } => {
             replay(&input, &config, compare.as_deref(), &format, tick)
+        }
+        Command::Report { since, until, format, config } => {
+            report(&config, &since, until.as_deref(), &format)
         }
         Command::Run { config } => {
             let c = match load(&config) {
@@ -177,5 +193,86 @@ fn replay(
         elapsed.as_secs_f64(),
         rec.readings.len() as f64 * (1 + usize::from(tb.is_some())) as f64 / elapsed.as_secs_f64().max(1e-9)
     );
+    ExitCode::SUCCESS
+}
+
+/// RFC 3339, or a local "YYYY-MM-DD HH:MM" in `tz`.
+fn parse_when(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return t.timestamp_nanos_opt();
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(&format!("{s} 00:00"), "%Y-%m-%d %H:%M"))
+        .ok()?;
+    tz.from_local_datetime(&naive).earliest()?.timestamp_nanos_opt()
+}
+
+fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &str) -> ExitCode {
+    let c = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let tz = c.timezone;
+    let Some(since) = parse_when(since, tz) else {
+        eprintln!("--since {since:?}: use RFC 3339 or \"2026-07-21 12:00\"");
+        return ExitCode::from(2);
+    };
+    let until = match until {
+        None => floodguard::reading::to_ns(chrono::Utc::now()),
+        Some(u) => match parse_when(u, tz) {
+            Some(t) => t,
+            None => {
+                eprintln!("--until {u:?}: use RFC 3339 or \"2026-07-21 18:00\"");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let path = c.data_dir().join("state.db");
+    if !path.exists() {
+        eprintln!("{}: no alert history (has floodguard run with this data_dir?)", path.display());
+        return ExitCode::from(2);
+    }
+    let manager = match floodguard::alerts::store::Store::open(&path).and_then(|store| {
+        floodguard::alerts::AlertManager::new(
+            store,
+            c.teams.clone(),
+            floodguard::alerts::Places::from_plan(&c.plan),
+            std::sync::Arc::new(floodguard::alerts::LogNotifier),
+            None,
+            None,
+        )
+    }) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (alerts, silences) = match (manager.between(since, until), manager.silences(since, true)) {
+        (Ok(a), Ok(s)) => (a, s),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let streets: Vec<(String, String)> =
+        c.sites.streets.iter().map(|s| (s.id.clone(), s.name.clone())).collect();
+    let input = floodguard::report::Input {
+        district_name: &c.sites.district.name,
+        streets: &streets,
+        teams: &c.teams,
+        alerts: &alerts,
+        silences: &silences,
+        since,
+        until,
+        tz,
+    };
+    let text = if format == "html" {
+        floodguard::report::html(&input)
+    } else {
+        floodguard::report::markdown(&input)
+    };
+    print!("{text}");
     ExitCode::SUCCESS
 }

@@ -188,6 +188,60 @@ chain = ["leader", "street_director", "district_hq"]
     // Acking the closed alert is a conflict.
     let (code, _) = post(&fg, &format!("/api/v1/alerts/{id}/ack"), serde_json::json!({"by": "x"})).await;
     assert_eq!(code, 409);
+
+    // The 汛情报告 of the last hour has it, from the same history.
+    let since = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let out = std::process::Command::new(crate::support::floodguard::BIN)
+        .args(["report", "--since", &since, "-c"])
+        .arg(fg.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(md.starts_with("# 某区汛情报告"), "{md}");
+    assert!(md.contains("最高预警等级为Ⅱ级（橙色）"), "{md}");
+    assert!(md.contains("| CD-JS-01 | 人民路铁路桥下穿 | 城东街道 | 积水深度 | 28 cm |"), "{md}");
+    assert!(md.contains("| 一队 | 1 |"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_from_the_api_holds_notices_until_it_ends() {
+    let broker = Mosquitto::start();
+    let fg = start(
+        &broker,
+        r#"
+[alerting]
+group_window = "1s"
+group_wait = { IV = "0s", III = "0s", II = "0s", I = "0s" }
+"#,
+    );
+    fg.wait_connected().await;
+    let ends = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
+    let (code, v) = post(
+        &fg,
+        "/api/v1/silences",
+        serde_json::json!({"matchers": {"site": "BH-JS-02"}, "ends_at": ends, "created_by": "万达物业", "comment": "车库挡水板检修"}),
+    )
+    .await;
+    assert_eq!(code, 201, "{v}");
+    let p = Publisher::connect(&broker.url(), "pub-alert-silence");
+    depth(&p, "BH-JS-02", 22.0).await;
+    depth(&p, "BH-JS-02", 22.0).await;
+    let a = wait_for("the alert, held", Duration::from_secs(10), || async {
+        let a = alert_of(&fg, "BH-JS-02", "depth").await;
+        (a["state"] == "pending").then_some(a)
+    })
+    .await;
+    assert!(a["timeline"].as_array().unwrap().iter().any(|e| e["event"] == "silenced"), "{a}");
+    assert!(!intents(&fg).await.iter().any(|i| i.contains("BH-JS-02")));
+    // It ends on time: then the teams are told.
+    let told = wait_for("the notice after the silence", Duration::from_secs(10), || async {
+        let i: Vec<String> = intents(&fg).await.into_iter().filter(|i| i.contains("BH-JS-02")).collect();
+        (!i.is_empty()).then_some(i)
+    })
+    .await;
+    assert_eq!(told, ["hq: firing BH-JS-02 III", "team2: firing BH-JS-02 III"]);
+    assert_eq!(alert_of(&fg, "BH-JS-02", "depth").await["state"], "firing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,32 @@ async fn readings_raise_levels_that_the_api_and_influxdb_show() {
     let v = influx.query("flood", "SELECT last(level) FROM area_level WHERE district = 'mouqu'").await;
     assert_eq!(v["results"][0]["series"][0]["values"][0][1].as_i64(), Some(2));
     assert!(fg.metric(r#"floodguard_engine_transitions_total{type="site"}"#).await.unwrap() >= 2.0);
+
+    // The alert's lifecycle is in InfluxDB as alert_event, for annotations.
+    let v = wait_for("alert_event points", Duration::from_secs(20), || async {
+        let v = influx
+            .query("flood", "SELECT alert_id, value, threshold, message FROM alert_event WHERE site = 'CD-JS-01' GROUP BY event, level")
+            .await;
+        (v["results"][0]["series"].as_array()?.len() == 2).then_some(v)
+    })
+    .await;
+    let series = v["results"][0]["series"].as_array().unwrap();
+    let tags: Vec<(String, String)> = series
+        .iter()
+        .map(|s| {
+            (
+                s["tags"]["event"].as_str().unwrap().to_string(),
+                s["tags"]["level"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        tags,
+        [("escalated".to_string(), "III".to_string()), ("firing".to_string(), "IV".to_string())]
+    );
+    let firing = &series[1]["values"][0];
+    assert_eq!(firing[3].as_f64(), Some(10.0), "threshold of Ⅳ: {firing}");
+    assert_eq!(firing[4].as_str(), Some("人民路铁路桥下穿 积水深度 firing"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
