@@ -78,6 +78,7 @@ pub mod level;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod reading;
 pub mod reload;

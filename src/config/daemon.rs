@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::channels::*;
 use super::values::{HumanDuration, Secret};
 
 /// The whole of `floodguard.toml`.
@@ -274,36 +275,6 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection { listen: "127.0.0.1:8080".into(), api_token: Secret::default(), max_body: 64 * 1024 }
     }
-}
-
-/// `[channels.*]`: how notifications leave floodguard.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
-pub struct ChannelsSection {
-    pub email: Option<EmailChannel>,
-    pub sms: Option<SmsChannel>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EmailChannel {
-    /// `smtp://host:25`, `smtps://user:pass@host:465`, `smtp://host:587?tls=required`.
-    pub smtp_url: String,
-    pub from: String,
-}
-
-string_enum! {
-    pub enum SmsProvider ("SMS provider") {
-        Http = "http",
-        Aliyun = "aliyun",
-        Tencent = "tencent",
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct SmsChannel {
-    pub provider: SmsProvider,
-    /// For `provider = "http"`: where requests go.
-    pub url: Option<String>,
 }
 
 /// Where the broker is, parsed from `mqtt.url`.

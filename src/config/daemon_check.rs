@@ -167,9 +167,48 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("http.listen", format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen));
     }
     if let Some(sms) = &c.channels.sms {
-        if sms.provider == SmsProvider::Http && sms.url.is_none() {
-            err("channels.sms.url", "provider = \"http\" needs a url".into());
+        match sms.provider {
+            SmsProvider::Http => {
+                if sms.url.is_none() {
+                    err("channels.sms.url", "provider = \"http\" needs a url".into());
+                }
+                if sms.fields.is_empty() {
+                    err("channels.sms.fields", "provider = \"http\" needs body fields, e.g. { mobile = \"{phone}\", content = \"{text}\" }".into());
+                }
+            }
+            SmsProvider::Aliyun | SmsProvider::Tencent => {
+                for (key, present) in [
+                    ("key_id", sms.key_id.is_some()),
+                    ("key_secret", sms.key_secret.is_some()),
+                    ("sign_name", sms.sign_name.is_some()),
+                    ("template", sms.template.is_some()),
+                ] {
+                    if !present {
+                        err(
+                            &format!("channels.sms.{key}"),
+                            format!("provider = \"{}\" needs {key}", sms.provider),
+                        );
+                    }
+                }
+                if sms.provider == SmsProvider::Tencent && sms.app_id.is_none() {
+                    err("channels.sms.app_id", "provider = \"tencent\" needs app_id (SmsSdkAppId)".into());
+                }
+            }
         }
+    }
+    if let Some(e) = &c.channels.email {
+        if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
+            err("channels.email.smtp_url", format!("{:?} is not smtp:// or smtps://", e.smtp_url));
+        }
+        if !e.from.contains('@') {
+            err(
+                "channels.email.from",
+                format!("{:?} is not an address like 某区防汛指挥部 <flood@example.gov.cn>", e.from),
+            );
+        }
+    }
+    if c.channels.retry.min > c.channels.retry.max {
+        err("channels.retry.min", "must be at most channels.retry.max".into());
     }
     errs
 }

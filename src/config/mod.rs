@@ -12,6 +12,7 @@
 //! never stops at the first problem: [`load`] returns every error, each with
 //! its file, line, key path and reason.
 
+mod channels;
 mod daemon;
 mod daemon_check;
 mod error;

@@ -49,6 +49,25 @@ pub struct Member {
     pub email: Option<String>,
     /// The lowest level this member is told about; the team's when absent.
     pub min_level: Option<Level>,
+    /// `sms`, `email`: how to reach them; every one they have an address for
+    /// when absent.
+    pub channels: Option<Vec<String>>,
+}
+
+/// `[[teams.roster]]`: a shift of the duty roster (值班表). A member with
+/// shifts is told only during them; one without is always told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Shift {
+    pub member: String,
+    /// Weekdays (`mon` … `sun`), or …
+    #[serde(default)]
+    pub days: Vec<String>,
+    /// … dates (`2026-07-21`).
+    #[serde(default)]
+    pub dates: Vec<String>,
+    /// `08:00`; with `to` before `from` the shift runs past midnight.
+    pub from: String,
+    pub to: String,
 }
 
 string_enum! {
@@ -94,6 +113,8 @@ pub struct Team {
     pub robots: Vec<Robot>,
     /// The team's own escalation chain; `[alerting].chain` when absent.
     pub chain: Option<Vec<Role>>,
+    #[serde(default)]
+    pub roster: Vec<Shift>,
 }
 
 fn lowest() -> Level {
@@ -294,9 +315,11 @@ mod tests {
                 phone: None,
                 email: None,
                 min_level: None,
+                channels: None,
             }],
             robots: vec![],
             chain: None,
+            roster: vec![],
         };
         let errs = validate(&TeamsFile { teams: vec![team], ..TeamsFile::default() }, &HashSet::from(["a"]));
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();

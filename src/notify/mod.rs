@@ -1,0 +1,2 @@
+//! Notifications out: messages per channel, the durable outbox and its workers.
+pub mod sign;
