@@ -1,0 +1,159 @@
+use super::*;
+use crate::alerts::model::Recipient;
+use crate::plan::Card;
+
+fn card() -> Card {
+    Card {
+        kind: Kind::Waterlogging,
+        level: Level::III,
+        unit: "辖区抢险队、交警中队".into(),
+        duties: vec!["抢险队到场排水，交警现场疏导交通".into()],
+        measures: vec!["启动移动泵车强排".into(), "下穿通道入口显示屏发布“积水慢行”".into()],
+        arrive_within_s: 1800,
+    }
+}
+
+fn intent(kind: IntentKind, site: &str, name: &str, level: Option<Level>, value: f64) -> Intent {
+    Intent {
+        kind,
+        team: "team1".into(),
+        recipients: vec![Recipient {
+            team: "team1".into(),
+            name: "张队长".into(),
+            role: "leader".into(),
+            phone: Some("13800000101".into()),
+            email: None,
+        }],
+        alert: AlertSnapshot {
+            id: 7,
+            kind: "site".into(),
+            site: site.into(),
+            site_name: name.into(),
+            street: "chengdong".into(),
+            rule: "depth".into(),
+            rule_name: "积水深度".into(),
+            level,
+            value: Some(value),
+            threshold: Some(20.0),
+            unit: "cm".into(),
+            trend_per_hour: Some(60.0),
+            eta_level: Some(Level::II),
+            eta_seconds: Some(720.0),
+            card: Some(card()),
+            started_at: 0,
+            members: vec![],
+        },
+        escalation_role: None,
+        created_at: 0,
+    }
+}
+
+fn streets() -> BTreeMap<String, String> {
+    BTreeMap::from([("chengdong".to_string(), "城东街道".to_string())])
+}
+
+fn ctx<'a>(
+    streets: &'a BTreeMap<String, String>,
+    link: &'a dyn Fn(i64) -> Option<String>,
+    language: Language,
+) -> Context<'a> {
+    Context { district: "某区", language, streets, ack_link: link, drill: false }
+}
+
+fn one(kind: IntentKind) -> Notification {
+    Notification {
+        id: 1,
+        team: "team1".into(),
+        intents: vec![intent(kind, "CD-JS-01", "人民路铁路桥下穿", Some(Level::III), 21.0)],
+        created_at: 0,
+    }
+}
+
+#[test]
+fn an_sms_says_what_where_how_much_which_way_and_what_to_do() {
+    let s = streets();
+    let link = |id: i64| Some(format!("http://hq/ack/T{id}"));
+    let r = render(&ctx(&s, &link, Language::ZhCn), &one(IntentKind::Firing));
+    assert_eq!(
+        r.sms,
+        "【某区防汛】Ⅲ级黄色预警 城东街道 人民路铁路桥下穿，积水深度 21 cm（阈值 20 cm），上涨 60 cm/h，预计 12 分钟后达到Ⅱ级。辖区抢险队、交警中队 30 分钟内到场：启动移动泵车强排。确认收到：http://hq/ack/T7"
+    );
+    assert!(r.sms.chars().count() <= SMS_MAX_CHARS);
+    assert_eq!(r.subject, "【某区防汛】Ⅲ级黄色预警 城东街道 人民路铁路桥下穿 21 cm");
+    for part in [
+        "责任单位：辖区抢险队、交警中队",
+        "措施：启动移动泵车强排；下穿通道入口显示屏发布“积水慢行”",
+        "到岗时限：30 分钟",
+        "确认收到：http://hq/ack/T7",
+    ] {
+        assert!(r.text.contains(part), "{part} in\n{}", r.text);
+    }
+    assert!(r.html.contains("<a href=\"http://hq/ack/T7\">确认收到</a>"));
+    assert!(r.markdown.starts_with("### <font color=\"info\">【某区防汛】Ⅲ级黄色预警"), "{}", r.markdown);
+    assert_eq!(r.params["level"], "Ⅲ级黄色");
+    assert_eq!(r.params["site"], "人民路铁路桥下穿");
+}
+
+#[test]
+fn every_kind_of_intent_has_its_headline() {
+    let s = streets();
+    let link = |_: i64| None;
+    let c = ctx(&s, &link, Language::ZhCn);
+    let head = |k| render(&c, &one(k)).sms;
+    assert!(head(IntentKind::Escalated).contains("升级为Ⅲ级黄色 城东街道"));
+    assert!(head(IntentKind::Deescalated).contains("降为Ⅲ级黄色"));
+    assert!(head(IntentKind::Repeat).contains("未确认，再次提醒"));
+    let mut e = one(IntentKind::Escalation);
+    e.intents[0].escalation_role = Some("street_director".into());
+    assert!(render(&c, &e).sms.contains("逐级上报街道主任"));
+    let mut r = one(IntentKind::Resolved);
+    r.intents[0].alert.level = None;
+    let r = render(&c, &r);
+    assert!(r.sms.contains("已解除 城东街道 人民路铁路桥下穿"), "{}", r.sms);
+    assert!(!r.sms.contains("到场"), "no card once it is over");
+}
+
+#[test]
+fn a_storm_is_summarised_and_stays_one_sms() {
+    let s = streets();
+    let link = |id: i64| Some(format!("http://hq/ack/{id}"));
+    let intents: Vec<Intent> = (0..50)
+        .map(|k| {
+            intent(
+                IntentKind::Firing,
+                &format!("CD-JS-{k:02}"),
+                &format!("积水点{k}"),
+                Some(Level::III),
+                21.0 + k as f64,
+            )
+        })
+        .collect();
+    let n = Notification { id: 2, team: "team1".into(), intents, created_at: 0 };
+    let r = render(&ctx(&s, &link, Language::ZhCn), &n);
+    assert!(
+        r.sms.starts_with("【某区防汛】城东街道 50 处积水点处于Ⅲ级：积水点0 21 cm、积水点1 22 cm"),
+        "{}",
+        r.sms
+    );
+    assert!(r.sms.chars().count() <= SMS_MAX_CHARS, "{}", r.sms.chars().count());
+    assert!(r.sms.ends_with("确认收到：http://hq/ack/7"), "the link survives the cut: {}", r.sms);
+    assert_eq!(r.subject, "【某区防汛】汛情汇总：50 处预警，最高Ⅲ级黄色");
+    assert!(r.markdown.len() <= ROBOT_MAX_BYTES);
+    assert_eq!(r.text.matches("■ ").count(), 50, "e-mail lists them all");
+}
+
+#[test]
+fn english_when_asked() {
+    let s = streets();
+    let link = |_: i64| Some("http://hq/ack/x".to_string());
+    let r = render(&ctx(&s, &link, Language::En), &one(IntentKind::Firing));
+    assert!(r.sms.starts_with("[某区 flood control] level III (yellow): 城东街道 人民路铁路桥下穿, 积水深度 21 cm (threshold 20 cm), rising 60 cm/h, level II expected in 12 min."), "{}", r.sms);
+    assert!(r.sms.ends_with("Acknowledge: http://hq/ack/x"));
+}
+
+#[test]
+fn long_markdown_is_cut_on_a_character_boundary() {
+    let long = "积".repeat(3000);
+    let cut = cut_bytes(&long, ROBOT_MAX_BYTES);
+    assert!(cut.len() <= ROBOT_MAX_BYTES && cut.ends_with('…'));
+}
