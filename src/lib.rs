@@ -84,5 +84,6 @@ pub mod reading;
 pub mod reload;
 pub mod replay;
 pub mod report;
+pub mod roster;
 pub mod spool;
 pub mod tsdb;

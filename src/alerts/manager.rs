@@ -84,11 +84,19 @@ pub struct Places {
     pub streets: HashMap<String, String>,
     /// Site id → (name, street id, kind).
     pub sites: HashMap<String, (String, String, String)>,
+    /// The district's time zone: the duty roster is in local time.
+    pub tz: chrono_tz::Tz,
 }
 
 impl Places {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Places { tz: config.timezone, ..Places::from_plan(&config.plan) }
+    }
+
+    /// The places of `plan`, in Asia/Shanghai.
     pub fn from_plan(plan: &crate::plan::Plan) -> Self {
         Places {
+            tz: chrono_tz::Asia::Shanghai,
             district_id: plan.district_id.to_string(),
             district_name: plan.district_name.to_string(),
             streets: plan.streets.iter().map(|s| (s.id.to_string(), s.name.to_string())).collect(),

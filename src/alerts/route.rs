@@ -1,9 +1,14 @@
 //! Who is told: the teams covering an alert's street from their lowest
-//! level up, their members by level, and the tiers of the escalation chain.
+//! level up, their members by level and duty roster, and the tiers of the
+//! escalation chain.
+
+use chrono::DateTime;
+use chrono_tz::Tz;
 
 use super::model::{Alert, AlertKind, Recipient};
 use crate::config::{Member, Role, Team, TeamsFile};
 use crate::level::Level;
+use crate::roster;
 
 fn recipient(team: &Team, m: &Member) -> Recipient {
     Recipient {
@@ -40,29 +45,50 @@ pub fn teams<'t>(teams: &'t TeamsFile, alert: &Alert, level: Level) -> Vec<&'t T
         .collect()
 }
 
-/// A team's members told at `level`.
-pub fn members(team: &Team, level: Level) -> Vec<Recipient> {
-    team.members
+/// Those of `candidates` on duty at `at` (the roster); all of them when the
+/// roster leaves nobody — a gap in the roster must not silence a team.
+fn on_duty<'t>(team: &'t Team, candidates: Vec<&'t Member>, at: &DateTime<Tz>) -> Vec<&'t Member> {
+    let on: Vec<&Member> =
+        candidates.iter().copied().filter(|m| roster::on_duty(team, &m.name, at)).collect();
+    if on.is_empty() {
+        if !candidates.is_empty() {
+            tracing::warn!(team = %team.id, "nobody on the duty roster now: telling every member instead");
+        }
+        candidates
+    } else {
+        on
+    }
+}
+
+/// A team's members told at `level` at local time `at`.
+pub fn members(team: &Team, level: Level, at: &DateTime<Tz>) -> Vec<Recipient> {
+    let candidates = team
+        .members
         .iter()
         .filter(|m| m.min_level.unwrap_or(team.min_level).max(team.min_level) <= level)
-        .map(|m| recipient(team, m))
-        .collect()
+        .collect();
+    on_duty(team, candidates, at).into_iter().map(|m| recipient(team, m)).collect()
 }
 
 /// The members of `role` for an escalation from `team`: the team's own, or
-/// else those of any team covering the street (the district HQ).
-pub fn tier(teams_file: &TeamsFile, team: &Team, role: Role, street: &str) -> Vec<Recipient> {
-    let own: Vec<Recipient> =
-        team.members.iter().filter(|m| m.role == role).map(|m| recipient(team, m)).collect();
+/// else those of any team covering the street (the district HQ); on duty
+/// at `at`.
+pub fn tier(
+    teams_file: &TeamsFile,
+    team: &Team,
+    role: Role,
+    street: &str,
+    at: &DateTime<Tz>,
+) -> Vec<Recipient> {
+    let of = |t: &'_ Team| -> Vec<Recipient> {
+        let candidates = t.members.iter().filter(|m| m.role == role).collect();
+        on_duty(t, candidates, at).into_iter().map(|m| recipient(t, m)).collect()
+    };
+    let own = of(team);
     if !own.is_empty() {
         return own;
     }
-    teams_file
-        .teams
-        .iter()
-        .filter(|t| t.streets.iter().any(|s| s == street))
-        .flat_map(|t| t.members.iter().filter(|m| m.role == role).map(move |m| recipient(t, m)))
-        .collect()
+    teams_file.teams.iter().filter(|t| t.streets.iter().any(|s| s == street)).flat_map(of).collect()
 }
 
 /// The escalation chain of a team.
@@ -79,6 +105,11 @@ mod tests {
         crate::config::load_with_env(&main, &Default::default()).unwrap().teams
     }
 
+    fn noon() -> DateTime<Tz> {
+        use chrono::TimeZone;
+        chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 7, 20, 12, 0, 0).unwrap()
+    }
+
     fn alert(street: &str, level: Level) -> Alert {
         Alert { kind: Some(AlertKind::Site), street: street.into(), level: Some(level), ..Alert::default() }
     }
@@ -87,7 +118,7 @@ mod tests {
     fn teams_and_members_by_street_and_level() {
         let t = sample();
         let names = |a: &Alert, l: Level| -> Vec<String> {
-            teams(&t, a, l).iter().flat_map(|team| members(team, l)).map(|r| r.name).collect()
+            teams(&t, a, l).iter().flat_map(|team| members(team, l, &noon())).map(|r| r.name).collect()
         };
         assert_eq!(names(&alert("chengdong", Level::IV), Level::IV), ["张队长", "区值班员"]);
         assert_eq!(
@@ -111,8 +142,41 @@ mod tests {
         let t = sample();
         let team1 = t.teams.iter().find(|x| x.id == "team1").unwrap();
         assert_eq!(chain(&t, team1), [Role::Leader, Role::StreetDirector, Role::DistrictHq]);
-        let names = |role| tier(&t, team1, role, "chengdong").into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let names = |role| {
+            tier(&t, team1, role, "chengdong", &noon()).into_iter().map(|r| r.name).collect::<Vec<_>>()
+        };
         assert_eq!(names(Role::StreetDirector), ["城东街道 王主任"]);
         assert_eq!(names(Role::DistrictHq), ["区指挥部 陈副指挥", "区指挥部 林指挥"]);
+    }
+
+    #[test]
+    fn the_roster_picks_who_is_on_duty_and_a_gap_tells_everyone() {
+        use chrono::TimeZone;
+        let mut t = sample();
+        let hq = t.teams.iter_mut().find(|x| x.id == "hq").unwrap();
+        let mut night = hq.members[0].clone();
+        night.name = "夜班值班员".into();
+        hq.members.insert(1, night);
+        let shift = |member: &str, from: &str, to: &str| crate::config::Shift {
+            member: member.into(),
+            days: vec!["mon".into()],
+            dates: vec![],
+            from: from.into(),
+            to: to.into(),
+        };
+        hq.roster = vec![shift("区值班员", "08:00", "20:00"), shift("夜班值班员", "20:00", "08:00")];
+        let hq = t.teams.iter().find(|x| x.id == "hq").unwrap();
+        let at = |h| chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 7, 20, h, 0, 0).unwrap();
+        let names = |h| members(hq, Level::IV, &at(h)).into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(12), ["区值班员"]);
+        assert_eq!(names(22), ["夜班值班员"]);
+        assert_eq!(names(3), ["区值班员", "夜班值班员"], "Monday 03:00 is not covered: both are told");
+        let duty = |h| {
+            tier(&t, hq, Role::DutyOfficer, "chengdong", &at(h))
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(duty(22), ["夜班值班员"], "escalation tiers follow the roster too");
     }
 }

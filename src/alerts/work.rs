@@ -277,6 +277,7 @@ impl Work<'_> {
                 .collect();
             snapshot.members.sort();
         }
+        let local = chrono::DateTime::from_timestamp_nanos(now).with_timezone(&self.places.tz);
         let mut teams = route::teams(self.teams, alert, level);
         if escalation.is_some() {
             // The chain is the responsible team's: the first covering the street.
@@ -284,10 +285,11 @@ impl Work<'_> {
         }
         for team in teams {
             let (recipients, role) = match escalation {
-                None => (route::members(team, level), None),
-                Some(role) => {
-                    (route::tier(self.teams, team, role, &alert.street), Some(role.as_str().to_string()))
-                }
+                None => (route::members(team, level, &local), None),
+                Some(role) => (
+                    route::tier(self.teams, team, role, &alert.street, &local),
+                    Some(role.as_str().to_string()),
+                ),
             };
             if recipients.is_empty() {
                 continue;

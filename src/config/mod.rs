@@ -29,7 +29,7 @@ pub use daemon::*;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{env_var_for, ENV_PREFIX};
 pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
-pub use teams::{Alerting, Member, Robot, RobotKind, Role, SilenceConfig, Team, TeamsFile};
+pub use teams::{Alerting, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile};
 pub use values::{redact_url, HumanDuration, Secret};
 
 use load::Source;
@@ -132,7 +132,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         let (index, parsed): (Vec<usize>, Vec<Team>) = src.array("teams").into_iter().unzip();
         teams.teams = parsed;
         let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();
-        for (key, reason) in teams::validate(&teams, &streets) {
+        let reach =
+            teams::Reach { sms: daemon.channels.sms.is_some(), email: daemon.channels.email.is_some() };
+        for (key, reason) in teams::validate(&teams, &streets, reach) {
             src.error(&load::remap_index(&key, "teams", &index), reason);
         }
     }

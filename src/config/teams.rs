@@ -197,7 +197,14 @@ pub struct TeamsFile {
 
 /// Semantic checks of `teams.toml` against the known street ids; each problem
 /// as `(key path, reason)`.
-pub fn validate(file: &TeamsFile, streets: &HashSet<&str>) -> Vec<(String, String)> {
+/// Which member channels `[channels]` of floodguard.toml configures.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Reach {
+    pub sms: bool,
+    pub email: bool,
+}
+
+pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<(String, String)> {
     let mut errs = Vec::new();
     let mut ids = HashSet::new();
     for (i, t) in file.teams.iter().enumerate() {
@@ -228,14 +235,52 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>) -> Vec<(String, Strin
                     errs.push((at("email"), format!("{email:?} is not an e-mail address")));
                 }
             }
+            for (k, c) in m.channels.iter().flatten().enumerate() {
+                let has = match c.as_str() {
+                    "sms" => m.phone.is_some(),
+                    "email" => m.email.is_some(),
+                    _ => {
+                        errs.push((
+                            at(&format!("channels[{k}]")),
+                            format!("unknown channel {c:?}: use sms, email"),
+                        ));
+                        continue;
+                    }
+                };
+                if !has {
+                    let what = if c == "sms" { "phone" } else { "email" };
+                    errs.push((
+                        at(&format!("channels[{k}]")),
+                        format!("{c} is asked for but the member has no {what}"),
+                    ));
+                }
+            }
         }
-        let reachable =
-            !t.robots.is_empty() || t.members.iter().any(|m| m.phone.is_some() || m.email.is_some());
+        for (j, shift) in t.roster.iter().enumerate() {
+            for (k, reason) in crate::roster::check(t, shift) {
+                errs.push((at(&format!("roster[{j}].{k}")), reason));
+            }
+        }
+        let wants = |m: &Member, c: &str| m.channels.as_ref().is_none_or(|cs| cs.iter().any(|x| x == c));
+        let reachable = !t.robots.is_empty()
+            || t.members.iter().any(|m| {
+                (reach.sms && m.phone.is_some() && wants(m, "sms"))
+                    || (reach.email && m.email.is_some() && wants(m, "email"))
+            });
         if !reachable {
+            let mut unused = Vec::new();
+            if !reach.sms && t.members.iter().any(|m| m.phone.is_some()) {
+                unused.push("phones are given but floodguard.toml has no [channels.sms]");
+            }
+            if !reach.email && t.members.iter().any(|m| m.email.is_some()) {
+                unused.push("e-mail addresses are given but floodguard.toml has no [channels.email]");
+            }
+            let why = if unused.is_empty() { String::new() } else { format!(" ({})", unused.join("; ")) };
             errs.push((
                 at("members"),
                 format!(
-                    "team {:?} has no way to reach anyone: give a member a phone or e-mail, or add a robot",
+                    "team {:?} has no way to reach anyone{why}: give a member a phone or e-mail on a configured \
+                     channel, or add a robot",
                     t.id
                 ),
             ));
@@ -321,8 +366,47 @@ mod tests {
             chain: None,
             roster: vec![],
         };
-        let errs = validate(&TeamsFile { teams: vec![team], ..TeamsFile::default() }, &HashSet::from(["a"]));
+        let errs = validate(
+            &TeamsFile { teams: vec![team], ..TeamsFile::default() },
+            &HashSet::from(["a"]),
+            Reach { sms: true, email: true },
+        );
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["teams[0].streets[1]", "teams[0].members"]);
+    }
+
+    fn one_member(member: &str) -> TeamsFile {
+        let team: Team = toml::from_str(&format!(
+            "id = \"t\"\nname = \"T\"\nstreets = [\"a\"]\nmembers = [{{ name = \"x\", role = \"leader\", {member} }}]"
+        ))
+        .unwrap();
+        TeamsFile { teams: vec![team], ..TeamsFile::default() }
+    }
+
+    #[test]
+    fn a_team_reachable_only_on_unconfigured_channels_is_refused() {
+        let streets = HashSet::from(["a"]);
+        let phone_only = one_member("phone = \"13800000001\"");
+        assert!(validate(&phone_only, &streets, Reach { sms: true, email: false }).is_empty());
+        let errs = validate(&phone_only, &streets, Reach { sms: false, email: true });
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, "teams[0].members");
+        assert!(errs[0].1.contains("no [channels.sms]"), "{}", errs[0].1);
+
+        let email_but_sms_only =
+            one_member("phone = \"13800000001\", email = \"x@example.cn\", channels = [\"email\"]");
+        let errs = validate(&email_but_sms_only, &streets, Reach { sms: true, email: false });
+        assert_eq!(errs.len(), 1, "the member asked for e-mail only: {errs:?}");
+    }
+
+    #[test]
+    fn member_channels_need_an_address() {
+        let errs = validate(
+            &one_member("phone = \"13800000001\", channels = [\"sms\", \"email\", \"fax\"]"),
+            &HashSet::from(["a"]),
+            Reach { sms: true, email: true },
+        );
+        let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["teams[0].members[0].channels[1]", "teams[0].members[0].channels[2]"]);
     }
 }
