@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{AlertManager, LogNotifier, Notifier, Places};
+use crate::alerts::{AlertManager, Places};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::health::Health;
@@ -19,6 +19,7 @@ use crate::http::{self, AppState};
 use crate::ingest::{Decoder, Ingest};
 use crate::live::Live;
 use crate::metrics::Metrics;
+use crate::notify::Outbox;
 use crate::reading::to_ns;
 use crate::reload::Reloader;
 use crate::spool;
@@ -59,17 +60,8 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     }
 }
 
-/// Runs the daemon until `shutdown` fires, with notifications logged.
+/// Runs the daemon until `shutdown` fires.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    run_with(config, Arc::new(LogNotifier), shutdown).await
-}
-
-/// Runs the daemon until `shutdown` fires, handing notifications to `notifier`.
-pub async fn run_with(
-    config: Config,
-    notifier: Arc<dyn Notifier>,
-    shutdown: CancellationToken,
-) -> Result<(), DaemonError> {
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
@@ -92,17 +84,33 @@ pub async fn run_with(
     let state_path = data_dir.join("state.db");
     let store = crate::alerts::store::Store::open(&state_path)
         .map_err(|source| DaemonError::State { path: state_path.clone(), source })?;
+    let outbox = Arc::new(
+        Outbox::new(
+            &state_path,
+            d.channels.clone(),
+            config.teams.clone(),
+            Places::from_config(&config),
+            d.daemon.language,
+            Some(metrics.clone()),
+        )
+        .map_err(DaemonError::Config)?,
+    );
     let alerts = Arc::new(
         AlertManager::new(
             store,
             config.teams.clone(),
-            Places::from_plan(&config.plan),
-            notifier,
+            Places::from_config(&config),
+            outbox.clone(),
             Some(appender.clone()),
             Some(metrics.clone()),
         )
         .map_err(|source| DaemonError::State { path: state_path.clone(), source })?,
     );
+    // Messages cut off by a crash go out again (same idempotency key), and
+    // notifications logged but never queued are queued now.
+    outbox.recover().map_err(DaemonError::Config)?;
+    let stop_outbox = CancellationToken::new();
+    let outbox_tasks = crate::notify::spawn_workers(&outbox, &stop_outbox);
     // Carry on where the last run stopped: the engine starts at the levels
     // of the alerts still active.
     let (levels, offline) = alerts.seed();
@@ -126,6 +134,7 @@ pub async fn run_with(
         config.clone(),
         live.clone(),
         Some(alerts.clone()),
+        Some(outbox.clone()),
         decoder.clone(),
         resubscribe.clone(),
         metrics.clone(),
@@ -141,6 +150,7 @@ pub async fn run_with(
         health: health.clone(),
         live: live.clone(),
         alerts: Some(alerts.clone()),
+        outbox: Some(outbox.clone()),
         reloader: Some(reloader.clone()),
         api_token: d.http.api_token.clone(),
         max_body: d.http.max_body,
@@ -215,6 +225,16 @@ pub async fn run_with(
     stop_engine.cancel();
     let _ = sighup_task.await;
     let _ = alerts_task.await;
+    // The outbox gets the same grace as the writer for what is queued; a
+    // send cut off is sent again at the next start.
+    let drained = tokio::time::timeout(d.daemon.shutdown_timeout.get(), outbox.drained()).await;
+    if drained.is_err() {
+        tracing::warn!("shutting down with messages still queued; they go out at the next start");
+    }
+    stop_outbox.cancel();
+    for t in outbox_tasks {
+        let _ = t.await;
+    }
     stop_fsync.cancel();
     if let Some(t) = fsync_task {
         let _ = t.await;

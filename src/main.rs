@@ -63,6 +63,15 @@ enum Command {
         #[arg(short, long, default_value = "config/floodguard.toml")]
         config: PathBuf,
     },
+    /// A drill (演练): a test message to every member and channel of a team,
+    /// sent now, with a per-recipient result table. Exits 1 unless all were accepted.
+    NotifyTest {
+        /// The team's id in teams.toml.
+        #[arg(long)]
+        team: String,
+        #[arg(short, long, default_value = "config/floodguard.toml")]
+        config: PathBuf,
+    },
 }
 
 fn load(path: &std::path::Path) -> Result<floodguard::config::Config, ExitCode> {
@@ -90,6 +99,7 @@ fn main() -> ExitCode {
         Command::Report { since, until, format, config } => {
             report(&config, &since, until.as_deref(), &format)
         }
+        Command::NotifyTest { team, config } => notify_test(&config, &team),
         Command::Run { config } => {
             let c = match load(&config) {
                 Ok(c) => c,
@@ -115,6 +125,61 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+    }
+}
+
+fn notify_test(config: &std::path::Path, team: &str) -> ExitCode {
+    let c = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if !c.teams.teams.iter().any(|t| t.id == team) {
+        let ids: Vec<&str> = c.teams.teams.iter().map(|t| t.id.as_str()).collect();
+        eprintln!("no team {team:?} in teams.toml (teams: {})", ids.join(", "));
+        return ExitCode::from(2);
+    }
+    let path = c.data_dir().join("state.db");
+    let outbox = std::fs::create_dir_all(c.data_dir())
+        .map_err(|e| e.to_string())
+        .and_then(|()| floodguard::alerts::store::Store::open(&path).map_err(|e| e.to_string()))
+        .and_then(|_| {
+            floodguard::notify::Outbox::new(
+                &path,
+                c.daemon.channels.clone(),
+                c.teams.clone(),
+                floodguard::alerts::Places::from_config(&c),
+                c.daemon.daemon.language,
+                None,
+            )
+        });
+    let outbox = match outbox {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(outbox.drill(team)) {
+        Ok(results) => {
+            let (text, all) = floodguard::notify::drill::table(&results, c.daemon.daemon.language);
+            print!("{text}");
+            if all {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -237,7 +302,7 @@ fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &s
         floodguard::alerts::AlertManager::new(
             store,
             c.teams.clone(),
-            floodguard::alerts::Places::from_plan(&c.plan),
+            floodguard::alerts::Places::from_config(&c),
             std::sync::Arc::new(floodguard::alerts::LogNotifier),
             None,
             None,

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub alert_intents: IntCounterVec,
     pub alert_notifications: IntCounter,
+    pub notifications_sent: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -198,6 +199,25 @@ impl Metrics {
                 "floodguard_alert_notifications_total",
                 "Notifications (one message's worth for one team) handed to the outbox.",
             ),
+            notifications_sent: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "floodguard_notifications_sent_total",
+                        "Outbox messages by channel (sms, email, wecom, dingtalk, webhook) and result: sent, \
+                         retry (failed, tried again later), throttled (the provider said too fast), merged \
+                         (folded into another message to the same recipient), failed, gave_up.",
+                    ),
+                    &["channel", "result"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                for ch in ["sms", "email", "wecom", "dingtalk", "webhook"] {
+                    for res in ["sent", "retry", "throttled", "merged", "failed", "gave_up"] {
+                        c.with_label_values(&[ch, res]);
+                    }
+                }
+                c
+            },
             registry: r,
         }
     }

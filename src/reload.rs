@@ -33,6 +33,7 @@ pub struct Reloader {
     current: Mutex<Config>,
     live: Arc<Live>,
     alerts: Option<Arc<crate::alerts::AlertManager>>,
+    outbox: Option<Arc<crate::notify::Outbox>>,
     decoder: Arc<RwLock<Arc<Decoder>>>,
     /// Tells ingest to bring its subscriptions in line with the decoder.
     resubscribe: Arc<Notify>,
@@ -76,6 +77,7 @@ impl Reloader {
         config: Config,
         live: Arc<Live>,
         alerts: Option<Arc<crate::alerts::AlertManager>>,
+        outbox: Option<Arc<crate::notify::Outbox>>,
         decoder: Arc<RwLock<Arc<Decoder>>>,
         resubscribe: Arc<Notify>,
         metrics: Arc<Metrics>,
@@ -85,6 +87,7 @@ impl Reloader {
             current: Mutex::new(config),
             live,
             alerts,
+            outbox,
             decoder,
             resubscribe,
             metrics,
@@ -105,7 +108,7 @@ impl Reloader {
             }
         };
         let mut current = self.current.lock().expect("config lock");
-        let report = ReloadReport {
+        let mut report = ReloadReport {
             sites: new.sites.sites.len(),
             streets: new.sites.streets.len(),
             rules: new.plan.sites.iter().map(|s| s.rules.len()).sum(),
@@ -116,7 +119,19 @@ impl Reloader {
         *self.decoder.write().expect("decoder lock") = decoder;
         self.resubscribe.notify_one();
         if let Some(alerts) = &self.alerts {
-            alerts.reload(new.teams.clone(), crate::alerts::Places::from_plan(&new.plan));
+            alerts.reload(new.teams.clone(), crate::alerts::Places::from_config(&new));
+        }
+        // Channels apply at once where the outbox runs.
+        let mut channels_applied = false;
+        if let Some(outbox) = &self.outbox {
+            let places = crate::alerts::Places::from_config(&new);
+            match outbox.reload(new.teams.clone(), places, &new.daemon.channels) {
+                Ok(()) => {
+                    channels_applied = true;
+                    report.restart_needed.retain(|s| s != "channels");
+                }
+                Err(e) => tracing::error!(error = %e, "the new [channels] cannot be used; the old ones stay"),
+            }
         }
         self.live.reload(new.plan.clone(), to_ns(chrono::Utc::now()));
         // Keep the settings that need a restart as they run, so the next
@@ -129,6 +144,9 @@ impl Reloader {
             d.mqtt.default_topics = applied.daemon.mqtt.default_topics;
             d.mqtt.max_payload = applied.daemon.mqtt.max_payload;
             d.mqtt.max_future = applied.daemon.mqtt.max_future;
+            if channels_applied {
+                d.channels = applied.daemon.channels.clone();
+            }
             applied.daemon = d;
             tracing::warn!(settings = ?report.restart_needed, "changed settings take effect after a restart");
         }

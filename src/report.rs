@@ -291,9 +291,7 @@ pub fn markdown(i: &Input<'_>) -> String {
     o
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::notify::message::esc as escape;
 
 /// The report as a standalone HTML page (the Markdown's headings,
 /// paragraphs and tables).

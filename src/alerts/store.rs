@@ -85,6 +85,43 @@ const MIGRATIONS: &[&str] = &[
         wait_ns INTEGER NOT NULL,
         body TEXT NOT NULL
      );",
+    // 2: the outbox of the notification channels, its delivery log, ack-link nonces
+    "ALTER TABLE notifications ADD COLUMN enqueued INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        notification_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        recipient_name TEXT NOT NULL,
+        team TEXT NOT NULL,
+        body TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        sent_at INTEGER,
+        merged_into INTEGER,
+        last_error TEXT
+     );
+     CREATE INDEX outbox_due ON outbox (channel, state, next_attempt_at);
+     CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+        attempt INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome TEXT,
+        response TEXT
+     );
+     CREATE INDEX deliveries_outbox ON deliveries (outbox_id);
+     CREATE TABLE ack_tokens (
+        nonce TEXT PRIMARY KEY,
+        alert_id INTEGER NOT NULL,
+        member TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        used_at INTEGER
+     );",
 ];
 
 pub struct Store {

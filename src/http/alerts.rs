@@ -349,3 +349,21 @@ pub async fn notifications(
         .collect();
     Ok(Json(json!({ "notifications": items })).into_response())
 }
+
+/// The outbox: the latest messages per recipient and channel with their
+/// delivery state (queued, sending, sent, merged, failed), newest first.
+/// Names recipients, so it needs the bearer token.
+#[utoipa::path(get, path = "/api/v1/outbox", params(NotificationQuery), responses((status = 200), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn outbox(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<NotificationQuery>,
+) -> Result<Response, ApiError> {
+    authorize(&s, &headers)?;
+    let Some(outbox) = &s.outbox else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "nothing is sent here"));
+    };
+    let messages = outbox.recent(q.limit.unwrap_or(100).min(1000), s.live.timezone);
+    Ok(Json(json!({ "messages": messages })).into_response())
+}

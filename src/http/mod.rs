@@ -1,5 +1,6 @@
 //! The HTTP server (axum): health, readiness, metrics and the `/api/v1` API.
 
+pub mod acklink;
 pub mod alerts;
 pub mod api;
 pub mod openapi;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     /// `None` where alerting does not run (tests of other parts).
     pub alerts: Option<Arc<crate::alerts::AlertManager>>,
+    /// `None` where nothing is sent (tests of other parts).
+    pub outbox: Option<Arc<crate::notify::Outbox>>,
     /// `None` where the configuration cannot be reloaded (tests).
     pub reloader: Option<Arc<Reloader>>,
     pub api_token: Secret,
@@ -49,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/silences", get(alerts::silences).post(alerts::add_silence))
         .route("/api/v1/silences/{id}", axum::routing::delete(alerts::delete_silence))
         .route("/api/v1/notifications", get(alerts::notifications))
+        .route("/api/v1/outbox", get(alerts::outbox))
+        .route("/ack/{token}", get(acklink::show).post(acklink::confirm))
         .route("/api/v1/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -93,7 +98,7 @@ mod tests {
             crate::alerts::AlertManager::new(
                 crate::alerts::store::Store::memory().unwrap(),
                 config.teams.clone(),
-                crate::alerts::Places::from_plan(&config.plan),
+                crate::alerts::Places::from_config(&config),
                 Arc::new(crate::alerts::LogNotifier),
                 None,
                 None,
@@ -116,6 +121,7 @@ mod tests {
             )),
             live,
             alerts: Some(alerts),
+            outbox: None,
             reloader: None,
             api_token: Secret::new("t0ken"),
             max_body: 1024,

@@ -37,7 +37,8 @@ impl Modify for Bearer {
         alerts::silences,
         alerts::add_silence,
         alerts::delete_silence,
-        alerts::notifications
+        alerts::notifications,
+        alerts::outbox
     ),
     modifiers(&Bearer)
 )]

@@ -394,7 +394,8 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
     Rendered { subject, text, html, sms, markdown, params }
 }
 
-fn esc(s: &str) -> String {
+/// Text made safe to put in HTML.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

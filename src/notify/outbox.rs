@@ -1,0 +1,307 @@
+//! The outbox's rows in `state.db` (tables made by the alert store's
+//! migrations): one row per message per recipient per channel, a delivery
+//! log of every attempt, and the nonces of ack links.
+//!
+//! A row is `queued` → `sending` (recorded before the request) → `sent`
+//! (recorded after the provider accepted it), or back to `queued` with a
+//! later attempt time, or `failed`, or `merged` into another row for the
+//! same recipient. A row found `sending` at start was cut off mid-request:
+//! it is sent again with the same idempotency key.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::message::Rendered;
+use crate::reading::TimestampNs;
+
+pub type Result<T> = std::result::Result<T, rusqlite::Error>;
+
+/// What a row carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    pub rendered: Rendered,
+    /// Phone number, e-mail address or robot URL.
+    pub to: String,
+    /// For DingTalk robots: the signing secret.
+    pub secret: Option<String>,
+    pub alert_ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub notification_id: i64,
+    /// sms, email, wecom, dingtalk, webhook
+    pub channel: String,
+    /// A stable name of the address (robots: `team#n`), for rate limits.
+    pub recipient: String,
+    pub recipient_name: String,
+    pub team: String,
+    pub body: Body,
+    pub key: String,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: TimestampNs,
+    pub created_at: TimestampNs,
+}
+
+pub struct OutboxDb {
+    conn: Connection,
+}
+
+const ROW: &str = "id, notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, attempts, next_attempt_at, created_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let body: String = r.get(6)?;
+    Ok(Row {
+        id: r.get(0)?,
+        notification_id: r.get(1)?,
+        channel: r.get(2)?,
+        recipient: r.get(3)?,
+        recipient_name: r.get(4)?,
+        team: r.get(5)?,
+        body: serde_json::from_str(&body).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        key: r.get(7)?,
+        state: r.get(8)?,
+        attempts: r.get(9)?,
+        next_attempt_at: r.get(10)?,
+        created_at: r.get(11)?,
+    })
+}
+
+/// A row to add.
+pub struct NewRow<'a> {
+    pub notification_id: i64,
+    pub channel: &'a str,
+    pub recipient: &'a str,
+    pub recipient_name: &'a str,
+    pub team: &'a str,
+    pub body: &'a Body,
+    pub key: &'a str,
+}
+
+impl OutboxDb {
+    /// Opens the database the alert store made (and migrated).
+    pub fn open(path: &Path) -> Result<OutboxDb> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(OutboxDb { conn })
+    }
+
+    /// Notifications logged but not yet turned into outbox rows (a crash
+    /// between the two), as (id, body).
+    pub fn unqueued_notifications(&self) -> Result<Vec<(i64, String)>> {
+        let mut s = self.conn.prepare("SELECT id, body FROM notifications WHERE enqueued = 0 ORDER BY id")?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
+    /// Adds the rows of one notification and marks it queued, at once.
+    /// A row whose key exists already is left as it is.
+    pub fn enqueue(&mut self, notification_id: i64, rows: &[NewRow<'_>], now: TimestampNs) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        for r in rows {
+            n += tx.execute(
+                "INSERT OR IGNORE INTO outbox (notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)",
+                params![
+                    r.notification_id,
+                    r.channel,
+                    r.recipient,
+                    r.recipient_name,
+                    r.team,
+                    serde_json::to_string(r.body).unwrap_or_default(),
+                    r.key,
+                    now
+                ],
+            )?;
+        }
+        tx.execute("UPDATE notifications SET enqueued = 1 WHERE id = ?1", params![notification_id])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// After a crash: rows cut off mid-send go back to the queue.
+    pub fn requeue_sending(&self, now: TimestampNs) -> Result<usize> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'queued', next_attempt_at = ?1 WHERE state = 'sending'",
+            params![now],
+        )
+    }
+
+    /// Rows of `channels` due at `now`, oldest first.
+    pub fn due(&self, channels: &[&str], now: TimestampNs, limit: usize) -> Result<Vec<Row>> {
+        let list =
+            channels.iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect::<Vec<_>>().join(",");
+        let mut s = self.conn.prepare(&format!(
+            "SELECT {ROW} FROM outbox WHERE state = 'queued' AND channel IN ({list}) AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2"
+        ))?;
+        let rows = s.query_map(params![now, limit as i64], row)?;
+        rows.collect()
+    }
+
+    /// When the next row of `channels` is due.
+    pub fn next_due(&self, channels: &[&str]) -> Result<Option<TimestampNs>> {
+        let list =
+            channels.iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect::<Vec<_>>().join(",");
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'queued' AND channel IN ({list})"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+    }
+
+    /// How many rows are due now or being sent.
+    pub fn in_flight(&self, now: TimestampNs) -> Result<i64> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'sending' OR (state = 'queued' AND next_attempt_at <= ?1)",
+            params![now],
+            |r| r.get(0),
+        )
+    }
+
+    /// Other queued rows for the same channel and recipient (to merge).
+    pub fn queued_for(&self, channel: &str, recipient: &str, except: i64) -> Result<Vec<Row>> {
+        let mut s = self.conn.prepare(&format!(
+            "SELECT {ROW} FROM outbox WHERE state = 'queued' AND channel = ?1 AND recipient = ?2 AND id != ?3 ORDER BY id"
+        ))?;
+        let rows = s.query_map(params![channel, recipient, except], row)?;
+        rows.collect()
+    }
+
+    /// Folds `others` into `keep`: its body becomes the merged one. Nothing
+    /// changes (false) unless `keep` and all of `others` are still queued.
+    pub fn merge(&mut self, keep: i64, body: &Body, others: &[i64]) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let json = serde_json::to_string(body).unwrap_or_default();
+        if tx
+            .execute("UPDATE outbox SET body = ?2 WHERE id = ?1 AND state = 'queued'", params![keep, json])?
+            == 0
+        {
+            return Ok(false);
+        }
+        for o in others {
+            let n = tx.execute(
+                "UPDATE outbox SET state = 'merged', merged_into = ?2 WHERE id = ?1 AND state = 'queued'",
+                params![o, keep],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Holds a queued row back until `until` (a recipient rate limit).
+    pub fn hold(&self, id: i64, until: TimestampNs) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND state = 'queued'",
+            params![id, until],
+        )?;
+        Ok(())
+    }
+
+    /// Records the start of an attempt (before the request goes out); the
+    /// delivery row's id, or None when the row is no longer queued (merged
+    /// into another meanwhile).
+    pub fn start(&mut self, id: i64, attempt: u32, now: TimestampNs) -> Result<Option<i64>> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1 AND state = 'queued'",
+            params![id, attempt],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO deliveries (outbox_id, attempt, started_at) VALUES (?1, ?2, ?3)",
+            params![id, attempt, now],
+        )?;
+        let d = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(d))
+    }
+
+    /// Records how an attempt ended: `state` sent, queued (with the next
+    /// attempt time) or failed.
+    pub fn finish(
+        &mut self,
+        id: i64,
+        delivery: i64,
+        state: &str,
+        next_attempt_at: TimestampNs,
+        outcome: &str,
+        response: &str,
+        now: TimestampNs,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE outbox SET state = ?2, next_attempt_at = ?3, sent_at = CASE WHEN ?2 = 'sent' THEN ?4 ELSE sent_at END,
+                last_error = CASE WHEN ?2 = 'sent' THEN NULL ELSE ?5 END WHERE id = ?1",
+            params![id, state, next_attempt_at, now, response],
+        )?;
+        tx.execute(
+            "UPDATE deliveries SET finished_at = ?2, outcome = ?3, response = ?4 WHERE id = ?1",
+            params![delivery, now, outcome, response],
+        )?;
+        tx.commit()
+    }
+
+    /// (state, count) of the outbox, for metrics and the page.
+    pub fn counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let mut s = self.conn.prepare(
+            "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state ORDER BY channel, state",
+        )?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
+    /// The latest rows with their last outcome, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<(Row, Option<String>, Option<TimestampNs>)>> {
+        let mut s = self
+            .conn
+            .prepare(&format!("SELECT {ROW}, last_error, sent_at FROM outbox ORDER BY id DESC LIMIT ?1"))?;
+        let rows = s.query_map(params![limit as i64], |r| Ok((row(r)?, r.get(12)?, r.get(13)?)))?;
+        rows.collect()
+    }
+
+    /// Remembers the nonce of an ack link.
+    pub fn add_nonce(&self, nonce: &str, alert_id: i64, member: &str, now: TimestampNs) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO ack_tokens (nonce, alert_id, member, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![nonce, alert_id, member, now],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the nonce is known and unused.
+    pub fn nonce_unused(&self, nonce: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT used_at IS NULL FROM ack_tokens WHERE nonce = ?1", params![nonce], |r| {
+                r.get::<_, bool>(0)
+            })
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Uses a nonce; false when it was unknown or used before.
+    pub fn use_nonce(&self, nonce: &str, now: TimestampNs) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE ack_tokens SET used_at = ?2 WHERE nonce = ?1 AND used_at IS NULL",
+            params![nonce, now],
+        )? == 1)
+    }
+}
