@@ -197,21 +197,39 @@ impl Store {
         // WAL: readers never block the writer; NORMAL: a committed
         // transaction survives a crash of the process (power loss may take
         // the last ones, as with the spool's fsync interval).
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Switching a new file to WAL wants it alone and does not wait on
+        // the busy handler: retry while another process does the same.
+        let mut tries = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            tries += 1;
+            if tries > 100 || e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy) {
+                return Err(e.into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mut store = Store { conn };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Applies the missing migrations, each in an IMMEDIATE transaction
+    /// that re-reads the version: two processes opening a new database at
+    /// once (the daemon and `notify-test`) take turns instead of both
+    /// creating the tables.
     fn migrate(&mut self) -> Result<()> {
-        let version = self.schema_version()?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            if self.schema_version()? > i {
+                continue;
+            }
+            let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let v: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if usize::try_from(v).unwrap_or(0) <= i {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
             tx.commit()?;
         }
         Ok(())
@@ -491,6 +509,23 @@ impl Tx<'_> {
 mod tests {
     use super::super::model::{AlertState, Matchers};
     use super::*;
+
+    #[test]
+    fn processes_opening_a_new_database_at_once_both_get_the_schema() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            let opened: Vec<_> = (0..4)
+                .map(|_| {
+                    let p = path.clone();
+                    std::thread::spawn(move || Store::open(&p).map(|s| s.schema_version().unwrap()))
+                })
+                .collect();
+            for t in opened {
+                assert_eq!(t.join().unwrap().unwrap(), MIGRATIONS.len());
+            }
+        }
+    }
 
     #[test]
     fn alerts_round_trip_with_their_timeline() {
