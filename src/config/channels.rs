@@ -27,6 +27,9 @@ pub struct EmailChannel {
     pub from: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// PEM file of a CA to trust besides the public ones (a mail server
+    /// with an internal CA, common on government networks).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 string_enum! {
@@ -68,12 +71,20 @@ pub struct SmsChannel {
     /// Approved signature (签名) and template (模板) of the provider.
     pub sign_name: Option<String>,
     pub template: Option<String>,
+    /// `tencent`: the template's parameters {1}, {2} … in order, from
+    /// street, site, level, value, action (Aliyun takes them by name).
+    #[serde(default = "template_order")]
+    pub template_params: Vec<String>,
     /// `tencent`: SmsSdkAppId and region.
     pub app_id: Option<String>,
     pub region: Option<String>,
     /// At most one SMS per recipient this often; more are merged.
     #[serde(default = "one_minute")]
     pub min_interval: HumanDuration,
+}
+
+fn template_order() -> Vec<String> {
+    ["street", "site", "level", "value", "action"].map(String::from).to_vec()
 }
 
 fn one_minute() -> HumanDuration {

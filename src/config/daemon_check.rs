@@ -193,12 +193,25 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
                 if sms.provider == SmsProvider::Tencent && sms.app_id.is_none() {
                     err("channels.sms.app_id", "provider = \"tencent\" needs app_id (SmsSdkAppId)".into());
                 }
+                for (i, k) in sms.template_params.iter().enumerate() {
+                    if !["street", "site", "level", "value", "action"].contains(&k.as_str()) {
+                        err(
+                            &format!("channels.sms.template_params[{i}]"),
+                            format!("unknown parameter {k:?}: use street, site, level, value, action"),
+                        );
+                    }
+                }
             }
         }
     }
     if let Some(e) = &c.channels.email {
         if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
             err("channels.email.smtp_url", format!("{:?} is not smtp:// or smtps://", e.smtp_url));
+        }
+        if let Some(p) = &e.ca_file {
+            if !p.is_file() {
+                err("channels.email.ca_file", format!("no such file {}", p.display()));
+            }
         }
         if !e.from.contains('@') {
             err(

@@ -112,7 +112,11 @@ fn trend_phrase(c: &Context<'_>, a: &AlertSnapshot) -> String {
 fn headline(c: &Context<'_>, i: &Intent) -> String {
     let a = &i.alert;
     let level = a.level.map(|l| level_label(c, l)).unwrap_or_default();
-    let place = format!("{} {}", street_name(c, a), a.site_name);
+    let place = match a.kind.as_str() {
+        "street" => street_name(c, a).to_string(),
+        "district" => c.district.to_string(),
+        _ => format!("{} {}", street_name(c, a), a.site_name),
+    };
     let role = i.escalation_role.as_deref().and_then(|r| r.parse::<Role>().ok());
     if zh(c) {
         match i.kind {
@@ -188,11 +192,23 @@ fn most_severe(n: &Notification) -> &Intent {
         .expect("a notification has intents")
 }
 
-/// A summary line per street and level: "城东街道 3 处积水点达到Ⅲ级：A 21 cm、B 26 cm".
+fn is_area(a: &AlertSnapshot) -> bool {
+    matches!(a.kind.as_str(), "street" | "district")
+}
+
+/// The street and district levels of a grouped notification, most severe
+/// first: "Ⅱ级橙色预警 城东街道".
+fn area_lines(c: &Context<'_>, n: &Notification) -> Vec<String> {
+    let mut areas: Vec<&Intent> = n.intents.iter().filter(|i| is_area(&i.alert)).collect();
+    areas.sort_by_key(|i| std::cmp::Reverse(i.alert.level));
+    areas.into_iter().map(|i| headline(c, i)).collect()
+}
+
+/// A summary line per street and level of the sites: "城东街道 3 处积水点处于Ⅲ级：A 21 cm、B 26 cm".
 fn summary_lines(c: &Context<'_>, n: &Notification) -> Vec<String> {
     let mut groups: BTreeMap<(std::cmp::Reverse<Option<Level>>, String, &'static str), Vec<&Intent>> =
         BTreeMap::new();
-    for i in &n.intents {
+    for i in n.intents.iter().filter(|i| !is_area(&i.alert)) {
         let k =
             (std::cmp::Reverse(i.alert.level), street_name(c, &i.alert).to_string(), kind_word(c, &i.alert));
         groups.entry(k).or_default().push(i);
@@ -234,9 +250,17 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
 
     let mut sms = prefix(c);
     let mut details: Vec<String> = Vec::new();
+    let mut card_tail = None;
     if summary {
-        let lines = summary_lines(c, n);
-        sms.push_str(&lines.join("；"));
+        // The areas' levels, then the sites; what to do is kept whole at
+        // the end (the list of sites gives way).
+        let areas = area_lines(c, n);
+        let sites = summary_lines(c, n);
+        let lines: Vec<String> = areas.iter().chain(&sites).cloned().collect();
+        sms.push_str(&lines.join(if zh(c) { "；" } else { "; " }));
+        if top.kind != IntentKind::Resolved {
+            card_tail = card_phrase(c, a);
+        }
         details.extend(lines);
     } else {
         sms.push_str(&headline(c, top));
@@ -254,9 +278,9 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
             }
         }
     }
-    // The link goes last but is never cut.
-    let tail =
-        ack_line.as_ref().map(|l| format!("{}{l}", if zh(c) { "。" } else { ". " })).unwrap_or_default();
+    // The card of a summary and the link go last but are never cut.
+    let stop = if zh(c) { "。" } else { ". " };
+    let tail: String = card_tail.iter().chain(ack_line.iter()).map(|t| format!("{stop}{t}")).collect();
     let budget = SMS_MAX_CHARS.saturating_sub(tail.chars().count());
     let sms = format!("{}{tail}", cut_chars(&sms, budget));
 
@@ -341,8 +365,11 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
     };
     let mut md = format!("### <font color=\"{colour}\">{}</font>\n", subject.trim());
     if summary {
-        for line in summary_lines(c, n) {
+        for line in &details {
             let _ = writeln!(md, "> {line}");
+        }
+        if let (Some(card), true) = (card_phrase(c, a), top.kind != IntentKind::Resolved) {
+            let _ = writeln!(md, "\n**{}**", card);
         }
     } else {
         for d in &details {

@@ -137,6 +137,11 @@ fn a_storm_is_summarised_and_stays_one_sms() {
     );
     assert!(r.sms.chars().count() <= SMS_MAX_CHARS, "{}", r.sms.chars().count());
     assert!(r.sms.ends_with("确认收到：http://hq/ack/7"), "the link survives the cut: {}", r.sms);
+    assert!(
+        r.sms.contains("…。辖区抢险队、交警中队 30 分钟内到场：启动移动泵车强排。确认收到"),
+        "the list gives way to what to do: {}",
+        r.sms
+    );
     assert_eq!(r.subject, "【某区防汛】汛情汇总：50 处预警，最高Ⅲ级黄色");
     assert!(r.markdown.len() <= ROBOT_MAX_BYTES);
     assert_eq!(r.text.matches("■ ").count(), 50, "e-mail lists them all");
@@ -156,4 +161,25 @@ fn long_markdown_is_cut_on_a_character_boundary() {
     let long = "积".repeat(3000);
     let cut = cut_bytes(&long, ROBOT_MAX_BYTES);
     assert!(cut.len() <= ROBOT_MAX_BYTES && cut.ends_with('…'));
+}
+
+#[test]
+fn a_street_level_leads_a_grouped_message() {
+    let s = streets();
+    let link = |_: i64| None;
+    let mut street = intent(IntentKind::Firing, "chengdong", "城东街道", Some(Level::II), 0.0);
+    street.alert.kind = "street".into();
+    street.alert.value = None;
+    street.alert.members = vec!["人民路铁路桥下穿 Ⅲ".into(), "积水点1 Ⅲ".into(), "积水点2 Ⅲ".into()];
+    let mut n = one(IntentKind::Firing);
+    n.intents.push(intent(IntentKind::Firing, "CD-JS-02", "积水点1", Some(Level::III), 22.0));
+    n.intents.push(street);
+    let r = render(&ctx(&s, &link, Language::ZhCn), &n);
+    assert!(
+        r.sms.starts_with("【某区防汛】Ⅱ级橙色预警 城东街道；城东街道 2 处积水点处于Ⅲ级：人民路铁路桥下穿 21 cm、积水点1 22 cm。"),
+        "{}",
+        r.sms
+    );
+    assert!(r.text.contains("■ Ⅱ级橙色预警 城东街道\n"), "the street is not named twice:\n{}", r.text);
+    assert!(r.markdown.contains("> Ⅱ级橙色预警 城东街道\n"), "{}", r.markdown);
 }

@@ -337,8 +337,11 @@ impl Outbox {
         if others.is_empty() {
             return;
         }
-        let mut bodies = vec![row.body.clone()];
-        bodies.extend(others.iter().map(|o| o.body.clone()));
+        // Oldest first, as they happened.
+        let mut all: Vec<(i64, &Body)> = others.iter().map(|o| (o.id, &o.body)).collect();
+        all.push((row.id, &row.body));
+        all.sort_by_key(|(id, _)| *id);
+        let bodies: Vec<Body> = all.into_iter().map(|(_, b)| b.clone()).collect();
         row.body = merge(&bodies, self.language);
         let ids: Vec<i64> = others.iter().map(|o| o.id).collect();
         match self.db.lock().expect("outbox lock").merge(row.id, &row.body, &ids) {
@@ -512,17 +515,16 @@ pub fn merge(bodies: &[Body], language: Language) -> Body {
     alert_ids.sort_unstable();
     alert_ids.dedup();
     let head = if zh { format!("（合并 {n} 条）") } else { format!("({n} messages merged) ") };
-    let sms_parts: Vec<&str> = bodies.iter().map(|b| b.rendered.sms.as_str()).collect();
-    let joined = sms_parts.join(if zh { "；" } else { "; " });
-    let sms: String = format!("{head}{joined}").chars().take(message::SMS_MAX_CHARS).collect();
+    let sms = merge_sms(&head, bodies.iter().map(|b| b.rendered.sms.as_str()), zh);
     let rendered = Rendered {
         subject: format!("{head}{}", first.rendered.subject),
         text: bodies.iter().map(|b| b.rendered.text.as_str()).collect::<Vec<_>>().join("\n----\n"),
         html: bodies.iter().map(|b| b.rendered.html.as_str()).collect::<Vec<_>>().join("<hr>"),
         sms,
         markdown: {
-            let md =
+            let all =
                 bodies.iter().map(|b| b.rendered.markdown.as_str()).collect::<Vec<_>>().join("\n\n---\n\n");
+            let md = format!("**{}**\n\n{all}", head.trim());
             let mut end = md.len().min(message::ROBOT_MAX_BYTES);
             while !md.is_char_boundary(end) {
                 end -= 1;
@@ -534,7 +536,40 @@ pub fn merge(bodies: &[Body], language: Language) -> Body {
     Body { rendered, to: first.to.clone(), secret: first.secret.clone(), alert_ids }
 }
 
+/// Several SMS texts as one: the headline, each text without its ack link
+/// (the district prefix said once), cut to fit, and the newest link kept
+/// whole at the end.
+fn merge_sms<'a>(head: &str, texts: impl Iterator<Item = &'a str>, zh: bool) -> String {
+    let mut link = None;
+    let mut parts = Vec::new();
+    for (i, t) in texts.enumerate() {
+        let (text, l) = match ["确认收到：", "Acknowledge: "].iter().find_map(|m| t.rfind(m)) {
+            Some(at) => (&t[..at], Some(&t[at..])),
+            None => (t, None),
+        };
+        link = l.or(link);
+        let text = if i > 0 && text.starts_with('【') {
+            text.split_once('】').map_or(text, |(_, r)| r)
+        } else {
+            text
+        };
+        parts.push(text.trim_end().trim_end_matches(['。', '.', '；', ';']).to_string());
+    }
+    let tail = link.map_or(String::new(), |l| format!("{}{l}", if zh { "。" } else { ". " }));
+    let body = format!("{head}{}", parts.join(if zh { "；" } else { "; " }));
+    let budget = message::SMS_MAX_CHARS.saturating_sub(tail.chars().count());
+    let body = if body.chars().count() > budget {
+        body.chars().take(budget.saturating_sub(1)).collect::<String>() + "…"
+    } else {
+        body
+    };
+    body + &tail
+}
+
 /// Waits for the outbox workers; `stop` ends them.
 pub fn spawn_workers(outbox: &Arc<Outbox>, stop: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
     (0..GROUPS.len()).map(|g| tokio::spawn(outbox.clone().run(g, stop.clone()))).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 
@@ -26,6 +27,9 @@ pub enum Outcome {
     /// It will not work (a bad number, a refused template): give up.
     Failed(String),
 }
+
+/// The longest one e-mail may take, connection to the server's last answer.
+const SMTP_DEADLINE: Duration = Duration::from_secs(60);
 
 fn short(s: &str) -> String {
     let s = s.trim();
@@ -139,6 +143,9 @@ impl Senders {
                 let mut b = AsyncSmtpTransport::<Tokio1Executor>::from_url(&e.smtp_url)
                     .map_err(|err| format!("channels.email.smtp_url: {err}"))?
                     .timeout(Some(Duration::from_secs(20)));
+                if let Some(ca) = &e.ca_file {
+                    b = b.tls(smtp_tls(&e.smtp_url, ca)?);
+                }
                 if let (Some(u), Some(p)) = (&e.username, &e.password) {
                     b = b.credentials(lettre::transport::smtp::authentication::Credentials::new(
                         u.clone(),
@@ -237,7 +244,16 @@ impl Senders {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot build the e-mail: {e}")),
         };
-        match transport.send(msg).await {
+        // lettre's timeout covers each read, not a server that stops
+        // answering mid-conversation (seen with a refused AUTH): bound it all.
+        let sent = tokio::time::timeout(SMTP_DEADLINE, transport.send(msg)).await;
+        let Ok(sent) = sent else {
+            return Outcome::Retry {
+                after: None,
+                reason: format!("no answer from the SMTP server within {} s", SMTP_DEADLINE.as_secs()),
+            };
+        };
+        match sent {
             Ok(resp) => Outcome::Sent(short(&format!(
                 "{} {}",
                 resp.code(),
@@ -323,7 +339,9 @@ impl Senders {
             "SmsSdkAppId": c.app_id.clone().unwrap_or_default(),
             "SignName": c.sign_name.clone().unwrap_or_default(),
             "TemplateId": c.template.clone().unwrap_or_default(),
-            "TemplateParamSet": body.rendered.params.values().cloned().collect::<Vec<_>>(),
+            "TemplateParamSet": c.template_params.iter()
+                .map(|k| body.rendered.params.get(k).cloned().unwrap_or_default())
+                .collect::<Vec<_>>(),
             "SessionContext": key,
         })
         .to_string();
@@ -368,6 +386,27 @@ async fn respond(req: reqwest::RequestBuilder) -> Result<(u16, Option<String>, S
         }
         Err(e) => Err(Outcome::Retry { after: None, reason: short(&chain(&e)) }),
     }
+}
+
+/// The TLS of `smtp_url` (as lettre reads it) trusting the CA in `ca`
+/// besides the public roots.
+fn smtp_tls(smtp_url: &str, ca: &std::path::Path) -> Result<Tls, String> {
+    let url = reqwest::Url::parse(smtp_url).map_err(|e| format!("channels.email.smtp_url: {e}"))?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    let pem = std::fs::read(ca).map_err(|e| format!("channels.email.ca_file {}: {e}", ca.display()))?;
+    let cert =
+        Certificate::from_pem(&pem).map_err(|e| format!("channels.email.ca_file {}: {e}", ca.display()))?;
+    let params = TlsParameters::builder(host)
+        .add_root_certificate(cert)
+        .build_rustls()
+        .map_err(|e| format!("channels.email.ca_file: {e}"))?;
+    let mode = url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.to_string());
+    Ok(match (url.scheme(), mode.as_deref()) {
+        ("smtps", _) => Tls::Wrapper(params),
+        (_, Some("required")) => Tls::Required(params),
+        (_, Some("opportunistic")) => Tls::Opportunistic(params),
+        _ => Tls::None,
+    })
 }
 
 /// An error with its causes ("error sending request: … Connection refused").

@@ -1,0 +1,151 @@
+//! The outbox's bookkeeping on a real SQLite file and the merging of
+//! messages; the sending itself is tested against real peers in
+//! tests/integration/notify.rs.
+
+use super::message::Rendered;
+use super::outbox::{Body, NewRow, OutboxDb};
+use super::{merge, merge_sms};
+use crate::config::Language;
+
+fn db() -> (tempfile::TempDir, OutboxDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    crate::alerts::store::Store::open(&path).unwrap();
+    let db = OutboxDb::open(&path).unwrap();
+    (dir, db)
+}
+
+fn body(sms: &str, alert: i64) -> Body {
+    Body {
+        rendered: Rendered {
+            subject: format!("subject {alert}"),
+            text: format!("text {alert}"),
+            html: format!("<p>{alert}</p>"),
+            sms: sms.into(),
+            markdown: format!("md {alert}"),
+            params: Default::default(),
+        },
+        to: "13800000101".into(),
+        secret: None,
+        alert_ids: vec![alert],
+    }
+}
+
+fn add(db: &mut OutboxDb, n: i64, key: &str, b: &Body, now: i64) -> usize {
+    let row = NewRow {
+        notification_id: n,
+        channel: "sms",
+        recipient: "13800000101",
+        recipient_name: "张队长",
+        team: "team1",
+        body: b,
+        key,
+    };
+    db.enqueue(n, &[row], now).unwrap()
+}
+
+#[test]
+fn a_row_goes_queued_sending_sent_and_is_queued_once_per_key() {
+    let (_d, mut db) = db();
+    let b = body("【某区防汛】Ⅲ级黄色预警", 1);
+    assert_eq!(add(&mut db, 1, "n1:sms:13800000101", &b, 100), 1);
+    assert_eq!(add(&mut db, 1, "n1:sms:13800000101", &b, 200), 0, "the same key is not queued twice");
+    let due = db.due(&["sms"], 100, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(db.due(&["email"], 100, 10).unwrap().is_empty(), "another channel's worker does not see it");
+    let row = &due[0];
+    assert_eq!((row.state.as_str(), row.body.clone()), ("queued", b));
+    let d = db.start(row.id, 1, 150).unwrap().expect("started");
+    assert_eq!(db.in_flight(150).unwrap(), 1);
+    assert!(db.start(row.id, 2, 151).unwrap().is_none(), "a row being sent is not started again");
+    db.finish(row.id, d, "sent", 160, "sent", "OK", 160).unwrap();
+    assert_eq!(db.in_flight(1_000).unwrap(), 0);
+    let (r, err, sent_at) = db.recent(10).unwrap().remove(0);
+    assert_eq!((r.state.as_str(), r.attempts, err, sent_at), ("sent", 1, None, Some(160)));
+}
+
+#[test]
+fn a_send_cut_off_by_a_crash_is_queued_again_with_its_key() {
+    let (_d, mut db) = db();
+    add(&mut db, 1, "n1:sms:x", &body("a", 1), 100);
+    let row = db.due(&["sms"], 100, 10).unwrap().remove(0);
+    db.start(row.id, 1, 110).unwrap().unwrap();
+    assert!(db.due(&["sms"], 200, 10).unwrap().is_empty());
+    assert_eq!(db.requeue_sending(300).unwrap(), 1);
+    let again = db.due(&["sms"], 300, 10).unwrap().remove(0);
+    assert_eq!((again.id, again.key.as_str(), again.attempts), (row.id, "n1:sms:x", 1));
+}
+
+#[test]
+fn a_retry_waits_and_a_hold_moves_the_time() {
+    let (_d, mut db) = db();
+    add(&mut db, 1, "k1", &body("a", 1), 100);
+    let row = db.due(&["sms"], 100, 10).unwrap().remove(0);
+    let d = db.start(row.id, 1, 100).unwrap().unwrap();
+    db.finish(row.id, d, "queued", 500, "retry", "HTTP 500", 120).unwrap();
+    assert!(db.due(&["sms"], 499, 10).unwrap().is_empty());
+    assert_eq!(db.next_due(&["sms"]).unwrap(), Some(500));
+    db.hold(row.id, 900).unwrap();
+    assert_eq!(db.next_due(&["sms"]).unwrap(), Some(900));
+    let (_, err, _) = db.recent(1).unwrap().remove(0);
+    assert_eq!(err.as_deref(), Some("HTTP 500"));
+}
+
+#[test]
+fn merging_needs_every_row_still_queued() {
+    let (_d, mut db) = db();
+    for (n, key) in [(1, "k1"), (2, "k2"), (3, "k3")] {
+        add(&mut db, n, key, &body(key, n), 100);
+    }
+    let rows = db.due(&["sms"], 100, 10).unwrap();
+    let (first, second, third) = (&rows[0], &rows[1], &rows[2]);
+    let others = db.queued_for("sms", "13800000101", third.id).unwrap();
+    assert_eq!(others.iter().map(|r| r.id).collect::<Vec<_>>(), [first.id, second.id]);
+    assert!(db.merge(third.id, &body("merged", 3), &[first.id, second.id]).unwrap());
+    let due = db.due(&["sms"], 100, 10).unwrap();
+    assert_eq!(due.len(), 1, "the merged rows are gone from the queue");
+    assert_eq!(due[0].body.rendered.sms, "merged");
+    // A stale copy of a merged row must neither merge nor be sent.
+    assert!(!db.merge(first.id, &body("stale", 1), &[third.id]).unwrap());
+    assert!(db.start(first.id, 1, 100).unwrap().is_none());
+    assert_eq!(db.due(&["sms"], 100, 10).unwrap()[0].body.rendered.sms, "merged", "nothing changed");
+}
+
+#[test]
+fn an_ack_link_nonce_is_used_once() {
+    let (_d, db) = db();
+    db.add_nonce("n1", 7, "张队长", 100).unwrap();
+    assert!(db.nonce_unused("n1").unwrap());
+    assert!(!db.nonce_unused("never-made").unwrap());
+    assert!(db.use_nonce("n1", 200).unwrap());
+    assert!(!db.use_nonce("n1", 201).unwrap(), "second use refused");
+    assert!(!db.nonce_unused("n1").unwrap());
+}
+
+#[test]
+fn merged_sms_keeps_the_newest_link_whole_and_the_district_once() {
+    let a = "【某区防汛】Ⅲ级黄色预警 城东街道 人民路铁路桥下穿，积水深度 21 cm。确认收到：http://hq/ack/AAA";
+    let b =
+        "【某区防汛】Ⅲ级黄色预警 城东街道 解放路菜市场低洼段，积水深度 22 cm。确认收到：http://hq/ack/BBB";
+    let sms = merge_sms("（合并 2 条）", [a, b].into_iter(), true);
+    assert_eq!(
+        sms,
+        "（合并 2 条）【某区防汛】Ⅲ级黄色预警 城东街道 人民路铁路桥下穿，积水深度 21 cm；\
+         Ⅲ级黄色预警 城东街道 解放路菜市场低洼段，积水深度 22 cm。确认收到：http://hq/ack/BBB"
+    );
+    let many: Vec<String> = (0..20)
+        .map(|k| format!("【某区防汛】积水点{k} 很长的一段说明文字重复再重复。确认收到：http://hq/ack/L{k}"))
+        .collect();
+    let sms = merge_sms("（合并 20 条）", many.iter().map(String::as_str), true);
+    assert_eq!(sms.chars().count(), super::message::SMS_MAX_CHARS);
+    assert!(sms.ends_with("…。确认收到：http://hq/ack/L19"), "{sms}");
+}
+
+#[test]
+fn merged_bodies_list_every_alert_in_order() {
+    let m = merge(&[body("a", 1), body("b", 2), body("c", 1)], Language::ZhCn);
+    assert_eq!(m.alert_ids, [1, 2]);
+    assert_eq!(m.rendered.subject, "（合并 3 条）subject 1");
+    assert_eq!(m.rendered.text, "text 1\n----\ntext 2\n----\ntext 1");
+    assert_eq!(m.rendered.markdown, "**（合并 3 条）**\n\nmd 1\n\n---\n\nmd 2\n\n---\n\nmd 1");
+}
