@@ -7,12 +7,13 @@
 #   influxdb                      InfluxDB 1.6.7 (v1 write API, InfluxQL)
 #   victoria-metrics              a real server for the InfluxDB v2 write path
 #   prometheus                    promtool, to check /metrics
+#   python3-aiosmtpd              a real SMTP server (plain, STARTTLS, TLS, AUTH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
-  victoria-metrics:victoria-metrics promtool:prometheus
+  victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -10,5 +10,6 @@ mod cli;
 mod engine;
 mod faults;
 mod malformed;
+mod notify;
 mod storage;
 mod tls;

@@ -28,6 +28,10 @@ pub struct Options {
     pub influx_extra: String,
     /// `[http]` keys added to the section.
     pub http_extra: String,
+    /// The `[channels.*]` sections. By default SMS to a loopback port
+    /// nobody listens on: the teams are reachable (validation wants that)
+    /// and nothing leaves the machine.
+    pub channels: String,
     /// A sites.toml and teams.toml of its own instead of the sample district's.
     pub sites_toml: Option<String>,
     pub teams_toml: Option<String>,
@@ -45,6 +49,9 @@ impl Options {
             mqtt_extra: String::new(),
             influx_extra: String::new(),
             http_extra: String::new(),
+            channels: "[channels.sms]\nprovider = \"http\"\nurl = \"http://127.0.0.1:9/sms\"\n\
+                       fields = { mobile = \"{phone}\", content = \"{text}\" }\n"
+                .into(),
             sites_toml: None,
             teams_toml: None,
             plan_toml: None,
@@ -108,7 +115,8 @@ impl Floodguard {
              [mqtt]\nurl = \"{mqtt}\"\nclient_id = \"{client_id}\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{mqtt_extra}\n\
              [influxdb]\n{influx}{influx_extra}\n\
              [spool]\nfsync_interval = \"200ms\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\n{extra}",
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\n{channels}\n{extra}",
+            channels = o.channels,
             data = dir.path().join("var").display(),
             mqtt = o.mqtt_url,
             mqtt_extra = o.mqtt_extra,

@@ -7,7 +7,10 @@
 pub mod floodguard;
 pub mod influx;
 pub mod mosquitto;
+pub mod peer;
+pub mod pki;
 pub mod publish;
+pub mod smtp;
 pub mod victoria;
 
 use std::net::TcpListener;
