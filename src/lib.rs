@@ -1,9 +1,9 @@
 //! floodguard — monitoring and alerting for a district flood-control command
 //! center (防汛指挥部).
 //!
-//! Sensors publish over MQTT; floodguard stores every reading in InfluxDB and
-//! (as the plan engine and alert issues land) judges it against the
-//! district's flood emergency plan and alerts the rescue teams.
+//! Sensors publish over MQTT; floodguard stores every reading in InfluxDB,
+//! judges it against the district's flood emergency plan and alerts the
+//! rescue teams by SMS, e-mail and group robots.
 //!
 //! # Data flow
 //! ```text
@@ -26,9 +26,14 @@
 //!      │                                 │             │  grouping, repeats, escalation;
 //!      │                                 │             │  data_dir/state.db (SQLite)
 //!      │                                 │             ├─▶ alert_event points ──▶ spool
-//!      │                                 │             └─▶ Notifier (the outbox; logs for now)
+//!      │                                 │             └─▶ notify::Outbox (a Notifier): rows in state.db
+//!      │                                 │                    │  per-channel workers, retries, rate limits
+//!      │                                 │                    ▼
+//!      │                                 │                 SMS (http, Aliyun, Tencent), e-mail (SMTP),
+//!      │                                 │                 WeCom / DingTalk robots, webhook
 //!      ▼                                 ▼
-//!  health ──▶ http: /healthz /readyz /metrics, /api/v1/{sites,alerts,silences,notifications,reload}
+//!  health ──▶ http: /healthz /readyz /metrics, /api/v1/{sites,alerts,silences,notifications,outbox,reload},
+//!                   /ack/{token} (the signed ack link of a message)
 //! ```
 //!
 //! # Modules
@@ -39,6 +44,8 @@
 //! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions` |
 //! | [`live`] | the engine in the daemon: its state behind a lock, the transition sink |
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store |
+//! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
+//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
 //! | [`replay`] | `floodguard replay`: backtest recorded line protocol, compare plans |
