@@ -43,6 +43,8 @@ pub struct Metrics {
     pub alert_intents: IntCounterVec,
     pub alert_notifications: IntCounter,
     pub notifications_sent: IntCounterVec,
+    pub outbox_waiting: prometheus::IntGaugeVec,
+    pub outbox_oldest_waiting_seconds: prometheus::Gauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -211,12 +213,36 @@ impl Metrics {
                 )
                 .expect("valid metric");
                 r.register(Box::new(c.clone())).expect("unique metric");
-                for ch in ["sms", "email", "wecom", "dingtalk", "webhook"] {
+                for ch in crate::notify::CHANNELS {
                     for res in ["sent", "retry", "throttled", "merged", "failed", "gave_up"] {
                         c.with_label_values(&[ch, res]);
                     }
                 }
                 c
+            },
+            outbox_waiting: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "floodguard_outbox_waiting",
+                        "Outbox messages not yet accepted by their provider (queued or in flight), by channel.",
+                    ),
+                    &["channel"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                for ch in crate::notify::CHANNELS {
+                    g.with_label_values(&[ch]).set(0);
+                }
+                g
+            },
+            outbox_oldest_waiting_seconds: {
+                let g = prometheus::Gauge::new(
+                    "floodguard_outbox_oldest_waiting_seconds",
+                    "Age of the oldest outbox message not yet accepted (0 when none waits).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
             },
             registry: r,
         }

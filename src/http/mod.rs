@@ -77,6 +77,9 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    if let Some(outbox) = &s.outbox {
+        outbox.observe(&s.metrics, crate::reading::to_ns(chrono::Utc::now()));
+    }
     let body = s.metrics.render(Some(&s.health.spool), chrono::Utc::now().timestamp_millis());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

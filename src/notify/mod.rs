@@ -61,6 +61,9 @@ struct Channels {
     senders: Senders,
 }
 
+/// Every channel a message can go out on (the `channel` label of the metrics).
+pub const CHANNELS: [&str; 5] = ["sms", "email", "wecom", "dingtalk", "webhook"];
+
 pub struct Outbox {
     db: Mutex<OutboxDb>,
     channels: RwLock<Arc<Channels>>,
@@ -481,6 +484,21 @@ impl Outbox {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
+    }
+
+    /// Sets the outbox gauges (at each scrape of `/metrics`).
+    pub fn observe(&self, metrics: &Metrics, now: TimestampNs) {
+        let waiting = self.db.lock().expect("outbox lock").waiting().unwrap_or_default();
+        let mut oldest = None;
+        for ch in CHANNELS {
+            let row = waiting.iter().find(|(c, _, _)| c == ch);
+            metrics.outbox_waiting.with_label_values(&[ch]).set(row.map_or(0, |r| r.1));
+            if let Some((_, _, t)) = row {
+                oldest = Some(oldest.map_or(*t, |o: TimestampNs| o.min(*t)));
+            }
+        }
+        let age = oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1e9);
+        metrics.outbox_oldest_waiting_seconds.set(age);
     }
 
     /// The latest messages with their state, for the page and the API.

@@ -268,6 +268,16 @@ impl OutboxDb {
         rows.collect()
     }
 
+    /// Per channel: messages not yet sent (queued or in flight) and when
+    /// the oldest of them was made — what an operator watches.
+    pub fn waiting(&self) -> Result<Vec<(String, i64, TimestampNs)>> {
+        let mut s = self.conn.prepare(
+            "SELECT channel, COUNT(*), MIN(created_at) FROM outbox WHERE state IN ('queued', 'sending') GROUP BY channel",
+        )?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
     /// The latest rows with their last outcome, newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<(Row, Option<String>, Option<TimestampNs>)>> {
         let mut s = self

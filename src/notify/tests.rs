@@ -149,3 +149,17 @@ fn merged_bodies_list_every_alert_in_order() {
     assert_eq!(m.rendered.text, "text 1\n----\ntext 2\n----\ntext 1");
     assert_eq!(m.rendered.markdown, "**（合并 3 条）**\n\nmd 1\n\n---\n\nmd 2\n\n---\n\nmd 1");
 }
+
+#[test]
+fn waiting_counts_queued_and_in_flight_rows_with_the_oldest_time() {
+    let (_d, mut db) = db();
+    assert!(db.waiting().unwrap().is_empty());
+    add(&mut db, 1, "n1:sms:x", &body("a", 1), 100);
+    add(&mut db, 2, "n2:sms:x", &body("b", 2), 300);
+    add(&mut db, 3, "n3:sms:x", &body("c", 3), 500);
+    let first = db.due(&["sms"], 100, 1).unwrap().remove(0);
+    let d = db.start(first.id, 1, 110).unwrap().unwrap();
+    assert_eq!(db.waiting().unwrap(), vec![("sms".to_string(), 3, 100)], "one in flight, two queued");
+    db.finish(first.id, d, "sent", 120, "sent", "OK", 120).unwrap();
+    assert_eq!(db.waiting().unwrap(), vec![("sms".to_string(), 2, 300)], "a sent row no longer waits");
+}

@@ -151,6 +151,12 @@ async fn a_iii_crossing_mails_exactly_the_members_the_rules_name_while_sms_is_do
     let sms_tries = peer.requests().iter().filter(|r| r.path == "/sms").count();
     assert!(sms_tries >= 4, "SMS was tried for the four recipients ({sms_tries} requests)");
     assert!(peer.accepted("/sms").is_empty());
+    // What the operator sees: SMS waiting and getting older, nothing else.
+    let sms_waiting = fg.metric("floodguard_outbox_waiting{channel=\"sms\"}").await;
+    assert_eq!(sms_waiting, Some(4.0), "four SMS wait for the gateway");
+    assert_eq!(fg.metric("floodguard_outbox_waiting{channel=\"email\"}").await, Some(0.0));
+    let age = fg.metric("floodguard_outbox_oldest_waiting_seconds").await.unwrap();
+    assert!(age >= 2.0, "the oldest SMS has waited since the crossing ({age} s)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
