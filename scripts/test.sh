@@ -8,12 +8,14 @@
 #   victoria-metrics              a real server for the InfluxDB v2 write path
 #   prometheus                    promtool, to check /metrics
 #   python3-aiosmtpd              a real SMTP server (plain, STARTTLS, TLS, AUTH)
+#   systemd                       systemd-analyze, to verify deploy/floodguard.service
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
-  victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd
+  victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd \
+  systemd-analyze:systemd
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -144,6 +144,12 @@ string_enum! {
         Json = "json",
         /// The payload is one number in text (`"12.5"`): `metric` names it.
         Number = "number",
+        /// floodguard's own telemetry object (`{"ts":…, "<metric>": …}`) on
+        /// another topic: e.g. `flood/chengdong/+/telemetry` for an
+        /// instance that owns one street.
+        Telemetry = "telemetry",
+        /// floodguard's own status payload (`online`/`offline`) on another topic.
+        Status = "status",
     }
 }
 

@@ -100,6 +100,22 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
                     }
                 }
             }
+            PayloadFormat::Telemetry | PayloadFormat::Status => {
+                if map.metric.is_some()
+                    || map.scale.is_some()
+                    || !map.fields.is_empty()
+                    || map.ts_path.is_some()
+                {
+                    err(
+                        &at("payload"),
+                        format!(
+                            "payload = \"{}\" reads floodguard's own format: metric, scale, fields and \
+                             ts_path do not apply",
+                            map.payload.as_str()
+                        ),
+                    );
+                }
+            }
             PayloadFormat::Json => {
                 if map.fields.is_empty() {
                     err(&at("fields"), "a JSON payload needs at least one { path, metric }".into());

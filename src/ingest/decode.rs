@@ -148,6 +148,8 @@ impl Decoder {
                 Extract::Json { fields, ts_path } => {
                     mapped_json(payload, site, fields, ts_path.as_deref(), received_at)?
                 }
+                Extract::Telemetry => telemetry(payload, site, received_at)?,
+                Extract::Status => status(payload, site, received_at)?,
             }
         } else {
             let mut parts = topic.split('/');

@@ -254,6 +254,43 @@ fn mappings_come_before_default_topics_and_add_filters() {
 }
 
 #[test]
+fn a_street_instance_reads_its_own_topics_in_floodguards_format() {
+    let catalog = Arc::new(Catalog::from_sites([("CD-JS-01", Kind::Waterlogging, "chengdong")]));
+    let mapping = |filter: &str, payload| MappingConfig {
+        filter: filter.into(),
+        site_segment: 2,
+        payload,
+        metric: None,
+        scale: None,
+        fields: vec![],
+        ts_path: None,
+    };
+    let m = MqttSection {
+        default_topics: false,
+        mappings: vec![
+            mapping("flood/chengdong/+/telemetry", PayloadFormat::Telemetry),
+            mapping("flood/chengdong/+/status", PayloadFormat::Status),
+        ],
+        ..MqttSection::default()
+    };
+    let d = Decoder::new(catalog, &m);
+    assert_eq!(d.filters(), ["flood/chengdong/+/telemetry", "flood/chengdong/+/status"]);
+    let r = d.decode("flood/chengdong/CD-JS-01/telemetry", br#"{"water_depth_cm":21,"battery_v":3.6}"#, NOW);
+    let r = r.unwrap();
+    assert_eq!(
+        values(&r),
+        [("water_depth_cm".into(), Value::Float(21.0), NOW), ("battery_v".into(), Value::Float(3.6), NOW)]
+    );
+    let s = d.decode("flood/chengdong/CD-JS-01/status", b"offline", NOW).unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        d.decode("flood/chengdong/XX-01/telemetry", b"{\"a\":1}", NOW).unwrap_err().cause(),
+        "unknown_site"
+    );
+    assert_eq!(d.decode("flood/CD-JS-01/telemetry", b"{\"a\":1}", NOW).unwrap_err().cause(), "unknown_topic");
+}
+
+#[test]
 fn default_topics_can_be_turned_off() {
     let catalog = Arc::new(Catalog::from_sites([("CD-JS-01", Kind::Waterlogging, "chengdong")]));
     let m = MqttSection { default_topics: false, mappings: vec![number_mapping()], ..MqttSection::default() };

@@ -15,6 +15,8 @@ use crate::reading::{Reading, TimestampNs, Value};
 pub(super) enum Extract {
     Number { metric: Arc<str>, scale: f64 },
     Json { fields: Vec<(Vec<String>, Arc<str>, f64)>, ts_path: Option<Vec<String>> },
+    Telemetry,
+    Status,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ impl Mapping {
                     .collect(),
                 ts_path: m.ts_path.as_deref().map(path),
             },
+            PayloadFormat::Telemetry => Extract::Telemetry,
+            PayloadFormat::Status => Extract::Status,
         };
         Mapping { filter: m.filter.clone(), site_segment: m.site_segment, extract }
     }

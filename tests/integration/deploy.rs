@@ -1,0 +1,82 @@
+//! The deployment files: the systemd unit passes `systemd-analyze verify`
+//! and the environment example only names keys floodguard knows.
+
+use std::process::Command;
+
+use crate::support::floodguard::{sample_config_dir, BIN};
+
+fn deploy(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_systemd_unit_verifies_and_is_sandboxed() {
+    let unit = deploy("floodguard.service");
+    for key in [
+        "User=floodguard",
+        "StateDirectory=floodguard",
+        "Environment=FLOODGUARD__DAEMON__DATA_DIR=/var/lib/floodguard",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "NoNewPrivileges=yes",
+        "Restart=always",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l == key), "{key} in deploy/floodguard.service");
+    }
+    let Ok(analyze) = which("systemd-analyze") else {
+        panic!("systemd-analyze is needed to check deploy/floodguard.service (Debian package systemd)");
+    };
+    // Verify the unit as shipped, with its binary path pointing at the one built.
+    let dir = crate::support::tempdir("unit-");
+    let path = dir.path().join("floodguard.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/floodguard", BIN)).unwrap();
+    let out = Command::new(analyze).args(["verify", "--man=no"]).arg(&path).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let own: Vec<&str> = text.lines().filter(|l| l.contains("floodguard.service")).collect();
+    assert!(own.is_empty() && out.status.success(), "systemd-analyze verify:\n{text}");
+}
+
+#[test]
+fn every_key_of_the_environment_example_is_one_floodguard_reads() {
+    let example = deploy("floodguard.env.example");
+    let keys: Vec<String> = example
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').split_once('='))
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| k.starts_with("FLOODGUARD__"))
+        .collect();
+    assert!(keys.len() >= 10, "the example names the secrets: {keys:?}");
+    let data = crate::support::tempdir("env-example-");
+    let out = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(sample_config_dir().join("floodguard.toml"))
+        .envs(keys.iter().map(|k| (k.as_str(), "placeholder-value")))
+        .env("FLOODGUARD__DAEMON__DATA_DIR", data.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check-config with every key of deploy/floodguard.env.example set:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And a misspelt one is refused, so the check above means something.
+    let out = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(sample_config_dir().join("floodguard.toml"))
+        .env("FLOODGUARD__CHANNELS__SMS__KEY_SECRETS", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("channels.sms.key_secrets: unknown key"));
+}
+
+fn which(cmd: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(cmd))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
