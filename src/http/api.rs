@@ -64,7 +64,8 @@ fn now() -> i64 {
 /// District, streets and every site with its values, level, trend and ETA.
 #[utoipa::path(get, path = "/api/v1/sites", responses((status = 200, body = crate::live::SitesView)))]
 pub async fn sites(State(s): State<AppState>) -> Response {
-    Json(s.live.sites(now())).into_response()
+    let body = s.live.sites_json(now());
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// One site.

@@ -191,6 +191,10 @@ mod tests {
         assert!(s0["values"]["water_depth_cm"]["ts"].as_str().unwrap().ends_with("+08:00"), "{s0}");
         assert!(s0.get("trend").is_some() && s0.get("eta").is_some());
         assert_eq!(s0["rules"][0]["thresholds"]["II"], 27.0);
+        // Written site by site, it is the document the views make.
+        let views = serde_json::to_value(s.live.sites(now)).unwrap();
+        let streamed: serde_json::Value = serde_json::from_slice(&s.live.sites_json(now)).unwrap();
+        assert_eq!(streamed, views);
         let (code, body) = get(router(s.clone()), "/api/v1/sites/BH-SW-01").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("\"id\":\"BH-SW-01\""));
