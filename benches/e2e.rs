@@ -6,6 +6,7 @@
 //! Prints the figures recorded in docs/performance.md. Under `cargo test`
 //! it does nothing.
 
+mod common;
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod support;
@@ -23,18 +24,8 @@ const N: u64 = 200_000;
 const SITES: u64 = 1_000;
 
 fn sites_toml() -> String {
-    let mut s = String::from("[district]\nid = \"bench\"\nname = \"压测区\"\n\n");
-    for i in 0..10 {
-        s.push_str(&format!("[[streets]]\nid = \"street{i}\"\nname = \"街道{i}\"\n\n"));
-    }
-    for i in 0..SITES {
-        s.push_str(&format!(
-            "[[sites]]\nid = \"S-{i:04}\"\nname = \"积水点{i}\"\nkind = \"waterlogging\"\ncategory = \"road\"\n\
-             street = \"street{}\"\nlocation = {{ lat = 30.6, lon = 114.3 }}\n\n",
-            i % 10
-        ));
-    }
-    s
+    let streets: Vec<String> = (0..10).map(|i| format!("street{i}")).collect();
+    common::sites_toml(&streets, (0..SITES).map(|i| (format!("S-{i:04}"), format!("street{}", i % 10))))
 }
 
 fn teams_toml() -> String {
@@ -59,15 +50,6 @@ async fn publish_all(p: &Publisher, base: i64) -> Duration {
         p.send(&topic, payload).await;
     }
     t0.elapsed()
-}
-
-fn peak_rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs mosquitto_sub with a persistent session until it got `count`
@@ -134,9 +116,7 @@ async fn run() {
     let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
     o.sites_toml = Some(sites_toml());
     o.teams_toml = Some(teams_toml());
-    // The sample plan, its one per-site override moved to a bench site.
-    let plan = std::fs::read_to_string(support::floodguard::sample_config_dir().join("plan.toml")).unwrap();
-    o.plan_toml = Some(plan.replace("\"CD-JS-02\"", "\"S-0001\""));
+    o.plan_toml = Some(common::plan_toml("S-0001"));
 
     // 1. Backlog drain: the broker holds 200,000 messages for a persistent
     //    session; how fast does each consumer take them?
@@ -160,7 +140,7 @@ async fn run() {
     points_written(&fg, N, "the backlog in InfluxDB").await;
     let fg_backlog_stored =
         Figure { what: "backlog: floodguard → InfluxDB", secs: t0.elapsed().as_secs_f64() };
-    let rss_backlog = peak_rss_mb(fg.pid().unwrap());
+    let rss_backlog = common::peak_rss_mb(fg.pid().unwrap());
 
     // 2. Live: a publisher pushes as fast as it can while the consumer runs.
     //    (The ceiling session is dropped first so the broker does not queue
@@ -192,7 +172,7 @@ async fn run() {
     let fg_live_ack = Figure { what: "live: floodguard spooled+acked", secs: t0.elapsed().as_secs_f64() };
     points_written(&fg, 2 * N, "the live run in InfluxDB").await;
     let fg_live_stored = Figure { what: "live: floodguard → InfluxDB", secs: t0.elapsed().as_secs_f64() };
-    let rss = peak_rss_mb(fg.pid().unwrap());
+    let rss = common::peak_rss_mb(fg.pid().unwrap());
     drop(p);
     assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0));
 
@@ -225,15 +205,5 @@ async fn run() {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("e2e: runs under `cargo bench --bench e2e` only");
-        return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run());
+    common::bench_main("e2e", run);
 }
