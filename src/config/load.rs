@@ -24,6 +24,64 @@ pub(super) struct Source<'e> {
     errors: &'e mut ConfigErrors,
 }
 
+/// Files smaller than this are parsed whole.
+const PIECE: usize = 256 * 1024;
+
+/// Parses a big TOML file as pieces cut before top-level `[[name]]`
+/// headers, joining the arrays they add to. The TOML parser lexes a whole
+/// document into tokens before building it: for a sites.toml of 10,000
+/// sites that was 35 MB at start, more than the daemon then needs to run.
+/// `None` — parse it whole — for a small file or whenever the pieces do not
+/// simply join (a piece that does not parse, a table defined in two
+/// pieces), so the whole document's parser gives its own verdict.
+fn parse_in_pieces(text: &str) -> Option<Value> {
+    if text.len() < PIECE {
+        return None;
+    }
+    let mut cuts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if offset - cuts[cuts.len() - 1] >= PIECE && top_level_array_header(line) {
+            cuts.push(offset);
+        }
+        offset += line.len();
+    }
+    cuts.push(text.len());
+    let mut root: config::Map<String, Value> = config::Map::new();
+    for w in cuts.windows(2) {
+        let piece = config::Config::builder()
+            .add_source(File::from_str(&text[w[0]..w[1]], FileFormat::Toml))
+            .build()
+            .ok()?;
+        let ValueKind::Table(table) = piece.cache.kind else {
+            return None;
+        };
+        for (k, v) in table {
+            match (root.get_mut(&k).map(|e: &mut Value| &mut e.kind), v.kind) {
+                (None, kind) => {
+                    root.insert(k, Value::new(None, kind));
+                }
+                (Some(ValueKind::Array(into)), ValueKind::Array(more)) if w[0] > 0 => into.extend(more),
+                _ => return None,
+            }
+        }
+    }
+    Some(Value::new(None, ValueKind::Table(root)))
+}
+
+/// `[[sites]]` (a new element of a top-level array of tables), not
+/// `[[sites.pumps]]` (which belongs to the element before it).
+fn top_level_array_header(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix("[[") else {
+        return false;
+    };
+    let Some((name, _)) = rest.split_once("]]") else {
+        return false;
+    };
+    let name = name.trim();
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 impl<'e> Source<'e> {
     /// Reads `path` (TOML); for the main file, `env` adds the
     /// `FLOODGUARD__SECTION__KEY` overrides. `None` when the file cannot be
@@ -40,6 +98,13 @@ impl<'e> Source<'e> {
                 return None;
             }
         };
+        // Only the main file takes overrides; a big one without them (a
+        // district's sites.toml) is parsed in pieces.
+        if env.is_none() {
+            if let Some(root) = parse_in_pieces(&text) {
+                return Some(Source { path: path.to_path_buf(), text, root, errors });
+            }
+        }
         let mut builder = config::Config::builder().add_source(File::from_str(&text, FileFormat::Toml));
         if let Some(env) = env {
             builder = builder.add_source(
@@ -263,6 +328,56 @@ fn lookup<'v>(root: &'v Value, key: &str) -> Option<&'v Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn whole(text: &str) -> Result<Value, config::ConfigError> {
+        config::Config::builder().add_source(File::from_str(text, FileFormat::Toml)).build().map(|c| c.cache)
+    }
+
+    /// A big district: a table, arrays of tables with sub-tables and
+    /// nested arrays of tables, multi-line strings.
+    fn district(sites: usize) -> String {
+        let mut t = String::from("title = \"压测区\"\n[district]\nid = \"d\"\n\n");
+        for i in 0..10 {
+            t.push_str(&format!("[[streets]]\nid = \"s{i}\"\n\n"));
+        }
+        for i in 0..sites {
+            t.push_str(&format!(
+                "[[sites]]\nid = \"S-{i:05}\"\nstreet = \"s{}\"\nlocation = {{ lat = 30.6, lon = 114.3 }}\n\
+                 note = \"\"\"\n第 {i} 处\n\"\"\"\n[sites.params]\ndepth_m = {}.5\n[[sites.pumps]]\nno = 1\n\n",
+                i % 10,
+                i % 7
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn a_big_file_parsed_in_pieces_is_the_file_parsed_whole() {
+        let text = district(8_000);
+        assert!(text.len() > 4 * PIECE, "{} bytes: several pieces", text.len());
+        let pieces = parse_in_pieces(&text).expect("parsed in pieces");
+        assert_eq!(pieces, whole(&text).unwrap());
+        assert_eq!(parse_in_pieces(&district(10)), None, "a small file is parsed whole");
+    }
+
+    #[test]
+    fn pieces_that_do_not_simply_join_leave_it_to_the_whole_parse() {
+        // A table defined twice: the whole parse refuses it, so must we.
+        let twice = district(4_000) + "[district]\nid = \"again\"\n";
+        assert!(whole(&twice).is_err());
+        assert_eq!(parse_in_pieces(&twice), None);
+        // A `[[sites]]` line inside a multi-line string is text, not a header.
+        let mut quoted = district(2_000);
+        quoted.push_str("[[sites]]\nid = \"Q\"\nnote = \"\"\"\n");
+        quoted.push_str(&"x\n".repeat(PIECE / 2));
+        quoted.push_str("[[sites]]\nid = \"in the string\"\n\"\"\"\n");
+        let w = whole(&quoted).unwrap();
+        assert_eq!(parse_in_pieces(&quoted).unwrap_or_else(|| w.clone()), w);
+        // A syntax error in a late piece: the whole parse reports it.
+        let broken = district(4_000) + "[[sites]]\nid = \n";
+        assert!(whole(&broken).is_err());
+        assert_eq!(parse_in_pieces(&broken), None);
+    }
 
     #[test]
     fn env_names() {

@@ -105,7 +105,7 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         .collect();
     let expected = [
         "floodguard.toml:24: mqtt.keep_alive: invalid duration \"30 seconds-ish\"",
-        "floodguard.toml:59: influxdb.compression: unknown key",
+        "floodguard.toml:67: influxdb.compression: unknown key",
         "floodguard.toml:12: daemon.timezone: unknown time zone \"Asia/Shanghia\"",
         "sites.toml:54: sites[2].kind: unknown kind \"rain_bucket\" (expected one of: waterlogging, rain_gauge,",
         "sites.toml:166: sites[13].height: unknown key",
@@ -194,4 +194,30 @@ fn a_card_missing_for_a_reachable_level_is_an_error() {
         text.contains("rule \"rainstorm\" can raise rain_gauge sites to level I, but no [[cards]] covers rain_gauge at I"),
         "{text}"
     );
+}
+
+#[test]
+fn a_district_of_thousands_of_sites_loads_and_names_the_line_of_a_mistake() {
+    let dir = broken(&[]);
+    let path = dir.path().join(SITES_FILE);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for i in 0..5_000 {
+        let kind = if i == 4_321 { "stream" } else { "waterlogging" };
+        text.push_str(&format!(
+            "\n[[sites]]\nid = \"GEN-{i:04}\"\nname = \"积水点{i}\"\nkind = \"{kind}\"\ncategory = \"road\"\n\
+             street = \"chengdong\"\nlocation = {{ lat = 30.6, lon = 114.3 }}\n"
+        ));
+    }
+    std::fs::write(&path, &text).unwrap();
+    let mistake_line = 1 + text.lines().position(|l| l == "kind = \"stream\"").unwrap();
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let lines: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let want = format!("sites.toml:{mistake_line}: sites[{}].kind: unknown kind \"stream\"", 15 + 4_321);
+    assert!(lines[0].contains(&want), "{want:?} in {lines:?}");
+
+    std::fs::write(&path, text.replace("kind = \"stream\"", "kind = \"waterlogging\"")).unwrap();
+    let c = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap();
+    assert_eq!(c.sites.sites.len(), 15 + 5_000);
+    assert_eq!(c.sites.sites.last().unwrap().id, "GEN-4999");
 }
