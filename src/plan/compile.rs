@@ -179,6 +179,8 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
             kind: r.kind,
         });
         let mut missing_cards: HashSet<(Kind, Level)> = HashSet::new();
+        // A condition is parsed once and shared by the sites it applies to.
+        let mut trees: HashMap<String, Arc<expr::Tree>> = HashMap::default();
         for (si, site) in sites.sites.iter().enumerate() {
             if !applies(site) {
                 continue;
@@ -191,7 +193,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 Some((j, _)) => format!("rules[{i}].overrides[{j}].{k}"),
                 None => format!("rules[{i}].{k}"),
             };
-            match compile_check(r, ov.map(|o| o.1), site, kind_spec, &ov_at) {
+            match compile_check(r, ov.map(|o| o.1), site, kind_spec, &ov_at, &mut trees) {
                 Ok(check) => {
                     for level in check.reachable() {
                         if !cards.contains_key(&(site.kind, level)) {
@@ -245,11 +247,14 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         })
         .collect();
     let mut plan_sites = Vec::with_capacity(sites.sites.len());
+    let mut kind_units = HashMap::default();
     for (si, (site, rules)) in sites.sites.iter().zip(per_site).enumerate() {
         let street = street_index[site.street.as_str()];
         streets[street].sites.push(si);
         let spec = kinds[&site.kind];
-        plan_sites.push(site_plan(site, street, spec, rules));
+        // Units are the kind's: one map per kind, shared.
+        let units = kind_units.entry(site.kind).or_insert_with(|| Arc::new(units_of(spec))).clone();
+        plan_sites.push(site_plan(site, street, spec, units, rules));
     }
     let site_index = plan_sites.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     Ok(Plan {
@@ -325,6 +330,7 @@ fn compile_check(
     site: &Site,
     spec: &KindSpec,
     ov_at: &dyn Fn(&str) -> String,
+    trees: &mut HashMap<String, Arc<expr::Tree>>,
 ) -> Result<Check, (String, String)> {
     let metric_name = ov.and_then(|o| o.metric.clone()).or_else(|| r.metric.clone());
     let metric = match (&metric_name, r.kind) {
@@ -402,7 +408,14 @@ fn compile_check(
                 Some(w) => (w.clone(), ov_at("when")),
                 None => (r.when.clone().expect("checked"), rule_key(&ov_at("when"))),
             };
-            let tree = expr::parse(&text).map_err(|e| (key.clone(), e))?;
+            let tree = match trees.get(&text) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = Arc::new(expr::parse(&text).map_err(|e| (key.clone(), e))?);
+                    trees.insert(text.clone(), t.clone());
+                    t
+                }
+            };
             for v in expr::variables(&tree) {
                 if !condition_name_ok(site.kind, spec, &v) && !site.params.contains_key(&v) {
                     return Err((
@@ -425,7 +438,7 @@ fn compile_check(
             }
             Ok(Check::Condition {
                 variables: expr::variables(&tree).iter().map(|v| Arc::from(v.as_str())).collect(),
-                expr: Arc::new(tree),
+                expr: tree,
                 text: Arc::from(text.as_str()),
                 level: r.level.expect("checked"),
                 triggers,
@@ -455,7 +468,21 @@ fn area(spec: &AreaSpec, key: &str, errs: &mut Errors) -> AreaRules {
     }
 }
 
-fn site_plan(site: &Site, street: usize, spec: &KindSpec, rules: Vec<SiteRule>) -> SitePlan {
+fn units_of(spec: &KindSpec) -> HashMap<Arc<str>, Arc<str>> {
+    spec.metrics
+        .iter()
+        .filter(|(m, _)| !m.contains('*'))
+        .map(|(m, u)| (Arc::from(m.as_str()), Arc::from(u.as_str())))
+        .collect()
+}
+
+fn site_plan(
+    site: &Site,
+    street: usize,
+    spec: &KindSpec,
+    units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    rules: Vec<SiteRule>,
+) -> SitePlan {
     let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::default();
     let mut conditions = Vec::new();
     let mut history: Vec<Arc<str>> = Vec::new();
@@ -486,12 +513,6 @@ fn site_plan(site: &Site, street: usize, spec: &KindSpec, rules: Vec<SiteRule>) 
             }
         }
     }
-    let units = spec
-        .metrics
-        .iter()
-        .filter(|(m, _)| !m.contains('*'))
-        .map(|(m, u)| (Arc::from(m.as_str()), Arc::from(u.as_str())))
-        .collect();
     SitePlan {
         id: Arc::from(site.id.as_str()),
         name: Arc::from(site.name.as_str()),

@@ -174,7 +174,8 @@ pub struct SitePlan {
     pub stale_after_ns: i64,
     /// The metric shown first, whose trend and ETA the page shows.
     pub primary: Option<Arc<str>>,
-    pub units: HashMap<Arc<str>, Arc<str>>,
+    /// The kind's units, shared by its sites.
+    pub units: Arc<HashMap<Arc<str>, Arc<str>>>,
     pub rules: Vec<SiteRule>,
     /// Which rules look at a metric (indices into `rules`).
     pub by_metric: HashMap<Arc<str>, Vec<usize>>,
