@@ -37,6 +37,8 @@ string_enum! {
         Http = "http",
         Aliyun = "aliyun",
         Tencent = "tencent",
+        /// Writes each SMS to the log instead of sending it: `demo` and dry runs.
+        Log = "log",
     }
 }
 

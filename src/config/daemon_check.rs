@@ -192,6 +192,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
                     err("channels.sms.fields", "provider = \"http\" needs body fields, e.g. { mobile = \"{phone}\", content = \"{text}\" }".into());
                 }
             }
+            SmsProvider::Log => {}
             SmsProvider::Aliyun | SmsProvider::Tencent => {
                 for (key, present) in [
                     ("key_id", sms.key_id.is_some()),

@@ -1,0 +1,210 @@
+//! `floodguard demo`: the whole product with nothing installed — an MQTT
+//! broker in the process (rumqttd) on a free loopback port, the sample
+//! district's configuration embedded in the binary, the daemon on it with
+//! spool-only storage and SMS written to the log (the outbox still records
+//! each message, so the page and `/api/v1/notifications` show them), and
+//! the `rainstorm` simulator, time-compressed. Ctrl-C stops it all.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+const FLOODGUARD_TOML: &str = include_str!("../config/floodguard.toml");
+const SITES_TOML: &str = include_str!("../config/sites.toml");
+const PLAN_TOML: &str = include_str!("../config/plan.toml");
+const TEAMS_TOML: &str = include_str!("../config/teams.toml");
+
+/// The token the demo's write API takes (printed at start).
+pub const DEMO_TOKEN: &str = "demo";
+
+/// The sample floodguard.toml, pointed at the demo's broker, storage,
+/// address and data directory, notifications to the log.
+pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path) -> String {
+    let mut t = FLOODGUARD_TOML.to_string();
+    let channels = t.find("# Notifications.").unwrap_or(t.len());
+    t.truncate(channels);
+    let swap = |t: String, from: &str, to: &str| {
+        debug_assert!(t.contains(from), "config/floodguard.toml lacks {from:?}");
+        t.replacen(from, to, 1)
+    };
+    t = swap(t, "url = \"mqtt://127.0.0.1:1883\"", &format!("url = \"mqtt://127.0.0.1:{mqtt_port}\""));
+    t = swap(t, "client_id = \"floodguard\"", "client_id = \"floodguard-demo\"");
+    t = swap(t, "url = \"http://127.0.0.1:8086\"", "url = \"\"");
+    t = swap(t, "listen = \"127.0.0.1:8080\"", &format!("listen = \"{http}\"\napi_token = \"{DEMO_TOKEN}\""));
+    t = swap(t, "data_dir = \"var\"", &format!("data_dir = {:?}", data_dir.display().to_string()));
+    t.push_str(&format!(
+        "# demo: every SMS is written to the log and recorded in the outbox.\n\
+         [channels.sms]\nprovider = \"log\"\nmin_interval = \"0s\"\n\n\
+         [channels.ack]\nbase_url = \"http://{http}\"\nttl = \"24h\"\nsecret = \"demo-ack-secret-not-for-production\"\n"
+    ));
+    t
+}
+
+/// Writes the embedded sample configuration for the demo under `dir`.
+pub fn write_config(dir: &Path, mqtt_port: u16, http: &str) -> std::io::Result<PathBuf> {
+    let cfg = dir.join("config");
+    std::fs::create_dir_all(&cfg)?;
+    std::fs::write(cfg.join("floodguard.toml"), demo_config(mqtt_port, http, &dir.join("var")))?;
+    std::fs::write(cfg.join("sites.toml"), SITES_TOML)?;
+    std::fs::write(cfg.join("plan.toml"), PLAN_TOML)?;
+    std::fs::write(cfg.join("teams.toml"), TEAMS_TOML)?;
+    Ok(cfg.join("floodguard.toml"))
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Starts rumqttd on `127.0.0.1:port` in its own threads. rumqttd has no
+/// shutdown: it ends with the process.
+fn start_broker(port: u16) {
+    let server = rumqttd::ServerSettings {
+        name: "demo".into(),
+        listen: ([127, 0, 0, 1], port).into(),
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections: rumqttd::ConnectionSettings {
+            connection_timeout_ms: 60_000,
+            max_payload_size: 1 << 20,
+            max_inflight_count: 500,
+            auth: None,
+            external_auth: None,
+            dynamic_filters: true,
+        },
+    };
+    let config = rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 64,
+            max_outgoing_packet_count: 500,
+            max_segment_size: 16 << 20,
+            max_segment_count: 8,
+            ..Default::default()
+        },
+        v4: Some(HashMap::from([("demo".to_string(), server)])),
+        ..Default::default()
+    };
+    std::thread::Builder::new()
+        .name("mqtt-broker".into())
+        .spawn(move || {
+            if let Err(e) = rumqttd::Broker::new(config).start() {
+                tracing::error!(error = %e, "the demo's MQTT broker stopped");
+            }
+        })
+        .expect("a thread for the broker");
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ctrl_c(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    stop.cancel();
+}
+
+/// `floodguard demo --http ADDR --speed X --seed S`.
+pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
+    if http.parse::<std::net::SocketAddr>().is_err() {
+        eprintln!("--http {http:?}: an address like 127.0.0.1:8080");
+        return ExitCode::from(2);
+    }
+    let dir = std::env::temp_dir().join(format!("floodguard-demo-{}", std::process::id()));
+    let run = || -> Result<(), String> {
+        let mqtt_port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let main = write_config(&dir, mqtt_port, http).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = crate::config::load(&main).map_err(|e| e.to_string())?;
+        let mut log = config.daemon.log.clone();
+        log.level = format!("{},rumqttd=warn", log.level);
+        crate::logging::init(&log);
+        let sites = config.sites.sites.clone();
+        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        let shown = dir.display().to_string();
+        rt.block_on(async move {
+            start_broker(mqtt_port);
+            wait_listening(mqtt_port).await;
+            let stop = CancellationToken::new();
+            tokio::spawn(ctrl_c(stop.clone()));
+            let daemon = tokio::spawn(crate::daemon::run(config, stop.clone()));
+            let minutes = crate::simulate::model::STORM_S / 60.0 / speed;
+            println!();
+            println!("  floodguard demo — 某区 (sample district), a 6-hour rainstorm in {minutes:.0} min");
+            println!("  live page:  http://{http}/");
+            println!("  API:        http://{http}/api/v1/sites · /api/v1/alerts · /api/v1/notifications");
+            println!("  token:      {DEMO_TOKEN}   (ack and dispose from the page, or POST with Authorization: Bearer {DEMO_TOKEN})");
+            println!("  MQTT:       mqtt://127.0.0.1:{mqtt_port}   data: {shown}");
+            println!("  SMS go to this log (provider \"log\"); Ctrl-C stops everything.");
+            println!();
+            let o = crate::simulate::Options {
+                broker: Some(format!("mqtt://127.0.0.1:{mqtt_port}")),
+                scenario: "rainstorm".into(),
+                duration: None,
+                speed,
+                seed,
+                sites: 0,
+                rate: 0,
+                output: None,
+                client_id: "floodguard-demo-simulator".into(),
+            };
+            let sim_stop = stop.clone();
+            let simulator = tokio::spawn(async move { crate::simulate::run(&o, &sites, sim_stop).await });
+            tokio::select! {
+                r = simulator => match r {
+                    Ok(Ok(s)) => tracing::info!(messages = s.messages, "the storm is over; Ctrl-C stops the demo"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "simulator"),
+                    Err(e) => tracing::error!(error = %e, "simulator"),
+                },
+                _ = stop.cancelled() => {}
+            }
+            stop.cancelled().await;
+            match daemon.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    };
+    let result = run();
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("floodguard demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_is_the_sample_on_the_demo_broker_with_sms_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = write_config(dir.path(), 18830, "127.0.0.1:18080").unwrap();
+        let c = crate::config::load_with_env(&main, &HashMap::new()).unwrap();
+        assert_eq!(c.daemon.mqtt.url, "mqtt://127.0.0.1:18830");
+        assert_eq!(c.daemon.influxdb.url, "", "spool only");
+        assert_eq!(c.daemon.http.listen, "127.0.0.1:18080");
+        assert_eq!(c.data_dir(), dir.path().join("var"));
+        let sms = c.daemon.channels.sms.as_ref().unwrap();
+        assert_eq!(sms.provider, crate::config::SmsProvider::Log);
+        assert!(c.daemon.channels.email.is_none());
+        assert_eq!(c.sites.sites.len(), 15);
+    }
+}
