@@ -17,6 +17,10 @@ const SITES_TOML: &str = include_str!("../config/sites.toml");
 const PLAN_TOML: &str = include_str!("../config/plan.toml");
 const TEAMS_TOML: &str = include_str!("../config/teams.toml");
 
+/// The demo joins the storm this far in: the rain is falling, the first
+/// points are filling, the first levels come within seconds.
+const JOIN_AT: Duration = Duration::from_secs(65 * 60);
+
 /// The token the demo's write API takes (printed at start).
 pub const DEMO_TOKEN: &str = "demo";
 
@@ -140,9 +144,9 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
             let stop = CancellationToken::new();
             tokio::spawn(ctrl_c(stop.clone()));
             let daemon = tokio::spawn(crate::daemon::run(config, stop.clone()));
-            let minutes = crate::simulate::model::STORM_S / 60.0 / speed;
+            let minutes = (crate::simulate::model::STORM_S - JOIN_AT.as_secs_f64()) / 60.0 / speed;
             println!();
-            println!("  floodguard demo — 某区 (sample district), a 6-hour rainstorm in {minutes:.0} min");
+            println!("  floodguard demo — 某区 (sample district), a 6-hour rainstorm, joined 65 min in, over in {minutes:.0} min");
             println!("  live page:  http://{http}/");
             println!("  API:        http://{http}/api/v1/sites · /api/v1/alerts · /api/v1/notifications");
             println!("  token:      {DEMO_TOKEN}   (ack and dispose from the page, or POST with Authorization: Bearer {DEMO_TOKEN})");
@@ -159,6 +163,7 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
                 rate: 0,
                 output: None,
                 client_id: "floodguard-demo-simulator".into(),
+                skip: JOIN_AT,
             };
             let sim_stop = stop.clone();
             let simulator = tokio::spawn(async move { crate::simulate::run(&o, &sites, sim_stop).await });

@@ -88,6 +88,9 @@ enum Command {
         /// Also write the readings as line protocol of `telemetry` (for `replay`).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Join the scenario this far in (e.g. `50m`: the rain is already falling).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+        skip: std::time::Duration,
         /// `load`: write a sites.toml of the synthetic sites and exit.
         #[arg(long)]
         sites_toml: Option<PathBuf>,
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
             rate,
             output,
             sites_toml,
+            skip,
             config,
         } => {
             if let Some(path) = sites_toml {
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
                 rate,
                 output,
                 client_id: format!("floodguard-simulate-{}", std::process::id()),
+                skip,
             };
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             rt.block_on(async {

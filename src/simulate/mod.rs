@@ -39,6 +39,8 @@ pub struct Options {
     pub rate: u64,
     pub output: Option<std::path::PathBuf>,
     pub client_id: String,
+    /// Join the scenario this far in (the model still runs from its start).
+    pub skip: Duration,
 }
 
 /// What was sent.
@@ -57,6 +59,7 @@ pub fn timeline(
     duration: Option<Duration>,
     speed: f64,
     start_ms: i64,
+    skip: Duration,
 ) -> Vec<(i64, Message)> {
     let default = match scenario {
         Scenario::Steady => 3600.0,
@@ -64,9 +67,11 @@ pub fn timeline(
         Scenario::PumpFailure => 5.0 * 3600.0,
     };
     let secs = duration.map_or(default, |d| d.as_secs_f64());
+    let skip = skip.as_secs_f64();
     model::generate(scenario, sites, seed, secs)
         .into_iter()
-        .map(|m| (start_ms + (m.at_s * 1000.0 / speed).round() as i64, m))
+        .filter(|m| m.at_s >= skip)
+        .map(|m| (start_ms + ((m.at_s - skip) * 1000.0 / speed).round() as i64, m))
         .collect()
 }
 
@@ -161,7 +166,7 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
         format!("--scenario {:?}: one of steady, rainstorm, pump-failure, load", o.scenario)
     })?;
     let start_ms = chrono::Utc::now().timestamp_millis();
-    let messages = timeline(scenario, sites, o.seed, o.duration, o.speed, start_ms);
+    let messages = timeline(scenario, sites, o.seed, o.duration, o.speed, start_ms, o.skip);
     let mut out = match &o.output {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| format!("--output {}: {e}", p.display()))?,

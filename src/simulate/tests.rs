@@ -20,7 +20,7 @@ const START_MS: i64 = 1_784_606_400_000;
 /// The storm at `speed`, replayed through the sample plan.
 fn judged(speed: f64, seed: u64) -> Vec<Transition> {
     let c = sample();
-    let tl = timeline(Scenario::Rainstorm, &c.sites.sites, seed, None, speed, START_MS);
+    let tl = timeline(Scenario::Rainstorm, &c.sites.sites, seed, None, speed, START_MS, Duration::ZERO);
     let text: String = tl.iter().map(|(ts, m)| line(m, *ts) + "\n").collect();
     let rec = crate::replay::load(text.as_bytes()).unwrap();
     crate::replay::run(&c.plan, &rec.readings, 1_000_000_000)
@@ -106,7 +106,7 @@ fn binhe_pump_2_faults_mid_storm_and_the_last_gauge_goes_silent() {
 #[test]
 fn pump_failure_raises_the_forebay_as_the_pumps_go() {
     let c = sample();
-    let tl = timeline(Scenario::PumpFailure, &c.sites.sites, 5, None, 60.0, START_MS);
+    let tl = timeline(Scenario::PumpFailure, &c.sites.sites, 5, None, 60.0, START_MS, Duration::ZERO);
     let text: String = tl.iter().map(|(ts, m)| line(m, *ts) + "\n").collect();
     let rec = crate::replay::load(text.as_bytes()).unwrap();
     let ts = crate::replay::run(&c.plan, &rec.readings, 1_000_000_000);
