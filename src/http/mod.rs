@@ -4,7 +4,6 @@ pub mod acklink;
 pub mod alerts;
 pub mod api;
 pub mod openapi;
-pub mod page;
 
 use std::sync::Arc;
 
@@ -40,7 +39,6 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     Router::new()
-        .route("/", get(page::index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
