@@ -11,5 +11,6 @@ mod engine;
 mod faults;
 mod malformed;
 mod notify;
+mod page;
 mod storage;
 mod tls;
