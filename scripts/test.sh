@@ -8,12 +8,21 @@
 #   victoria-metrics              a real server for the InfluxDB v2 write path
 #   prometheus                    promtool, to check /metrics
 #   python3-aiosmtpd              a real SMTP server (plain, STARTTLS, TLS, AUTH)
+#   chromium, nodejs, npm         the live page's browser test (headless Chromium
+#                                 driven by playwright-core from tests/browser/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
-  victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd
+  victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd \
+  chromium:chromium node:nodejs npm:npm
+# playwright-core only (no browser download: the test uses /usr/bin/chromium),
+# pinned by the committed lock; installed once, from npm's cache when offline.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/browser)"
+  npm ci --prefix tests/browser --prefer-offline --no-audit --no-fund
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
