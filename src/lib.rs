@@ -29,6 +29,8 @@
 //!      │                                 │             └─▶ Notifier (the outbox; logs for now)
 //!      ▼                                 ▼
 //!  health ──▶ http: /healthz /readyz /metrics, /api/v1/{sites,alerts,silences,notifications,reload}
+//!                   GET / (the live page), /api/v1/sites/{id}/series (history),
+//!                   /api/v1/events (SSE: events from live and the alert manager)
 //! ```
 //!
 //! # Modules
@@ -38,6 +40,8 @@
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
 //! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions` |
 //! | [`live`] | the engine in the daemon: its state behind a lock, the transition sink |
+//! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
+//! | [`events`] | level and alert changes for the live page, and their SSE encoding |
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
@@ -51,7 +55,7 @@
 //! | [`backoff`] | capped exponential backoff with full jitter |
 //! | [`health`] | liveness and readiness decisions |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
-//! | [`http`] | the axum server and the `/api/v1` handlers |
+//! | [`http`] | the axum server, the `/api/v1` handlers, the live page and its SSE stream |
 //! | [`daemon`] | `floodguard run`: wiring and ordered shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
 //! | [`logging`] | tracing set-up |
