@@ -9,13 +9,21 @@
 #   prometheus                    promtool, to check /metrics
 #   python3-aiosmtpd              a real SMTP server (plain, STARTTLS, TLS, AUTH)
 #   systemd                       systemd-analyze, to verify deploy/floodguard.service
+#   chromium, nodejs, npm         the live page's browser test (headless Chromium
+#                                 driven by playwright-core from tests/browser/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
   victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd \
-  systemd-analyze:systemd
+  systemd-analyze:systemd chromium:chromium node:nodejs npm:npm
+# playwright-core only (no browser download: the test uses /usr/bin/chromium),
+# pinned by the committed lock; installed once, from npm's cache when offline.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/browser)"
+  npm ci --prefix tests/browser --prefer-offline --no-audit --no-fund
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -33,7 +33,8 @@
 //!      │                                 │                 WeCom / DingTalk robots, webhook
 //!      ▼                                 ▼
 //!  health ──▶ http: /healthz /readyz /metrics, /api/v1/{sites,alerts,silences,notifications,outbox,reload},
-//!                   /ack/{token} (the signed ack link of a message)
+//!                   /ack/{token} (the signed ack link of a message), GET / (the live page),
+//!                   /api/v1/sites/{id}/series (history), /api/v1/events (SSE: events from live and the alert manager)
 //! ```
 //!
 //! # Modules
@@ -43,6 +44,8 @@
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
 //! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions` |
 //! | [`live`] | the engine in the daemon: its state behind a lock, the transition sink |
+//! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
+//! | [`events`] | level and alert changes for the live page, and their SSE encoding |
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
 //! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills |
@@ -58,7 +61,7 @@
 //! | [`backoff`] | capped exponential backoff with full jitter |
 //! | [`health`] | liveness and readiness decisions |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` |
-//! | [`http`] | the axum server and the `/api/v1` handlers |
+//! | [`http`] | the axum server, the `/api/v1` handlers, the live page and its SSE stream |
 //! | [`daemon`] | `floodguard run`: wiring and ordered shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
 //! | [`logging`] | tracing set-up |
@@ -79,7 +82,9 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod engine;
+pub mod events;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod level;

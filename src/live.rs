@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, Change, Input, SiteView, State, Transition};
+use crate::events::{Event, LevelChange};
+use crate::history::History;
 use crate::level::{self, Level};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
@@ -82,11 +84,25 @@ pub struct Live {
     spool: Option<Arc<Mutex<Appender>>>,
     metrics: Arc<Metrics>,
     pub timezone: chrono_tz::Tz,
+    /// Recent values for the page's charts (`/api/v1/sites/{id}/series`).
+    pub history: Mutex<History>,
+    /// Level changes for `/api/v1/events`.
+    events: broadcast::Sender<Event>,
+    /// Counts batches that changed something; `/api/v1/events` sends a
+    /// throttled `sites` snapshot when it moves.
+    version: watch::Sender<u64>,
+    /// Cancelled when the engine task stops, so event streams end and the
+    /// HTTP server can shut down gracefully.
+    closed: CancellationToken,
 }
 
 /// `/api/v1/sites`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SitesView {
+    /// The server's time, RFC 3339 in the configured time zone.
+    pub now: String,
+    /// The configured time zone (`Asia/Shanghai`).
+    pub timezone: String,
     pub district: AreaView,
     pub streets: Vec<AreaView>,
     pub sites: Vec<SiteView>,
@@ -96,6 +112,8 @@ pub struct SitesView {
 pub struct AreaView {
     pub id: String,
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
     pub level: Option<Level>,
 }
 
@@ -119,6 +137,7 @@ impl Serialize for SitesJson<'_> {
                     seq.serialize_element(&AreaView {
                         id: s.id.to_string(),
                         name: s.name.to_string(),
+                        name_en: s.name_en.as_deref().map(str::to_string),
                         level: *l,
                     })?;
                 }
@@ -139,9 +158,12 @@ impl Serialize for SitesJson<'_> {
         let district = AreaView {
             id: self.plan.district_id.to_string(),
             name: self.plan.district_name.to_string(),
+            name_en: self.plan.district_name_en.as_deref().map(str::to_string),
             level: self.state.district,
         };
-        let mut doc = ser.serialize_struct("SitesView", 3)?;
+        let mut doc = ser.serialize_struct("SitesView", 5)?;
+        doc.serialize_field("now", &engine::rfc3339(self.now, self.tz))?;
+        doc.serialize_field("timezone", self.tz.name())?;
         doc.serialize_field("district", &district)?;
         doc.serialize_field("streets", &Streets(self))?;
         doc.serialize_field("sites", &Sites(self))?;
@@ -180,7 +202,17 @@ impl Live {
     ) -> Self {
         let mut state = State::new(&plan, now);
         state.seed(&plan, levels, offline);
-        let live = Live { inner: Mutex::new(Inner { plan, state }), sink, spool, metrics, timezone };
+        let live = Live {
+            inner: Mutex::new(Inner { plan, state }),
+            sink,
+            spool,
+            metrics,
+            timezone,
+            history: Mutex::new(History::new()),
+            events: broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
+            version: watch::channel(0).0,
+            closed: CancellationToken::new(),
+        };
         live.record_baseline(now);
         live
     }
@@ -233,6 +265,10 @@ impl Live {
             self.metrics.engine_transitions.with_label_values(&[kind]).inc();
         }
         self.spool_lines(&text);
+        for c in LevelChange::from_transitions(&plan.district_id, &transitions) {
+            let _ = self.events.send(Event::Level(c));
+        }
+        self.version.send_modify(|v| *v += 1);
         LogSink.deliver(&transitions);
         self.sink.deliver(&transitions);
     }
@@ -243,7 +279,36 @@ impl Live {
         let out = engine::step(state, plan, Input::Readings(readings), now);
         let plan = plan.clone();
         drop(inner);
+        self.record_history(&plan, readings);
         self.handle(&plan, out);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    fn record_history(&self, plan: &Plan, readings: &[Reading]) {
+        let mut history = self.history.lock().expect("history lock");
+        for r in readings {
+            let Some((_, site)) = plan.site(&r.site) else { continue };
+            if let (Some(keep), crate::reading::Value::Float(v)) =
+                (crate::history::keep_for(site, &r.metric), r.value)
+            {
+                history.record(&r.site, &r.metric, r.ts, v, keep);
+            }
+        }
+    }
+
+    /// Level changes as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Cancelled once the engine task has stopped (shutdown).
+    pub fn closed(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
+    /// Moves whenever readings arrive or levels change.
+    pub fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     pub fn tick(&self, now: TimestampNs) {
@@ -266,6 +331,7 @@ impl Live {
         inner.state = state;
         inner.plan = new.clone();
         drop(inner);
+        self.history.lock().expect("history lock").retain(|site, _| new.site(site).is_some());
         self.handle(&new, out);
     }
 
@@ -277,16 +343,24 @@ impl Live {
         let inner = self.inner.lock().expect("live lock");
         let (plan, state) = (&inner.plan, &inner.state);
         SitesView {
+            now: engine::rfc3339(now, self.timezone),
+            timezone: self.timezone.name().to_string(),
             district: AreaView {
                 id: plan.district_id.to_string(),
                 name: plan.district_name.to_string(),
+                name_en: plan.district_name_en.as_deref().map(str::to_string),
                 level: state.district,
             },
             streets: plan
                 .streets
                 .iter()
                 .zip(&state.streets)
-                .map(|(s, l)| AreaView { id: s.id.to_string(), name: s.name.to_string(), level: *l })
+                .map(|(s, l)| AreaView {
+                    id: s.id.to_string(),
+                    name: s.name.to_string(),
+                    name_en: s.name_en.as_deref().map(str::to_string),
+                    level: *l,
+                })
                 .collect(),
             sites: (0..plan.sites.len())
                 .map(|i| engine::site_view(plan, state, i, now, self.timezone))
@@ -329,6 +403,7 @@ impl Live {
                 _ = stop.cancelled() => break,
             }
         }
+        self.closed.cancel();
     }
 }
 

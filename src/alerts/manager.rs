@@ -130,6 +130,8 @@ struct Inner {
 struct Out {
     notifications: Vec<Notification>,
     lines: String,
+    /// Lifecycle events for the live page (`/api/v1/events`).
+    changes: Vec<crate::events::AlertChange>,
 }
 
 pub struct AlertManager {
@@ -137,6 +139,8 @@ pub struct AlertManager {
     notifier: Arc<dyn Notifier>,
     spool: Option<Arc<Mutex<Appender>>>,
     metrics: Option<Arc<Metrics>>,
+    /// Alert changes for the live page, sent after each commit.
+    events: tokio::sync::broadcast::Sender<crate::events::Event>,
 }
 
 fn config_silences(teams: &TeamsFile) -> Vec<Silence> {
@@ -189,7 +193,14 @@ impl AlertManager {
             notifier,
             spool,
             metrics,
+            events: tokio::sync::broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
         })
+    }
+
+    /// Alert changes (created, escalated, acked, disposed, resolved …) as
+    /// they are committed.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::events::Event> {
+        self.events.subscribe()
     }
 
     /// Levels of active site alerts, and sites offline, for seeding the
@@ -224,6 +235,9 @@ impl AlertManager {
         }
         for n in &out.notifications {
             self.notifier.notify(n);
+        }
+        for c in out.changes {
+            let _ = self.events.send(crate::events::Event::Alert(c));
         }
         if let (Some(spool), false) = (&self.spool, out.lines.is_empty()) {
             let records = out.lines.split_inclusive('\n').map(str::as_bytes);

@@ -68,6 +68,17 @@ impl Work<'_> {
             if let Some(ev) = influx_event {
                 alert_event_line(&mut self.out.lines, alert, ev, e.ts);
             }
+            self.out.changes.push(crate::events::AlertChange {
+                id: alert.id,
+                event: e.event.clone(),
+                kind: alert.kind.map_or("site", |k| k.as_str()).to_string(),
+                site: alert.site.clone(),
+                street: alert.street.clone(),
+                level: alert.level,
+                state: alert.state.as_str().to_string(),
+                by: e.by.clone(),
+                at: e.ts,
+            });
         }
         let key = (alert.site.clone(), alert.rule.clone());
         if alert.is_active() {

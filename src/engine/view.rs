@@ -51,12 +51,22 @@ pub struct RuleView {
     pub thresholds: BTreeMap<Level, f64>,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct LocationView {
+    pub lat: f64,
+    pub lon: f64,
+}
+
 /// One site in `/api/v1/sites`.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SiteView {
     pub id: String,
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_en: Option<String>,
     pub kind: crate::config::Kind,
+    pub category: crate::config::Category,
+    pub location: LocationView,
     pub street: String,
     pub level: Option<Level>,
     pub values: BTreeMap<String, ValueView>,
@@ -107,7 +117,10 @@ pub fn site(plan: &Plan, state: &State, i: usize, now: TimestampNs, tz: chrono_t
     SiteView {
         id: sp.id.to_string(),
         name: sp.name.to_string(),
+        name_en: sp.name_en.as_deref().map(str::to_string),
         kind: sp.kind,
+        category: sp.category,
+        location: LocationView { lat: sp.location.0, lon: sp.location.1 },
         street: plan.streets[sp.street].id.to_string(),
         level: st.level,
         values,

@@ -1,9 +1,13 @@
-//! The HTTP server (axum): health, readiness, metrics and the `/api/v1` API.
+//! The HTTP server (axum): the live page, health, readiness, metrics and the
+//! `/api/v1` API with its event stream.
 
 pub mod acklink;
 pub mod alerts;
 pub mod api;
+pub mod events;
 pub mod openapi;
+pub mod page;
+pub mod series;
 
 use std::sync::Arc;
 
@@ -39,6 +43,13 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     Router::new()
+        .route("/", get(page::index))
+        .route("/assets/app.js", get(page::app_js))
+        .route("/assets/map.js", get(page::map_js))
+        .route("/assets/chart.js", get(page::chart_js))
+        .route("/assets/app.css", get(page::app_css))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/sites/{id}/series", get(series::series))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -397,6 +408,8 @@ mod tests {
             "/api/v1/silences",
             "/api/v1/silences/{id}",
             "/api/v1/notifications",
+            "/api/v1/sites/{id}/series",
+            "/api/v1/events",
         ] {
             assert!(v["paths"].get(path).is_some(), "{path} missing");
         }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, api};
+use super::{alerts, api, events, series};
 
 struct Bearer;
 
@@ -29,6 +29,8 @@ impl Modify for Bearer {
     paths(
         api::sites,
         api::site,
+        series::series,
+        events::events,
         api::reload,
         alerts::list,
         alerts::one,

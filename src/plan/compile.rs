@@ -243,6 +243,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         .map(|s| StreetPlan {
             id: Arc::from(s.id.as_str()),
             name: Arc::from(s.name.as_str()),
+            name_en: s.name_en.as_deref().map(Arc::from),
             sites: Vec::new(),
         })
         .collect();
@@ -260,6 +261,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     Ok(Plan {
         district_id: Arc::from(sites.district.id.as_str()),
         district_name: Arc::from(sites.district.name.as_str()),
+        district_name_en: sites.district.name_en.as_deref().map(Arc::from),
         sites: plan_sites,
         site_index,
         streets,
@@ -516,6 +518,9 @@ fn site_plan(
     SitePlan {
         id: Arc::from(site.id.as_str()),
         name: Arc::from(site.name.as_str()),
+        name_en: site.name_en.as_deref().map(Arc::from),
+        location: (site.location.lat, site.location.lon),
+        category: site.category,
         kind: site.kind,
         street,
         stale_after_ns: ns(spec.stale_after.get()),

@@ -168,6 +168,11 @@ pub struct SiteRule {
 pub struct SitePlan {
     pub id: Arc<str>,
     pub name: Arc<str>,
+    /// For the page's English view; `None`: the Chinese name.
+    pub name_en: Option<Arc<str>>,
+    /// (lat, lon), for the page's schematic map.
+    pub location: (f64, f64),
+    pub category: crate::config::Category,
     pub kind: Kind,
     /// Index into [`Plan::streets`].
     pub street: usize,
@@ -196,6 +201,7 @@ impl SitePlan {
 pub struct StreetPlan {
     pub id: Arc<str>,
     pub name: Arc<str>,
+    pub name_en: Option<Arc<str>>,
     pub sites: Vec<usize>,
 }
 
@@ -212,6 +218,7 @@ pub struct AreaRules {
 pub struct Plan {
     pub district_id: Arc<str>,
     pub district_name: Arc<str>,
+    pub district_name_en: Option<Arc<str>>,
     pub sites: Vec<SitePlan>,
     pub site_index: HashMap<Arc<str>, usize>,
     pub streets: Vec<StreetPlan>,

@@ -13,5 +13,6 @@ mod engine;
 mod faults;
 mod malformed;
 mod notify;
+mod page;
 mod storage;
 mod tls;

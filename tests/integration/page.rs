@@ -1,0 +1,262 @@
+//! The live page and its feeds through the running daemon: the series
+//! endpoint, the SSE stream, and the page itself in Debian's headless
+//! Chromium driven by playwright-core (tests/browser/live_page.mjs).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::support::floodguard::{sample_config_dir, Floodguard, Options};
+use crate::support::mosquitto::Mosquitto;
+use crate::support::publish::Publisher;
+use crate::support::{http_get, wait_for};
+
+const TOKEN: &str = "page-test-token";
+
+/// The sample teams, told at once (no group wait), so the page's
+/// notification panel fills during the test.
+fn teams() -> String {
+    let text = std::fs::read_to_string(sample_config_dir().join("teams.toml")).unwrap();
+    let start = text.find("[alerting]").unwrap();
+    let end = text[start..].find("\n\n").unwrap() + start;
+    let alerting = r#"[alerting]
+group_window = "1s"
+group_wait = { IV = "0s", III = "0s", II = "0s", I = "0s" }
+repeat = { IV = "2h", III = "1h", II = "30m", I = "15m" }
+escalate_after = { IV = "60m", III = "30m", II = "15m", I = "10m" }
+chain = ["leader", "street_director", "district_hq"]"#;
+    format!("{}{}{}", &text[..start], alerting, &text[end..])
+}
+
+fn start(broker: &Mosquitto) -> Floodguard {
+    let mut o = Options::new(broker.url());
+    o.http_extra = format!("api_token = \"{TOKEN}\"\n");
+    o.teams_toml = Some(teams());
+    Floodguard::start(o)
+}
+
+async fn get_json(fg: &Floodguard, path: &str) -> Value {
+    let (code, body) = http_get(&fg.url(path)).await.unwrap_or_else(|| panic!("GET {path}"));
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn depth(p: &Publisher, site: &str, cm: f64, ts_ms: Option<i64>) {
+    let ts = ts_ms.map_or(String::new(), |t| format!(r#""ts":{t},"#));
+    p.send(&format!("flood/{site}/telemetry"), format!(r#"{{{ts}"water_depth_cm":{cm}}}"#).into_bytes())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_endpoint_returns_published_values_with_thresholds() {
+    let broker = Mosquitto::start();
+    let fg = start(&broker);
+    fg.wait_connected().await;
+    let p = Publisher::connect(&broker.url(), "pub-page-series");
+    // Device times 30, 20 and 10 minutes ago (three 2-minute buckets), then
+    // two readings within the last bucket: the bucket keeps the highest.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for (ago_min, cm) in [(30, 5.5), (20, 12.0), (10, 18.25)] {
+        depth(&p, "CD-JS-02", cm, Some(now_ms - ago_min * 60_000)).await;
+    }
+    p.wait_acked(3, Duration::from_secs(10)).await;
+    let v = wait_for("three points of CD-JS-02", Duration::from_secs(10), || async {
+        let v = get_json(&fg, "/api/v1/sites/CD-JS-02/series?metric=water_depth_cm&since=1h").await;
+        (v["points"].as_array()?.len() == 3).then_some(v)
+    })
+    .await;
+    let values: Vec<f64> =
+        v["points"].as_array().unwrap().iter().map(|p| p["value"].as_f64().unwrap()).collect();
+    assert_eq!(values, [5.5, 12.0, 18.25]);
+    assert_eq!(v["unit"], "cm");
+    assert_eq!(v["direction"], "above");
+    assert_eq!(v["keep"], "max");
+    // CD-JS-02 is a road dip: 15 / 25 / 35 / 50 cm.
+    assert_eq!(v["thresholds"], serde_json::json!({"IV": 15.0, "III": 25.0, "II": 35.0, "I": 50.0}));
+    assert!(v["points"][0]["ts"].as_str().unwrap().ends_with("+08:00"), "{v}");
+    // The default metric is the primary one; `since` narrows.
+    let v = get_json(&fg, "/api/v1/sites/CD-JS-02/series?since=15m").await;
+    assert_eq!(v["points"].as_array().unwrap().len(), 1, "{v}");
+    // Errors: unknown site 404, uncharted metric 404 listing the charted ones, bad since 400.
+    let (code, _) = http_get(&fg.url("/api/v1/sites/NOPE/series")).await.unwrap();
+    assert_eq!(code, 404);
+    let (code, body) = http_get(&fg.url("/api/v1/sites/CD-JS-02/series?metric=battery_v")).await.unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("water_depth_cm"), "{body}");
+    let (code, _) = http_get(&fg.url("/api/v1/sites/CD-JS-02/series?since=yesterday")).await.unwrap();
+    assert_eq!(code, 400);
+}
+
+/// The next SSE frame of `/api/v1/events`: (event name, data).
+async fn next_event(body: &mut reqwest::Response, buf: &mut String) -> (String, Value) {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut event = "message".to_string();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            if let Ok(v) = serde_json::from_str(&data) {
+                return (event, v);
+            }
+            continue;
+        }
+        let chunk = body.chunk().await.unwrap().expect("the stream ended");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_change_arrives_as_an_sse_event() {
+    let broker = Mosquitto::start();
+    let fg = start(&broker);
+    fg.wait_connected().await;
+    let mut resp = reqwest::Client::new().get(fg.url("/api/v1/events")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let (name, first) = next_event(&mut resp, &mut buf).await;
+    assert_eq!(name, "sites", "a snapshot at once on connect");
+    assert_eq!(first["district"]["level"], Value::Null);
+    let p = Publisher::connect(&broker.url(), "pub-page-sse");
+    for cm in [12.0, 14.0, 21.0, 22.5] {
+        depth(&p, "CD-JS-01", cm, None).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Street Ⅲ as a level event, the alert as an alert event, and a
+    // snapshot with the site at Ⅲ, in whatever order they come.
+    let (mut street, mut alert, mut site) = (None, None, None);
+    let events = async {
+        while street.is_none() || alert.is_none() || site.is_none() {
+            let (name, v) = next_event(&mut resp, &mut buf).await;
+            match name.as_str() {
+                "level" if v["scope"] == "street" && v["to"] == "III" => street = Some(v),
+                "alert" if alert.is_none() && v["site"] == "CD-JS-01" => alert = Some(v),
+                "sites" => {
+                    let s = v["sites"].as_array().unwrap().iter().find(|s| s["id"] == "CD-JS-01").unwrap();
+                    if s["level"] == "III" {
+                        site = Some(s.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), events).await.expect("events");
+    let (street, alert, site) = (street.unwrap(), alert.unwrap(), site.unwrap());
+    assert_eq!(street["id"], "chengdong");
+    assert_eq!(street["from"], "IV");
+    assert!(street["at"].as_str().unwrap().ends_with("+08:00"));
+    assert_eq!(alert["event"], "firing");
+    assert!(alert["id"].as_i64().is_some());
+    assert_eq!(site["values"]["water_depth_cm"]["value"], 22.5);
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn artifacts() -> PathBuf {
+    let dir = repo().join("target/test-artifacts/live-page");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_in_chromium() {
+    let browser_dir = repo().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs chromium and tests/browser/node_modules: run scripts/test.sh, which installs them"
+    );
+    let broker = Mosquitto::start();
+    let mut fg = start(&broker);
+    fg.wait_connected().await;
+    let p = Publisher::connect(&broker.url(), "pub-page-browser");
+    let dir = artifacts();
+    let mut node = tokio::process::Command::new("node")
+        .arg(browser_dir.join("live_page.mjs"))
+        .current_dir(&browser_dir)
+        .env("FG_URL", fg.url(""))
+        .env("FG_TOKEN", TOKEN)
+        .env("ARTIFACTS", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(dir.join("browser.log")).unwrap()))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (run scripts/test.sh)");
+    let mut stdin = node.stdin.take().unwrap();
+    let mut out = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut result = None;
+    let mut failure = None;
+    let script = async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            let reply = match line.as_str() {
+                "CMD publish" => {
+                    // Two readings ≥ 20 cm (the plan's sustain) raise CD-JS-01 to Ⅲ.
+                    for cm in [12.0, 14.0, 21.0] {
+                        depth(&p, "CD-JS-01", cm, None).await;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                    depth(&p, "CD-JS-01", 22.5, None).await;
+                    format!("OK {}", chrono::Utc::now().timestamp_millis())
+                }
+                "CMD stop" => {
+                    assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0), "{}", fg.log());
+                    "OK".to_string()
+                }
+                "CMD start" => {
+                    fg.start_again();
+                    fg.wait_connected().await;
+                    "OK".to_string()
+                }
+                l if l.starts_with("RESULT ") => {
+                    result = Some(serde_json::from_str::<Value>(&l[7..]).unwrap());
+                    continue;
+                }
+                l if l.starts_with("FAIL ") => {
+                    failure = Some(l[5..].to_string());
+                    continue;
+                }
+                l => {
+                    eprintln!("browser: {l}");
+                    continue;
+                }
+            };
+            stdin.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(180), script)
+        .await
+        .expect("the browser script took over 3 minutes");
+    let status = node.wait().await.unwrap();
+    let log = std::fs::read_to_string(dir.join("browser.log")).unwrap_or_default();
+    if let Some(f) = failure {
+        panic!(
+            "browser test failed: {f}\nscreenshots in {}\n{log}\nfloodguard:\n{}",
+            dir.display(),
+            fg.log()
+        );
+    }
+    assert!(status.success(), "node exited with {status}\n{log}");
+    let result = result.expect("a RESULT line");
+    eprintln!("live page: {result}");
+    // The acknowledgement made in the page is the API's.
+    let id = result["alert_id"].as_i64().unwrap();
+    let a = get_json(&fg, &format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(a["state"], "acked", "{a}");
+    assert_eq!(a["acked_by"], "王值班");
+    let ack = a["timeline"].as_array().unwrap().iter().find(|e| e["event"] == "acked").unwrap();
+    assert_eq!(ack["note"], "已通知抢险一队");
+    assert!(dir.join("02-yellow.png").exists());
+}
