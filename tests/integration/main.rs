@@ -7,6 +7,7 @@ mod support;
 
 mod alerts;
 mod cli;
+mod dashboards;
 mod engine;
 mod faults;
 mod malformed;
