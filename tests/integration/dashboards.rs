@@ -484,4 +484,25 @@ async fn every_dashboard_query_answers_with_storm_data() {
     }
     println!("{total} queries run, {} failures", failures.len());
     assert!(failures.is_empty(), "{}\nfloodguard log:\n{}", failures.join("\n"), fg.log());
+
+    // The rain panels' rolling sums agree with the plan engine: CD-YL-01 had
+    // 18 × 6 mm in the last 3 hours, above the 100 mm red line, and
+    // floodguard judged it Ⅰ (rule `rainstorm`).
+    let rain = dashboards().into_iter().find(|(f, _)| f == "rain.json").unwrap().1;
+    let q = queries(&rain).into_iter().find(|q| q.name.starts_with("3 小时")).expect("3 h panel");
+    let one = |v: &str| VarValue { values: vec![v.to_string()], multi: true };
+    let vars =
+        BTreeMap::from([("street".to_string(), one("chengdong")), ("site".to_string(), one("CD-YL-01"))]);
+    let v = influx.query("flood", &render(&q.text, &vars, &Range::relative("24h"))).await;
+    let max = v["results"][0]["series"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r[1].as_f64())
+        .fold(0.0, f64::max);
+    assert!((max - 108.0).abs() < 0.01, "3 h rolling maximum {max} mm, expected 108");
+    let red = influx
+        .count("flood", "SELECT count(alert_id) FROM alert_event WHERE site = 'CD-YL-01' AND rule = 'rainstorm' AND level = 'I'")
+        .await;
+    assert!(red > 0, "the engine judged CD-YL-01 red");
 }
