@@ -5,10 +5,41 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Kind};
-use crate::tsdb::line_protocol;
+use crate::reading::TimestampNs;
+use crate::tsdb::line_protocol::{self, Field};
 
 /// InfluxDB measurement of sensor readings.
 pub const TELEMETRY: &str = "telemetry";
+
+/// InfluxDB measurement of the site catalogue: where each site is and what
+/// it is called, for maps and tables (Grafana's geomap). One point per site,
+/// written at every start of the daemon.
+pub const SITE_INFO: &str = "site_info";
+
+/// `site_info,category=…,kind=…,site=…,street=… lat=…,lon=…,name="…"` for
+/// every site of `config`, stamped `ts`.
+pub fn site_info_lines(config: &Config, ts: TimestampNs) -> String {
+    let mut out = String::new();
+    for s in &config.sites.sites {
+        line_protocol::line(
+            &mut out,
+            SITE_INFO,
+            &[
+                ("category", s.category.as_str()),
+                ("kind", s.kind.as_str()),
+                ("site", &s.id),
+                ("street", &s.street),
+            ],
+            [
+                ("lat", Field::Float(s.location.lat)),
+                ("lon", Field::Float(s.location.lon)),
+                ("name", Field::Str(&s.name)),
+            ],
+            ts,
+        );
+    }
+    out
+}
 
 /// What ingest needs to know of one site.
 #[derive(Debug, Clone)]
@@ -79,5 +110,19 @@ mod tests {
             "telemetry,kind=waterlogging,site=CD-JS-01,street=chengdong"
         );
         assert!(c.get("nope").is_none());
+    }
+
+    #[test]
+    fn site_info_has_one_line_per_site_with_its_location() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+        let config = crate::config::load(&dir).expect("sample config");
+        let text = site_info_lines(&config, 7);
+        assert_eq!(text.lines().count(), config.sites.sites.len());
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "site_info,category=underpass,kind=waterlogging,site=CD-JS-01,street=chengdong \
+             lat=30.6021,lon=114.3412,name=\"人民路铁路桥下穿\" 7"
+        );
     }
 }

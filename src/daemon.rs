@@ -127,6 +127,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         &levels,
         &offline,
     ));
+    // The site catalogue (names, coordinates) for Grafana's map and tables.
+    let sites = crate::catalog::site_info_lines(&config, to_ns(chrono::Utc::now()));
+    if let Err(e) = appender
+        .lock()
+        .expect("spool lock")
+        .append(sites.split_inclusive('\n').map(str::as_bytes), chrono::Utc::now().timestamp_millis())
+    {
+        tracing::error!(error = %e, "cannot spool the site catalogue");
+    }
     let decoder =
         Arc::new(RwLock::new(Arc::new(Decoder::new(Arc::new(Catalog::from_config(&config)), &d.mqtt))));
     let resubscribe = Arc::new(tokio::sync::Notify::new());

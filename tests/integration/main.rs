@@ -7,6 +7,7 @@ mod support;
 
 mod alerts;
 mod cli;
+mod dashboards;
 mod demo;
 mod deploy;
 mod engine;

@@ -74,15 +74,17 @@ async fn twenty_thousand_readings_land_in_influxdb_v1_exactly_once() {
     assert_eq!(v["results"][0]["series"][0]["values"][0][1].as_f64(), Some(0.6), "{v}");
     assert_eq!(v["results"][0]["series"][0]["values"][0][2].as_f64(), Some(6.0), "{v}");
 
-    // Points written: the readings, and what the engine and the alert
-    // manager derived from them (area_level, alert_event).
+    // Points written: the readings, what the engine and the alert manager
+    // derived from them (area_level, alert_event), and the site catalogue.
     let area = influx.count("flood", "SELECT count(level) FROM area_level").await;
     let events = influx.count("flood", "SELECT count(alert_id) FROM alert_event").await;
+    let sites = influx.count("flood", "SELECT count(lat) FROM site_info").await;
     assert!(area >= 4, "a baseline per street and the district");
     assert!(events > 0, "the readings cross thresholds: alerts fire");
+    assert_eq!(sites, 15, "one site_info point per site of the sample district");
     assert_eq!(
         fg.metric("floodguard_influxdb_points_written_total").await,
-        Some((N as i64 + area + events) as f64)
+        Some((N as i64 + area + events + sites) as f64)
     );
     assert_eq!(
         fg.metric("floodguard_readings_total").await,

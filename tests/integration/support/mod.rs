@@ -11,6 +11,7 @@ pub mod peer;
 pub mod pki;
 pub mod publish;
 pub mod smtp;
+pub mod storm;
 pub mod victoria;
 
 use std::net::TcpListener;
