@@ -51,6 +51,8 @@
 //! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
+//! | [`simulate`] | `floodguard simulate`: seeded scenarios (storm, pump failure, load) over MQTT or to a file |
+//! | [`demo`] | `floodguard demo`: rumqttd in-process, the embedded sample, the storm, the live page |
 //! | [`replay`] | `floodguard replay`: backtest recorded line protocol, compare plans |
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
