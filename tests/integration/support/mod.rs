@@ -10,6 +10,7 @@ pub mod mosquitto;
 pub mod peer;
 pub mod pki;
 pub mod publish;
+pub mod rawpub;
 pub mod smtp;
 pub mod storm;
 pub mod victoria;
