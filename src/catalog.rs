@@ -5,38 +5,26 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Kind};
+use crate::outlet::points::{self, SiteInfo};
 use crate::reading::TimestampNs;
-use crate::tsdb::line_protocol::{self, Field};
 
-/// InfluxDB measurement of sensor readings.
-pub const TELEMETRY: &str = "telemetry";
-
-/// InfluxDB measurement of the site catalogue: where each site is and what
-/// it is called, for maps and tables (Grafana's geomap). One point per site,
-/// written at every start of the daemon.
-pub const SITE_INFO: &str = "site_info";
+pub use points::{SITE_INFO, TELEMETRY};
 
 /// `site_info,category=…,kind=…,site=…,street=… lat=…,lon=…,name="…"` for
 /// every site of `config`, stamped `ts`.
 pub fn site_info_lines(config: &Config, ts: TimestampNs) -> String {
     let mut out = String::new();
     for s in &config.sites.sites {
-        line_protocol::line(
-            &mut out,
-            SITE_INFO,
-            &[
-                ("category", s.category.as_str()),
-                ("kind", s.kind.as_str()),
-                ("site", &s.id),
-                ("street", &s.street),
-            ],
-            [
-                ("lat", Field::Float(s.location.lat)),
-                ("lon", Field::Float(s.location.lon)),
-                ("name", Field::Str(&s.name)),
-            ],
-            ts,
-        );
+        let info = SiteInfo {
+            site: &s.id,
+            name: &s.name,
+            kind: s.kind.as_str(),
+            category: s.category.as_str(),
+            street: &s.street,
+            lat: s.location.lat,
+            lon: s.location.lon,
+        };
+        points::site_info(&mut out, &info, ts);
     }
     out
 }
@@ -67,11 +55,7 @@ impl Catalog {
         let sites = sites
             .into_iter()
             .map(|(id, kind, street)| {
-                let mut series = String::from(TELEMETRY);
-                // Tags in key order, as InfluxDB sorts them anyway.
-                line_protocol::tag(&mut series, "kind", kind.as_str());
-                line_protocol::tag(&mut series, "site", id);
-                line_protocol::tag(&mut series, "street", street);
+                let series = points::series_key(kind.as_str(), id, street);
                 let id: Arc<str> = Arc::from(id);
                 let entry = SiteEntry {
                     id: id.clone(),

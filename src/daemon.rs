@@ -1,29 +1,50 @@
-//! `floodguard run`: wires ingest, spool, writer and HTTP together and shuts
-//! them down in order.
+//! `floodguard run`: starts one stage per function, watches them, and stops
+//! them in reverse order.
 //!
-//! Shutdown (SIGTERM/SIGINT): stop intake (the group in hand is spooled and
-//! acked; the rest stays with the broker), fsync the spool, let the writer
-//! flush to InfluxDB for at most `daemon.shutdown_timeout`, stop HTTP.
+//! ```text
+//! intake (MQTT task) → outlet (thread) → engine (thread) → alerts (thread) → outbox (thread)
+//!                        └─▶ spool ─▶ writer (task) ─▶ InfluxDB
+//! ```
+//! Each stage reports into a probe (`stage`): `/readyz` names a stalled one.
+//! A stage that ends while the daemon runs ends the daemon with an error, so
+//! systemd restarts it. On SIGTERM/SIGINT: intake stops reading and sends
+//! the acks of what was spooled; the engine and the alert stage finish what
+//! they hold; the outbox sends what is due and the writer flushes the spool,
+//! each for at most `daemon.shutdown_timeout`; a stage that does not stop by
+//! then is left behind (its work is durable: the spool and `state.db` give
+//! it back at the next start), so the daemon always ends within
+//! `shutdown_timeout` and a few seconds.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{AlertManager, Places};
+use crate::alerts::stage::{AlertStage, Inbox};
+use crate::alerts::store::Store;
+use crate::alerts::{AlertManager, Places, PointsOut};
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
-use crate::ingest::{Decoder, Ingest};
+use crate::ingest::{Decoder, Intake, Mqtt};
+use crate::live::stage::{Controls, EngineStage};
 use crate::live::Live;
-use crate::metrics::Metrics;
-use crate::notify::Outbox;
+use crate::metrics::{Labels, Metrics};
+use crate::notify::stage::OutboxStage;
+use crate::notify::{Outbox, Wake};
+use crate::outlet::{Outlet, Points, Replay};
 use crate::reading::to_ns;
 use crate::reload::Reloader;
 use crate::spool;
+use crate::stage::{self, Exit, Stages};
 use crate::tsdb::{InfluxClient, Writer, WriterOptions};
+
+/// The stages, in pipeline order: the `stage` label of the metrics and the
+/// keys of `/readyz`'s `stages`.
+pub const STAGES: [&str; 5] = ["intake", "outlet", "engine", "alerts", "outbox"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -37,10 +58,31 @@ pub enum DaemonError {
     Config(String),
     #[error("http.listen {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
-    #[error("ingest: {0}")]
-    Ingest(String),
     #[error("alert state {path}: {source}")]
     State { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot start the {0} stage: {1}")]
+    Start(&'static str, std::io::Error),
+    #[error("the {stage} stage stopped while the daemon ran{}", why(.panicked, .error))]
+    StageEnded { stage: &'static str, panicked: bool, error: Option<String> },
+}
+
+fn why(panicked: &bool, error: &Option<String>) -> String {
+    match (panicked, error) {
+        (true, _) => " (it panicked)".into(),
+        (false, Some(e)) => format!(": {e}"),
+        (false, None) => String::new(),
+    }
+}
+
+/// The metrics with every label value known at start shown at 0.
+pub fn new_metrics() -> Metrics {
+    Metrics::with_labels(&Labels {
+        decode_causes: &crate::ingest::DecodeError::CAUSES,
+        write_classes: &crate::tsdb::retry::CLASSES,
+        channels: &crate::notify::CHANNELS,
+        send_results: &crate::notify::RESULTS,
+        stages: &STAGES,
+    })
 }
 
 /// Takes the data directory's lock so two daemons never share one spool.
@@ -60,7 +102,30 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DaemonError> {
     }
 }
 
-/// Runs the daemon until `shutdown` fires.
+/// A stage running on a thread, its stop and its end.
+struct ThreadStage {
+    name: &'static str,
+    stop: CancellationToken,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl ThreadStage {
+    /// Stops it and waits for it until `deadline`; false if it did not end.
+    async fn stop(self, deadline: Instant) -> bool {
+        self.stop.cancel();
+        let name = self.name;
+        let joined = tokio::task::spawn_blocking(move || self.handle.join());
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), joined).await {
+            Ok(_) => true,
+            Err(_) => {
+                tracing::error!(stage = name, "stage did not stop in time; leaving it (its work is durable)");
+                false
+            }
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` fires, or until a stage ends by itself.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
@@ -68,22 +133,61 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let (appender, reader) =
         spool::open(&data_dir.join("spool"), d.spool.segment_size).map_err(DaemonError::Spool)?;
     let stats = appender.stats();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(new_metrics());
+    let mut stages = Stages::default();
+    let probes: Vec<_> = STAGES.iter().map(|s| stages.add(s)).collect();
+    let [p_intake, p_outlet, p_engine, p_alerts, p_outbox] = [0, 1, 2, 3, 4].map(|i| probes[i].clone());
     let client = InfluxClient::new(&d.influxdb).map_err(DaemonError::Config)?;
-    let health = Arc::new(Health::new(stats.clone(), client.as_ref().map(|_| d.influxdb.max_lag.get())));
-    let pending = stats.pending_records.load(std::sync::atomic::Ordering::Relaxed);
+    let health = Arc::new(Health::with_stages(
+        stats.clone(),
+        client.as_ref().map(|_| d.influxdb.max_lag.get()),
+        stages,
+    ));
     tracing::info!(
         data_dir = %data_dir.display(),
         sites = config.sites.sites.len(),
-        spool_pending = pending,
+        spool_pending = stats.pending_records.load(std::sync::atomic::Ordering::Relaxed),
         influxdb = client.as_ref().map_or("spool only", |c| c.endpoint()),
         "floodguard starting"
     );
 
-    let appender = Arc::new(Mutex::new(appender));
+    // Where the engine resumes: after the last reading whose judgement is
+    // on record; on a first start, at the head (nothing before is judged).
     let state_path = data_dir.join("state.db");
-    let store = crate::alerts::store::Store::open(&state_path)
-        .map_err(|source| DaemonError::State { path: state_path.clone(), source })?;
+    let state_err = |source| DaemonError::State { path: state_path.clone(), source };
+    let store = Store::open(&state_path).map_err(state_err)?;
+    let head = appender.position();
+    let engine_from = match store.cursor(crate::alerts::manager::ENGINE_CURSOR).map_err(state_err)? {
+        None => head,
+        Some((segment, offset)) => {
+            let at = spool::Position { segment, offset };
+            let oldest = appender.oldest();
+            if at < oldest {
+                tracing::warn!(cursor = ?at, oldest = ?oldest, "the spool no longer holds where the engine stopped; judging from its oldest record");
+                oldest
+            } else {
+                at.min(head)
+            }
+        }
+    };
+    let replay = Replay::new(appender.tail(engine_from));
+    let retention = appender.retention("engine", engine_from);
+    let fsync_interval = d.spool.fsync_interval.get();
+    let syncer = appender.syncer();
+    let outlet = Outlet::new(appender, fsync_interval.is_zero(), p_outlet.clone(), metrics.clone());
+
+    let wake = Wake::default();
+    let alerts = Arc::new(
+        AlertManager::new(
+            store,
+            config.teams.clone(),
+            Places::from_config(&config),
+            Arc::new(wake.clone()),
+            Some(PointsOut { outlet: outlet.handle.clone(), spooled: outlet.spooled_points.clone() }),
+            Some(metrics.clone()),
+        )
+        .map_err(state_err)?,
+    );
     let outbox = Arc::new(
         Outbox::new(
             &state_path,
@@ -95,53 +199,91 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         )
         .map_err(DaemonError::Config)?,
     );
-    let alerts = Arc::new(
-        AlertManager::new(
-            store,
-            config.teams.clone(),
-            Places::from_config(&config),
-            outbox.clone(),
-            Some(appender.clone()),
-            Some(metrics.clone()),
-        )
-        .map_err(|source| DaemonError::State { path: state_path.clone(), source })?,
-    );
-    // Messages cut off by a crash go out again (same idempotency key), and
-    // notifications logged but never queued are queued now.
+    // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
-    let stop_outbox = CancellationToken::new();
-    let outbox_tasks = crate::notify::spawn_workers(&outbox, &stop_outbox);
     // Carry on where the last run stopped: the engine starts at the levels
     // of the alerts still active.
     let (levels, offline) = alerts.seed();
     if !levels.is_empty() || !offline.is_empty() {
         tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
     }
-    let live = Arc::new(Live::resume(
-        config.plan.clone(),
-        alerts.clone(),
-        Some(appender.clone()),
-        metrics.clone(),
-        config.timezone,
-        to_ns(chrono::Utc::now()),
-        &levels,
-        &offline,
-    ));
-    // The site catalogue (names, coordinates) for Grafana's map and tables.
-    let sites = crate::catalog::site_info_lines(&config, to_ns(chrono::Utc::now()));
-    if let Err(e) = appender
-        .lock()
-        .expect("spool lock")
-        .append(sites.split_inclusive('\n').map(str::as_bytes), chrono::Utc::now().timestamp_millis())
-    {
-        tracing::error!(error = %e, "cannot spool the site catalogue");
-    }
+    let now = to_ns(chrono::Utc::now());
+    let live =
+        Arc::new(Live::resume(config.plan.clone(), metrics.clone(), config.timezone, now, &levels, &offline));
+
+    let (exits, mut ended) = tokio::sync::mpsc::unbounded_channel::<Exit>();
+    let outlet_stage = {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let o = outlet.outlet;
+        let handle = stage::spawn_thread("outlet", &exits, move |_| o.run(s))
+            .map_err(|e| DaemonError::Start("outlet", e))?;
+        ThreadStage { name: "outlet", stop, handle }
+    };
+    // The site catalogue for Grafana's map and tables, and every area's
+    // level, so graphs start from a known value.
+    let mut lines = crate::catalog::site_info_lines(&config, now);
+    lines.push_str(&live.baseline(now));
+    let _ = outlet.handle.points(Points { lines, pending: None });
+
+    let (inbox, inbox_rx) = Inbox::channel();
+    let alert_stage = {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let st = AlertStage {
+            manager: alerts.clone(),
+            inbox: inbox_rx,
+            probe: p_alerts.clone(),
+            committed: Box::new(move |p| retention.set(crate::live::stage::position(p))),
+        };
+        let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
+            .map_err(|e| DaemonError::Start("alerts", e))?;
+        ThreadStage { name: "alerts", stop, handle }
+    };
+    let (controls, controls_rx) = Controls::channel();
+    let engine_stage = {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let st = EngineStage {
+            live: live.clone(),
+            feed: outlet.feed,
+            controls: controls_rx,
+            replay,
+            sink: Arc::new(inbox),
+            probe: p_engine.clone(),
+        };
+        let handle = stage::spawn_thread("engine", &exits, move |g| {
+            if let Err(e) = st.run(s) {
+                g.fail(e.to_string());
+            }
+        })
+        .map_err(|e| DaemonError::Start("engine", e))?;
+        ThreadStage { name: "engine", stop, handle }
+    };
+    let outbox_stage = {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let st = OutboxStage {
+            outbox: outbox.clone(),
+            wake: wake.0.clone(),
+            probe: p_outbox.clone(),
+            drain_for: d.daemon.shutdown_timeout.get(),
+        };
+        let handle = stage::spawn_thread("outbox", &exits, move |g| {
+            if let Err(e) = st.run(s) {
+                g.fail(e);
+            }
+        })
+        .map_err(|e| DaemonError::Start("outbox", e))?;
+        ThreadStage { name: "outbox", stop, handle }
+    };
+
     let decoder =
         Arc::new(RwLock::new(Arc::new(Decoder::new(Arc::new(Catalog::from_config(&config)), &d.mqtt))));
     let resubscribe = Arc::new(tokio::sync::Notify::new());
     let reloader = Arc::new(Reloader::new(
         config.clone(),
-        live.clone(),
+        controls,
         Some(alerts.clone()),
         Some(outbox.clone()),
         decoder.clone(),
@@ -174,11 +316,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     });
 
     let stop_fsync = CancellationToken::new();
-    let fsync_interval = d.spool.fsync_interval.get();
-    let fsync_task = (!fsync_interval.is_zero()).then(|| {
-        tokio::spawn(appender.lock().expect("spool lock").syncer().run(fsync_interval, stop_fsync.clone()))
-    });
-    let syncer = appender.lock().expect("spool lock").syncer();
+    let fsync_task = (!fsync_interval.is_zero())
+        .then(|| tokio::spawn(syncer.clone().run(fsync_interval, stop_fsync.clone())));
 
     let stop_writer = CancellationToken::new();
     let writer_task = client.map(|client| {
@@ -200,69 +339,69 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         tokio::spawn(w.run(stop_writer.clone()))
     });
 
-    let stop_engine = CancellationToken::new();
-    let (readings_tx, readings_rx) = tokio::sync::mpsc::unbounded_channel();
-    let engine_task = tokio::spawn(live.clone().run(readings_rx, stop_engine.clone()));
-    let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_engine.clone()));
-    let alerts_task = tokio::spawn(follow_up(alerts.clone(), stop_engine.clone()));
+    let stop_sighup = CancellationToken::new();
+    let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_sighup.clone()));
 
-    let stop_ingest = CancellationToken::new();
-    let ingest = Ingest {
+    let stop_intake = CancellationToken::new();
+    let mqtt = Mqtt {
         mqtt: d.mqtt.clone(),
         decoder,
-        appender,
-        fsync_each_write: fsync_interval.is_zero(),
+        intake: Intake::new(outlet.handle.clone(), metrics.clone()),
         metrics: metrics.clone(),
         health: health.clone(),
-        readings_out: Some(readings_tx),
         resubscribe,
+        probe: p_intake.clone(),
     };
-    let mut ingest_task = tokio::spawn(ingest.run(stop_ingest.clone()));
+    let intake_task = stage::spawn_task("intake", &exits, mqtt.run(stop_intake.clone()));
+    drop(exits);
+    drop(outlet.handle);
 
-    let ingest_result = tokio::select! {
+    // Until asked to stop, or a stage ends by itself.
+    let failure = tokio::select! {
         _ = shutdown.cancelled() => None,
-        r = &mut ingest_task => Some(r),
+        e = ended.recv() => e,
     };
+    let result = match failure {
+        None => Ok(()),
+        Some(e) => {
+            tracing::error!(stage = e.stage, panicked = e.panicked, error = ?e.error, "a stage stopped while the daemon ran; stopping the daemon");
+            Err(DaemonError::StageEnded { stage: e.stage, panicked: e.panicked, error: e.error })
+        }
+    };
+    let started = Instant::now();
+    // Every step's wait ends by this; what is left then is durable.
+    let deadline = started + d.daemon.shutdown_timeout.get() + Duration::from_secs(3);
     tracing::info!("shutting down: stopping intake");
-    stop_ingest.cancel();
-    let ingest_result = match ingest_result {
-        Some(r) => r,
-        None => ingest_task.await,
-    };
-    // The engine takes what ingest handed over (the channel closed with it).
-    let _ = engine_task.await;
-    stop_engine.cancel();
+    stop_intake.cancel();
+    let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), intake_task).await;
+    stop_sighup.cancel();
     let _ = sighup_task.await;
-    let _ = alerts_task.await;
-    // The outbox gets the same grace as the writer for what is queued; a
-    // send cut off is sent again at the next start.
-    let drained = tokio::time::timeout(d.daemon.shutdown_timeout.get(), outbox.drained()).await;
-    if drained.is_err() {
-        tracing::warn!("shutting down with messages still queued; they go out at the next start");
-    }
-    stop_outbox.cancel();
-    for t in outbox_tasks {
-        let _ = t.await;
-    }
-    stop_fsync.cancel();
-    if let Some(t) = fsync_task {
-        let _ = t.await;
-    }
-    if let Err(e) = syncer.sync() {
-        tracing::error!(error = %e, "final spool fsync failed");
-    }
-    stop_writer.cancel();
-    if let Some(t) = writer_task {
-        let _ = t.await;
-    }
+    // The engine stops between two batches (the rest is judged after the
+    // restart, from the committed mark); the alert stage records what it holds.
+    engine_stage.stop(deadline).await;
+    alert_stage.stop(deadline).await;
+    // What is due goes out while the outlet writes the last points and the
+    // writer flushes the spool — each for at most shutdown_timeout.
+    let outbox_done = outbox_stage.stop(deadline);
+    let storage_done = async {
+        outlet_stage.stop(deadline).await;
+        stop_fsync.cancel();
+        if let Some(t) = fsync_task {
+            let _ = t.await;
+        }
+        if let Err(e) = syncer.sync() {
+            tracing::error!(error = %e, "final spool fsync failed");
+        }
+        stop_writer.cancel();
+        if let Some(t) = writer_task {
+            let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), t).await;
+        }
+    };
+    tokio::join!(outbox_done, storage_done);
     stop_http.cancel();
-    let _ = http_task.await;
-    tracing::info!("floodguard stopped");
-    match ingest_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(DaemonError::Ingest(e)),
-        Err(e) => Err(DaemonError::Ingest(e.to_string())),
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+    tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
+    result
 }
 
 /// SIGHUP re-reads the configuration.
@@ -279,18 +418,6 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, stop: CancellationToken) {
                 let r = reloader.clone();
                 let _ = tokio::task::spawn_blocking(move || r.reload()).await;
             }
-            _ = stop.cancelled() => return,
-        }
-    }
-}
-
-/// Repeats, escalations, silence ends, grouped notices: checked every second.
-async fn follow_up(alerts: Arc<AlertManager>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => alerts.tick(to_ns(chrono::Utc::now())),
             _ = stop.cancelled() => return,
         }
     }

@@ -1,9 +1,11 @@
 //! Liveness and readiness: what `/healthz` and `/readyz` answer.
 //!
-//! Ready means: connected to the broker, and — when InfluxDB is configured —
-//! the spool is not falling behind (its oldest unwritten reading is younger
-//! than `influxdb.max_lag`). The decision is a pure function of a snapshot.
+//! Ready means: connected to the broker, every stage making progress on
+//! the work it has (see `stage`), and — when InfluxDB is configured — the
+//! spool is not falling behind (its oldest unwritten reading is younger than
+//! `influxdb.max_lag`). The decision is a pure function of a snapshot.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::spool::SpoolStats;
+use crate::stage::{self, Stages};
 
 /// State the I/O tasks report into.
 #[derive(Debug)]
@@ -21,11 +24,23 @@ pub struct Health {
     /// `None` in spool-only mode.
     pub max_lag: Option<Duration>,
     pub spool: Arc<SpoolStats>,
+    /// Every stage's probe.
+    pub stages: Stages,
 }
 
 impl Health {
     pub fn new(spool: Arc<SpoolStats>, max_lag: Option<Duration>) -> Self {
-        Health { mqtt_connected: AtomicBool::new(false), influx_error: Mutex::new(None), max_lag, spool }
+        Self::with_stages(spool, max_lag, Stages::default())
+    }
+
+    pub fn with_stages(spool: Arc<SpoolStats>, max_lag: Option<Duration>, stages: Stages) -> Self {
+        Health {
+            mqtt_connected: AtomicBool::new(false),
+            influx_error: Mutex::new(None),
+            max_lag,
+            spool,
+            stages,
+        }
     }
 
     pub fn set_influx_error(&self, e: Option<String>) {
@@ -36,9 +51,15 @@ impl Health {
         judge(Snapshot {
             mqtt_connected: self.mqtt_connected.load(Ordering::Relaxed),
             pending_records: self.spool.pending_records.load(Ordering::Relaxed).max(0),
-            lag_seconds: crate::metrics::lag_seconds(&self.spool, now_ms),
+            lag_seconds: self.spool.lag_seconds(now_ms),
             influx_error: self.influx_error.lock().expect("health lock").clone(),
             max_lag: self.max_lag,
+            stages: self
+                .stages
+                .snapshots()
+                .iter()
+                .map(|p| (p.name, stage::judge(p, now_ms, stage::STALL_AFTER)))
+                .collect(),
         })
     }
 }
@@ -51,6 +72,8 @@ pub struct Snapshot {
     pub lag_seconds: f64,
     pub influx_error: Option<String>,
     pub max_lag: Option<Duration>,
+    /// Each stage as judged at the same moment.
+    pub stages: Vec<(&'static str, stage::Status)>,
 }
 
 /// The body of `/readyz`.
@@ -63,6 +86,9 @@ pub struct Readiness {
     pub spool_lag_seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// `{name: {"ok", "queued", "oldest_s", "problem"}}`, by stage name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub stages: BTreeMap<&'static str, stage::Status>,
 }
 
 pub fn judge(s: Snapshot) -> Readiness {
@@ -87,7 +113,13 @@ pub fn judge(s: Snapshot) -> Readiness {
             }
         }
     };
+    for (name, st) in &s.stages {
+        if !st.ok {
+            problems.push(st.problem.clone().unwrap_or_else(|| format!("stage {name} stalled")));
+        }
+    }
     Readiness {
+        stages: s.stages.into_iter().collect(),
         ready: problems.is_empty(),
         broker: if s.mqtt_connected { "connected" } else { "disconnected" },
         storage,
@@ -108,6 +140,7 @@ mod tests {
             lag_seconds: 0.0,
             influx_error: None,
             max_lag: Some(Duration::from_secs(30)),
+            stages: Vec::new(),
         }
     }
 
@@ -147,6 +180,26 @@ mod tests {
         });
         assert!(!r.ready);
         assert!(r.problems[0].contains("falling behind"), "{:?}", r.problems);
+    }
+
+    #[test]
+    fn a_stalled_stage_fails_readiness_and_is_named() {
+        let ok = stage::Status { ok: true, queued: 0, oldest_s: 0.0, problem: None };
+        let stalled = stage::Status {
+            ok: false,
+            queued: 40,
+            oldest_s: 7.0,
+            problem: Some("stage alerts stalled: no progress for 6 s with 40 waiting".into()),
+        };
+        let r = judge(Snapshot { stages: vec![("outlet", ok.clone()), ("alerts", stalled)], ..snap() });
+        assert!(!r.ready);
+        assert!(r.problems[0].contains("stage alerts stalled"), "{:?}", r.problems);
+        assert!(r.stages["outlet"].ok && !r.stages["alerts"].ok);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["stages"]["alerts"]["queued"], 40);
+        assert_eq!(json["stages"]["alerts"]["oldest_s"], 7.0);
+        let r = judge(Snapshot { stages: vec![("outlet", ok)], ..snap() });
+        assert!(r.ready);
     }
 
     #[test]

@@ -5,16 +5,47 @@
 //! and `promtool check metrics` accept; `prometheus-client` writes only
 //! OpenMetrics, whose `_total` counters promtool 2.42 reports as lacking help.
 //! Each runtime failure is counted here, in one place, by cause.
-
-use std::sync::atomic::Ordering;
+//!
+//! A leaf: it imports no other module of floodguard. The label values to
+//! show from the start (decode causes, write classes, channels, stages) are
+//! given by the daemon ([`Labels`]); figures kept elsewhere (the spool's,
+//! the stages') are handed in as plain numbers at each scrape.
 
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::ingest::DecodeError;
-use crate::spool::SpoolStats;
-use crate::tsdb::retry;
+/// The label values shown at 0 from the start, so a cause that never
+/// happened is visible as such and `rate()` works from the first event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Labels<'a> {
+    pub decode_causes: &'a [&'a str],
+    pub write_classes: &'a [&'a str],
+    pub channels: &'a [&'a str],
+    pub send_results: &'a [&'a str],
+    pub stages: &'a [&'a str],
+}
+
+/// The spool's figures at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SpoolFigures {
+    pub pending_records: i64,
+    pub pending_bytes: i64,
+    pub lag_seconds: f64,
+    pub appended_records: u64,
+    pub corrupt_records: u64,
+    pub fsyncs: u64,
+}
+
+/// One stage's figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageFigures<'a> {
+    pub stage: &'a str,
+    pub queued: i64,
+    pub oldest_seconds: f64,
+    pub stalled: bool,
+    pub handled: u64,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -23,6 +54,12 @@ pub struct Metrics {
     pub mqtt_connections: IntCounter,
     pub mqtt_connection_errors: IntCounter,
     pub mqtt_subscribes: IntCounter,
+    pub mqtt_acks: IntCounter,
+    pub outlet_feed_spilled: IntCounter,
+    stage_queued: prometheus::IntGaugeVec,
+    stage_oldest_seconds: prometheus::GaugeVec,
+    stage_stalled: prometheus::IntGaugeVec,
+    stage_handled: IntCounterVec,
     pub readings: IntCounter,
     pub decode_errors: IntCounterVec,
     pub spool_append_errors: IntCounter,
@@ -62,12 +99,16 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 fn counter_vec(r: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
     r.register(Box::new(c.clone())).expect("unique metric");
-    // Every label value is shown from the start, at 0: a cause that never
-    // happened is visible as such, and rate() works from the first error.
     for v in values {
         c.with_label_values(&[v]);
     }
     c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, label: &str) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 impl Default for Metrics {
@@ -77,7 +118,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The metrics with no label values shown in advance.
     pub fn new() -> Self {
+        Self::with_labels(&Labels::default())
+    }
+
+    pub fn with_labels(labels: &Labels<'_>) -> Self {
         let r = Registry::new();
         let lag = prometheus::Gauge::new(
             "floodguard_spool_lag_seconds",
@@ -112,13 +158,64 @@ impl Metrics {
                 "floodguard_mqtt_subscribes_total",
                 "Subscriptions sent (at start and whenever the broker lost the session).",
             ),
+            mqtt_acks: counter(
+                &r,
+                "floodguard_mqtt_acks_total",
+                "PUBACKs written to the broker (each after its message was in the spool).",
+            ),
+            outlet_feed_spilled: counter(
+                &r,
+                "floodguard_outlet_feed_spilled_total",
+                "Appends whose in-memory copy the engine was too far behind to take; it read them from the spool.",
+            ),
+            stage_queued: {
+                let g = gauge_vec(&r, "floodguard_stage_queued", "Items waiting for each stage.", "stage");
+                for s in labels.stages {
+                    g.with_label_values(&[s]).set(0);
+                }
+                g
+            },
+            stage_oldest_seconds: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "floodguard_stage_oldest_seconds",
+                        "Age of the oldest item waiting for or in the hands of each stage (0 when none).",
+                    ),
+                    &["stage"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                for s in labels.stages {
+                    g.with_label_values(&[s]).set(0.0);
+                }
+                g
+            },
+            stage_stalled: {
+                let g = gauge_vec(
+                    &r,
+                    "floodguard_stage_stalled",
+                    "1 while a stage has work and has made no progress for 5 s (/readyz fails).",
+                    "stage",
+                );
+                for s in labels.stages {
+                    g.with_label_values(&[s]).set(0);
+                }
+                g
+            },
+            stage_handled: counter_vec(
+                &r,
+                "floodguard_stage_handled_total",
+                "Items each stage finished (messages, records, batches, rows).",
+                "stage",
+                labels.stages,
+            ),
             readings: counter(&r, "floodguard_readings_total", "Readings decoded from valid messages."),
             decode_errors: counter_vec(
                 &r,
                 "floodguard_decode_errors_total",
                 "Messages dropped because they could not be decoded, by cause.",
                 "cause",
-                &DecodeError::CAUSES,
+                labels.decode_causes,
             ),
             spool_append_errors: counter(
                 &r,
@@ -168,7 +265,7 @@ impl Metrics {
                 "floodguard_influxdb_write_failures_total",
                 "Failed write requests, by class.",
                 "class",
-                &retry::CLASSES,
+                labels.write_classes,
             ),
             engine_transitions: counter_vec(
                 &r,
@@ -213,8 +310,8 @@ impl Metrics {
                 )
                 .expect("valid metric");
                 r.register(Box::new(c.clone())).expect("unique metric");
-                for ch in crate::notify::CHANNELS {
-                    for res in ["sent", "retry", "throttled", "merged", "failed", "gave_up"] {
+                for ch in labels.channels {
+                    for res in labels.send_results {
                         c.with_label_values(&[ch, res]);
                     }
                 }
@@ -230,7 +327,7 @@ impl Metrics {
                 )
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
-                for ch in crate::notify::CHANNELS {
+                for ch in labels.channels {
                     g.with_label_values(&[ch]).set(0);
                 }
                 g
@@ -248,27 +345,27 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the spool figures read at this moment.
-    pub fn render(&self, spool: Option<&SpoolStats>, now_ms: i64) -> String {
-        if let Some(s) = spool {
-            self.spool_pending_records.set(s.pending_records.load(Ordering::Relaxed).max(0));
-            self.spool_pending_bytes.set(s.pending_bytes.load(Ordering::Relaxed).max(0));
-            self.spool_lag_seconds.set(lag_seconds(s, now_ms));
-            set_counter(&self.spool_appended_records, s.appended_records.load(Ordering::Relaxed));
-            set_counter(&self.spool_corrupt_frames, s.corrupt_frames.load(Ordering::Relaxed));
-            set_counter(&self.spool_fsyncs, s.fsyncs.load(Ordering::Relaxed));
-        }
-        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    /// Sets the spool's gauges (at each scrape).
+    pub fn set_spool(&self, s: &SpoolFigures) {
+        self.spool_pending_records.set(s.pending_records.max(0));
+        self.spool_pending_bytes.set(s.pending_bytes.max(0));
+        self.spool_lag_seconds.set(s.lag_seconds);
+        set_counter(&self.spool_appended_records, s.appended_records);
+        set_counter(&self.spool_corrupt_frames, s.corrupt_records);
+        set_counter(&self.spool_fsyncs, s.fsyncs);
     }
-}
 
-/// Seconds since the oldest reading not yet in InfluxDB was spooled.
-pub fn lag_seconds(s: &SpoolStats, now_ms: i64) -> f64 {
-    let oldest = s.oldest_pending_ms.load(Ordering::Relaxed);
-    if oldest == 0 || s.pending_records.load(Ordering::Relaxed) <= 0 {
-        0.0
-    } else {
-        ((now_ms - oldest).max(0) as f64) / 1000.0
+    /// Sets one stage's figures (at each scrape).
+    pub fn set_stage(&self, s: &StageFigures<'_>) {
+        self.stage_queued.with_label_values(&[s.stage]).set(s.queued);
+        self.stage_oldest_seconds.with_label_values(&[s.stage]).set(s.oldest_seconds);
+        self.stage_stalled.with_label_values(&[s.stage]).set(i64::from(s.stalled));
+        set_counter(&self.stage_handled.with_label_values(&[s.stage]), s.handled);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
 
@@ -285,33 +382,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_cause_and_class_is_exposed_from_the_start() {
-        let m = Metrics::new();
-        let text = m.render(Some(&SpoolStats::default()), 0);
-        for cause in DecodeError::CAUSES {
-            assert!(
-                text.contains(&format!("floodguard_decode_errors_total{{cause=\"{cause}\"}} 0")),
-                "{cause}"
-            );
-        }
-        for class in retry::CLASSES {
-            assert!(
-                text.contains(&format!("floodguard_influxdb_write_failures_total{{class=\"{class}\"}} 0"))
-            );
+    fn every_label_given_is_exposed_from_the_start() {
+        let m = Metrics::with_labels(&Labels {
+            decode_causes: &["bad_json", "oversize"],
+            write_classes: &["timeout"],
+            channels: &["sms"],
+            send_results: &["sent"],
+            stages: &["outlet"],
+        });
+        let text = m.render();
+        for want in [
+            "floodguard_decode_errors_total{cause=\"bad_json\"} 0",
+            "floodguard_decode_errors_total{cause=\"oversize\"} 0",
+            "floodguard_influxdb_write_failures_total{class=\"timeout\"} 0",
+            "floodguard_notifications_sent_total{channel=\"sms\",result=\"sent\"} 0",
+            "floodguard_stage_stalled{stage=\"outlet\"} 0",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
         }
         assert!(text.contains("# TYPE floodguard_influxdb_write_duration_seconds histogram"));
     }
 
     #[test]
-    fn spool_figures_are_read_at_render_time() {
+    fn spool_and_stage_figures_are_taken_at_scrape_time() {
         let m = Metrics::new();
-        let s = SpoolStats::default();
-        s.pending_records.store(12, Ordering::Relaxed);
-        s.oldest_pending_ms.store(1_000, Ordering::Relaxed);
-        s.appended_records.store(40, Ordering::Relaxed);
-        let text = m.render(Some(&s), 6_500);
-        assert!(text.contains("floodguard_spool_pending_records 12"), "{text}");
-        assert!(text.contains("floodguard_spool_lag_seconds 5.5"), "{text}");
-        assert!(text.contains("floodguard_spool_appended_records_total 40"), "{text}");
+        m.set_spool(&SpoolFigures {
+            pending_records: 12,
+            lag_seconds: 5.5,
+            appended_records: 40,
+            ..Default::default()
+        });
+        m.set_stage(&StageFigures {
+            stage: "alerts",
+            queued: 3,
+            oldest_seconds: 7.5,
+            stalled: true,
+            handled: 9,
+        });
+        let text = m.render();
+        for want in [
+            "floodguard_spool_pending_records 12",
+            "floodguard_spool_lag_seconds 5.5",
+            "floodguard_spool_appended_records_total 40",
+            "floodguard_stage_queued{stage=\"alerts\"} 3",
+            "floodguard_stage_oldest_seconds{stage=\"alerts\"} 7.5",
+            "floodguard_stage_stalled{stage=\"alerts\"} 1",
+            "floodguard_stage_handled_total{stage=\"alerts\"} 9",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
     }
 }

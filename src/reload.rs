@@ -13,9 +13,8 @@ use tokio::sync::Notify;
 use crate::catalog::Catalog;
 use crate::config::{self, Config, ConfigErrors, DaemonConfig};
 use crate::ingest::Decoder;
-use crate::live::Live;
+use crate::live::stage::Controls;
 use crate::metrics::Metrics;
-use crate::reading::to_ns;
 
 /// What a successful reload did.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -31,7 +30,8 @@ pub struct ReloadReport {
 pub struct Reloader {
     path: PathBuf,
     current: Mutex<Config>,
-    live: Arc<Live>,
+    /// The engine stage applies a new plan on its own thread.
+    engine: Controls,
     alerts: Option<Arc<crate::alerts::AlertManager>>,
     outbox: Option<Arc<crate::notify::Outbox>>,
     decoder: Arc<RwLock<Arc<Decoder>>>,
@@ -75,7 +75,7 @@ pub fn restart_needed(old: &DaemonConfig, new: &DaemonConfig) -> Vec<String> {
 impl Reloader {
     pub fn new(
         config: Config,
-        live: Arc<Live>,
+        engine: Controls,
         alerts: Option<Arc<crate::alerts::AlertManager>>,
         outbox: Option<Arc<crate::notify::Outbox>>,
         decoder: Arc<RwLock<Arc<Decoder>>>,
@@ -85,7 +85,7 @@ impl Reloader {
         Reloader {
             path: config.main_file.clone(),
             current: Mutex::new(config),
-            live,
+            engine,
             alerts,
             outbox,
             decoder,
@@ -133,7 +133,9 @@ impl Reloader {
                 Err(e) => tracing::error!(error = %e, "the new [channels] cannot be used; the old ones stay"),
             }
         }
-        self.live.reload(new.plan.clone(), to_ns(chrono::Utc::now()));
+        if !self.engine.reload(new.plan.clone(), std::time::Duration::from_secs(10)) {
+            tracing::warn!("the engine is busy: the new plan applies when it takes its next batch");
+        }
         // Keep the settings that need a restart as they run, so the next
         // reload still reports them.
         let mut applied = new;

@@ -4,10 +4,16 @@
 //!
 //! Every decision is a function of `decide`; this file applies them, in one
 //! SQLite transaction per batch of transitions or per tick, and only after
-//! the commit hands notifications to the [`Notifier`] and `alert_event`
-//! points to the spool.
+//! the commit tells the [`Notifier`] and hands the batch's `alert_event` and
+//! `area_level` points to the outlet. Those points are written to
+//! `points_pending` in the same transaction and deleted once the outlet
+//! says they are spooled, so a crash in between only writes them again
+//! (identical points: InfluxDB keeps one). The engine's progress mark of the
+//! batch is committed with it (`cursors`): what is on record and how far
+//! the engine had judged never disagree.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::decide::{self, Action, Mute};
@@ -15,13 +21,22 @@ use super::model::*;
 use super::route;
 use super::store::{Store, Tx};
 use crate::config::{Role, TeamsFile};
-use crate::engine::{Change, SiteChange, Transition};
+use crate::engine::{Change, Progress, SiteChange, Transition};
 use crate::level::Level;
-use crate::live::TransitionSink;
 use crate::metrics::Metrics;
+use crate::outlet::{self, points};
 use crate::reading::TimestampNs;
-use crate::spool::Appender;
-use crate::tsdb::line_protocol::{self, Field};
+
+/// The name of the engine's cursor in `cursors`.
+pub const ENGINE_CURSOR: &str = "engine";
+
+/// Where the manager's points go: the outlet, and the mark of what it has spooled.
+#[derive(Clone)]
+pub struct PointsOut {
+    pub outlet: outlet::Handle,
+    /// The highest `points_pending` row the outlet has spooled.
+    pub spooled: Arc<AtomicI64>,
+}
 
 /// Where notifications go: the outbox of the notifications issue; a log until then.
 pub trait Notifier: Send + Sync {
@@ -52,7 +67,7 @@ impl Notifier for LogNotifier {
 }
 
 /// Measurement of alert lifecycle events in InfluxDB.
-pub const ALERT_EVENT: &str = "alert_event";
+pub const ALERT_EVENT: &str = points::ALERT_EVENT;
 
 /// Why an API operation on an alert or a silence failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +138,8 @@ struct Inner {
     offline: HashSet<String>,
     /// Intents waiting per team: (row id, intent, wait).
     pending: Vec<(i64, Intent, i64)>,
+    /// `points_pending` rows up to this one are deleted.
+    points_deleted: i64,
 }
 
 /// What a batch of work produced, to hand on after the commit.
@@ -130,6 +147,8 @@ struct Inner {
 struct Out {
     notifications: Vec<Notification>,
     lines: String,
+    /// The `points_pending` row of `lines`.
+    points_row: Option<i64>,
     /// Lifecycle events for the live page (`/api/v1/events`).
     changes: Vec<crate::events::AlertChange>,
 }
@@ -137,7 +156,7 @@ struct Out {
 pub struct AlertManager {
     inner: Mutex<Inner>,
     notifier: Arc<dyn Notifier>,
-    spool: Option<Arc<Mutex<Appender>>>,
+    points: Option<PointsOut>,
     metrics: Option<Arc<Metrics>>,
     /// Alert changes for the live page, sent after each commit.
     events: tokio::sync::broadcast::Sender<crate::events::Event>,
@@ -176,7 +195,7 @@ impl AlertManager {
         teams: TeamsFile,
         places: Places,
         notifier: Arc<dyn Notifier>,
-        spool: Option<Arc<Mutex<Appender>>>,
+        points: Option<PointsOut>,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, rusqlite::Error> {
         let active = store.active()?.into_iter().map(|mut a| {
@@ -189,9 +208,18 @@ impl AlertManager {
         let pending = store.pending_intents()?;
         let config_silences = config_silences(&teams);
         Ok(AlertManager {
-            inner: Mutex::new(Inner { store, teams, config_silences, places, active, offline, pending }),
+            inner: Mutex::new(Inner {
+                store,
+                teams,
+                config_silences,
+                places,
+                active,
+                offline,
+                pending,
+                points_deleted: 0,
+            }),
             notifier,
-            spool,
+            points,
             metrics,
             events: tokio::sync::broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
         })
@@ -239,14 +267,31 @@ impl AlertManager {
         for c in out.changes {
             let _ = self.events.send(crate::events::Event::Alert(c));
         }
-        if let (Some(spool), false) = (&self.spool, out.lines.is_empty()) {
-            let records = out.lines.split_inclusive('\n').map(str::as_bytes);
-            if let Err(e) =
-                spool.lock().expect("spool lock").append(records, chrono::Utc::now().timestamp_millis())
-            {
-                tracing::error!(error = %e, "cannot spool alert events");
+        if let (Some(p), false) = (&self.points, out.lines.is_empty()) {
+            if p.outlet.points(outlet::Points { lines: out.lines, pending: out.points_row }).is_err() {
+                tracing::warn!("the outlet has stopped: points go out at the next start");
             }
         }
+    }
+
+    /// Points committed but perhaps not spooled (a crash between the two):
+    /// handed to the outlet again.
+    pub fn resend_points(&self) -> Result<usize, OpError> {
+        let Some(p) = &self.points else { return Ok(0) };
+        let rows = self.inner.lock().expect("alerts lock").store.pending_points()?;
+        let n = rows.len();
+        for (id, lines) in rows {
+            if p.outlet.points(outlet::Points { lines, pending: Some(id) }).is_err() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// How far the engine's judgements are on record.
+    pub fn engine_cursor(&self) -> Result<Option<Progress>, OpError> {
+        let c = self.inner.lock().expect("alerts lock").store.cursor(ENGINE_CURSOR)?;
+        Ok(c.map(|(segment, offset)| Progress { segment, offset }))
     }
 
     /// Runs `f` over the state in one transaction; on an error the
@@ -256,7 +301,12 @@ impl AlertManager {
         let inner = &mut *guard;
         let mut out = Out::default();
         let snapshot = (inner.active.clone(), inner.offline.clone(), inner.pending.clone());
+        let spooled = self.points.as_ref().map_or(0, |p| p.spooled.load(Ordering::Relaxed));
+        let deleted = inner.points_deleted;
         let result = inner.store.transaction(|tx| {
+            if spooled > deleted {
+                tx.delete_points_upto(spooled)?;
+            }
             let mut w = Work {
                 tx,
                 teams: &inner.teams,
@@ -268,10 +318,15 @@ impl AlertManager {
                 out: &mut out,
                 db_silences: None,
             };
-            f(&mut w)
+            let v = f(&mut w)?;
+            if !w.out.lines.is_empty() && self.points.is_some() {
+                w.out.points_row = Some(tx.insert_points(&w.out.lines)?);
+            }
+            Ok(v)
         });
         match result {
             Ok(v) => {
+                inner.points_deleted = inner.points_deleted.max(spooled);
                 drop(guard);
                 self.finish(out);
                 Ok(v)
@@ -283,37 +338,54 @@ impl AlertManager {
         }
     }
 
-    /// Handles a batch of transitions.
-    pub fn handle(&self, transitions: &[Transition]) {
-        if transitions.is_empty() {
-            return;
+    /// Handles a batch of transitions, and records how far the engine had
+    /// judged when it made them. On an error nothing changed: the caller
+    /// keeps the batch and tries again.
+    pub fn handle(&self, transitions: &[Transition], upto: Option<Progress>) -> Result<(), OpError> {
+        self.handle_many(&[(transitions, upto)])
+    }
+
+    /// Several batches in one transaction, each applied as `handle` would.
+    pub fn handle_many(&self, batches: &[(&[Transition], Option<Progress>)]) -> Result<(), OpError> {
+        if batches.iter().all(|(t, u)| t.is_empty() && u.is_none()) {
+            return Ok(());
         }
-        let now = transitions.iter().map(|t| t.at).max().unwrap_or(0);
         let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
-        // Folding: the street's change first, so its sites fold into it at
-        // once. Otherwise the sites first, so the street knows its members.
-        let area = |t: &&Transition| matches!(t.change, Change::Street { .. } | Change::District { .. });
-        let ordered: Vec<&Transition> = if fold {
-            transitions.iter().filter(area).chain(transitions.iter().filter(|t| !area(t))).collect()
-        } else {
-            transitions.iter().collect()
-        };
-        if let Err(e) = self.with(|w| {
-            for t in ordered {
-                w.transition(t)?;
+        self.with(|w| {
+            for (transitions, upto) in batches {
+                if !transitions.is_empty() {
+                    let now = transitions.iter().map(|t| t.at).max().unwrap_or(0);
+                    // Folding: the street's change first, so its sites fold
+                    // into it at once. Otherwise the sites first, so the
+                    // street knows its members.
+                    let area =
+                        |t: &&Transition| matches!(t.change, Change::Street { .. } | Change::District { .. });
+                    let ordered: Vec<&Transition> = if fold {
+                        transitions
+                            .iter()
+                            .filter(area)
+                            .chain(transitions.iter().filter(|t| !area(t)))
+                            .collect()
+                    } else {
+                        transitions.iter().collect()
+                    };
+                    for t in ordered {
+                        w.transition(t)?;
+                    }
+                    w.flush_due(now)?;
+                }
+                if let Some(p) = upto {
+                    w.tx.set_cursor(ENGINE_CURSOR, p.segment, p.offset)?;
+                }
             }
-            w.flush_due(now)
-        }) {
-            tracing::error!(error = %e, "cannot record alert changes");
-        }
+            Ok(())
+        })
     }
 
     /// Follow-ups due at `now`: unmuted alerts told at last, repeats,
     /// escalations, groups whose wait is over.
-    pub fn tick(&self, now: TimestampNs) {
-        if let Err(e) = self.with(|w| w.tick(now)) {
-            tracing::error!(error = %e, "cannot run alert follow-ups");
-        }
+    pub fn tick(&self, now: TimestampNs) -> Result<(), OpError> {
+        self.with(|w| w.tick(now))
     }
 
     pub fn ack(&self, id: i64, by: &str, note: Option<&str>, now: TimestampNs) -> Result<Alert, OpError> {
@@ -383,12 +455,6 @@ impl AlertManager {
     }
 }
 
-impl TransitionSink for AlertManager {
-    fn deliver(&self, transitions: &[Transition]) {
-        self.handle(transitions);
-    }
-}
-
 /// One batch of work inside a transaction.
 struct Work<'a> {
     tx: &'a Tx<'a>,
@@ -412,19 +478,15 @@ mod tests;
 pub(super) fn alert_event_line(out: &mut String, a: &Alert, event: &str, ts: TimestampNs) {
     let level = a.level.or(a.peak_level).map_or("none", |l| l.as_str());
     let message = format!("{} {} {}", a.site_name, a.rule_name, event);
-    let mut fields: Vec<(&str, Field<'_>)> = vec![("alert_id", Field::Int(a.id))];
-    if let Some(v) = a.value {
-        fields.push(("value", Field::Float(v)));
-    }
-    if let Some(t) = a.threshold {
-        fields.push(("threshold", Field::Float(t)));
-    }
-    fields.push(("message", Field::Str(&message)));
-    line_protocol::line(
-        out,
-        ALERT_EVENT,
-        &[("event", event), ("level", level), ("rule", &a.rule), ("site", &a.site)],
-        fields,
-        ts,
-    );
+    let e = points::AlertEvent {
+        site: &a.site,
+        rule: &a.rule,
+        level,
+        event,
+        alert_id: a.id,
+        value: a.value,
+        threshold: a.threshold,
+        message: &message,
+    };
+    points::alert_event(out, &e, ts);
 }

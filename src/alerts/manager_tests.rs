@@ -49,6 +49,11 @@ fn manager_on(store: Store, capture: Arc<Capture>) -> AlertManager {
     AlertManager::new(store, c.teams.clone(), Places::from_plan(&c.plan), capture, None, None).unwrap()
 }
 
+/// Applies transitions as the alert stage does, failing the test on an error.
+fn handle(m: &AlertManager, transitions: &[Transition]) {
+    m.handle(transitions, None).unwrap();
+}
+
 fn manager() -> (AlertManager, Arc<Capture>) {
     let cap = Arc::new(Capture::default());
     (manager_on(Store::memory().unwrap(), cap.clone()), cap)
@@ -102,19 +107,19 @@ use Level::*;
 fn a_site_climbs_is_acked_drops_is_disposed_and_resolves() {
     let (m, cap) = manager();
     // Ⅳ: waits up to 30 s for company, then team1's leader and the duty officer.
-    m.handle(&[site("CD-JS-01", "chengdong", None, Some(IV), 11.0, T0)]);
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(IV), 11.0, T0)]);
     assert_eq!(cap.take(), Vec::<String>::new());
     let id = m.alerts(true, 10).unwrap()[0].id;
     assert_eq!(m.alert(id).unwrap().unwrap().state, AlertState::Pending);
-    m.tick(T0 + 30 * S);
+    m.tick(T0 + 30 * S).unwrap();
     assert_eq!(
         cap.take(),
         ["hq@30s: firing CD-JS-01 IV → 区值班员", "team1@30s: firing CD-JS-01 IV → 张队长"]
     );
     assert_eq!(m.alert(id).unwrap().unwrap().state, AlertState::Firing);
     // Ⅲ, then Ⅱ (no wait for Ⅱ): more people at each level.
-    m.handle(&[site("CD-JS-01", "chengdong", Some(IV), Some(III), 21.0, T0 + 2 * MIN)]);
-    m.tick(T0 + 2 * MIN + 30 * S);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(IV), Some(III), 21.0, T0 + 2 * MIN)]);
+    m.tick(T0 + 2 * MIN + 30 * S).unwrap();
     assert_eq!(
         cap.take(),
         [
@@ -122,7 +127,7 @@ fn a_site_climbs_is_acked_drops_is_disposed_and_resolves() {
             "team1@150s: escalated CD-JS-01 III → 张队长,李队员"
         ]
     );
-    m.handle(&[site("CD-JS-01", "chengdong", Some(III), Some(II), 28.0, T0 + 4 * MIN)]);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(III), Some(II), 28.0, T0 + 4 * MIN)]);
     assert_eq!(
         cap.take(),
         [
@@ -133,8 +138,8 @@ fn a_site_climbs_is_acked_drops_is_disposed_and_resolves() {
     // Acked; the water drops (told, after the window); disposed; resolved.
     let a = m.ack(id, "张队长", Some("已到场"), T0 + 5 * MIN).unwrap();
     assert_eq!(a.state, AlertState::Acked);
-    m.handle(&[site("CD-JS-01", "chengdong", Some(II), Some(III), 22.0, T0 + 8 * MIN)]);
-    m.tick(T0 + 8 * MIN + 30 * S);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(II), Some(III), 22.0, T0 + 8 * MIN)]);
+    m.tick(T0 + 8 * MIN + 30 * S).unwrap();
     assert_eq!(
         cap.take(),
         [
@@ -144,8 +149,8 @@ fn a_site_climbs_is_acked_drops_is_disposed_and_resolves() {
     );
     let a = m.dispose(id, "张队长", "泵车抽排完毕，道路恢复通行", T0 + 20 * MIN).unwrap();
     assert_eq!(a.state, AlertState::Disposed);
-    m.handle(&[site("CD-JS-01", "chengdong", Some(III), None, 2.0, T0 + 25 * MIN)]);
-    m.tick(T0 + 25 * MIN + 30 * S);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(III), None, 2.0, T0 + 25 * MIN)]);
+    m.tick(T0 + 25 * MIN + 30 * S).unwrap();
     assert_eq!(
         cap.take(),
         [
@@ -189,20 +194,20 @@ fn a_site_climbs_is_acked_drops_is_disposed_and_resolves() {
 #[test]
 fn unacked_alerts_repeat_and_escalate_along_the_chain() {
     let (m, cap) = manager();
-    m.handle(&[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0)]);
+    handle(&m, &[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0)]);
     cap.take();
     // Ⅱ: escalate after 15 min, repeat every 30 min.
-    m.tick(T0 + 14 * MIN);
+    m.tick(T0 + 14 * MIN).unwrap();
     assert_eq!(cap.take(), Vec::<String>::new());
-    m.tick(T0 + 15 * MIN);
-    m.tick(T0 + 15 * MIN + 30 * S);
+    m.tick(T0 + 15 * MIN).unwrap();
+    m.tick(T0 + 15 * MIN + 30 * S).unwrap();
     assert_eq!(
         cap.take(),
         ["team2@930s: escalation[street_director] BH-JS-01 II → 滨河街道 孙主任"],
         "the chain's second tier (the leader was first)"
     );
-    m.tick(T0 + 30 * MIN);
-    m.tick(T0 + 30 * MIN + 30 * S);
+    m.tick(T0 + 30 * MIN).unwrap();
+    m.tick(T0 + 30 * MIN + 30 * S).unwrap();
     assert_eq!(
         cap.take(),
         [
@@ -213,8 +218,8 @@ fn unacked_alerts_repeat_and_escalate_along_the_chain() {
     // The chain has no fourth tier; an ack stops everything.
     let id = m.alerts(true, 10).unwrap()[0].id;
     m.ack(id, "赵队长", None, T0 + 31 * MIN).unwrap();
-    m.tick(T0 + 90 * MIN);
-    m.tick(T0 + 91 * MIN);
+    m.tick(T0 + 90 * MIN).unwrap();
+    m.tick(T0 + 91 * MIN).unwrap();
     assert_eq!(cap.take(), Vec::<String>::new());
 }
 
@@ -223,11 +228,11 @@ fn a_storm_at_iii_is_one_summary_per_team() {
     let (m, cap) = manager();
     let sites = ["CD-JS-01", "CD-JS-02", "CD-JS-03"];
     for (k, s) in sites.iter().enumerate() {
-        m.handle(&[site(s, "chengdong", None, Some(III), 21.0, T0 + k as i64 * S)]);
+        handle(&m, &[site(s, "chengdong", None, Some(III), 21.0, T0 + k as i64 * S)]);
     }
-    m.tick(T0 + 29 * S);
+    m.tick(T0 + 29 * S).unwrap();
     assert_eq!(cap.take(), Vec::<String>::new(), "the first waits its 30 s");
-    m.tick(T0 + 30 * S);
+    m.tick(T0 + 30 * S).unwrap();
     let sent = cap.take();
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent[1].starts_with("team1@30s: firing CD-JS-01 III"), "{sent:?}");
@@ -251,17 +256,17 @@ fn silences_mute_and_when_they_end_the_alert_is_told() {
             T0,
         )
         .unwrap();
-    m.handle(&[site("BH-BZ-01", "binhe", None, Some(II), 2.4, T0 + MIN)]);
-    m.tick(T0 + 30 * MIN);
+    handle(&m, &[site("BH-BZ-01", "binhe", None, Some(II), 2.4, T0 + MIN)]);
+    m.tick(T0 + 30 * MIN).unwrap();
     assert_eq!(cap.take(), Vec::<String>::new());
     let id = m.alerts(true, 10).unwrap()[0].id;
     let a = m.alert(id).unwrap().unwrap();
     assert_eq!(a.state, AlertState::Pending);
     assert!(timeline(&a).contains(&format!("60s silenced II (silence #{})", s.id)), "{:?}", timeline(&a));
     // The window ends on time: told at the next tick after it.
-    m.tick(T0 + 60 * MIN - S);
+    m.tick(T0 + 60 * MIN - S).unwrap();
     assert_eq!(cap.take(), Vec::<String>::new());
-    m.tick(T0 + 60 * MIN);
+    m.tick(T0 + 60 * MIN).unwrap();
     assert_eq!(cap.take().len(), 2, "team2 and hq, at once (Ⅱ)");
     // Ending a silence early through the API works the same way.
     assert!(matches!(m.expire_silence(s.id + 100, T0), Err(OpError::NoSilence(_))));
@@ -271,16 +276,19 @@ fn silences_mute_and_when_they_end_the_alert_is_told() {
 #[test]
 fn an_offline_site_inhibits_its_alerts_and_raises_its_own() {
     let (m, cap) = manager();
-    m.handle(&[Transition {
-        at: T0,
-        change: Change::Offline {
-            site: "XC-JS-01".into(),
-            last_seen: None,
-            reason: crate::engine::OfflineReason::Stale,
-        },
-    }]);
-    m.handle(&[site("XC-JS-01", "xincheng", None, Some(I), 45.0, T0 + S)]);
-    m.tick(T0 + 31 * S);
+    handle(
+        &m,
+        &[Transition {
+            at: T0,
+            change: Change::Offline {
+                site: "XC-JS-01".into(),
+                last_seen: None,
+                reason: crate::engine::OfflineReason::Stale,
+            },
+        }],
+    );
+    handle(&m, &[site("XC-JS-01", "xincheng", None, Some(I), 45.0, T0 + S)]);
+    m.tick(T0 + 31 * S).unwrap();
     let sent = cap.take();
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(
@@ -292,8 +300,8 @@ fn an_offline_site_inhibits_its_alerts_and_raises_its_own() {
     assert_eq!(offline.rule_name, "设备离线");
     assert_eq!(offline.site_name, "高铁站北广场地下通道");
     // Back online: the offline alert resolves and the held-back one is told.
-    m.handle(&[Transition { at: T0 + 2 * MIN, change: Change::Online { site: "XC-JS-01".into() } }]);
-    m.tick(T0 + 2 * MIN + 30 * S);
+    handle(&m, &[Transition { at: T0 + 2 * MIN, change: Change::Online { site: "XC-JS-01".into() } }]);
+    m.tick(T0 + 2 * MIN + 30 * S).unwrap();
     let sent = cap.take();
     assert!(sent.iter().any(|s| s.contains("firing XC-JS-01 I")), "{sent:?}");
     assert!(sent.iter().any(|s| s.contains("resolved XC-JS-01")), "{sent:?}");
@@ -314,17 +322,20 @@ fn a_street_alert_folds_its_sites() {
         None,
     )
     .unwrap();
-    m.handle(&[Transition {
-        at: T0,
-        change: Change::Street {
-            street: "chengdong".into(),
-            name: "城东街道".into(),
-            from: None,
-            to: Some(II),
-        },
-    }]);
-    m.handle(&[site("CD-JS-01", "chengdong", None, Some(III), 21.0, T0 + S)]);
-    m.tick(T0 + 31 * S);
+    handle(
+        &m,
+        &[Transition {
+            at: T0,
+            change: Change::Street {
+                street: "chengdong".into(),
+                name: "城东街道".into(),
+                from: None,
+                to: Some(II),
+            },
+        }],
+    );
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(III), 21.0, T0 + S)]);
+    m.tick(T0 + 31 * S).unwrap();
     let sent = cap.take();
     assert!(sent.iter().all(|s| s.contains("firing chengdong II")), "{sent:?}");
     assert!(!sent.iter().any(|s| s.contains("CD-JS-01")), "folded: {sent:?}");
@@ -340,7 +351,7 @@ fn a_restart_resumes_without_repeating_and_a_missed_escalation_fires_once() {
     let cap = Arc::new(Capture::default());
     {
         let m = manager_on(Store::open(&path).unwrap(), cap.clone());
-        m.handle(&[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0)]);
+        handle(&m, &[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0)]);
         assert_eq!(cap.take().len(), 2);
         // "Killed" here: nothing else written.
     }
@@ -349,17 +360,17 @@ fn a_restart_resumes_without_repeating_and_a_missed_escalation_fires_once() {
     assert_eq!(levels, [("BH-JS-01".to_string(), "depth".to_string(), II)]);
     assert!(offline.is_empty());
     // The engine, seeded, says nothing new; a replayed raise changes nothing.
-    m.handle(&[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0 + 20 * MIN)]);
+    handle(&m, &[site("BH-JS-01", "binhe", None, Some(II), 28.0, T0 + 20 * MIN)]);
     // Down from T0+1 min to T0+20 min: the escalation due at 15 min fires once.
-    m.tick(T0 + 20 * MIN);
-    m.tick(T0 + 20 * MIN + 30 * S);
+    m.tick(T0 + 20 * MIN).unwrap();
+    m.tick(T0 + 20 * MIN + 30 * S).unwrap();
     assert_eq!(cap.take(), ["team2@1230s: escalation[street_director] BH-JS-01 II → 滨河街道 孙主任"]);
-    m.tick(T0 + 21 * MIN);
-    m.tick(T0 + 34 * MIN);
+    m.tick(T0 + 21 * MIN).unwrap();
+    m.tick(T0 + 34 * MIN).unwrap();
     assert_eq!(cap.take(), Vec::<String>::new());
     // The next step on time: 15 min after the last.
-    m.tick(T0 + 35 * MIN);
-    m.tick(T0 + 35 * MIN + 30 * S);
+    m.tick(T0 + 35 * MIN).unwrap();
+    m.tick(T0 + 35 * MIN + 30 * S).unwrap();
     let sent = cap.take();
     assert!(sent.iter().any(|s| s.contains("escalation[district_hq]")), "{sent:?}");
 }
@@ -368,39 +379,129 @@ fn a_restart_resumes_without_repeating_and_a_missed_escalation_fires_once() {
 fn a_street_alert_tells_only_what_its_sites_do_not() {
     let (m, cap) = manager();
     // One site at Ⅲ makes the street Ⅲ: the site's notice says it all.
-    m.handle(&[
-        site("CD-JS-01", "chengdong", None, Some(III), 21.0, T0),
-        Transition {
-            at: T0,
-            change: Change::Street {
-                street: "chengdong".into(),
-                name: "城东街道".into(),
-                from: None,
-                to: Some(III),
+    handle(
+        &m,
+        &[
+            site("CD-JS-01", "chengdong", None, Some(III), 21.0, T0),
+            Transition {
+                at: T0,
+                change: Change::Street {
+                    street: "chengdong".into(),
+                    name: "城东街道".into(),
+                    from: None,
+                    to: Some(III),
+                },
             },
-        },
-    ]);
-    m.tick(T0 + 30 * S);
+        ],
+    );
+    m.tick(T0 + 30 * S).unwrap();
     let sent = cap.take();
     assert!(sent.iter().all(|s| s.contains("CD-JS-01") && !s.contains("chengdong")), "{sent:?}");
     // Three at Ⅲ make it Ⅱ: that is news, with the sites listed.
-    m.handle(&[
-        site("CD-JS-02", "chengdong", None, Some(III), 26.0, T0 + MIN),
-        site("CD-JS-03", "chengdong", None, Some(III), 21.0, T0 + MIN),
-        Transition {
-            at: T0 + MIN,
-            change: Change::Street {
-                street: "chengdong".into(),
-                name: "城东街道".into(),
-                from: Some(III),
-                to: Some(II),
+    handle(
+        &m,
+        &[
+            site("CD-JS-02", "chengdong", None, Some(III), 26.0, T0 + MIN),
+            site("CD-JS-03", "chengdong", None, Some(III), 21.0, T0 + MIN),
+            Transition {
+                at: T0 + MIN,
+                change: Change::Street {
+                    street: "chengdong".into(),
+                    name: "城东街道".into(),
+                    from: Some(III),
+                    to: Some(II),
+                },
             },
-        },
-    ]);
-    m.tick(T0 + MIN + 30 * S);
+        ],
+    );
+    m.tick(T0 + MIN + 30 * S).unwrap();
     let sent = cap.take();
     assert!(sent.iter().any(|s| s.contains("escalated chengdong II")), "{sent:?}");
     let n = m.notifications(10).unwrap();
     let street = n.iter().flat_map(|n| &n.intents).find(|i| i.alert.site == "chengdong").unwrap();
     assert_eq!(street.alert.members, ["CD-JS-01名 Ⅲ", "CD-JS-02名 Ⅲ", "CD-JS-03名 Ⅲ"]);
+}
+
+#[test]
+fn the_engine_mark_and_the_points_are_committed_with_the_transitions_and_kept_until_spooled() {
+    use crate::engine::Progress;
+    let dir = tempfile::tempdir().unwrap();
+    let (appender, mut reader) = crate::spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
+    let parts = crate::outlet::Outlet::new(
+        appender,
+        false,
+        crate::stage::Probe::new("outlet"),
+        Arc::new(crate::metrics::Metrics::new()),
+    );
+    let points = PointsOut { outlet: parts.handle.clone(), spooled: parts.spooled_points.clone() };
+    let c = sample();
+    let path = dir.path().join("state.db");
+    let m = AlertManager::new(
+        Store::open(&path).unwrap(),
+        c.teams.clone(),
+        Places::from_plan(&c.plan),
+        Arc::new(LogNotifier),
+        Some(points.clone()),
+        None,
+    )
+    .unwrap();
+    let street = Transition {
+        at: T0,
+        change: Change::Street {
+            street: "chengdong".into(),
+            name: "城东街道".into(),
+            from: None,
+            to: Some(IV),
+        },
+    };
+    let mark = Progress { segment: 1, offset: 4096 };
+    m.handle(&[site("CD-JS-01", "chengdong", None, Some(IV), 11.0, T0), street], Some(mark)).unwrap();
+    assert_eq!(m.engine_cursor().unwrap(), Some(mark));
+    // Not spooled yet (the outlet is not running): the row waits, and a
+    // manager made after a crash hands it over again.
+    let store = Store::open(&path).unwrap();
+    let pending = store.pending_points().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(
+        pending[0].1.contains("alert_event,event=firing,level=IV,rule=depth,site=CD-JS-01"),
+        "{}",
+        pending[0].1
+    );
+    assert!(pending[0].1.contains("area_level,street=chengdong level=1i"), "{}", pending[0].1);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let outlet = std::thread::spawn({
+        let stop = stop.clone();
+        move || parts.outlet.run(stop)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while points.spooled.load(std::sync::atomic::Ordering::Relaxed) < 1 {
+        assert!(std::time::Instant::now() < deadline, "the outlet spools the points");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The next transaction forgets what the spool has.
+    m.handle(&[], Some(Progress { segment: 1, offset: 8192 })).unwrap();
+    assert!(store.pending_points().unwrap().is_empty());
+    assert_eq!(m.engine_cursor().unwrap(), Some(Progress { segment: 1, offset: 8192 }));
+    let again = AlertManager::new(
+        store,
+        c.teams.clone(),
+        Places::from_plan(&c.plan),
+        Arc::new(LogNotifier),
+        Some(points),
+        None,
+    )
+    .unwrap();
+    assert_eq!(again.resend_points().unwrap(), 0);
+    drop((m, again, parts.handle));
+    stop.cancel();
+    outlet.join().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let batch = rt.block_on(reader.next_batch(100, std::time::Duration::from_millis(10), &stop)).unwrap();
+    let text = String::from_utf8(batch.body).unwrap();
+    assert_eq!(
+        text.matches("alert_event,event=firing,level=IV,rule=depth,site=CD-JS-01").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("area_level,street=chengdong").count(), 1, "{text}");
 }

@@ -6,11 +6,13 @@
 //! - [`decide`]: the pure decisions (table-tested);
 //! - [`route`]: which teams and members are told;
 //! - [`store`]: SQLite persistence and migrations;
-//! - [`manager`]: applies transitions, ticks and operators' acts.
+//! - [`manager`]: applies transitions, ticks and operators' acts;
+//! - [`stage`]: the alert stage's thread — batches, retries, follow-ups.
 pub mod decide;
 pub mod manager;
 pub mod model;
 pub mod route;
+pub mod stage;
 pub mod store;
 
-pub use manager::{AlertManager, LogNotifier, Notifier, OpError, Places};
+pub use manager::{AlertManager, LogNotifier, Notifier, OpError, Places, PointsOut};

@@ -122,6 +122,17 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         used_at INTEGER
      );",
+    // 3: how far the engine's judgements are on record, and points made by
+    // a transaction until the spool has them
+    "CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        segment INTEGER NOT NULL,
+        offset INTEGER NOT NULL
+     );
+     CREATE TABLE points_pending (
+        id INTEGER PRIMARY KEY,
+        lines TEXT NOT NULL
+     );",
 ];
 
 pub struct Store {
@@ -249,6 +260,22 @@ impl Store {
         let out = f(&Tx { tx: &tx })?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// A stored cursor: (segment, offset).
+    pub fn cursor(&self, name: &str) -> Result<Option<(u64, u64)>> {
+        self.conn
+            .query_row("SELECT segment, offset FROM cursors WHERE name = ?1", params![name], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+    }
+
+    /// Points made by committed transactions that may not be spooled yet.
+    pub fn pending_points(&self) -> Result<Vec<(i64, String)>> {
+        let mut s = self.conn.prepare("SELECT id, lines FROM points_pending ORDER BY id")?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
     }
 
     /// Alerts not resolved, with their timelines.
@@ -492,6 +519,27 @@ impl Tx<'_> {
         for id in ids {
             self.tx.execute("DELETE FROM pending_intents WHERE id = ?1", params![id])?;
         }
+        Ok(())
+    }
+
+    pub fn set_cursor(&self, name: &str, segment: u64, offset: u64) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO cursors (name, segment, offset) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET segment = excluded.segment, offset = excluded.offset",
+            params![name, segment as i64, offset as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Keeps points until the spool has them; their row id.
+    pub fn insert_points(&self, lines: &str) -> Result<i64> {
+        self.tx.execute("INSERT INTO points_pending (lines) VALUES (?1)", params![lines])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Forgets the points the spool has: rows up to `id`.
+    pub fn delete_points_upto(&self, id: i64) -> Result<()> {
+        self.tx.execute("DELETE FROM points_pending WHERE id <= ?1", params![id])?;
         Ok(())
     }
 

@@ -123,6 +123,7 @@ impl Work<'_> {
                 self.level_change(template, None, now)
             }
             Change::Street { street, name, to, .. } => {
+                points::area_level(&mut self.out.lines, "street", street, *to, now);
                 let template = Alert {
                     kind: Some(AlertKind::Street),
                     site: street.to_string(),
@@ -137,6 +138,7 @@ impl Work<'_> {
                 self.level_change(template, *to, now)
             }
             Change::District { to, .. } => {
+                points::area_level(&mut self.out.lines, "district", &self.places.district_id, *to, now);
                 let template = Alert {
                     kind: Some(AlertKind::District),
                     site: self.places.district_id.clone(),

@@ -12,6 +12,7 @@ pub mod machine;
 pub mod rain;
 mod rules;
 pub mod series;
+pub mod sink;
 mod view;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -26,6 +27,7 @@ use machine::Machine;
 use rain::Rain;
 use series::Series;
 
+pub use sink::{Judged, Progress, TransitionSink};
 pub use view::{rfc3339, site as site_view, SiteView, TrendView};
 
 /// What the engine is given.

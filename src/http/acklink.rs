@@ -155,6 +155,13 @@ fn check(s: &AppState, token: &str) -> Result<Claims, Response> {
 
 /// The alert and a confirm button.
 pub async fn show(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    // Reads of state.db: off the async workers.
+    super::blocking(move || show_now(&s, &token)).await
+}
+
+fn show_now(s: &AppState, token: &str) -> Response {
+    let s = s.clone();
+    let token = token.to_string();
     let w = words(&s);
     let claims = match check(&s, &token) {
         Ok(c) => c,
@@ -187,6 +194,13 @@ pub async fn confirm(
     Path(token): Path<String>,
     form: Result<Form<AckForm>, FormRejection>,
 ) -> Response {
+    let note = form.ok().map(|f| f.0.note);
+    super::blocking(move || confirm_now(&s, &token, note)).await
+}
+
+fn confirm_now(s: &AppState, token: &str, note: Option<String>) -> Response {
+    let s = s.clone();
+    let token = token.to_string();
     let w = words(&s);
     if let Err(r) = check(&s, &token) {
         return r;
@@ -199,7 +213,7 @@ pub async fn confirm(
         Ok(c) => c,
         Err(e) => return refused(w, &e),
     };
-    let note = form.ok().map(|f| f.0.note.trim().to_string()).filter(|n| !n.is_empty());
+    let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
     let note = note.unwrap_or_else(|| {
         if std::ptr::eq(w, &EN) {
             "via message link".into()

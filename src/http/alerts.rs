@@ -1,6 +1,8 @@
 //! `/api/v1/alerts` and `/api/v1/silences`: the alerts with their timelines,
 //! acknowledge and dispose, maintenance windows.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +13,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::api::{authorize, ApiError};
-use super::AppState;
+use super::{blocking, AppState};
 use crate::alerts::model::{Alert, Matchers, Silence};
 use crate::alerts::{AlertManager, OpError};
 use crate::engine::rfc3339;
@@ -162,8 +164,8 @@ pub struct SilenceBody {
     pub comment: String,
 }
 
-fn manager(s: &AppState) -> Result<&AlertManager, ApiError> {
-    s.alerts.as_deref().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "alerting is not running"))
+fn manager(s: &AppState) -> Result<Arc<AlertManager>, ApiError> {
+    s.alerts.clone().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "alerting is not running"))
 }
 
 impl From<OpError> for ApiError {
@@ -207,7 +209,8 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> Res
             ))
         }
     };
-    let alerts = manager(&s)?.alerts(active, 1000)?;
+    let m = manager(&s)?;
+    let alerts = blocking(move || m.alerts(active, 1000)).await?;
     let tz = s.live.timezone;
     Ok(Json(AlertList { alerts: alerts.iter().map(|a| AlertView::new(a, tz)).collect() }).into_response())
 }
@@ -215,7 +218,8 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> Res
 /// One alert.
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", responses((status = 200, body = AlertView), (status = 404)))]
 pub async fn one(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    match manager(&s)?.alert(id)? {
+    let m = manager(&s)?;
+    match blocking(move || m.alert(id)).await? {
         Some(a) => Ok(Json(AlertView::new(&a, s.live.timezone)).into_response()),
         None => Err(OpError::NoAlert(id).into()),
     }
@@ -233,7 +237,8 @@ pub async fn ack(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let a = manager(&s)?.ack(id, &b.by, b.note.as_deref(), now())?;
+    let m = manager(&s)?;
+    let a = blocking(move || m.ack(id, &b.by, b.note.as_deref(), now())).await?;
     Ok(Json(AlertView::new(&a, s.live.timezone)).into_response())
 }
 
@@ -249,7 +254,8 @@ pub async fn dispose(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let a = manager(&s)?.dispose(id, &b.by, b.note.as_deref().unwrap_or(""), now())?;
+    let m = manager(&s)?;
+    let a = blocking(move || m.dispose(id, &b.by, b.note.as_deref().unwrap_or(""), now())).await?;
     Ok(Json(AlertView::new(&a, s.live.timezone)).into_response())
 }
 
@@ -257,7 +263,8 @@ pub async fn dispose(
 #[utoipa::path(get, path = "/api/v1/silences", responses((status = 200, body = SilenceList)))]
 pub async fn silences(State(s): State<AppState>) -> Result<Response, ApiError> {
     let tz = s.live.timezone;
-    let list = manager(&s)?.silences(now(), false)?;
+    let m = manager(&s)?;
+    let list = blocking(move || m.silences(now(), false)).await?;
     Ok(Json(SilenceList { silences: list.iter().map(|x| SilenceView::new(x, tz)).collect() }).into_response())
 }
 
@@ -296,7 +303,8 @@ pub async fn add_silence(
         comment: b.comment,
         from_config: false,
     };
-    let created = manager(&s)?.add_silence(silence, now)?;
+    let m = manager(&s)?;
+    let created = blocking(move || m.add_silence(silence, now)).await?;
     Ok((StatusCode::CREATED, Json(SilenceView::new(&created, s.live.timezone))).into_response())
 }
 
@@ -310,7 +318,8 @@ pub async fn delete_silence(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    manager(&s)?.expire_silence(id, now())?;
+    let m = manager(&s)?;
+    blocking(move || m.expire_silence(id, now())).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -326,7 +335,9 @@ pub async fn notifications(
     State(s): State<AppState>,
     Query(q): Query<NotificationQuery>,
 ) -> Result<Response, ApiError> {
-    let list = manager(&s)?.notifications(q.limit.unwrap_or(100).min(1000))?;
+    let m = manager(&s)?;
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let list = blocking(move || m.notifications(limit)).await?;
     let tz = s.live.timezone;
     let items: Vec<serde_json::Value> = list
         .iter()
@@ -361,9 +372,10 @@ pub async fn outbox(
     Query(q): Query<NotificationQuery>,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    let Some(outbox) = &s.outbox else {
+    let Some(outbox) = s.outbox.clone() else {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "nothing is sent here"));
     };
-    let messages = outbox.recent(q.limit.unwrap_or(100).min(1000), s.live.timezone);
+    let (limit, tz) = (q.limit.unwrap_or(100).min(1000), s.live.timezone);
+    let messages = blocking(move || outbox.recent(limit, tz)).await;
     Ok(Json(json!({ "messages": messages })).into_response())
 }

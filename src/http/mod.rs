@@ -88,11 +88,34 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    if let Some(outbox) = &s.outbox {
-        outbox.observe(&s.metrics, crate::reading::to_ns(chrono::Utc::now()));
-    }
-    let body = s.metrics.render(Some(&s.health.spool), chrono::Utc::now().timestamp_millis());
+    let body = tokio::task::spawn_blocking(move || {
+        if let Some(outbox) = &s.outbox {
+            // A query of state.db: off the async workers.
+            outbox.observe(&s.metrics, crate::reading::to_ns(chrono::Utc::now()));
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        s.metrics.set_spool(&s.health.spool.figures(now_ms));
+        for p in s.health.stages.snapshots() {
+            let st = crate::stage::judge(&p, now_ms, crate::stage::STALL_AFTER);
+            s.metrics.set_stage(&crate::metrics::StageFigures {
+                stage: p.name,
+                queued: st.queued,
+                oldest_seconds: st.oldest_s,
+                stalled: !st.ok,
+                handled: p.handled,
+            });
+        }
+        s.metrics.render()
+    })
+    .await
+    .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// Runs a blocking call (a query or a transaction on `state.db`) on
+/// tokio's blocking pool, never on an async worker.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("a blocking call of a handler panicked")
 }
 
 #[cfg(test)]
@@ -119,14 +142,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let live = Arc::new(Live::new(
-            config.plan.clone(),
-            alerts.clone(),
-            None,
-            metrics.clone(),
-            config.timezone,
-            0,
-        ));
+        let live = Arc::new(Live::new(config.plan.clone(), metrics.clone(), config.timezone, 0));
         AppState {
             metrics,
             health: Arc::new(Health::new(
@@ -140,6 +156,13 @@ mod tests {
             api_token: Secret::new("t0ken"),
             max_body: 1024,
         }
+    }
+
+    /// Judges readings and records the transitions, as the engine and the
+    /// alert stage do in the daemon.
+    fn feed(s: &AppState, readings: &[Reading], now: i64) {
+        let t = s.live.readings(readings, now);
+        s.alerts.as_ref().unwrap().handle(&t, None).unwrap();
     }
 
     async fn send(app: Router, req: Request<Body>) -> (StatusCode, String) {
@@ -178,8 +201,8 @@ mod tests {
             value: crate::reading::Value::Float(v),
             ts: now + dt,
         };
-        s.live.readings(&[r(21.0, -60_000_000_000)], now - 60_000_000_000);
-        s.live.readings(&[r(22.0, 0)], now);
+        feed(&s, &[r(21.0, -60_000_000_000)], now - 60_000_000_000);
+        feed(&s, &[r(22.0, 0)], now);
         let (code, body) = get(router(s.clone()), "/api/v1/sites").await;
         assert_eq!(code, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -253,7 +276,7 @@ mod tests {
                 value: crate::reading::Value::Float(22.0),
                 ts: now + k,
             };
-            s.live.readings(&[r], now + k);
+            feed(&s, &[r], now + k);
         }
         let (code, body) = get(router(s.clone()), "/api/v1/alerts").await;
         assert_eq!(code, StatusCode::OK, "{body}");
@@ -336,7 +359,7 @@ mod tests {
                 value: crate::reading::Value::Float(1.0),
                 ts: now + k,
             };
-            s.live.readings(&[r], now + k);
+            feed(&s, &[r], now + k);
         }
         let (_, body) = get(router(s.clone()), &format!("/api/v1/alerts/{id}")).await;
         assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["state"], "resolved");

@@ -1,12 +1,13 @@
-//! Ingest: MQTT messages in, readings spooled and acked.
+//! Intake: what the field sends, decoded into readings and handed to the
+//! outlet, confirmed to the sender once spooled.
 //!
-//! - [`decode`]: the pure decoder, `(topic, payload, received_at) -> readings`;
-//! - [`mqtt`]: connection options (persistent session, manual acks, TLS);
-//! - [`pipeline`]: the event loop and the worker that spools and acks.
-pub mod decode;
-mod mapping;
+//! - [`intake`]: the protocol-independent part every source uses — hand
+//!   decoded messages to the outlet with their confirmation, count readings,
+//!   log bad input once per cause;
+//! - [`mqtt`]: the MQTT source — the pure decoder and topic mappings,
+//!   connection options, and the client whose acks always drain.
+pub mod intake;
 pub mod mqtt;
-pub mod pipeline;
 
-pub use decode::{DecodeError, Decoder};
-pub use pipeline::Ingest;
+pub use intake::Intake;
+pub use mqtt::{DecodeError, Decoder, Mqtt};

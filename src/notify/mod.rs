@@ -15,6 +15,7 @@ pub mod message;
 pub mod outbox;
 pub mod send;
 pub mod sign;
+pub mod stage;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
@@ -64,6 +65,9 @@ struct Channels {
 /// Every channel a message can go out on (the `channel` label of the metrics).
 pub const CHANNELS: [&str; 5] = ["sms", "email", "wecom", "dingtalk", "webhook"];
 
+/// How an attempt ended (the `result` label of the metrics).
+pub const RESULTS: [&str; 6] = ["sent", "retry", "throttled", "merged", "failed", "gave_up"];
+
 pub struct Outbox {
     db: Mutex<OutboxDb>,
     channels: RwLock<Arc<Channels>>,
@@ -73,6 +77,8 @@ pub struct Outbox {
     limits: Mutex<Limits>,
     wake: [Notify; 3],
     metrics: Option<Arc<Metrics>>,
+    /// Attempts started or finished, for the stage's heartbeat.
+    pub(crate) activity: std::sync::atomic::AtomicU64,
 }
 
 /// One row to make for a notification.
@@ -103,6 +109,7 @@ impl Outbox {
             limits: Mutex::new(Limits::default()),
             wake: [Notify::new(), Notify::new(), Notify::new()],
             metrics,
+            activity: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -136,28 +143,36 @@ impl Outbox {
         }
     }
 
-    /// After a crash: sends cut off are queued again, notifications logged
-    /// but never queued are queued now.
+    /// After a crash: sends cut off are queued again (same idempotency key).
     pub fn recover(&self) -> Result<(), String> {
-        let now = now();
-        let pending = {
-            let db = self.db.lock().expect("outbox lock");
-            let n = db.requeue_sending(now).map_err(|e| e.to_string())?;
-            if n > 0 {
-                tracing::warn!(rows = n, "messages cut off mid-send are queued again (same idempotency key)");
-            }
-            db.unqueued_notifications().map_err(|e| e.to_string())?
-        };
+        let n = self.db.lock().expect("outbox lock").requeue_sending(now()).map_err(|e| e.to_string())?;
+        if n > 0 {
+            tracing::warn!(rows = n, "messages cut off mid-send are queued again (same idempotency key)");
+        }
+        Ok(())
+    }
+
+    /// Turns the notifications the alert manager logged (and committed)
+    /// into outbox rows; how many. A failure leaves them logged and
+    /// unqueued: the next call queues them.
+    pub fn enqueue_pending(&self, now: TimestampNs) -> Result<usize, String> {
+        let pending =
+            self.db.lock().expect("outbox lock").unqueued_notifications().map_err(|e| e.to_string())?;
+        let mut done = 0;
         for (id, body) in pending {
             match serde_json::from_str::<Notification>(&body) {
                 Ok(mut n) => {
                     n.id = id;
-                    self.enqueue(&n, now);
+                    self.enqueue(&n, now)?;
+                    done += 1;
                 }
-                Err(e) => tracing::error!(id, error = %e, "cannot read a logged notification"),
+                Err(e) => {
+                    tracing::error!(id, error = %e, "cannot read a logged notification; marking it queued");
+                    let _ = self.db.lock().expect("outbox lock").enqueue(id, &[], now);
+                }
             }
         }
-        Ok(())
+        Ok(done)
     }
 
     /// An ack link for `alert_id` sent to `member`, if links are configured.
@@ -253,7 +268,7 @@ impl Outbox {
     }
 
     /// Puts a notification's messages in the outbox.
-    pub fn enqueue(&self, n: &Notification, now: TimestampNs) {
+    pub fn enqueue(&self, n: &Notification, now: TimestampNs) -> Result<(), String> {
         let planned = self.plan(n, false, now);
         let keys: Vec<String> =
             planned.iter().map(|p| format!("n{}:{}:{}", n.id, p.channel, p.recipient)).collect();
@@ -270,14 +285,16 @@ impl Outbox {
                 key,
             })
             .collect();
-        match self.db.lock().expect("outbox lock").enqueue(n.id, &rows, now) {
-            Ok(added) => tracing::debug!(notification = n.id, messages = added, "queued"),
-            Err(e) => {
-                tracing::error!(notification = n.id, error = %e, "cannot queue the messages; they are queued after a restart")
-            }
-        }
+        let result = self.db.lock().expect("outbox lock").enqueue(n.id, &rows, now);
         for w in &self.wake {
             w.notify_one();
+        }
+        match result {
+            Ok(added) => {
+                tracing::debug!(notification = n.id, messages = added, "queued");
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot queue the messages of notification {}: {e}", n.id)),
         }
     }
 
@@ -380,8 +397,10 @@ impl Outbox {
                 return;
             }
         };
+        self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ch = self.ch();
         let outcome = ch.senders.send(&row.channel, &row.body, &row.recipient_name, &row.key).await;
+        self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let done = crate::reading::to_ns(chrono::Utc::now());
         let (state, next, label, text) = match &outcome {
             Outcome::Sent(r) => {
@@ -457,6 +476,11 @@ impl Outbox {
         }
     }
 
+    /// Rows due now or being sent, and when the oldest was made (the stage's figures).
+    pub fn due_figures(&self, now: TimestampNs) -> (i64, Option<TimestampNs>) {
+        self.db.lock().expect("outbox lock").due_figures(now).unwrap_or((0, None))
+    }
+
     /// Returns once nothing is due or being sent (messages waiting for a
     /// retry later do not count).
     pub async fn drained(&self) {
@@ -518,9 +542,15 @@ impl Outbox {
     }
 }
 
-impl Notifier for Outbox {
-    fn notify(&self, n: &Notification) {
-        self.enqueue(n, now());
+/// The alert manager's notifier in the daemon: the notification is in
+/// `state.db` already (committed with the alert); this only wakes the
+/// outbox stage, which queues it from there.
+#[derive(Clone, Default)]
+pub struct Wake(pub Arc<Notify>);
+
+impl Notifier for Wake {
+    fn notify(&self, _: &Notification) {
+        self.0.notify_one();
     }
 }
 

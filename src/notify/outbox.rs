@@ -171,6 +171,15 @@ impl OutboxDb {
         )
     }
 
+    /// Rows due now or being sent, and when the oldest of them was made.
+    pub fn due_figures(&self, now: TimestampNs) -> Result<(i64, Option<TimestampNs>)> {
+        self.conn.query_row(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'sending' OR (state = 'queued' AND next_attempt_at <= ?1)",
+            params![now],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+    }
+
     /// Other queued rows for the same channel and recipient (to merge).
     pub fn queued_for(&self, channel: &str, recipient: &str, except: i64) -> Result<Vec<Row>> {
         let mut s = self.conn.prepare(&format!(

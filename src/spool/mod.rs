@@ -20,7 +20,7 @@
 mod reader;
 pub mod record;
 
-pub use reader::{Batch, Reader};
+pub use reader::{Batch, Reader, Tail};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -34,10 +34,26 @@ use tokio::sync::Notify;
 use record::Frame;
 
 /// A position in the spool: segment id and byte offset in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct Position {
     pub segment: u64,
     pub offset: u64,
+}
+
+impl Position {
+    /// Past every record: "no limit".
+    pub const MAX: Position = Position { segment: u64::MAX, offset: u64::MAX };
+}
+
+/// Where one append put its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Where the previous append ended: a reader that stands here has read
+    /// everything before this append.
+    pub prev_end: Position,
+    /// Where the first record starts (a new segment's 0 when it rolled).
+    pub start: Position,
+    pub end: Position,
 }
 
 /// Counters and gauges of the spool, shared with `/metrics` and `/readyz`.
@@ -56,6 +72,30 @@ pub struct SpoolStats {
     pub fsyncs: AtomicU64,
 }
 
+impl SpoolStats {
+    /// Seconds since the oldest record not yet in InfluxDB was spooled.
+    pub fn lag_seconds(&self, now_ms: i64) -> f64 {
+        let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
+        if oldest == 0 || self.pending_records.load(Ordering::Relaxed) <= 0 {
+            0.0
+        } else {
+            ((now_ms - oldest).max(0) as f64) / 1000.0
+        }
+    }
+
+    /// The figures `/metrics` shows.
+    pub fn figures(&self, now_ms: i64) -> crate::metrics::SpoolFigures {
+        crate::metrics::SpoolFigures {
+            pending_records: self.pending_records.load(Ordering::Relaxed),
+            pending_bytes: self.pending_bytes.load(Ordering::Relaxed),
+            lag_seconds: self.lag_seconds(now_ms),
+            appended_records: self.appended_records.load(Ordering::Relaxed),
+            corrupt_records: self.corrupt_frames.load(Ordering::Relaxed),
+            fsyncs: self.fsyncs.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct Shared {
     dir: PathBuf,
     stats: Arc<SpoolStats>,
@@ -66,6 +106,56 @@ struct Shared {
     /// The file being appended to, for the fsync task.
     active: Mutex<Option<Arc<File>>>,
     dirty: AtomicBool,
+    /// What each consumer of the records still needs: segments wholly before
+    /// every floor are deleted. The writer's floor is its cursor; the
+    /// engine's, the position its judgements are committed up to.
+    floors: Mutex<Vec<(&'static str, Position)>>,
+}
+
+impl Shared {
+    /// Sets `who`'s floor: it needs nothing before `pos` any more.
+    fn retain(&self, who: &'static str, pos: Position) {
+        let mut floors = self.floors.lock().expect("spool floors");
+        match floors.iter_mut().find(|(n, _)| *n == who) {
+            Some(f) => f.1 = pos,
+            None => floors.push((who, pos)),
+        }
+    }
+
+    /// Deletes the segments no consumer needs: wholly before every floor.
+    /// Only the writer's commit calls it, so with no InfluxDB (spool only)
+    /// nothing is ever deleted.
+    fn collect_garbage(&self) -> io::Result<()> {
+        let floor = {
+            let floors = self.floors.lock().expect("spool floors");
+            floors.iter().map(|(_, p)| p.segment).min().unwrap_or(0)
+        };
+        for seg in list_segments(&self.dir)? {
+            if seg >= floor {
+                break;
+            }
+            match fs::remove_file(segment_path(&self.dir, seg)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lets a consumer other than the writer say how far it no longer needs
+/// the records (the engine, once its judgements are committed).
+#[derive(Clone)]
+pub struct Retention {
+    shared: Arc<Shared>,
+    who: &'static str,
+}
+
+impl Retention {
+    pub fn set(&self, pos: Position) {
+        self.shared.retain(self.who, pos);
+    }
 }
 
 /// Opens the spool in `dir` (created if missing) and returns its two ends.
@@ -125,6 +215,7 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
         appended: Notify::new(),
         active: Mutex::new(Some(file.clone())),
         dirty: AtomicBool::new(false),
+        floors: Mutex::new(vec![(reader::WRITER, start)]),
     });
     if pending_records > 0 {
         shared.appended.notify_one();
@@ -213,7 +304,8 @@ impl Appender {
         &mut self,
         payloads: impl IntoIterator<Item = &'a [u8]>,
         now_ms: i64,
-    ) -> io::Result<()> {
+    ) -> io::Result<Appended> {
+        let prev_end = self.position();
         self.buf.clear();
         let mut n = 0i64;
         for p in payloads {
@@ -224,11 +316,12 @@ impl Appender {
             n += 1;
         }
         if n == 0 {
-            return Ok(());
+            return Ok(Appended { prev_end, start: prev_end, end: prev_end });
         }
         if self.offset > 0 && self.offset + self.buf.len() as u64 > self.segment_size {
             self.roll()?;
         }
+        let start = self.position();
         if let Err(e) = (&*self.file).write_all(&self.buf) {
             // A partial write leaves a torn frame: cut it so the next append
             // starts clean.
@@ -243,10 +336,34 @@ impl Appender {
         stats.pending_records.fetch_add(n, Ordering::Relaxed);
         stats.pending_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.shared.dirty.store(true, Ordering::Release);
-        *self.shared.head.lock().expect("spool head") =
-            Position { segment: self.segment, offset: self.offset };
+        let end = self.position();
+        *self.shared.head.lock().expect("spool head") = end;
         self.shared.appended.notify_one();
-        Ok(())
+        Ok(Appended { prev_end, start, end })
+    }
+
+    /// Where the next append goes (the head).
+    pub fn position(&self) -> Position {
+        Position { segment: self.segment, offset: self.offset }
+    }
+
+    /// A reader of the records from `start` on, for the engine.
+    pub fn tail(&self, start: Position) -> Tail {
+        Tail::new(self.shared.clone(), start)
+    }
+
+    /// The oldest position still in the spool: where a reader that has
+    /// lost its place starts.
+    pub fn oldest(&self) -> Position {
+        let first = list_segments(&self.shared.dir).ok().and_then(|v| v.first().copied());
+        first.map_or(self.position(), |segment| Position { segment, offset: 0 })
+    }
+
+    /// A handle by which `who` (the engine) keeps the records it still
+    /// needs from being deleted; it starts needing everything from `from`.
+    pub fn retention(&self, who: &'static str, from: Position) -> Retention {
+        self.shared.retain(who, from);
+        Retention { shared: self.shared.clone(), who }
     }
 
     fn roll(&mut self) -> io::Result<()> {

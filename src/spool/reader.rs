@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::{self, Frame};
-use super::{list_segments, segment_path, Position, Shared, SpoolStats};
+use super::{segment_path, Position, Shared, SpoolStats};
 
 /// A run of records read from the spool, ready to send.
 #[derive(Debug, Default)]
@@ -42,8 +42,9 @@ enum Step {
     Bad(usize),
 }
 
-/// The reading end, owned by the InfluxDB writer.
-pub struct Reader {
+/// Reads records from a position, up to the spool's head or a limit: the
+/// common part of the writer's [`Reader`] and the engine's [`Tail`].
+struct Scanner {
     shared: Arc<Shared>,
     /// Where the next record starts.
     pos: Position,
@@ -51,25 +52,21 @@ pub struct Reader {
     buf: Vec<u8>,
     buf_start: Position,
     file: Option<File>,
+    /// The writer's scanner keeps the spool's figures (lag, damaged
+    /// records); another reader of the same records must not count them again.
+    keeps_stats: bool,
 }
 
-impl Reader {
-    pub(super) fn new(shared: Arc<Shared>, start: Position) -> Self {
-        Reader { shared, pos: start, buf: Vec::new(), buf_start: start, file: None }
-    }
-
-    pub fn stats(&self) -> Arc<SpoolStats> {
-        self.shared.stats.clone()
-    }
-
+impl Scanner {
     fn head(&self) -> Position {
         *self.shared.head.lock().expect("spool head")
     }
 
-    /// Reads up to `max_records` records that are already on disk.
-    fn read_available(&mut self, batch: &mut Batch, max_records: usize) -> io::Result<()> {
+    /// Reads up to `max_records` records that are on disk, stopping at
+    /// `limit` (a record boundary) or the head, whichever comes first.
+    fn read(&mut self, batch: &mut Batch, max_records: usize, limit: Position) -> io::Result<()> {
         while batch.records < max_records {
-            let head = self.head();
+            let head = self.head().min(limit);
             if self.pos >= head {
                 return Ok(());
             }
@@ -98,7 +95,9 @@ impl Reader {
                         if batch.records == 0 {
                             batch.first_appended_ms = appended_at_ms;
                             batch.start = self.pos;
-                            self.shared.stats.oldest_pending_ms.store(appended_at_ms, Ordering::Relaxed);
+                            if self.keeps_stats {
+                                self.shared.stats.oldest_pending_ms.store(appended_at_ms, Ordering::Relaxed);
+                            }
                         }
                         batch.body.extend_from_slice(payload);
                         batch.records += 1;
@@ -130,7 +129,7 @@ impl Reader {
                     if n == 0 {
                         if self.pos.segment < head.segment {
                             // The end of a finished segment: a torn or empty tail.
-                            if unparsed > 0 {
+                            if unparsed > 0 && self.keeps_stats {
                                 self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
                             }
                             self.pos = Position { segment: self.pos.segment + 1, offset: 0 };
@@ -143,17 +142,40 @@ impl Reader {
                 Step::Bad(skip) => {
                     // Skip to the next frame that checks out (or may), or
                     // past everything read so far.
-                    self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        segment = self.pos.segment,
-                        offset = self.pos.offset,
-                        "damaged spool record skipped"
-                    );
+                    if self.keeps_stats {
+                        self.shared.stats.corrupt_frames.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            segment = self.pos.segment,
+                            offset = self.pos.offset,
+                            "damaged spool record skipped"
+                        );
+                    }
                     self.pos.offset += skip as u64;
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The reading end, owned by the InfluxDB writer.
+pub struct Reader {
+    scan: Scanner,
+}
+
+impl Reader {
+    pub(super) fn new(shared: Arc<Shared>, start: Position) -> Self {
+        let scan =
+            Scanner { shared, pos: start, buf: Vec::new(), buf_start: start, file: None, keeps_stats: true };
+        Reader { scan }
+    }
+
+    pub fn stats(&self) -> Arc<SpoolStats> {
+        self.scan.shared.stats.clone()
+    }
+
+    fn read_available(&mut self, batch: &mut Batch, max_records: usize) -> io::Result<()> {
+        self.scan.read(batch, max_records, Position::MAX)
     }
 
     /// Waits for records and returns a batch of up to `max_records`: as soon
@@ -165,18 +187,19 @@ impl Reader {
         linger: Duration,
         stop: &tokio_util::sync::CancellationToken,
     ) -> io::Result<Batch> {
-        let mut batch = Batch { end: self.pos, start: self.pos, ..Batch::default() };
+        let pos = self.scan.pos;
+        let mut batch = Batch { end: pos, start: pos, ..Batch::default() };
         let mut deadline = None;
         loop {
             self.read_available(&mut batch, max_records)?;
-            batch.end = self.pos;
+            batch.end = self.scan.pos;
             if batch.records >= max_records {
                 return Ok(batch);
             }
             if batch.records > 0 && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + linger);
             }
-            let wait = self.shared.appended.notified();
+            let wait = self.scan.shared.appended.notified();
             match deadline {
                 Some(d) => tokio::select! {
                     _ = wait => {}
@@ -193,20 +216,22 @@ impl Reader {
 
     /// Reads what is on disk now without waiting (used to flush at shutdown).
     pub fn try_batch(&mut self, max_records: usize) -> io::Result<Batch> {
-        let mut batch = Batch { end: self.pos, start: self.pos, ..Batch::default() };
+        let pos = self.scan.pos;
+        let mut batch = Batch { end: pos, start: pos, ..Batch::default() };
         self.read_available(&mut batch, max_records)?;
-        batch.end = self.pos;
+        batch.end = self.scan.pos;
         Ok(batch)
     }
 
     /// Marks everything before `batch.end` as stored: writes the cursor and
     /// deletes segments wholly before it.
     pub fn commit(&mut self, batch: &Batch) -> io::Result<()> {
-        let dir = &self.shared.dir;
+        let shared = &self.scan.shared;
+        let dir = &shared.dir;
         let tmp = dir.join("cursor.tmp");
         fs::write(&tmp, format!("{} {}\n", batch.end.segment, batch.end.offset))?;
         fs::rename(&tmp, dir.join("cursor"))?;
-        let stats = &self.shared.stats;
+        let stats = &shared.stats;
         stats.pending_records.fetch_sub(batch.records as i64, Ordering::Relaxed);
         let bytes = if batch.start.segment == batch.end.segment {
             batch.end.offset - batch.start.offset
@@ -222,12 +247,62 @@ impl Reader {
         };
         stats.pending_bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
         stats.oldest_pending_ms.store(0, Ordering::Relaxed);
-        for seg in list_segments(dir)? {
-            if seg >= batch.end.segment {
-                break;
-            }
-            fs::remove_file(segment_path(dir, seg))?;
+        shared.retain(WRITER, batch.end);
+        shared.collect_garbage()
+    }
+}
+
+/// The floor name of the InfluxDB writer.
+pub(super) const WRITER: &str = "influxdb";
+
+/// A second reader of the same records, for the engine: reads what lies
+/// between two positions, keeps no cursor of its own on disk (the engine's
+/// is in the state store) and counts nothing in the spool's figures.
+pub struct Tail {
+    scan: Scanner,
+}
+
+impl Tail {
+    pub(super) fn new(shared: Arc<Shared>, start: Position) -> Self {
+        Tail {
+            scan: Scanner {
+                shared,
+                pos: start,
+                buf: Vec::new(),
+                buf_start: start,
+                file: None,
+                keeps_stats: false,
+            },
         }
-        Ok(())
+    }
+
+    /// Where the next record read starts.
+    pub fn position(&self) -> Position {
+        self.scan.pos
+    }
+
+    /// The end of what is appended now.
+    pub fn head(&self) -> Position {
+        self.scan.head()
+    }
+
+    /// Moves to `pos` (a record boundary).
+    pub fn seek(&mut self, pos: Position) {
+        if pos != self.scan.pos {
+            self.scan.pos = pos;
+            self.scan.file = None;
+            self.scan.buf.clear();
+            self.scan.buf_start = pos;
+        }
+    }
+
+    /// Reads up to `max_records` records from the position, not past
+    /// `limit` (nor the head): their payloads concatenated.
+    pub fn read_until(&mut self, limit: Position, max_records: usize) -> io::Result<Batch> {
+        let pos = self.scan.pos;
+        let mut batch = Batch { end: pos, start: pos, ..Batch::default() };
+        self.scan.read(&mut batch, max_records, limit)?;
+        batch.end = self.scan.pos;
+        Ok(batch)
     }
 }

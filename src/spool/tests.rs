@@ -177,3 +177,67 @@ fn sync_clears_dirty_and_counts() {
     a.sync().unwrap();
     assert_eq!(a.stats().fsyncs.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test]
+async fn a_tail_reads_between_positions_across_segments_and_counts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut r) = open(dir.path(), 1024).unwrap();
+    let start = a.position();
+    let mut ends = Vec::new();
+    for chunk in recs(0..120).chunks(7) {
+        let ap = a.append(chunk.iter().map(|s| s.as_bytes()), T0).unwrap();
+        assert!(ap.start >= ap.prev_end);
+        ends.push(ap);
+    }
+    assert!(segments(dir.path()).len() > 3, "it rolled");
+    for w in ends.windows(2) {
+        assert_eq!(w[1].prev_end, w[0].end, "each append starts where the last ended");
+    }
+    let mut tail = a.tail(start);
+    // Up to the start of the 5th append: its first 4 appends, 28 records.
+    let b = tail.read_until(ends[4].start, 1000).unwrap();
+    assert_eq!(b.records, 28);
+    assert_eq!(String::from_utf8(b.body).unwrap(), recs(0..28).concat());
+    assert_eq!(tail.position(), ends[4].start);
+    // The rest, in bounded pieces.
+    let mut rest = String::new();
+    loop {
+        let b = tail.read_until(Position::MAX, 10).unwrap();
+        if b.records == 0 {
+            break;
+        }
+        rest.push_str(std::str::from_utf8(&b.body).unwrap());
+    }
+    assert_eq!(rest, recs(28..120).concat());
+    assert_eq!(tail.position(), tail.head());
+    // The writer's figures are its own.
+    assert_eq!(a.stats().oldest_pending_ms.load(Ordering::Relaxed), 0);
+    let (got, _) = drain(&mut r, 1000).await;
+    assert_eq!(got.len(), 120);
+}
+
+#[tokio::test]
+async fn segments_the_engine_still_needs_are_kept_after_the_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, mut r) = open(dir.path(), 1024).unwrap();
+    let start = a.position();
+    let engine = a.retention("engine", start);
+    append_all(&mut a, &recs(0..200));
+    let before = segments(dir.path());
+    let (_, batches) = drain(&mut r, 1000).await;
+    r.commit(batches.last().unwrap()).unwrap();
+    assert_eq!(segments(dir.path()), before, "the engine has judged nothing yet: all kept");
+    // The engine is halfway: what lies wholly before its place goes at the next commit.
+    let mut tail = a.tail(start);
+    let half = tail.read_until(Position::MAX, 100).unwrap();
+    engine.set(half.end);
+    append_all(&mut a, &recs(200..210));
+    let (_, batches) = drain(&mut r, 1000).await;
+    r.commit(batches.last().unwrap()).unwrap();
+    let after = segments(dir.path());
+    assert_eq!(after.first().copied(), Some(half.end.segment), "{after:?}");
+    // A tail from the engine's place still reads everything after it.
+    let mut tail = a.tail(half.end);
+    let b = tail.read_until(Position::MAX, 1000).unwrap();
+    assert_eq!(String::from_utf8(b.body).unwrap(), recs(100..210).concat());
+}

@@ -1,75 +1,29 @@
-//! The live engine: the compiled plan and the engine's state behind one lock,
-//! fed by ingest and a one-second ticker, read by the API, reloaded in place.
+//! The engine in the daemon: the compiled plan and the engine's state behind
+//! one lock, stepped by the engine stage (`stage`) and read by the API, the
+//! page and its event stream.
 //!
-//! Every transition goes to one [`TransitionSink`] (the alert manager; a
-//! logging sink until it exists). Street and district level changes are also
-//! written to InfluxDB, through the spool, as `area_level` points.
+//! Only the engine stage's thread changes the state (readings, ticks,
+//! reloads); each change returns the transitions it made, which the stage
+//! hands to the alert stage (`engine::TransitionSink`). Street and district
+//! levels reach InfluxDB as `area_level` points through the alert stage,
+//! with the transitions they come from.
+
+pub mod stage;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{self, Change, Input, SiteView, State, Transition};
 use crate::events::{Event, LevelChange};
 use crate::history::History;
-use crate::level::{self, Level};
+use crate::level::Level;
 use crate::metrics::Metrics;
+use crate::outlet::points;
 use crate::plan::Plan;
-use crate::reading::{to_ns, Reading, TimestampNs};
-use crate::spool::Appender;
-use crate::tsdb::line_protocol::{self, Field};
-
-/// Where the engine's transitions go.
-pub trait TransitionSink: Send + Sync {
-    fn deliver(&self, transitions: &[Transition]);
-}
-
-/// Logs transitions; stands in for the alert manager.
-pub struct LogSink;
-
-impl TransitionSink for LogSink {
-    fn deliver(&self, transitions: &[Transition]) {
-        for t in transitions {
-            match &t.change {
-                Change::Site(c) => tracing::info!(
-                    site = %c.site, rule = %c.rule,
-                    from = level_str(c.from), to = level_str(c.to),
-                    value = ?c.value, threshold = ?c.threshold,
-                    "level change"
-                ),
-                Change::Offline { site, reason, .. } => tracing::warn!(%site, ?reason, "site offline"),
-                Change::Online { site } => tracing::info!(%site, "site online"),
-                Change::Street { street, from, to, .. } => {
-                    tracing::info!(%street, from = level_str(*from), to = level_str(*to), "street level")
-                }
-                Change::District { from, to } => {
-                    tracing::info!(from = level_str(*from), to = level_str(*to), "district level")
-                }
-            }
-        }
-    }
-}
-
-fn level_str(l: Option<Level>) -> &'static str {
-    l.map_or("none", |l| l.as_str())
-}
-
-/// Measurement of street and district levels in InfluxDB.
-pub const AREA_LEVEL: &str = "area_level";
-
-/// `area_level,street=… level=2i ts` (or `district=…`).
-pub fn area_line(out: &mut String, tag: &str, id: &str, level: Option<Level>, ts: TimestampNs) {
-    line_protocol::line(
-        out,
-        AREA_LEVEL,
-        &[(tag, id)],
-        [("level", Field::Int(i64::from(level::rank(level))))],
-        ts,
-    );
-}
+use crate::reading::{Reading, TimestampNs};
 
 struct Inner {
     plan: Arc<Plan>,
@@ -79,9 +33,6 @@ struct Inner {
 /// The plan and its state, shared by the engine task, the API and reloads.
 pub struct Live {
     inner: Mutex<Inner>,
-    sink: Arc<dyn TransitionSink>,
-    /// For `area_level` points; `None` in tests and replays.
-    spool: Option<Arc<Mutex<Appender>>>,
     metrics: Arc<Metrics>,
     pub timezone: chrono_tz::Tz,
     /// Recent values for the page's charts (`/api/v1/sites/{id}/series`).
@@ -171,29 +122,15 @@ impl Serialize for SitesJson<'_> {
     }
 }
 
-fn now_ns() -> TimestampNs {
-    to_ns(chrono::Utc::now())
-}
-
 impl Live {
-    pub fn new(
-        plan: Arc<Plan>,
-        sink: Arc<dyn TransitionSink>,
-        spool: Option<Arc<Mutex<Appender>>>,
-        metrics: Arc<Metrics>,
-        timezone: chrono_tz::Tz,
-        now: TimestampNs,
-    ) -> Self {
-        Self::resume(plan, sink, spool, metrics, timezone, now, &[], &[])
+    pub fn new(plan: Arc<Plan>, metrics: Arc<Metrics>, timezone: chrono_tz::Tz, now: TimestampNs) -> Self {
+        Self::resume(plan, metrics, timezone, now, &[], &[])
     }
 
     /// Like `new`, with the engine seeded from the alerts still active
     /// (see `State::seed`).
-    #[allow(clippy::too_many_arguments)]
     pub fn resume(
         plan: Arc<Plan>,
-        sink: Arc<dyn TransitionSink>,
-        spool: Option<Arc<Mutex<Appender>>>,
         metrics: Arc<Metrics>,
         timezone: chrono_tz::Tz,
         now: TimestampNs,
@@ -202,86 +139,63 @@ impl Live {
     ) -> Self {
         let mut state = State::new(&plan, now);
         state.seed(&plan, levels, offline);
-        let live = Live {
+        Live {
             inner: Mutex::new(Inner { plan, state }),
-            sink,
-            spool,
             metrics,
             timezone,
             history: Mutex::new(History::new()),
             events: broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
             version: watch::channel(0).0,
             closed: CancellationToken::new(),
-        };
-        live.record_baseline(now);
-        live
+        }
     }
 
-    /// Every street and the district at their present level, so graphs
-    /// start from a known value after a (re)start.
-    fn record_baseline(&self, now: TimestampNs) {
+    /// Every street and the district at their present level, as
+    /// `area_level` points, so graphs start from a known value after a
+    /// (re)start.
+    pub fn baseline(&self, now: TimestampNs) -> String {
         let inner = self.inner.lock().expect("live lock");
         let mut text = String::new();
         for (i, s) in inner.plan.streets.iter().enumerate() {
-            area_line(&mut text, "street", &s.id, inner.state.streets[i], now);
+            points::area_level(&mut text, "street", &s.id, inner.state.streets[i], now);
         }
-        area_line(&mut text, "district", &inner.plan.district_id, inner.state.district, now);
-        drop(inner);
-        self.spool_lines(&text);
+        points::area_level(&mut text, "district", &inner.plan.district_id, inner.state.district, now);
+        text
     }
 
-    fn spool_lines(&self, text: &str) {
-        let Some(spool) = &self.spool else { return };
-        if text.is_empty() {
-            return;
-        }
-        let records = text.split_inclusive('\n').map(str::as_bytes);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        if let Err(e) = spool.lock().expect("spool lock").append(records, now_ms) {
-            self.metrics.spool_append_errors.inc();
-            tracing::error!(error = %e, "cannot spool area levels");
-        }
-    }
-
-    fn handle(&self, plan: &Plan, transitions: Vec<Transition>) {
+    /// Counts, logs and broadcasts what a step changed.
+    fn after(&self, plan: &Plan, transitions: &[Transition]) {
         if transitions.is_empty() {
             return;
         }
-        let mut text = String::new();
-        for t in &transitions {
+        for t in transitions {
             let kind = match &t.change {
                 Change::Site(_) => "site",
                 Change::Offline { .. } => "offline",
                 Change::Online { .. } => "online",
-                Change::Street { street, to, .. } => {
-                    area_line(&mut text, "street", street, *to, t.at);
-                    "street"
-                }
-                Change::District { to, .. } => {
-                    area_line(&mut text, "district", &plan.district_id, *to, t.at);
-                    "district"
-                }
+                Change::Street { .. } => "street",
+                Change::District { .. } => "district",
             };
             self.metrics.engine_transitions.with_label_values(&[kind]).inc();
         }
-        self.spool_lines(&text);
-        for c in LevelChange::from_transitions(&plan.district_id, &transitions) {
+        for c in LevelChange::from_transitions(&plan.district_id, transitions) {
             let _ = self.events.send(Event::Level(c));
         }
         self.version.send_modify(|v| *v += 1);
-        LogSink.deliver(&transitions);
-        self.sink.deliver(&transitions);
+        engine::sink::log(transitions);
     }
 
-    pub fn readings(&self, readings: &[Reading], now: TimestampNs) {
+    /// Judges readings at `now`; the transitions they made.
+    pub fn readings(&self, readings: &[Reading], now: TimestampNs) -> Vec<Transition> {
         let mut inner = self.inner.lock().expect("live lock");
         let Inner { plan, state } = &mut *inner;
         let out = engine::step(state, plan, Input::Readings(readings), now);
         let plan = plan.clone();
         drop(inner);
         self.record_history(&plan, readings);
-        self.handle(&plan, out);
+        self.after(&plan, &out);
         self.version.send_modify(|v| *v += 1);
+        out
     }
 
     fn record_history(&self, plan: &Plan, readings: &[Reading]) {
@@ -311,7 +225,9 @@ impl Live {
         self.version.subscribe()
     }
 
-    pub fn tick(&self, now: TimestampNs) {
+    /// Lets time pass; the transitions that made (sustains completed,
+    /// sites gone silent).
+    pub fn tick(&self, now: TimestampNs) -> Vec<Transition> {
         let mut inner = self.inner.lock().expect("live lock");
         let Inner { plan, state } = &mut *inner;
         let out = engine::step(state, plan, Input::Tick, now);
@@ -319,11 +235,13 @@ impl Live {
         let plan = plan.clone();
         drop(inner);
         self.metrics.sites_offline.set(offline as i64);
-        self.handle(&plan, out);
+        self.after(&plan, &out);
+        out
     }
 
-    /// Switches to a new plan, carrying state over.
-    pub fn reload(&self, new: Arc<Plan>, now: TimestampNs) {
+    /// Switches to a new plan, carrying state over; the transitions the
+    /// change of plan made.
+    pub fn reload(&self, new: Arc<Plan>, now: TimestampNs) -> Vec<Transition> {
         let mut inner = self.inner.lock().expect("live lock");
         let old = inner.plan.clone();
         let state = std::mem::replace(&mut inner.state, State::new(&new, now));
@@ -332,7 +250,13 @@ impl Live {
         inner.plan = new.clone();
         drop(inner);
         self.history.lock().expect("history lock").retain(|site, _| new.site(site).is_some());
-        self.handle(&new, out);
+        self.after(&new, &out);
+        out
+    }
+
+    /// The engine stage has stopped: event streams end.
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 
     pub fn plan(&self) -> Arc<Plan> {
@@ -383,39 +307,5 @@ impl Live {
         let inner = self.inner.lock().expect("live lock");
         let (i, _) = inner.plan.site(id)?;
         Some(engine::site_view(&inner.plan, &inner.state, i, now, self.timezone))
-    }
-
-    /// The engine task: readings from ingest, a tick every second.
-    pub async fn run(
-        self: Arc<Self>,
-        mut readings: mpsc::UnboundedReceiver<Vec<Reading>>,
-        stop: CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            tokio::select! {
-                batch = readings.recv() => match batch {
-                    Some(b) => self.readings(&b, now_ns()),
-                    None => break,
-                },
-                _ = tick.tick() => self.tick(now_ns()),
-                _ = stop.cancelled() => break,
-            }
-        }
-        self.closed.cancel();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn area_lines() {
-        let mut s = String::new();
-        area_line(&mut s, "street", "chengdong", Some(Level::III), 5);
-        area_line(&mut s, "district", "mouqu", None, 6);
-        assert_eq!(s, "area_level,street=chengdong level=2i 5\narea_level,district=mouqu level=0i 6\n");
     }
 }

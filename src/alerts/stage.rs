@@ -1,0 +1,157 @@
+//! The alert stage: a thread of its own that applies the engine's
+//! judgements to the alerts in `state.db`, runs the follow-ups every second
+//! (repeats, escalations, group flushes), and never loses a batch.
+//!
+//! Batches queued behind each other are applied in one transaction (a storm
+//! of level changes costs a few commits, not thousands). A batch whose
+//! transaction fails — `state.db` locked by another process, a full disk —
+//! is kept and tried again, with backoff, until it commits: an alert is
+//! delayed, never dropped, and `/readyz` names the stage meanwhile. While
+//! it retries, its queue fills and the engine waits, behind it the engine's
+//! feed; intake goes on spooling. After each commit the engine's progress
+//! mark of the batch lets the spool delete what both the engine and
+//! InfluxDB are done with.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::AlertManager;
+use crate::engine::sink::Closed;
+use crate::engine::{Judged, Progress, Transition, TransitionSink};
+use crate::reading::to_ns;
+use crate::stage::{now_ms, Probe, Wedge};
+
+/// Batches that may wait for the stage; then the engine waits.
+pub const INBOX_CAPACITY: usize = 256;
+/// Batches applied in one transaction at most.
+const COALESCE: usize = 64;
+
+/// A judgement and when it was handed over (ms).
+type Item = (Judged, i64);
+
+/// The engine's side: a bounded queue into the stage.
+pub struct Inbox {
+    tx: flume::Sender<Item>,
+}
+
+impl Inbox {
+    pub fn channel() -> (Inbox, flume::Receiver<Item>) {
+        let (tx, rx) = flume::bounded(INBOX_CAPACITY);
+        (Inbox { tx }, rx)
+    }
+}
+
+impl TransitionSink for Inbox {
+    fn deliver(&self, judged: Judged) -> Result<(), Closed> {
+        self.tx.send((judged, now_ms())).map_err(|_| Closed)
+    }
+}
+
+pub struct AlertStage {
+    pub manager: Arc<AlertManager>,
+    pub inbox: flume::Receiver<Item>,
+    pub probe: Arc<Probe>,
+    /// Told the engine's committed progress (the spool keeps what is after it).
+    pub committed: Box<dyn Fn(Progress) + Send>,
+}
+
+impl AlertStage {
+    /// Runs until `stop`; then applies what is queued (unless the store is
+    /// failing: the engine judges it again after the restart, from the
+    /// committed mark) and returns.
+    pub fn run(self, stop: CancellationToken) {
+        let wedge = Wedge::from_env("alerts");
+        match self.manager.resend_points() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                batches = n,
+                "alert and area points from before the restart handed to the spool again"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot read the pending points"),
+        }
+        let mut held: Vec<Item> = Vec::new();
+        let mut retry = Duration::from_millis(200);
+        let mut next_tick = Instant::now();
+        let mut last_log: Option<Instant> = None;
+        loop {
+            self.probe.set_queued(self.inbox.len() + held.len());
+            if held.is_empty() {
+                let wait = next_tick.saturating_duration_since(Instant::now());
+                match self.inbox.recv_timeout(wait) {
+                    Ok(first) => {
+                        held.push(first);
+                        while held.len() < COALESCE {
+                            match self.inbox.try_recv() {
+                                Ok(more) => held.push(more),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Err(flume::RecvTimeoutError::Timeout) => {}
+                    Err(flume::RecvTimeoutError::Disconnected) => {
+                        if stop.is_cancelled() || held.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if !held.is_empty() {
+                wedge.hold();
+                self.probe.set_oldest(held.iter().map(|(_, at)| *at).min());
+                let batches: Vec<(&[Transition], Option<Progress>)> =
+                    held.iter().map(|(j, _)| (j.transitions.as_slice(), j.upto)).collect();
+                match self.manager.handle_many(&batches) {
+                    Ok(()) => {
+                        if let Some(p) = held.iter().filter_map(|(j, _)| j.upto).max() {
+                            (self.committed)(p);
+                        }
+                        let n: usize = held.iter().map(|(j, _)| j.transitions.len().max(1)).sum();
+                        held.clear();
+                        retry = Duration::from_millis(200);
+                        self.probe.set_problem(None);
+                        self.probe.set_oldest(None);
+                        self.probe.done(n as u64);
+                        if last_log.take().is_some() {
+                            tracing::info!("alert changes are recorded again");
+                        }
+                    }
+                    Err(e) => {
+                        let msg = format!("cannot record alert changes ({e}); holding them and retrying");
+                        if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                            tracing::error!(batches = held.len(), "{msg}");
+                            last_log = Some(Instant::now());
+                        }
+                        self.probe.set_problem(Some(msg));
+                        if stop.is_cancelled() {
+                            tracing::warn!("stopping with alert changes unrecorded: the engine judges them again at the next start");
+                            break;
+                        }
+                        std::thread::sleep(retry);
+                        retry = (retry * 2).min(Duration::from_secs(2));
+                        continue;
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + Duration::from_secs(1);
+                if let Err(e) = self.manager.tick(to_ns(chrono::Utc::now())) {
+                    // Follow-ups are worked out from the state: the next tick does them.
+                    if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        tracing::error!(error = %e, "cannot run alert follow-ups; trying again each second");
+                        last_log = Some(Instant::now());
+                    }
+                    self.probe.set_problem(Some(format!("cannot run alert follow-ups: {e}")));
+                } else {
+                    self.probe.beat();
+                }
+            }
+            if stop.is_cancelled() && held.is_empty() && self.inbox.is_empty() {
+                break;
+            }
+        }
+        self.probe.set_queued(0);
+        self.probe.set_oldest(None);
+    }
+}

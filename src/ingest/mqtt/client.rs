@@ -1,0 +1,377 @@
+//! The MQTT client: a poll task that owns rumqttc's event loop, and a worker
+//! that decodes and hands messages to the intake.
+//!
+//! ```text
+//! broker ─▶ poll task ──(Publish, received_at)──▶ worker: decode, group
+//!   ▲        │  never waits on anything but         │
+//!   │        │  the network                         ▼
+//!   └─ acks ─┘◀── pkids ── Confirm (outlet thread) ◀── outlet: spooled
+//! ```
+//! Why it cannot deadlock (PITFALLS.md: a poll task that paused reading
+//! while the worker waited in `client.ack().await` for room in the request
+//! channel stopped intake for good under an alert storm):
+//! - nothing ever waits for the poll task: the outlet's confirmation sends
+//!   the packet ids over an unbounded channel (bounded in practice by what is
+//!   in flight), and the poll task itself moves them into rumqttc's request
+//!   channel with `try_ack`, keeping the rest for after its next poll;
+//! - the poll task stops *reading* when the worker is `HIGH_WATER` messages
+//!   behind, but goes on polling while acks are owed or queued, so acks drain
+//!   while reads are paused. rumqttc cannot poll for writes alone: a poll made
+//!   to send an ack may read a few more messages (up to ten per read); those
+//!   are queued too, and only past `2 × HIGH_WATER` (never reached with QoS1,
+//!   whose unacked messages the broker's inflight window bounds) does it stop
+//!   polling altogether — the worker empties the queue without needing any
+//!   ack, so that wait always ends;
+//! - the worker waits only for room in the outlet's queue, and the outlet
+//!   waits only for the disk.
+//!
+//! Mosquitto sends at most `max_inflight_messages` unacked QoS1 messages, so
+//! acks go out within milliseconds of the spool write, never held for a batch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::decode::Decoder;
+use crate::backoff::Backoff;
+use crate::config::MqttSection;
+use crate::health::Health;
+use crate::ingest::intake::{DropLog, Intake};
+use crate::metrics::Metrics;
+use crate::outlet::Confirm;
+use crate::reading::{to_ns, Reading, TimestampNs};
+use crate::stage::Probe;
+
+/// Messages handed to the outlet per submission at most.
+const GROUP: usize = 512;
+/// Past this many messages waiting for the worker, the poll task stops
+/// reading (QoS0 publishers are not bounded by the broker's inflight window).
+const HIGH_WATER: usize = 4096;
+/// Capacity of rumqttc's request channel (acks, subscribes). Acks beyond it
+/// wait in the poll task's own queue, never in a blocked sender.
+const REQUEST_CAPACITY: usize = 8192;
+/// At shutdown, how long the poll task waits for the acks of what was
+/// handed to the outlet before it disconnects (unacked messages come back).
+const ACK_FLUSH: Duration = Duration::from_secs(3);
+
+/// Everything the MQTT source needs.
+pub struct Mqtt {
+    pub mqtt: MqttSection,
+    /// Swapped on reload.
+    pub decoder: Arc<RwLock<Arc<Decoder>>>,
+    pub intake: Intake,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Notified after a reload swapped the decoder.
+    pub resubscribe: Arc<tokio::sync::Notify>,
+    /// The intake stage's probe.
+    pub probe: Arc<Probe>,
+}
+
+/// The packet ids of QoS1 messages to acknowledge, sent by the outlet's
+/// confirmation to the poll task.
+type Acks = flume::Sender<Vec<u16>>;
+
+/// The confirmation of one submission: its QoS1 packet ids go back to the
+/// poll task. Never blocks (the channel is unbounded).
+struct AckOnSpool {
+    pkids: Vec<u16>,
+    acks: Acks,
+    confirmed: Arc<AtomicU64>,
+    messages: u64,
+}
+
+impl Confirm for AckOnSpool {
+    fn confirm(self: Box<Self>) {
+        let this = *self;
+        if !this.pkids.is_empty() {
+            let _ = this.acks.send(this.pkids);
+        }
+        this.confirmed.fetch_add(this.messages, Ordering::Relaxed);
+    }
+}
+
+/// A publish as far as an ack needs it.
+fn ack_of(pkid: u16) -> Publish {
+    let mut p = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
+    p.pkid = pkid;
+    p
+}
+
+impl Mqtt {
+    /// Runs until `stop` fires: then stops reading, lets the worker hand over
+    /// the group in hand, sends the acks of everything spooled (for at most
+    /// `ACK_FLUSH`), disconnects, and returns.
+    pub async fn run(self, stop: CancellationToken) -> Result<(), String> {
+        let options = super::options::options(&self.mqtt)?;
+        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+        let (fwd_tx, fwd_rx) = flume::unbounded::<(Publish, TimestampNs)>();
+        let (ack_tx, ack_rx) = flume::unbounded::<Vec<u16>>();
+        let mut filters = self.decoder.read().expect("decoder lock").filters();
+        tracing::info!(broker = %self.mqtt.url, client_id = %self.mqtt.client_id, ?filters, "connecting to the MQTT broker");
+
+        // Messages the worker handed to the outlet, and those confirmed.
+        let submitted = Arc::new(AtomicU64::new(0));
+        let confirmed = Arc::new(AtomicU64::new(0));
+        let worker_stop = CancellationToken::new();
+        let worker = Worker {
+            decoder: self.decoder.clone(),
+            intake: self.intake.clone(),
+            metrics: self.metrics.clone(),
+            probe: self.probe.clone(),
+            acks: ack_tx,
+            submitted: submitted.clone(),
+            confirmed: confirmed.clone(),
+            drops: DropLog::default(),
+        };
+        let mut worker_task = tokio::spawn(worker.run(fwd_rx, worker_stop.clone()));
+        let mut worker_done = false;
+
+        let mut backoff = Backoff::new(self.mqtt.reconnect_min.get(), self.mqtt.reconnect_max.get());
+        let mut retry_at: Option<Instant> = None;
+        let mut subscribed_once = false;
+        // Acks confirmed but not yet in rumqttc's request channel, and those
+        // in it not yet written to the socket.
+        let mut owed: Vec<u16> = Vec::new();
+        let mut unsent: u64 = 0;
+        let mut stopping_since: Option<Instant> = None;
+        let m = &self.metrics;
+        loop {
+            // Hand confirmed acks to rumqttc without ever waiting.
+            while let Ok(more) = ack_rx.try_recv() {
+                owed.extend(more);
+            }
+            let mut moved = 0;
+            for pkid in &owed {
+                if client.try_ack(&ack_of(*pkid)).is_err() {
+                    break;
+                }
+                moved += 1;
+            }
+            owed.drain(..moved);
+            unsent += moved as u64;
+
+            if let Some(since) = stopping_since {
+                let all_back =
+                    worker_done && confirmed.load(Ordering::Relaxed) >= submitted.load(Ordering::Relaxed);
+                if (all_back && owed.is_empty() && unsent == 0) || since.elapsed() > ACK_FLUSH {
+                    break;
+                }
+            }
+            let queued = fwd_tx.len();
+            let reading_paused = stopping_since.is_some() || queued >= HIGH_WATER;
+            let acks_pending = !owed.is_empty() || unsent > 0;
+            let connect_due = retry_at.is_none_or(|t| Instant::now() >= t);
+            let poll = connect_due && (!reading_paused || acks_pending) && queued < 2 * HIGH_WATER;
+            self.probe.set_queued(queued);
+            let event = tokio::select! {
+                biased;
+                _ = stop.cancelled(), if stopping_since.is_none() => {
+                    tracing::info!("MQTT: stopping intake");
+                    stopping_since = Some(Instant::now());
+                    worker_stop.cancel();
+                    continue;
+                }
+                r = &mut worker_task, if !worker_done => {
+                    worker_done = true;
+                    if let Err(e) = r {
+                        return Err(format!("the MQTT worker failed: {e}"));
+                    }
+                    if stopping_since.is_none() {
+                        return Err("the MQTT worker stopped: the outlet is gone".into());
+                    }
+                    continue;
+                }
+                more = ack_rx.recv_async(), if owed.is_empty() => {
+                    if let Ok(more) = more {
+                        owed.extend(more);
+                    }
+                    continue;
+                }
+                _ = self.resubscribe.notified() => {
+                    filters = self.resubscribe_changed(&client, filters);
+                    continue;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(5)), if !poll => {
+                    // Paused, or waiting to reconnect: look again soon.
+                    self.probe.beat();
+                    continue;
+                }
+                e = eventloop.poll(), if poll => e,
+            };
+            self.probe.beat();
+            match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    m.mqtt_messages.inc();
+                    // After stop, what is read is not taken: unacked, the
+                    // broker sends it again to the next session.
+                    if stopping_since.is_none() {
+                        let _ = fwd_tx.send((p, to_ns(chrono::Utc::now())));
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                    unsent = unsent.saturating_sub(1);
+                    m.mqtt_acks.inc();
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    retry_at = None;
+                    m.mqtt_connections.inc();
+                    m.mqtt_connected.set(1);
+                    self.health.mqtt_connected.store(true, Ordering::Relaxed);
+                    // The broker forgot us (restart, expiry, first contact):
+                    // subscribe again — rumqttc does not. Also once per start,
+                    // in case the filters changed since the session was made.
+                    if !ack.session_present || !subscribed_once {
+                        let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        match client.try_subscribe_many(subs) {
+                            Ok(()) => {
+                                subscribed_once = true;
+                                m.mqtt_subscribes.inc();
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot queue the subscription"),
+                        }
+                    }
+                    tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    for (f, code) in filters.iter().zip(&ack.return_codes) {
+                        if matches!(code, SubscribeReasonCode::Failure) {
+                            tracing::error!(filter = %f, "the broker refused the subscription (ACL?)");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    m.mqtt_connected.set(0);
+                    m.mqtt_connection_errors.inc();
+                    self.health.mqtt_connected.store(false, Ordering::Relaxed);
+                    // rumqttc keeps the queued acks for the next connection
+                    // of the same session; count them as sent or lost.
+                    unsent = 0;
+                    let delay = backoff.next_delay();
+                    if backoff.attempts() <= 3 || backoff.attempts() % 20 == 0 {
+                        tracing::warn!(error = %e, retry_in = ?delay, attempt = backoff.attempts(), "MQTT connection lost or refused");
+                    }
+                    retry_at = Some(Instant::now() + delay);
+                }
+            }
+        }
+        if !worker_done {
+            worker_task.abort();
+        }
+        let left = submitted.load(Ordering::Relaxed).saturating_sub(confirmed.load(Ordering::Relaxed));
+        if left > 0 || !owed.is_empty() {
+            tracing::warn!(
+                unconfirmed = left,
+                unsent_acks = owed.len(),
+                "disconnecting with messages unacked; the broker sends them again"
+            );
+        }
+        let _ = client.try_disconnect();
+        let flush = async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+        self.health.mqtt_connected.store(false, Ordering::Relaxed);
+        m.mqtt_connected.set(0);
+        self.probe.set_queued(0);
+        tracing::info!("disconnected from the MQTT broker");
+        Ok(())
+    }
+
+    /// A reload changed the topics: subscribe to the new, leave the old.
+    fn resubscribe_changed(&self, client: &AsyncClient, filters: Vec<String>) -> Vec<String> {
+        let next = self.decoder.read().expect("decoder lock").filters();
+        let added: Vec<_> = next.iter().filter(|f| !filters.contains(f)).cloned().collect();
+        let removed: Vec<_> = filters.iter().filter(|f| !next.contains(f)).cloned().collect();
+        if !added.is_empty() {
+            let subs = added.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+            if let Err(e) = client.try_subscribe_many(subs) {
+                tracing::error!(error = %e, "cannot queue the new subscriptions");
+            }
+        }
+        for f in &removed {
+            let _ = client.try_unsubscribe(f.clone());
+        }
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(?added, ?removed, "subscriptions changed by reload");
+        }
+        next
+    }
+}
+
+struct Worker {
+    decoder: Arc<RwLock<Arc<Decoder>>>,
+    intake: Intake,
+    metrics: Arc<Metrics>,
+    probe: Arc<Probe>,
+    acks: Acks,
+    submitted: Arc<AtomicU64>,
+    confirmed: Arc<AtomicU64>,
+    drops: DropLog,
+}
+
+impl Worker {
+    /// Decodes groups of messages and submits them, until `stop` (the group
+    /// in hand is still submitted) or the outlet is gone.
+    async fn run(mut self, rx: flume::Receiver<(Publish, TimestampNs)>, stop: CancellationToken) {
+        let mut group: Vec<(Publish, TimestampNs)> = Vec::with_capacity(GROUP);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                m = rx.recv_async() => match m { Ok(m) => m, Err(_) => return },
+            };
+            group.push(first);
+            while group.len() < GROUP {
+                match rx.try_recv() {
+                    Ok(m) => group.push(m),
+                    Err(_) => break,
+                }
+            }
+            let received_ms = group[0].1 / 1_000_000;
+            self.probe.set_oldest(Some(received_ms));
+            let decoder = self.decoder.read().expect("decoder lock").clone();
+            let mut messages: Vec<Vec<Reading>> = Vec::with_capacity(group.len());
+            let mut pkids = Vec::with_capacity(group.len());
+            for (p, received_at) in group.drain(..) {
+                if p.qos != QoS::AtMostOnce {
+                    pkids.push(p.pkid);
+                }
+                match decoder.decode(&p.topic, &p.payload, received_at) {
+                    Ok(readings) => messages.push(readings),
+                    Err(e) => {
+                        self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();
+                        self.drops.log(e.cause(), &p.topic, &e);
+                    }
+                }
+            }
+            let n = pkids.len() as u64;
+            let confirm = Box::new(AckOnSpool {
+                pkids,
+                acks: self.acks.clone(),
+                confirmed: self.confirmed.clone(),
+                messages: n,
+            });
+            self.submitted.fetch_add(n, Ordering::Relaxed);
+            // Even after stop, the group in hand goes to the outlet: its
+            // acks follow while the poll task flushes.
+            if self.intake.submit(decoder.catalog().clone(), messages, confirm, received_ms).await.is_err() {
+                self.submitted.fetch_sub(n, Ordering::Relaxed);
+                return;
+            }
+            self.probe.set_oldest(None);
+            self.probe.done(n);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The MQTT source.
+//!
+//! - [`decode`]: the pure decoder, `(topic, payload, received_at) -> readings`;
+//! - `mapping`: topic mappings for existing devices;
+//! - [`options`]: connection options (persistent session, manual acks, TLS);
+//! - [`client`]: the event loop, whose acks always drain, and the worker
+//!   that decodes and hands messages to the intake.
+pub mod client;
+pub mod decode;
+mod mapping;
+pub mod options;
+
+pub use client::Mqtt;
+pub use decode::{DecodeError, Decoder};
