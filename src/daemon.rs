@@ -156,6 +156,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let state_path = data_dir.join("state.db");
     let state_err = |source| DaemonError::State { path: state_path.clone(), source };
     let store = Store::open(&state_path).map_err(state_err)?;
+    store.background_checkpoints().map_err(state_err)?;
+    let stop_checkpoints = CancellationToken::new();
+    let checkpoints = {
+        let (path, stop) = (state_path.clone(), stop_checkpoints.clone());
+        std::thread::Builder::new()
+            .name("fg-checkpoint".into())
+            .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
+            .map_err(|e| DaemonError::Start("checkpoint", e))?
+    };
     let head = appender.position();
     let engine_from = match store.cursor(crate::alerts::manager::ENGINE_CURSOR).map_err(state_err)? {
         None => head,
@@ -199,6 +208,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         )
         .map_err(DaemonError::Config)?,
     );
+    outbox.background_checkpoints().map_err(DaemonError::Config)?;
     // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
     // Carry on where the last run stopped: the engine starts at the levels
@@ -400,6 +410,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     tokio::join!(outbox_done, storage_done);
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
+    stop_checkpoints.cancel();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::task::spawn_blocking(move || checkpoints.join()),
+    )
+    .await;
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
 }

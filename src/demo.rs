@@ -138,7 +138,7 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
         let sites = config.sites.sites.clone();
         let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
         let shown = dir.display().to_string();
-        rt.block_on(async move {
+        let result = rt.block_on(async move {
             start_broker(mqtt_port);
             wait_listening(mqtt_port).await;
             let stop = CancellationToken::new();
@@ -181,7 +181,9 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
             }
-        })
+        });
+        rt.shutdown_timeout(Duration::from_millis(200));
+        result
     };
     let result = run();
     let _ = std::fs::remove_dir_all(&dir);

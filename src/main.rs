@@ -218,7 +218,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            rt.block_on(async {
+            let code = rt.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(wait_for_signal(shutdown.clone()));
                 match floodguard::daemon::run(c, shutdown).await {
@@ -229,7 +229,11 @@ fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
-            })
+            });
+            // A stage left behind at the shutdown deadline may hold a
+            // blocking task: do not wait for it (its work is durable).
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+            code
         }
     }
 }

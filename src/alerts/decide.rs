@@ -141,9 +141,15 @@ pub fn wait(policy: &Alerting, kind: IntentKind, level: Option<Level>) -> i64 {
 }
 
 /// When a team's pending intents go out: when the first of them has waited
-/// as long as it may.
-pub fn flush_at(pending: &[(TimestampNs, i64)]) -> Option<TimestampNs> {
-    pending.iter().map(|(created, wait)| created + wait).min()
+/// as long as it may — but in a storm not sooner than `gap` after the team's
+/// last message (`last`), so a storm of rises is a message every `gap`, not
+/// one per batch of readings.
+pub fn flush_at(pending: &[(TimestampNs, i64)], last: Option<TimestampNs>, gap: i64) -> Option<TimestampNs> {
+    let due = pending.iter().map(|(created, wait)| created + wait).min()?;
+    Some(match last {
+        Some(l) => due.max(l + gap),
+        None => due,
+    })
 }
 
 #[cfg(test)]

@@ -168,10 +168,16 @@ fn grouping_holds_a_rise_for_group_wait_and_the_rest_for_the_window() {
     assert_eq!(wait(&p, IntentKind::Resolved, None), 30_000_000_000);
     // A storm at Ⅲ: all go out 30 s after the first.
     let storm: Vec<(i64, i64)> = (0..50).map(|k| (k * 100_000_000, 30_000_000_000)).collect();
-    assert_eq!(flush_at(&storm), Some(30_000_000_000));
+    assert_eq!(flush_at(&storm, None, 0), Some(30_000_000_000));
     // A rise to Ⅱ joining pending Ⅲ notices takes them along at once.
     let mut mixed = storm.clone();
     mixed.push((2_000_000_000, 0));
-    assert_eq!(flush_at(&mixed), Some(2_000_000_000));
-    assert_eq!(flush_at(&[]), None);
+    assert_eq!(flush_at(&mixed, None, 0), Some(2_000_000_000));
+    assert_eq!(flush_at(&[], None, 0), None);
+    // Storm mode: told 1 s ago, a Ⅱ rise waits until the gap is over; told
+    // long ago, it goes at once.
+    let s = 1_000_000_000;
+    assert_eq!(flush_at(&[(2 * s, 0)], Some(s), 10 * s), Some(11 * s));
+    assert_eq!(flush_at(&[(60 * s, 0)], Some(s), 10 * s), Some(60 * s));
+    assert_eq!(flush_at(&[(2 * s, 0)], Some(s), 0), Some(2 * s), "no gap: at once");
 }

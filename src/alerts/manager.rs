@@ -140,6 +140,40 @@ struct Inner {
     pending: Vec<(i64, Intent, i64)>,
     /// `points_pending` rows up to this one are deleted.
     points_deleted: i64,
+    /// A rollback left the memory unlike the record and re-reading failed.
+    stale: bool,
+    /// When each team was last told (storm mode's gap; after a restart
+    /// the first message goes as `group_wait` says).
+    last_told: HashMap<String, TimestampNs>,
+}
+
+impl Inner {
+    /// Active alerts, offline sites and waiting intents as on record.
+    fn reload_memory(&mut self) -> Result<(), OpError> {
+        let (active, offline) = memory(&self.store)?;
+        self.pending = self.store.pending_intents()?;
+        self.active = active;
+        self.offline = offline;
+        self.stale = false;
+        Ok(())
+    }
+}
+
+type Active = HashMap<(String, String), Alert>;
+
+/// The active alerts (timelines left out) and offline sites on record.
+fn memory(store: &Store) -> Result<(Active, HashSet<String>), rusqlite::Error> {
+    let active: Active = store
+        .active()?
+        .into_iter()
+        .map(|mut a| {
+            a.timeline.clear();
+            ((a.site.clone(), a.rule.clone()), a)
+        })
+        .collect();
+    let offline =
+        active.values().filter(|a| a.kind == Some(AlertKind::Offline)).map(|a| a.site.clone()).collect();
+    Ok((active, offline))
 }
 
 /// What a batch of work produced, to hand on after the commit.
@@ -198,13 +232,7 @@ impl AlertManager {
         points: Option<PointsOut>,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, rusqlite::Error> {
-        let active = store.active()?.into_iter().map(|mut a| {
-            a.timeline.clear();
-            ((a.site.clone(), a.rule.clone()), a)
-        });
-        let active: HashMap<_, _> = active.collect();
-        let offline =
-            active.values().filter(|a| a.kind == Some(AlertKind::Offline)).map(|a| a.site.clone()).collect();
+        let (active, offline) = memory(&store)?;
         let pending = store.pending_intents()?;
         let config_silences = config_silences(&teams);
         Ok(AlertManager {
@@ -217,6 +245,8 @@ impl AlertManager {
                 offline,
                 pending,
                 points_deleted: 0,
+                stale: false,
+                last_told: HashMap::new(),
             }),
             notifier,
             points,
@@ -299,8 +329,11 @@ impl AlertManager {
     fn with<T>(&self, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
         let mut guard = self.inner.lock().expect("alerts lock");
         let inner = &mut *guard;
+        if inner.stale {
+            inner.reload_memory()?;
+        }
         let mut out = Out::default();
-        let snapshot = (inner.active.clone(), inner.offline.clone(), inner.pending.clone());
+        let told = inner.last_told.clone();
         let spooled = self.points.as_ref().map_or(0, |p| p.spooled.load(Ordering::Relaxed));
         let deleted = inner.points_deleted;
         let result = inner.store.transaction(|tx| {
@@ -317,8 +350,11 @@ impl AlertManager {
                 pending: &mut inner.pending,
                 out: &mut out,
                 db_silences: None,
+                dirty: HashMap::new(),
+                last_told: &mut inner.last_told,
             };
             let v = f(&mut w)?;
+            w.write_dirty()?;
             if !w.out.lines.is_empty() && self.points.is_some() {
                 w.out.points_row = Some(tx.insert_points(&w.out.lines)?);
             }
@@ -332,7 +368,14 @@ impl AlertManager {
                 Ok(v)
             }
             Err(e) => {
-                (inner.active, inner.offline, inner.pending) = snapshot;
+                inner.last_told = told;
+                // Rolled back: the memory follows what is on record.
+                // (Cheaper than copying it before every transaction: a
+                // storm keeps thousands of alerts and intents.)
+                if let Err(re) = inner.reload_memory() {
+                    tracing::error!(error = %re, "cannot re-read the alerts after a failed transaction; trying again before the next");
+                    inner.stale = true;
+                }
                 Err(e)
             }
         }
@@ -466,6 +509,9 @@ struct Work<'a> {
     pending: &'a mut Vec<(i64, Intent, i64)>,
     out: &'a mut Out,
     db_silences: Option<Vec<Silence>>,
+    /// Alerts changed in this transaction, by id: written at its end.
+    dirty: HashMap<i64, Alert>,
+    last_told: &'a mut HashMap<String, TimestampNs>,
 }
 
 #[path = "work.rs"]

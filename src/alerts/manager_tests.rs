@@ -240,6 +240,27 @@ fn a_storm_at_iii_is_one_summary_per_team() {
 }
 
 #[test]
+fn an_alert_that_flips_within_the_group_window_is_told_once_at_its_latest_level() {
+    let (m, cap) = manager();
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(IV), 11.0, T0)]);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(IV), Some(III), 21.0, T0 + 5 * S)]);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(III), Some(IV), 15.0, T0 + 10 * S)]);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(IV), Some(III), 22.0, T0 + 15 * S)]);
+    m.tick(T0 + 29 * S).unwrap();
+    assert_eq!(cap.take(), Vec::<String>::new(), "the group waits the first intent's 30 s");
+    m.tick(T0 + 30 * S).unwrap();
+    let sent = cap.take();
+    let team1: Vec<&String> = sent.iter().filter(|n| n.starts_with("team1@")).collect();
+    assert_eq!(team1.len(), 1, "{sent:?}");
+    assert_eq!(team1[0].matches("CD-JS-01").count(), 1, "one line for the alert: {sent:?}");
+    assert!(team1[0].contains("firing CD-JS-01 III"), "a first notice, at its latest level: {sent:?}");
+    // The timeline still has every change.
+    let a = &m.alerts(true, 10).unwrap()[0];
+    let levels: Vec<&str> = a.timeline.iter().filter(|e| e.level.is_some()).map(|e| e.event.as_str()).collect();
+    assert!(levels.starts_with(&["firing", "escalated", "deescalated", "escalated"]), "{levels:?}");
+}
+
+#[test]
 fn silences_mute_and_when_they_end_the_alert_is_told() {
     let (m, cap) = manager();
     let s = m

@@ -259,6 +259,15 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// How urgent: the rank of the most severe level it tells of (Ⅰ = 4 …
+    /// Ⅳ = 1, 0 for none). The outbox queues and sends the most urgent first,
+    /// so a Ⅰ is not behind a storm's Ⅳ/Ⅲ summaries.
+    pub fn priority(&self) -> i64 {
+        self.intents.iter().map(|i| i64::from(crate::level::rank(i.alert.level))).max().unwrap_or(0)
+    }
+}
+
+impl Notification {
     /// Everyone any intent names, once.
     pub fn recipients(&self) -> Vec<Recipient> {
         let mut v: Vec<Recipient> = Vec::new();

@@ -24,9 +24,12 @@ use crate::reading::to_ns;
 use crate::stage::{now_ms, Probe, Wedge};
 
 /// Batches that may wait for the stage; then the engine waits.
-pub const INBOX_CAPACITY: usize = 256;
-/// Batches applied in one transaction at most.
+pub const INBOX_CAPACITY: usize = 32;
+/// Batches applied in one transaction at most, and transitions: a storm
+/// costs few commits, and no commit holds `state.db` for long (the outbox
+/// writes between them).
 const COALESCE: usize = 64;
+const COALESCE_TRANSITIONS: usize = 250;
 
 /// A judgement and when it was handed over (ms).
 type Item = (Judged, i64);
@@ -81,10 +84,14 @@ impl AlertStage {
                 let wait = next_tick.saturating_duration_since(Instant::now());
                 match self.inbox.recv_timeout(wait) {
                     Ok(first) => {
+                        let mut transitions = first.0.transitions.len();
                         held.push(first);
-                        while held.len() < COALESCE {
+                        while held.len() < COALESCE && transitions < COALESCE_TRANSITIONS {
                             match self.inbox.try_recv() {
-                                Ok(more) => held.push(more),
+                                Ok(more) => {
+                                    transitions += more.0.transitions.len();
+                                    held.push(more);
+                                }
                                 Err(_) => break,
                             }
                         }

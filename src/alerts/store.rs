@@ -132,11 +132,32 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE points_pending (
         id INTEGER PRIMARY KEY,
         lines TEXT NOT NULL
-     );",
+     );
+     ALTER TABLE notifications ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX notifications_unqueued ON notifications (priority DESC, id) WHERE enqueued = 0;
+     ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX outbox_open ON outbox (state, channel, next_attempt_at, priority, created_at)
+        WHERE state IN ('queued', 'sending');
+     CREATE INDEX outbox_recipient ON outbox (channel, recipient) WHERE state = 'queued';",
 ];
 
 pub struct Store {
     conn: Connection,
+    cards: CardCache,
+}
+
+/// The turn to write `state.db` in this process. SQLite lets one writer in
+/// at a time and makes the others wait in a busy handler that sleeps and
+/// polls: under an alert storm the alert stage, committing back to back,
+/// won every race and the outbox's writes timed out. Every write
+/// transaction of the alert manager and the outbox takes this fair lock
+/// first (held only for the transaction, never nested), so they take turns;
+/// SQLite's busy timeout is left to other processes (`notify-test`).
+static WRITES: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
+
+/// Waits for this process's turn to write `state.db`.
+pub fn write_turn() -> parking_lot::FairMutexGuard<'static, ()> {
+    WRITES.lock()
 }
 
 fn level(s: Option<String>) -> Option<Level> {
@@ -221,7 +242,8 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut store = Store { conn };
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Store { conn, cards: CardCache::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -246,6 +268,13 @@ impl Store {
         Ok(())
     }
 
+    /// Leaves checkpoints to a [`checkpoint`] loop on a thread of its own:
+    /// a checkpoint writes the database file and fsyncs it, and under an
+    /// alert storm that wait would sit in the alert stage's commits.
+    pub fn background_checkpoints(&self) -> Result<()> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)
+    }
+
     pub fn schema_version(&self) -> Result<usize> {
         let v: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         Ok(usize::try_from(v).unwrap_or(0))
@@ -256,8 +285,9 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
+        let _turn = write_turn();
         let tx = self.conn.transaction()?;
-        let out = f(&Tx { tx: &tx })?;
+        let out = f(&Tx { tx: &tx, cards: &self.cards })?;
         tx.commit()?;
         Ok(out)
     }
@@ -389,12 +419,68 @@ fn silences(conn: &Connection, now: Option<TimestampNs>) -> Result<Vec<Silence>>
     rows.collect()
 }
 
+/// Copies the write-ahead log of `state.db` into the database every half
+/// second (a passive checkpoint: it never waits for, nor blocks, a writer)
+/// until `stop`; the connections of the daemon do no checkpoints of their
+/// own (`background_checkpoints`).
+pub fn checkpoint(path: &Path, stop: &tokio_util::sync::CancellationToken) {
+    let conn = match Connection::open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "state.db checkpoints: cannot open; SQLite's own checkpoints are off");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
+    let _ = conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024);
+    let mut failing = false;
+    while !stop.is_cancelled() {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0)) {
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "state.db checkpoint failed; trying again");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0));
+}
+
 /// Writes inside one transaction.
 pub struct Tx<'a> {
     tx: &'a Transaction<'a>,
+    cards: &'a CardCache,
+}
+
+/// Plan cards as JSON, made once per card: an alert's row is written at
+/// every change, and a storm makes tens of thousands.
+#[derive(Default)]
+struct CardCache(std::cell::RefCell<Vec<(Arc<crate::plan::Card>, Arc<str>)>>);
+
+impl CardCache {
+    fn json(&self, card: &Arc<crate::plan::Card>) -> Arc<str> {
+        let mut v = self.0.borrow_mut();
+        if let Some((_, j)) = v.iter().find(|(c, _)| Arc::ptr_eq(c, card)) {
+            return j.clone();
+        }
+        let j: Arc<str> = Arc::from(serde_json::to_string(&**card).unwrap_or_default());
+        // A reload brings new cards; the old ones are let go now and then.
+        if v.len() >= 256 {
+            v.clear();
+        }
+        v.push((card.clone(), j.clone()));
+        j
+    }
 }
 
 impl Tx<'_> {
+    /// Runs a statement, compiled once per connection.
+    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(p)
+    }
+
     pub fn alert(&self, id: i64) -> Result<Option<Alert>> {
         Ok(query_alerts(self.tx, &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), params![id])?
             .pop())
@@ -405,7 +491,7 @@ impl Tx<'_> {
     }
 
     pub fn insert_alert(&self, a: &Alert) -> Result<i64> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO alerts (kind, site, site_name, site_kind, street, rule, rule_name, state, unit, started_at, updated_at, escalation_step)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)",
             params![
@@ -428,8 +514,9 @@ impl Tx<'_> {
     }
 
     pub fn update_alert(&self, a: &Alert) -> Result<()> {
-        let card = a.card.as_ref().map(|c| serde_json::to_string(&**c).unwrap_or_default());
-        self.tx.execute(
+        let card = a.card.as_ref().map(|c| self.cards.json(c));
+        let card = card.as_deref();
+        self.exec(
             "UPDATE alerts SET state = ?2, level = ?3, peak_level = ?4, value = ?5, threshold = ?6, unit = ?7,
                 peak_value = ?8, peak_at = ?9, updated_at = ?10, acked_at = ?11, acked_by = ?12, disposed_at = ?13,
                 disposed_by = ?14, resolved_at = ?15, notified_level = ?16, last_notified_at = ?17,
@@ -467,7 +554,7 @@ impl Tx<'_> {
     }
 
     pub fn add_event(&self, alert_id: i64, e: &Event) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO events (alert_id, ts, event, level, by, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![alert_id, e.ts, e.event, level_str(e.level), e.by, e.note],
         )?;
@@ -475,7 +562,7 @@ impl Tx<'_> {
     }
 
     pub fn insert_silence(&self, s: &Silence, now: TimestampNs) -> Result<i64> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 serde_json::to_string(&s.matchers).unwrap_or_default(),
@@ -491,7 +578,7 @@ impl Tx<'_> {
 
     /// Ends a silence now; whether there was one to end.
     pub fn expire_silence(&self, id: i64, now: TimestampNs) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = self.exec(
             "UPDATE silences SET ends_at = MIN(ends_at, ?2) WHERE id = ?1 AND ends_at > ?2",
             params![id, now],
         )?;
@@ -508,22 +595,31 @@ impl Tx<'_> {
 
     /// Parks an intent in its team's group; its row id.
     pub fn insert_pending(&self, i: &Intent, wait_ns: i64) -> Result<i64> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO pending_intents (team, created_at, wait_ns, body) VALUES (?1, ?2, ?3, ?4)",
             params![i.team, i.created_at, wait_ns, serde_json::to_string(i).unwrap_or_default()],
         )?;
         Ok(self.tx.last_insert_rowid())
     }
 
+    /// Replaces a waiting intent (folded with a newer one of the same alert).
+    pub fn update_pending(&self, id: i64, i: &Intent, wait_ns: i64) -> Result<()> {
+        self.exec(
+            "UPDATE pending_intents SET wait_ns = ?2, body = ?3 WHERE id = ?1",
+            params![id, wait_ns, serde_json::to_string(i).unwrap_or_default()],
+        )?;
+        Ok(())
+    }
+
     pub fn delete_pending(&self, ids: &[i64]) -> Result<()> {
         for id in ids {
-            self.tx.execute("DELETE FROM pending_intents WHERE id = ?1", params![id])?;
+            self.exec("DELETE FROM pending_intents WHERE id = ?1", params![id])?;
         }
         Ok(())
     }
 
     pub fn set_cursor(&self, name: &str, segment: u64, offset: u64) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO cursors (name, segment, offset) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET segment = excluded.segment, offset = excluded.offset",
             params![name, segment as i64, offset as i64],
@@ -533,21 +629,21 @@ impl Tx<'_> {
 
     /// Keeps points until the spool has them; their row id.
     pub fn insert_points(&self, lines: &str) -> Result<i64> {
-        self.tx.execute("INSERT INTO points_pending (lines) VALUES (?1)", params![lines])?;
+        self.exec("INSERT INTO points_pending (lines) VALUES (?1)", params![lines])?;
         Ok(self.tx.last_insert_rowid())
     }
 
     /// Forgets the points the spool has: rows up to `id`.
     pub fn delete_points_upto(&self, id: i64) -> Result<()> {
-        self.tx.execute("DELETE FROM points_pending WHERE id <= ?1", params![id])?;
+        self.exec("DELETE FROM points_pending WHERE id <= ?1", params![id])?;
         Ok(())
     }
 
     /// Logs a notification; its id.
     pub fn insert_notification(&self, n: &Notification) -> Result<i64> {
-        self.tx.execute(
-            "INSERT INTO notifications (team, created_at, body) VALUES (?1, ?2, ?3)",
-            params![n.team, n.created_at, serde_json::to_string(n).unwrap_or_default()],
+        self.exec(
+            "INSERT INTO notifications (team, created_at, body, priority) VALUES (?1, ?2, ?3, ?4)",
+            params![n.team, n.created_at, serde_json::to_string(n).unwrap_or_default(), n.priority()],
         )?;
         Ok(self.tx.last_insert_rowid())
     }

@@ -55,7 +55,11 @@ impl Work<'_> {
     /// Writes the alert and its new events; lifecycle events also become
     /// `alert_event` points.
     fn save(&mut self, alert: &Alert, events: &[Event]) -> Result<(), OpError> {
-        self.tx.update_alert(alert)?;
+        // Written once at the end of the transaction, however often it
+        // changed within it (a storm changes an alert several times a batch).
+        let mut row = alert.clone();
+        row.timeline.clear();
+        self.dirty.insert(alert.id, row);
         for e in events {
             self.tx.add_event(alert.id, e)?;
             let influx_event = match (e.event.as_str(), alert.kind) {
@@ -307,14 +311,33 @@ impl Work<'_> {
             if recipients.is_empty() {
                 continue;
             }
-            let dup = self.pending.iter().any(|(_, i, _)| {
-                i.team == team.id
-                    && i.alert.id == alert.id
-                    && i.kind == kind
-                    && i.alert.level == alert.level
-                    && i.escalation_role == role
-            });
-            if dup {
+            let wait = decide::wait(self.policy(), kind, Some(level));
+            // Storm mode: an alert already waiting in this team's group is
+            // told once, at its latest state — not once per flip within the
+            // window. The group keeps the earlier of the two deadlines; a
+            // first notice stays a first notice; everyone either would have
+            // told is told.
+            let waiting = self
+                .pending
+                .iter()
+                .position(|(_, i, _)| i.team == team.id && i.alert.id == alert.id && i.escalation_role == role);
+            if let Some(pos) = waiting {
+                let (row, old, old_wait) = &mut self.pending[pos];
+                if old.kind == kind && old.alert.level == alert.level {
+                    continue;
+                }
+                let deadline = (old.created_at + *old_wait).min(now + wait);
+                if !(old.kind == IntentKind::Firing && kind != IntentKind::Resolved) {
+                    old.kind = kind;
+                }
+                old.alert = snapshot.clone();
+                for r in recipients {
+                    if !old.recipients.contains(&r) {
+                        old.recipients.push(r);
+                    }
+                }
+                *old_wait = deadline - old.created_at;
+                self.tx.update_pending(*row, old, *old_wait)?;
                 continue;
             }
             let intent = Intent {
@@ -325,7 +348,6 @@ impl Work<'_> {
                 escalation_role: role,
                 created_at: now,
             };
-            let wait = decide::wait(self.policy(), kind, Some(level));
             let id = self.tx.insert_pending(&intent, wait)?;
             self.pending.push((id, intent, wait));
         }
@@ -344,7 +366,8 @@ impl Work<'_> {
                 .filter(|(_, i, _)| i.team == team)
                 .map(|(_, i, w)| (i.created_at, *w))
                 .collect();
-            if decide::flush_at(&waits).is_none_or(|t| t > now) {
+            let gap = crate::plan::ns(self.policy().storm_gap.get());
+            if decide::flush_at(&waits, self.last_told.get(&team).copied(), gap).is_none_or(|t| t > now) {
                 continue;
             }
             let (mine, rest): (Vec<_>, Vec<_>) =
@@ -352,6 +375,7 @@ impl Work<'_> {
             *self.pending = rest;
             let ids: Vec<i64> = mine.iter().map(|(id, _, _)| *id).collect();
             let intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
+            self.last_told.insert(team.clone(), now);
             let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
             n.id = self.tx.insert_notification(&n)?;
             self.tx.delete_pending(&ids)?;
@@ -376,13 +400,33 @@ impl Work<'_> {
     }
 
     fn tx_alert(&self, id: i64) -> Result<Option<Alert>, OpError> {
+        if let Some(a) = self.dirty.get(&id) {
+            // Changed in this transaction: the row on disk is behind.
+            let mut a = a.clone();
+            a.timeline = self.tx.alert(id)?.map(|d| d.timeline).unwrap_or_default();
+            return Ok(Some(a));
+        }
         Ok(self.tx.alert(id)?)
+    }
+
+    /// Writes the alerts changed in this transaction.
+    pub(super) fn write_dirty(&mut self) -> Result<(), OpError> {
+        let mut ids: Vec<i64> = self.dirty.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.tx.update_alert(&self.dirty[&id])?;
+        }
+        self.dirty.clear();
+        Ok(())
     }
 
     /// Follow-ups due at `now`.
     pub(super) fn tick(&mut self, now: TimestampNs) -> Result<(), OpError> {
         let ids: Vec<(String, String)> = self.active.keys().cloned().collect();
         let silences = self.all_silences(now)?;
+        // Alerts with an intent waiting in a group (a storm has thousands).
+        let queued_ids: std::collections::HashSet<i64> =
+            self.pending.iter().map(|(_, i, _)| i.alert.id).collect();
         for key in ids {
             let Some(mut a) = self.active.get(&key).cloned() else { continue };
             let Some(level) = route::routing_level(&a) else { continue };
@@ -395,7 +439,7 @@ impl Work<'_> {
                 now,
             )
             .is_some();
-            let queued = self.pending.iter().any(|(_, i, _)| i.alert.id == a.id);
+            let queued = queued_ids.contains(&a.id);
             // Held back before (silence, offline, folded) and free now.
             if !muted && !queued && a.level.is_some() && a.notified_level < a.level && a.unacked() {
                 let kind =

@@ -130,6 +130,10 @@ pub struct Alerting {
     /// How long the first notice of a rise to a level may wait for others
     /// to join it (0 s: at once).
     pub group_wait: BTreeMap<Level, HumanDuration>,
+    /// Storm mode: after a team was told, its next message waits at least
+    /// this long, gathering whatever changed meanwhile (the first message
+    /// after a quiet spell still goes as `group_wait` says). 0 s: off.
+    pub storm_gap: HumanDuration,
     /// Unacked alerts are sent again this often.
     pub repeat: BTreeMap<Level, HumanDuration>,
     /// Unacked after this long: the next tier of the chain is told.
@@ -149,6 +153,7 @@ impl Default for Alerting {
         Alerting {
             group_window: HumanDuration::secs(30),
             group_wait: per_level([30, 30, 0, 0]),
+            storm_gap: HumanDuration::secs(10),
             repeat: per_level([7200, 3600, 1800, 900]),
             escalate_after: per_level([3600, 1800, 900, 600]),
             chain: vec![Role::Leader, Role::StreetDirector, Role::DistrictHq],

@@ -107,8 +107,10 @@ pub struct AlertList {
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AlertQuery {
-    /// `active` (default) or `all` (the latest 1000).
+    /// `active` (default) or `all` (the latest `limit`).
     pub state: Option<String>,
+    /// With `state=all`: how many of the latest (default 1000, at most 100000).
+    pub limit: Option<usize>,
 }
 
 /// `{"by": "张队长", "note": "已到场"}`
@@ -210,7 +212,8 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> Res
         }
     };
     let m = manager(&s)?;
-    let alerts = blocking(move || m.alerts(active, 1000)).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    let alerts = blocking(move || m.alerts(active, limit)).await?;
     let tz = s.live.timezone;
     Ok(Json(AlertList { alerts: alerts.iter().map(|a| AlertView::new(a, tz)).collect() }).into_response())
 }

@@ -68,8 +68,13 @@ pub const CHANNELS: [&str; 5] = ["sms", "email", "wecom", "dingtalk", "webhook"]
 /// How an attempt ended (the `result` label of the metrics).
 pub const RESULTS: [&str; 6] = ["sent", "retry", "throttled", "merged", "failed", "gave_up"];
 
+/// Connections to `state.db`, one per concurrent user (the channel
+/// workers, the stage's queueing, the API), so a query waiting on the disk
+/// holds up only its own user.
+const CONNECTIONS: usize = 5;
+
 pub struct Outbox {
-    db: Mutex<OutboxDb>,
+    dbs: Vec<Mutex<OutboxDb>>,
     channels: RwLock<Arc<Channels>>,
     teams: RwLock<TeamsFile>,
     places: RwLock<Places>,
@@ -77,6 +82,9 @@ pub struct Outbox {
     limits: Mutex<Limits>,
     wake: [Notify; 3],
     metrics: Option<Arc<Metrics>>,
+    /// Nonces of the ack links made for the rows being queued:
+    /// (nonce, alert id, member).
+    nonces: Mutex<Vec<(String, i64, String)>>,
     /// Attempts started or finished, for the stage's heartbeat.
     pub(crate) activity: std::sync::atomic::AtomicU64,
 }
@@ -98,10 +106,14 @@ impl Outbox {
         language: Language,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, String> {
-        let db = OutboxDb::open(db_path).map_err(|e| format!("{}: {e}", db_path.display()))?;
+        let dbs = (0..CONNECTIONS)
+            .map(|_| {
+                OutboxDb::open(db_path).map(Mutex::new).map_err(|e| format!("{}: {e}", db_path.display()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let senders = Senders::new(&channels)?;
         Ok(Outbox {
-            db: Mutex::new(db),
+            dbs,
             channels: RwLock::new(Arc::new(Channels { section: channels, senders })),
             teams: RwLock::new(teams),
             places: RwLock::new(places),
@@ -110,6 +122,7 @@ impl Outbox {
             wake: [Notify::new(), Notify::new(), Notify::new()],
             metrics,
             activity: std::sync::atomic::AtomicU64::new(0),
+            nonces: Mutex::new(Vec::new()),
         })
     }
 
@@ -126,6 +139,24 @@ impl Outbox {
         *self.channels.write().expect("channels lock") =
             Arc::new(Channels { section: channels.clone(), senders });
         Ok(())
+    }
+
+    /// Leaves checkpoints to the daemon's checkpoint thread.
+    pub fn background_checkpoints(&self) -> Result<(), String> {
+        for d in &self.dbs {
+            d.lock().expect("outbox lock").background_checkpoints().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// A free connection (or, all busy, the first once it is free).
+    fn db(&self) -> std::sync::MutexGuard<'_, OutboxDb> {
+        for m in &self.dbs {
+            if let Ok(g) = m.try_lock() {
+                return g;
+            }
+        }
+        self.dbs[0].lock().expect("outbox lock")
     }
 
     /// The language of messages and of the ack page.
@@ -145,30 +176,28 @@ impl Outbox {
 
     /// After a crash: sends cut off are queued again (same idempotency key).
     pub fn recover(&self) -> Result<(), String> {
-        let n = self.db.lock().expect("outbox lock").requeue_sending(now()).map_err(|e| e.to_string())?;
+        let n = self.db().requeue_sending(now()).map_err(|e| e.to_string())?;
         if n > 0 {
             tracing::warn!(rows = n, "messages cut off mid-send are queued again (same idempotency key)");
         }
         Ok(())
     }
 
-    /// Turns the notifications the alert manager logged (and committed)
-    /// into outbox rows; how many. A failure leaves them logged and
-    /// unqueued: the next call queues them.
-    pub fn enqueue_pending(&self, now: TimestampNs) -> Result<usize, String> {
-        let pending =
-            self.db.lock().expect("outbox lock").unqueued_notifications().map_err(|e| e.to_string())?;
-        let mut done = 0;
+    /// Turns up to `max` of the notifications the alert manager logged (and
+    /// committed) into outbox rows; how many it took. A failure leaves them
+    /// logged and unqueued: the next call queues them.
+    pub fn enqueue_pending(&self, now: TimestampNs, max: usize) -> Result<usize, String> {
+        let pending = self.db().unqueued_notifications(max).map_err(|e| e.to_string())?;
+        let done = pending.len();
         for (id, body) in pending {
             match serde_json::from_str::<Notification>(&body) {
                 Ok(mut n) => {
                     n.id = id;
                     self.enqueue(&n, now)?;
-                    done += 1;
                 }
                 Err(e) => {
                     tracing::error!(id, error = %e, "cannot read a logged notification; marking it queued");
-                    let _ = self.db.lock().expect("outbox lock").enqueue(id, &[], now);
+                    let _ = self.db().enqueue(id, &[], &[], now);
                 }
             }
         }
@@ -189,10 +218,8 @@ impl Outbox {
             e: now / 1_000_000_000 + ack.ttl.get().as_secs() as i64,
             n: nonce.clone(),
         };
-        if let Err(e) = self.db.lock().expect("outbox lock").add_nonce(&nonce, alert_id, member, now) {
-            tracing::error!(error = %e, "cannot store an ack link");
-            return None;
-        }
+        // Stored with the rows that carry it, in the same transaction.
+        self.nonces.lock().expect("nonces lock").push((nonce, alert_id, member.to_string()));
         Some(format!(
             "{}/ack/{}",
             ack.base_url.trim_end_matches('/'),
@@ -238,11 +265,13 @@ impl Outbox {
                     to: phone.clone(),
                     secret: None,
                     alert_ids: alert_ids.clone(),
+                    merged: 1,
                 };
                 out.push(Planned { channel: "sms", recipient: phone.clone(), name: r.name.clone(), body });
             }
             if let (Some(email), true, true) = (&r.email, wants("email"), senders.has("email")) {
-                let body = Body { rendered, to: email.clone(), secret: None, alert_ids: alert_ids.clone() };
+                let body =
+                    Body { rendered, to: email.clone(), secret: None, alert_ids: alert_ids.clone(), merged: 1 };
                 out.push(Planned { channel: "email", recipient: email.clone(), name: r.name.clone(), body });
             }
         }
@@ -255,6 +284,7 @@ impl Outbox {
                     to: robot.url.expose().to_string(),
                     secret: robot.secret.as_ref().map(|s| s.expose().to_string()),
                     alert_ids: alert_ids.clone(),
+                    merged: 1,
                 };
                 let channel = match robot.kind {
                     crate::config::RobotKind::Wecom => "wecom",
@@ -283,9 +313,11 @@ impl Outbox {
                 team: &n.team,
                 body: &p.body,
                 key,
+                priority: n.priority(),
             })
             .collect();
-        let result = self.db.lock().expect("outbox lock").enqueue(n.id, &rows, now);
+        let nonces = std::mem::take(&mut *self.nonces.lock().expect("nonces lock"));
+        let result = self.db().enqueue(n.id, &rows, &nonces, now);
         for w in &self.wake {
             w.notify_one();
         }
@@ -346,14 +378,13 @@ impl Outbox {
 
     /// Merges the queued messages of `row`'s recipient into it.
     fn merge_into(&self, row: &mut Row) {
-        let others =
-            match self.db.lock().expect("outbox lock").queued_for(&row.channel, &row.recipient, row.id) {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    return;
-                }
-            };
+        let others = match self.db().queued_for(&row.channel, &row.recipient, row.id) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                return;
+            }
+        };
         if others.is_empty() {
             return;
         }
@@ -364,7 +395,7 @@ impl Outbox {
         let bodies: Vec<Body> = all.into_iter().map(|(_, b)| b.clone()).collect();
         row.body = merge(&bodies, self.language);
         let ids: Vec<i64> = others.iter().map(|o| o.id).collect();
-        match self.db.lock().expect("outbox lock").merge(row.id, &row.body, &ids) {
+        match self.db().merge(row.id, &row.body, &ids) {
             Ok(true) => {}
             Ok(false) => return, // the queue changed meanwhile; the next round merges
             Err(e) => {
@@ -383,13 +414,13 @@ impl Outbox {
         let now = now();
         if let Some(until) = self.held_until(&row, now) {
             self.merge_into(&mut row);
-            if let Err(e) = self.db.lock().expect("outbox lock").hold(row.id, until) {
+            if let Err(e) = self.db().hold(row.id, until) {
                 tracing::error!(error = %e, "cannot hold a message back");
             }
             return;
         }
         let attempt = row.attempts + 1;
-        let delivery = match self.db.lock().expect("outbox lock").start(row.id, attempt, now) {
+        let delivery = match self.db().start(row.id, attempt, now) {
             Ok(Some(d)) => d,
             Ok(None) => return,
             Err(e) => {
@@ -439,9 +470,7 @@ impl Outbox {
                 tracing::warn!(channel = %row.channel, to = %row.recipient_name, attempt, reason = %text, "delivery delayed")
             }
         }
-        if let Err(e) =
-            self.db.lock().expect("outbox lock").finish(row.id, delivery, state, next, label, &text, done)
-        {
+        if let Err(e) = self.db().finish(row.id, delivery, state, next, label, &text, done) {
             tracing::error!(error = %e, "cannot record a send's result");
         }
     }
@@ -454,9 +483,9 @@ impl Outbox {
             if stop.is_cancelled() {
                 return;
             }
-            let due = self.db.lock().expect("outbox lock").due(channels, now(), 20).unwrap_or_default();
+            let due = self.db().due(channels, now(), 20).unwrap_or_default();
             if due.is_empty() {
-                let next = self.db.lock().expect("outbox lock").next_due(channels).ok().flatten();
+                let next = self.db().next_due(channels).ok().flatten();
                 let wait = next.map_or(Duration::from_secs(1), |t| {
                     Duration::from_nanos((t - now()).clamp(0, 1_000_000_000) as u64)
                 });
@@ -478,14 +507,19 @@ impl Outbox {
 
     /// Rows due now or being sent, and when the oldest was made (the stage's figures).
     pub fn due_figures(&self, now: TimestampNs) -> (i64, Option<TimestampNs>) {
-        self.db.lock().expect("outbox lock").due_figures(now).unwrap_or((0, None))
+        self.db().due_figures(now).unwrap_or((0, None))
+    }
+
+    /// Nothing due or being sent (messages waiting for a retry later do not count).
+    pub fn is_drained(&self) -> bool {
+        self.db().in_flight(now()).unwrap_or(0) == 0
     }
 
     /// Returns once nothing is due or being sent (messages waiting for a
     /// retry later do not count).
     pub async fn drained(&self) {
         loop {
-            if self.db.lock().expect("outbox lock").in_flight(now()).unwrap_or(0) == 0 {
+            if self.db().in_flight(now()).unwrap_or(0) == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -495,7 +529,7 @@ impl Outbox {
     /// Checks an ack link (signature, expiry, not used).
     pub fn check_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
         let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db.lock().expect("outbox lock").nonce_unused(&claims.n) {
+        match self.db().nonce_unused(&claims.n) {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
@@ -504,7 +538,7 @@ impl Outbox {
     /// Uses an ack link: valid once.
     pub fn use_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
         let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db.lock().expect("outbox lock").use_nonce(&claims.n, now) {
+        match self.db().use_nonce(&claims.n, now) {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
@@ -512,7 +546,7 @@ impl Outbox {
 
     /// Sets the outbox gauges (at each scrape of `/metrics`).
     pub fn observe(&self, metrics: &Metrics, now: TimestampNs) {
-        let waiting = self.db.lock().expect("outbox lock").waiting().unwrap_or_default();
+        let waiting = self.db().waiting().unwrap_or_default();
         let mut oldest = None;
         for ch in CHANNELS {
             let row = waiting.iter().find(|(c, _, _)| c == ch);
@@ -527,7 +561,7 @@ impl Outbox {
 
     /// The latest messages with their state, for the page and the API.
     pub fn recent(&self, limit: usize, tz: chrono_tz::Tz) -> Vec<serde_json::Value> {
-        let rows = self.db.lock().expect("outbox lock").recent(limit).unwrap_or_default();
+        let rows = self.db().recent(limit).unwrap_or_default();
         let time = |t: TimestampNs| crate::engine::rfc3339(t, tz);
         rows.into_iter()
             .map(|(r, error, sent_at)| {
@@ -554,24 +588,90 @@ impl Notifier for Wake {
     }
 }
 
-/// Several messages for one recipient as one.
+/// The longest text or HTML a merged message keeps: a storm merges
+/// hundreds of messages into one, and each merge reads the last.
+const MERGED_MAX_BYTES: usize = 32 * 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary, with `more` after.
+fn bounded(s: String, max: usize, more: &str) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{more}", &s[..end])
+}
+
+/// The headline of a merged message.
+fn merged_head(n: u32, zh: bool) -> String {
+    if zh {
+        format!("（合并 {n} 条）")
+    } else {
+        format!("({n} messages merged) ")
+    }
+}
+
+/// `s` without the headline an earlier merge put in front.
+fn without_head(s: &str) -> &str {
+    if let Some(rest) = s.strip_prefix("（合并 ") {
+        if let Some((_, r)) = rest.split_once(" 条）") {
+            return r;
+        }
+    }
+    if let Some(rest) = s.strip_prefix('(') {
+        if let Some((_, r)) = rest.split_once(" messages merged) ") {
+            return r;
+        }
+    }
+    s
+}
+
+/// Markdown without the bold headline an earlier merge put in front.
+fn without_md_head(s: &str) -> &str {
+    if let Some((inner, rest)) = s.strip_prefix("**").and_then(|r| r.split_once("**\n\n")) {
+        let is_head = (inner.starts_with("（合并 ") && inner.ends_with(" 条）"))
+            || (inner.starts_with('(') && inner.ends_with(" messages merged)"));
+        if is_head {
+            return rest;
+        }
+    }
+    s
+}
+
+/// Several messages for one recipient as one. Merging a merged message
+/// again counts what it stood for; texts are kept oldest first up to a
+/// bound, so a message stays a message however long the storm.
 pub fn merge(bodies: &[Body], language: Language) -> Body {
     let zh = language == Language::ZhCn;
-    let n = bodies.len();
+    let n: u32 = bodies.iter().map(|b| b.merged.max(1)).sum();
     let first = &bodies[0];
     let mut alert_ids: Vec<i64> = bodies.iter().flat_map(|b| b.alert_ids.iter().copied()).collect();
     alert_ids.sort_unstable();
     alert_ids.dedup();
-    let head = if zh { format!("（合并 {n} 条）") } else { format!("({n} messages merged) ") };
-    let sms = merge_sms(&head, bodies.iter().map(|b| b.rendered.sms.as_str()), zh);
+    let head = merged_head(n, zh);
+    let more = if zh { "\n……（其余见指挥中心页面）" } else { "\n… (the rest on the command-center page)" };
+    let sms = merge_sms(&head, bodies.iter().map(|b| without_head(&b.rendered.sms)), zh);
     let rendered = Rendered {
-        subject: format!("{head}{}", first.rendered.subject),
-        text: bodies.iter().map(|b| b.rendered.text.as_str()).collect::<Vec<_>>().join("\n----\n"),
-        html: bodies.iter().map(|b| b.rendered.html.as_str()).collect::<Vec<_>>().join("<hr>"),
+        subject: format!("{head}{}", without_head(&first.rendered.subject)),
+        text: bounded(
+            bodies.iter().map(|b| b.rendered.text.as_str()).collect::<Vec<_>>().join("\n----\n"),
+            MERGED_MAX_BYTES,
+            more,
+        ),
+        html: bounded(
+            bodies.iter().map(|b| b.rendered.html.as_str()).collect::<Vec<_>>().join("<hr>"),
+            MERGED_MAX_BYTES,
+            &format!("<p>{}</p>", more.trim()),
+        ),
         sms,
         markdown: {
-            let all =
-                bodies.iter().map(|b| b.rendered.markdown.as_str()).collect::<Vec<_>>().join("\n\n---\n\n");
+            let all = bodies
+                .iter()
+                .map(|b| without_md_head(&b.rendered.markdown))
+                .collect::<Vec<_>>()
+                .join("\n\n---\n\n");
             let md = format!("**{}**\n\n{all}", head.trim());
             let mut end = md.len().min(message::ROBOT_MAX_BYTES);
             while !md.is_char_boundary(end) {
@@ -581,7 +681,7 @@ pub fn merge(bodies: &[Body], language: Language) -> Body {
         },
         params: bodies.last().map(|b| b.rendered.params.clone()).unwrap_or_default(),
     };
-    Body { rendered, to: first.to.clone(), secret: first.secret.clone(), alert_ids }
+    Body { rendered, to: first.to.clone(), secret: first.secret.clone(), alert_ids, merged: n }
 }
 
 /// Several SMS texts as one: the headline, each text without its ack link

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::message::Rendered;
+use crate::alerts::store::write_turn;
 use crate::reading::TimestampNs;
 
 pub type Result<T> = std::result::Result<T, rusqlite::Error>;
@@ -27,6 +28,17 @@ pub struct Body {
     /// For DingTalk robots: the signing secret.
     pub secret: Option<String>,
     pub alert_ids: Vec<i64>,
+    /// How many messages this one stands for (more than 1 once merged).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub merged: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +94,8 @@ pub struct NewRow<'a> {
     pub team: &'a str,
     pub body: &'a Body,
     pub key: &'a str,
+    /// Sent before rows of lower priority (`Notification::priority`).
+    pub priority: i64,
 }
 
 impl OutboxDb {
@@ -93,23 +107,44 @@ impl OutboxDb {
         Ok(OutboxDb { conn })
     }
 
+    /// See `Store::background_checkpoints`.
+    pub fn background_checkpoints(&self) -> Result<()> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)
+    }
+
     /// Notifications logged but not yet turned into outbox rows (a crash
     /// between the two), as (id, body).
-    pub fn unqueued_notifications(&self) -> Result<Vec<(i64, String)>> {
-        let mut s = self.conn.prepare("SELECT id, body FROM notifications WHERE enqueued = 0 ORDER BY id")?;
-        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    pub fn unqueued_notifications(&self, max: usize) -> Result<Vec<(i64, String)>> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT id, body FROM notifications WHERE enqueued = 0 ORDER BY priority DESC, id LIMIT ?1")?;
+        let rows = s.query_map(params![max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     }
 
     /// Adds the rows of one notification and marks it queued, at once.
     /// A row whose key exists already is left as it is.
-    pub fn enqueue(&mut self, notification_id: i64, rows: &[NewRow<'_>], now: TimestampNs) -> Result<usize> {
+    /// With them, the nonces of the ack links they carry.
+    pub fn enqueue(
+        &mut self,
+        notification_id: i64,
+        rows: &[NewRow<'_>],
+        nonces: &[(String, i64, String)],
+        now: TimestampNs,
+    ) -> Result<usize> {
+        let _turn = write_turn();
         let tx = self.conn.transaction()?;
+        for (nonce, alert_id, member) in nonces {
+            tx.execute(
+                "INSERT OR IGNORE INTO ack_tokens (nonce, alert_id, member, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![nonce, alert_id, member, now],
+            )?;
+        }
         let mut n = 0;
         for r in rows {
             n += tx.execute(
-                "INSERT OR IGNORE INTO outbox (notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)",
+                "INSERT OR IGNORE INTO outbox (notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, next_attempt_at, created_at, priority)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8, ?9)",
                 params![
                     r.notification_id,
                     r.channel,
@@ -118,7 +153,8 @@ impl OutboxDb {
                     r.team,
                     serde_json::to_string(r.body).unwrap_or_default(),
                     r.key,
-                    now
+                    now,
+                    r.priority
                 ],
             )?;
         }
@@ -129,6 +165,7 @@ impl OutboxDb {
 
     /// After a crash: rows cut off mid-send go back to the queue.
     pub fn requeue_sending(&self, now: TimestampNs) -> Result<usize> {
+        let _turn = write_turn();
         self.conn.execute(
             "UPDATE outbox SET state = 'queued', next_attempt_at = ?1 WHERE state = 'sending'",
             params![now],
@@ -139,11 +176,23 @@ impl OutboxDb {
     pub fn due(&self, channels: &[&str], now: TimestampNs, limit: usize) -> Result<Vec<Row>> {
         let list =
             channels.iter().map(|c| format!("'{}'", c.replace('\'', ""))).collect::<Vec<_>>().join(",");
-        let mut s = self.conn.prepare(&format!(
-            "SELECT {ROW} FROM outbox WHERE state = 'queued' AND channel IN ({list}) AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2"
-        ))?;
-        let rows = s.query_map(params![now, limit as i64], row)?;
-        rows.collect()
+        // The ids from the index alone (a storm leaves thousands of rows,
+        // their bodies large), then the rows chosen.
+        let ids: Vec<i64> = {
+            let mut s = self.conn.prepare_cached(&format!(
+                "SELECT id FROM outbox INDEXED BY outbox_open
+                 WHERE state IN ('queued', 'sending') AND state = 'queued' AND channel IN ({list}) AND next_attempt_at <= ?1
+                 ORDER BY priority DESC, id LIMIT ?2"
+            ))?;
+            let ids = s.query_map(params![now, limit as i64], |r| r.get(0))?;
+            ids.collect::<Result<_>>()?
+        };
+        let mut s = self.conn.prepare_cached(&format!("SELECT {ROW} FROM outbox WHERE id = ?1"))?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            rows.push(s.query_row(params![id], row)?);
+        }
+        Ok(rows)
     }
 
     /// When the next row of `channels` is due.
@@ -153,7 +202,7 @@ impl OutboxDb {
         self.conn
             .query_row(
                 &format!(
-                    "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'queued' AND channel IN ({list})"
+                    "SELECT MIN(next_attempt_at) FROM outbox INDEXED BY outbox_open WHERE state IN ('queued', 'sending') AND state = 'queued' AND channel IN ({list})"
                 ),
                 [],
                 |r| r.get(0),
@@ -165,7 +214,8 @@ impl OutboxDb {
     /// How many rows are due now or being sent.
     pub fn in_flight(&self, now: TimestampNs) -> Result<i64> {
         self.conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'sending' OR (state = 'queued' AND next_attempt_at <= ?1)",
+            "SELECT COUNT(*) FROM outbox INDEXED BY outbox_open
+             WHERE state IN ('queued', 'sending') AND (state = 'sending' OR next_attempt_at <= ?1)",
             params![now],
             |r| r.get(0),
         )
@@ -174,7 +224,8 @@ impl OutboxDb {
     /// Rows due now or being sent, and when the oldest of them was made.
     pub fn due_figures(&self, now: TimestampNs) -> Result<(i64, Option<TimestampNs>)> {
         self.conn.query_row(
-            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'sending' OR (state = 'queued' AND next_attempt_at <= ?1)",
+            "SELECT COUNT(*), MIN(created_at) FROM outbox INDEXED BY outbox_open
+             WHERE state IN ('queued', 'sending') AND (state = 'sending' OR next_attempt_at <= ?1)",
             params![now],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -183,7 +234,7 @@ impl OutboxDb {
     /// Other queued rows for the same channel and recipient (to merge).
     pub fn queued_for(&self, channel: &str, recipient: &str, except: i64) -> Result<Vec<Row>> {
         let mut s = self.conn.prepare(&format!(
-            "SELECT {ROW} FROM outbox WHERE state = 'queued' AND channel = ?1 AND recipient = ?2 AND id != ?3 ORDER BY id"
+            "SELECT {ROW} FROM outbox INDEXED BY outbox_recipient WHERE state = 'queued' AND channel = ?1 AND recipient = ?2 AND id != ?3 ORDER BY id"
         ))?;
         let rows = s.query_map(params![channel, recipient, except], row)?;
         rows.collect()
@@ -192,6 +243,7 @@ impl OutboxDb {
     /// Folds `others` into `keep`: its body becomes the merged one. Nothing
     /// changes (false) unless `keep` and all of `others` are still queued.
     pub fn merge(&mut self, keep: i64, body: &Body, others: &[i64]) -> Result<bool> {
+        let _turn = write_turn();
         let tx = self.conn.transaction()?;
         let json = serde_json::to_string(body).unwrap_or_default();
         if tx
@@ -215,6 +267,7 @@ impl OutboxDb {
 
     /// Holds a queued row back until `until` (a recipient rate limit).
     pub fn hold(&self, id: i64, until: TimestampNs) -> Result<()> {
+        let _turn = write_turn();
         self.conn.execute(
             "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1 AND state = 'queued'",
             params![id, until],
@@ -226,6 +279,7 @@ impl OutboxDb {
     /// delivery row's id, or None when the row is no longer queued (merged
     /// into another meanwhile).
     pub fn start(&mut self, id: i64, attempt: u32, now: TimestampNs) -> Result<Option<i64>> {
+        let _turn = write_turn();
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1 AND state = 'queued'",
@@ -255,6 +309,7 @@ impl OutboxDb {
         response: &str,
         now: TimestampNs,
     ) -> Result<()> {
+        let _turn = write_turn();
         let tx = self.conn.transaction()?;
         tx.execute(
             "UPDATE outbox SET state = ?2, next_attempt_at = ?3, sent_at = CASE WHEN ?2 = 'sent' THEN ?4 ELSE sent_at END,
@@ -281,7 +336,7 @@ impl OutboxDb {
     /// the oldest of them was made — what an operator watches.
     pub fn waiting(&self) -> Result<Vec<(String, i64, TimestampNs)>> {
         let mut s = self.conn.prepare(
-            "SELECT channel, COUNT(*), MIN(created_at) FROM outbox WHERE state IN ('queued', 'sending') GROUP BY channel",
+            "SELECT channel, COUNT(*), MIN(created_at) FROM outbox INDEXED BY outbox_open WHERE state IN ('queued', 'sending') GROUP BY channel",
         )?;
         let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect()
@@ -298,6 +353,7 @@ impl OutboxDb {
 
     /// Remembers the nonce of an ack link.
     pub fn add_nonce(&self, nonce: &str, alert_id: i64, member: &str, now: TimestampNs) -> Result<()> {
+        let _turn = write_turn();
         self.conn.execute(
             "INSERT OR IGNORE INTO ack_tokens (nonce, alert_id, member, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![nonce, alert_id, member, now],
@@ -318,6 +374,7 @@ impl OutboxDb {
 
     /// Uses a nonce; false when it was unknown or used before.
     pub fn use_nonce(&self, nonce: &str, now: TimestampNs) -> Result<bool> {
+        let _turn = write_turn();
         Ok(self.conn.execute(
             "UPDATE ack_tokens SET used_at = ?2 WHERE nonce = ?1 AND used_at IS NULL",
             params![nonce, now],

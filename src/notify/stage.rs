@@ -27,36 +27,54 @@ pub struct OutboxStage {
     pub drain_for: Duration,
 }
 
-impl OutboxStage {
-    /// Runs on the calling thread until `stop`, then lets what is due go
-    /// out for at most `drain_for` (the rest goes at the next start).
-    pub fn run(self, stop: CancellationToken) -> Result<(), String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("outbox runtime: {e}"))?;
-        rt.block_on(self.serve(stop));
-        Ok(())
-    }
+/// Notifications queued per round, so a storm's thousands are queued in
+/// pieces and the figures stay fresh.
+const ROUND: usize = 200;
 
-    async fn serve(self, stop: CancellationToken) {
+impl OutboxStage {
+    /// Runs until `stop`, then lets what is due go out for at most
+    /// `drain_for` (the rest goes at the next start). Each channel group
+    /// sends from a thread and runtime of its own — a provider or a query
+    /// that hangs holds up only its group — while this thread queues what
+    /// the alert manager committed.
+    pub fn run(self, stop: CancellationToken) -> Result<(), String> {
         let wedge = Wedge::from_env("outbox");
         let workers_stop = CancellationToken::new();
-        let workers: Vec<_> = (0..GROUPS.len())
-            .map(|g| tokio::spawn(self.outbox.clone().run(g, workers_stop.clone())))
-            .collect();
+        let mut workers = Vec::new();
+        for g in 0..GROUPS.len() {
+            let (outbox, s) = (self.outbox.clone(), workers_stop.clone());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("outbox runtime: {e}"))?;
+            let t = std::thread::Builder::new()
+                .name(format!("fg-outbox-{}", GROUPS[g][0]))
+                .spawn(move || rt.block_on(outbox.run(g, s)))
+                .map_err(|e| format!("outbox thread: {e}"))?;
+            workers.push(t);
+        }
+        let wake_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| format!("outbox runtime: {e}"))?;
         let mut activity = self.outbox.activity.load(Ordering::Relaxed);
         let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.cancelled() => break,
+        let mut more = false;
+        while !stop.is_cancelled() {
+            if !more {
+                wake_rt.block_on(async {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                });
             }
             wedge.hold();
             let now = to_ns(chrono::Utc::now());
-            match self.outbox.enqueue_pending(now) {
-                Ok(_) => {
+            match self.outbox.enqueue_pending(now, ROUND) {
+                Ok(n) => {
+                    more = n == ROUND;
                     if failing {
                         tracing::info!("notifications are queued again");
                         failing = false;
@@ -64,6 +82,7 @@ impl OutboxStage {
                     }
                 }
                 Err(e) => {
+                    more = false;
                     if !failing {
                         tracing::error!(error = %e, "cannot queue notifications; trying again each second");
                         failing = true;
@@ -81,15 +100,21 @@ impl OutboxStage {
             }
             activity = a;
         }
-        let _ = self.outbox.enqueue_pending(to_ns(chrono::Utc::now()));
-        if tokio::time::timeout(self.drain_for, self.outbox.drained()).await.is_err() {
-            tracing::warn!("stopping with messages still queued; they go out at the next start");
+        while self.outbox.enqueue_pending(to_ns(chrono::Utc::now()), ROUND).is_ok_and(|n| n == ROUND) {}
+        let until = std::time::Instant::now() + self.drain_for;
+        while !self.outbox.is_drained() {
+            if std::time::Instant::now() >= until {
+                tracing::warn!("stopping with messages still queued; they go out at the next start");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
         workers_stop.cancel();
         for w in workers {
-            let _ = w.await;
+            let _ = w.join();
         }
         self.probe.set_queued(0);
         self.probe.set_oldest(None);
+        Ok(())
     }
 }

@@ -28,6 +28,7 @@ fn body(sms: &str, alert: i64) -> Body {
         to: "13800000101".into(),
         secret: None,
         alert_ids: vec![alert],
+        merged: 1,
     }
 }
 
@@ -40,8 +41,9 @@ fn add(db: &mut OutboxDb, n: i64, key: &str, b: &Body, now: i64) -> usize {
         team: "team1",
         body: b,
         key,
+        priority: 0,
     };
-    db.enqueue(n, &[row], now).unwrap()
+    db.enqueue(n, &[row], &[], now).unwrap()
 }
 
 #[test]
@@ -162,4 +164,25 @@ fn waiting_counts_queued_and_in_flight_rows_with_the_oldest_time() {
     assert_eq!(db.waiting().unwrap(), vec![("sms".to_string(), 3, 100)], "one in flight, two queued");
     db.finish(first.id, d, "sent", 120, "sent", "OK", 120).unwrap();
     assert_eq!(db.waiting().unwrap(), vec![("sms".to_string(), 2, 300)], "a sent row no longer waits");
+}
+
+#[test]
+fn merging_a_merged_message_again_counts_what_it_stood_for_and_stays_bounded() {
+    let mut held = merge(&[body("a", 1), body("b", 2)], Language::ZhCn);
+    assert_eq!(held.merged, 2);
+    for i in 0..500 {
+        let mut next = body(&format!("第{i}条"), 3 + i);
+        next.rendered.text = "长".repeat(400);
+        next.rendered.html = format!("<p>{}</p>", "长".repeat(400));
+        held = merge(&[held, next], Language::ZhCn);
+    }
+    assert_eq!(held.merged, 502);
+    assert!(held.rendered.sms.starts_with("（合并 502 条）"), "{}", held.rendered.sms);
+    assert_eq!(held.rendered.sms.matches("合并").count(), 1, "{}", held.rendered.sms);
+    assert!(held.rendered.subject.starts_with("（合并 502 条）") && held.rendered.subject.matches("合并").count() == 1);
+    assert!(held.rendered.markdown.starts_with("**（合并 502 条）**") && held.rendered.markdown.matches("合并").count() == 1);
+    assert!(held.rendered.text.len() < 40 * 1024 && held.rendered.html.len() < 40 * 1024);
+    assert!(held.rendered.text.ends_with("（其余见指挥中心页面）"));
+    assert_eq!(held.alert_ids.len(), 502, "every alert still named");
+    assert!(held.rendered.sms.chars().count() <= super::message::SMS_MAX_CHARS);
 }

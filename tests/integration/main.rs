@@ -15,5 +15,6 @@ mod faults;
 mod malformed;
 mod notify;
 mod page;
+mod stages;
 mod storage;
 mod tls;

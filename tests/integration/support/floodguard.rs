@@ -38,6 +38,8 @@ pub struct Options {
     pub plan_toml: Option<String>,
     /// The binary to run (the test build's by default).
     pub bin: String,
+    /// Environment variables for the daemon (test hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -55,7 +57,9 @@ impl Options {
             sites_toml: None,
             teams_toml: None,
             plan_toml: None,
-            bin: BIN.to_string(),
+            // FLOODGUARD_TEST_BIN: run the tests against another build (the release one).
+            bin: std::env::var("FLOODGUARD_TEST_BIN").unwrap_or_else(|_| BIN.to_string()),
+            env: Vec::new(),
         }
     }
     pub fn influx(mut self, url: String, api: &'static str) -> Self {
@@ -66,6 +70,7 @@ impl Options {
 
 pub struct Floodguard {
     bin: String,
+    env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
     pub http_port: u16,
     pub client_id: String,
@@ -125,7 +130,15 @@ impl Floodguard {
             extra = o.extra,
         );
         std::fs::write(cfg.join("floodguard.toml"), toml).unwrap();
-        let mut fg = Floodguard { bin: o.bin.clone(), dir, http_port, client_id, proc: None, starts: 0 };
+        let mut fg = Floodguard {
+            bin: o.bin.clone(),
+            env: o.env.clone(),
+            dir,
+            http_port,
+            client_id,
+            proc: None,
+            starts: 0,
+        };
         fg.spawn();
         fg
     }
@@ -135,6 +148,7 @@ impl Floodguard {
         let log = self.dir.path().join(format!("floodguard-{}.log", self.starts));
         let mut cmd = Command::new(&self.bin);
         cmd.arg("run").arg("-c").arg(self.config_path()).env("RUST_LOG", "info").env("NO_COLOR", "1");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.proc = Some(Proc::spawn("floodguard", &mut cmd, &log));
     }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod burst;
 pub mod floodguard;
 pub mod influx;
 pub mod mosquitto;
