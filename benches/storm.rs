@@ -214,7 +214,15 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
         let get = |path: &str| {
             let url = fg.url(path);
             async move {
-                reqwest::Client::new().get(url).bearer_auth("storm-bench-token").send().await.ok()?.json::<serde_json::Value>().await.ok()
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth("storm-bench-token")
+                    .send()
+                    .await
+                    .ok()?
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
             }
         };
         let alerts = get("/api/v1/alerts?state=all&limit=100000").await.unwrap();
@@ -223,11 +231,25 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
         for i in [0usize, 10, 20, 39] {
             let site = format!("P-{i:02}");
             let a = alerts["alerts"].as_array().unwrap().iter().find(|a| a["site"] == site.as_str()).cloned();
-            let n = notes["notifications"].as_array().unwrap().iter().find(|n| n["team"] == format!("p{i}").as_str()).cloned();
-            let o = outbox["messages"].as_array().unwrap().iter().find(|m| m["team"] == format!("p{i}").as_str()).cloned();
-            println!("probe {i}: sent {:?} ago; alert started {:?}; notification {:?}; outbox {:?}",
-                sent_at[i].elapsed(), a.map(|a| a["started_at"].clone()), n.map(|n| n["created_at"].clone()),
-                o.map(|o| (o["created_at"].clone(), o["sent_at"].clone())));
+            let n = notes["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["team"] == format!("p{i}").as_str())
+                .cloned();
+            let o = outbox["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["team"] == format!("p{i}").as_str())
+                .cloned();
+            println!(
+                "probe {i}: sent {:?} ago; alert started {:?}; notification {:?}; outbox {:?}",
+                sent_at[i].elapsed(),
+                a.map(|a| a["started_at"].clone()),
+                n.map(|n| n["created_at"].clone()),
+                o.map(|o| (o["created_at"].clone(), o["sent_at"].clone()))
+            );
         }
         println!("now {}", chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).to_rfc3339());
     }

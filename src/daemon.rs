@@ -237,6 +237,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let _ = outlet.handle.points(Points { lines, pending: None });
 
     let (inbox, inbox_rx) = Inbox::channel();
+    let depth = inbox_rx.clone();
+    p_alerts.set_depth(move || depth.len());
+    let depth = outlet.feed.clone();
+    p_engine.set_depth(move || depth.len());
     let alert_stage = {
         let stop = CancellationToken::new();
         let s = stop.clone();
@@ -411,11 +415,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
     stop_checkpoints.cancel();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::task::spawn_blocking(move || checkpoints.join()),
-    )
-    .await;
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), tokio::task::spawn_blocking(move || checkpoints.join()))
+            .await;
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
 }

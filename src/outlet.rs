@@ -165,6 +165,8 @@ impl Outlet {
         let (tx, rx) = flume::bounded(INPUT_CAPACITY);
         let (feed_tx, feed_rx) = flume::bounded(FEED_CAPACITY);
         let spooled_points = Arc::new(AtomicI64::new(0));
+        let depth = tx.clone();
+        probe.set_depth(move || depth.len());
         let outlet = Outlet {
             appender,
             rx,
@@ -200,8 +202,8 @@ impl Outlet {
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
-            wedge.hold();
             self.probe.set_oldest(Some(input.received_ms().unwrap_or_else(crate::stage::now_ms)));
+            wedge.hold();
             text.clear();
             bounds.clear();
             let (readings, confirm, pending) = match input {

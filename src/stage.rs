@@ -31,7 +31,6 @@ pub fn now_ms() -> i64 {
 }
 
 /// What one stage reports.
-#[derive(Debug)]
 pub struct Probe {
     pub name: &'static str,
     /// Items waiting for the stage (messages, batches, rows).
@@ -44,6 +43,15 @@ pub struct Probe {
     handled: AtomicU64,
     /// What is going wrong, while it is (a failing write being retried).
     problem: Mutex<Option<String>>,
+    /// Reads the stage's queue from outside (its channel's length), so a
+    /// stage that is stuck still shows the work piling up behind it.
+    depth: Mutex<Option<Box<dyn Fn() -> usize + Send>>>,
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe").field("name", &self.name).field("handled", &self.handled()).finish()
+    }
 }
 
 impl Probe {
@@ -55,7 +63,13 @@ impl Probe {
             beat_ms: AtomicI64::new(now_ms()),
             handled: AtomicU64::new(0),
             problem: Mutex::new(None),
+            depth: Mutex::new(None),
         })
+    }
+
+    /// Reads the queue depth with `f` (a channel's `len`) from now on.
+    pub fn set_depth(&self, f: impl Fn() -> usize + Send + 'static) {
+        *self.depth.lock().expect("probe lock") = Some(Box::new(f));
     }
 
     /// The stage is fine: idle, or between items.
@@ -89,9 +103,10 @@ impl Probe {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let depth = self.depth.lock().expect("probe lock").as_ref().map(|f| f() as i64);
         Snapshot {
             name: self.name,
-            queued: self.queued.load(Ordering::Relaxed).max(0),
+            queued: depth.unwrap_or_else(|| self.queued.load(Ordering::Relaxed)).max(0),
             oldest_ms: self.oldest_ms.load(Ordering::Relaxed),
             beat_ms: self.beat_ms.load(Ordering::Relaxed),
             handled: self.handled(),

@@ -256,7 +256,8 @@ fn an_alert_that_flips_within_the_group_window_is_told_once_at_its_latest_level(
     assert!(team1[0].contains("firing CD-JS-01 III"), "a first notice, at its latest level: {sent:?}");
     // The timeline still has every change.
     let a = &m.alerts(true, 10).unwrap()[0];
-    let levels: Vec<&str> = a.timeline.iter().filter(|e| e.level.is_some()).map(|e| e.event.as_str()).collect();
+    let levels: Vec<&str> =
+        a.timeline.iter().filter(|e| e.level.is_some()).map(|e| e.event.as_str()).collect();
     assert!(levels.starts_with(&["firing", "escalated", "deescalated", "escalated"]), "{levels:?}");
 }
 

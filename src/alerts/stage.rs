@@ -105,8 +105,8 @@ impl AlertStage {
                 }
             }
             if !held.is_empty() {
-                wedge.hold();
                 self.probe.set_oldest(held.iter().map(|(_, at)| *at).min());
+                wedge.hold();
                 let batches: Vec<(&[Transition], Option<Progress>)> =
                     held.iter().map(|(j, _)| (j.transitions.as_slice(), j.upto)).collect();
                 match self.manager.handle_many(&batches) {

@@ -317,10 +317,9 @@ impl Work<'_> {
             // window. The group keeps the earlier of the two deadlines; a
             // first notice stays a first notice; everyone either would have
             // told is told.
-            let waiting = self
-                .pending
-                .iter()
-                .position(|(_, i, _)| i.team == team.id && i.alert.id == alert.id && i.escalation_role == role);
+            let waiting = self.pending.iter().position(|(_, i, _)| {
+                i.team == team.id && i.alert.id == alert.id && i.escalation_role == role
+            });
             if let Some(pos) = waiting {
                 let (row, old, old_wait) = &mut self.pending[pos];
                 if old.kind == kind && old.alert.level == alert.level {

@@ -114,8 +114,10 @@ impl EngineStage {
             let wait = next_tick.saturating_duration_since(Instant::now()).min(Duration::from_millis(200));
             match self.feed.recv_timeout(wait) {
                 Ok(f) => {
+                    self.probe.set_oldest(Some(crate::stage::now_ms()));
                     wedge.hold();
                     self.take(f, stop)?;
+                    self.probe.set_oldest(None);
                 }
                 Err(flume::RecvTimeoutError::Timeout) => {
                     self.probe.beat();

@@ -270,8 +270,13 @@ impl Outbox {
                 out.push(Planned { channel: "sms", recipient: phone.clone(), name: r.name.clone(), body });
             }
             if let (Some(email), true, true) = (&r.email, wants("email"), senders.has("email")) {
-                let body =
-                    Body { rendered, to: email.clone(), secret: None, alert_ids: alert_ids.clone(), merged: 1 };
+                let body = Body {
+                    rendered,
+                    to: email.clone(),
+                    secret: None,
+                    alert_ids: alert_ids.clone(),
+                    merged: 1,
+                };
                 out.push(Planned { channel: "email", recipient: email.clone(), name: r.name.clone(), body });
             }
         }
@@ -651,7 +656,11 @@ pub fn merge(bodies: &[Body], language: Language) -> Body {
     alert_ids.sort_unstable();
     alert_ids.dedup();
     let head = merged_head(n, zh);
-    let more = if zh { "\n……（其余见指挥中心页面）" } else { "\n… (the rest on the command-center page)" };
+    let more = if zh {
+        "\n……（其余见指挥中心页面）"
+    } else {
+        "\n… (the rest on the command-center page)"
+    };
     let sms = merge_sms(&head, bodies.iter().map(|b| without_head(&b.rendered.sms)), zh);
     let rendered = Rendered {
         subject: format!("{head}{}", without_head(&first.rendered.subject)),

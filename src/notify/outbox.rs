@@ -115,9 +115,9 @@ impl OutboxDb {
     /// Notifications logged but not yet turned into outbox rows (a crash
     /// between the two), as (id, body).
     pub fn unqueued_notifications(&self, max: usize) -> Result<Vec<(i64, String)>> {
-        let mut s = self
-            .conn
-            .prepare_cached("SELECT id, body FROM notifications WHERE enqueued = 0 ORDER BY priority DESC, id LIMIT ?1")?;
+        let mut s = self.conn.prepare_cached(
+            "SELECT id, body FROM notifications WHERE enqueued = 0 ORDER BY priority DESC, id LIMIT ?1",
+        )?;
         let rows = s.query_map(params![max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect()
     }

@@ -179,8 +179,14 @@ fn merging_a_merged_message_again_counts_what_it_stood_for_and_stays_bounded() {
     assert_eq!(held.merged, 502);
     assert!(held.rendered.sms.starts_with("（合并 502 条）"), "{}", held.rendered.sms);
     assert_eq!(held.rendered.sms.matches("合并").count(), 1, "{}", held.rendered.sms);
-    assert!(held.rendered.subject.starts_with("（合并 502 条）") && held.rendered.subject.matches("合并").count() == 1);
-    assert!(held.rendered.markdown.starts_with("**（合并 502 条）**") && held.rendered.markdown.matches("合并").count() == 1);
+    assert!(
+        held.rendered.subject.starts_with("（合并 502 条）")
+            && held.rendered.subject.matches("合并").count() == 1
+    );
+    assert!(
+        held.rendered.markdown.starts_with("**（合并 502 条）**")
+            && held.rendered.markdown.matches("合并").count() == 1
+    );
     assert!(held.rendered.text.len() < 40 * 1024 && held.rendered.html.len() < 40 * 1024);
     assert!(held.rendered.text.ends_with("（其余见指挥中心页面）"));
     assert_eq!(held.alert_ids.len(), 502, "every alert still named");

@@ -111,6 +111,8 @@ impl Mqtt {
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let (fwd_tx, fwd_rx) = flume::unbounded::<(Publish, TimestampNs)>();
         let (ack_tx, ack_rx) = flume::unbounded::<Vec<u16>>();
+        let depth = fwd_tx.clone();
+        self.probe.set_depth(move || depth.len());
         let mut filters = self.decoder.read().expect("decoder lock").filters();
         tracing::info!(broker = %self.mqtt.url, client_id = %self.mqtt.client_id, ?filters, "connecting to the MQTT broker");
 
