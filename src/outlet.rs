@@ -165,7 +165,7 @@ impl Outlet {
         let (tx, rx) = flume::bounded(INPUT_CAPACITY);
         let (feed_tx, feed_rx) = flume::bounded(FEED_CAPACITY);
         let spooled_points = Arc::new(AtomicI64::new(0));
-        let depth = tx.clone();
+        let depth = rx.clone();
         probe.set_depth(move || depth.len());
         let outlet = Outlet {
             appender,
