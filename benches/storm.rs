@@ -94,6 +94,20 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// CPU seconds of each thread of a process, summed by thread name.
+fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("?", |(_, n)| n).to_string();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let t = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0;
+        *out.entry(name).or_insert(0.0) += t;
+    }
+    out
+}
+
 fn publish(
     port: u16,
     id: &str,
@@ -143,18 +157,27 @@ async fn calm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
         })
         .collect();
     let cpu0 = cpu_seconds(pid);
+    let threads0 = cpu_by_thread(pid);
     let t0 = Instant::now();
     let (rate, _) = publish(broker.port, "bench-calm", messages).join().unwrap();
     readings_judged(&fg, 2.0 * N as f64).await;
     stored(influx, "SELECT count(battery_v) FROM telemetry", N).await;
     let wall = t0.elapsed();
     let cpu = cpu_seconds(pid) - cpu0;
+    let threads = cpu_by_thread(pid);
     println!("calm burst: {N} messages of two readings, below every threshold");
     println!(
         "  published at {rate:.0} msgs/s; all stored and judged after {:.2} s; floodguard CPU {cpu:.2} s = {:.1} µs a message",
         wall.as_secs_f64(),
         cpu * 1e6 / N as f64
     );
+    let per: Vec<String> = threads
+        .iter()
+        .map(|(name, t)| (name, t - threads0.get(name).copied().unwrap_or(0.0)))
+        .filter(|(_, t)| *t > 0.0)
+        .map(|(name, t)| format!("{name} {:.1} µs", t * 1e6 / N as f64))
+        .collect();
+    println!("  by thread, per message: {}", per.join(", "));
     assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0));
 }
 
@@ -183,6 +206,9 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
     let base = chrono::Utc::now().timestamp_millis() - (burst::per_site(N) as i64 + 1) * 60_000;
     let probe = Publisher::connect(&broker.url(), "bench-probe");
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_seconds);
+    let cpu0 = [cpu(fg.pid()), cpu(broker.pid()), cpu(influx.pid())];
+    let threads0 = cpu_by_thread(fg.pid().unwrap());
     let t0 = Instant::now();
     let publisher = publish(broker.port, "bench-storm", burst::messages(N, base));
     // Probes cross to Ⅰ while the burst runs: the clock starts at the
@@ -203,6 +229,8 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
     let e2e = t0.elapsed();
     readings_judged(&fg, 2.0 * N as f64).await;
     let judged = t0.elapsed();
+    let cpu1 = [cpu(fg.pid()), cpu(broker.pid()), cpu(influx.pid())];
+    let threads1 = cpu_by_thread(fg.pid().unwrap());
     let received = support::wait_for("an SMS for every probe", Duration::from_secs(120), || async {
         let got = peer.accepted("/sms");
         let firsts: Vec<Option<Instant>> =
@@ -280,6 +308,21 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
         percentile(&ms, 0.99),
         ms[ms.len() - 1]
     );
+    println!(
+        "  CPU over those {:.2} s: floodguard {:.2} s, mosquitto {:.2} s, influxd {:.2} s (2 cores: {:.2} s in all)",
+        judged.as_secs_f64(),
+        cpu1[0] - cpu0[0],
+        cpu1[1] - cpu0[1],
+        cpu1[2] - cpu0[2],
+        2.0 * judged.as_secs_f64()
+    );
+    let per: Vec<String> = threads1
+        .iter()
+        .map(|(name, t)| (name, t - threads0.get(name).copied().unwrap_or(0.0)))
+        .filter(|(_, t)| *t > 0.0)
+        .map(|(name, t)| format!("{name} {:.1} µs", t * 1e6 / N as f64))
+        .collect();
+    println!("  floodguard by thread, per reading: {}", per.join(", "));
     println!(
         "  floodguard peak RSS (VmHWM): {rss:.1} MB; SIGTERM → exit {code:?} in {:.1} s",
         stop.as_secs_f64()

@@ -265,6 +265,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             replay,
             sink: Arc::new(inbox),
             probe: p_engine.clone(),
+            held: Default::default(),
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
             if let Err(e) = st.run(s) {
@@ -334,24 +335,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         .then(|| tokio::spawn(syncer.clone().run(fsync_interval, stop_fsync.clone())));
 
     let stop_writer = CancellationToken::new();
-    let writer_task = client.map(|client| {
-        let w = Writer {
-            reader,
-            client,
-            options: WriterOptions {
-                batch_size: d.influxdb.batch_size,
-                flush_interval: d.influxdb.flush_interval.get(),
-                retry_min: d.influxdb.retry_min.get(),
-                retry_max: d.influxdb.retry_max.get(),
-                rejected_dir: data_dir.join("rejected"),
-                create_database: d.influxdb.create_database,
-                shutdown_timeout: d.daemon.shutdown_timeout.get(),
-            },
-            metrics: metrics.clone(),
-            health: health.clone(),
-        };
-        tokio::spawn(w.run(stop_writer.clone()))
-    });
+    // The writer (spool → InfluxDB) on a thread and runtime of its own: its
+    // gzip and HTTP work never competes with intake's async workers.
+    let writer_task = match client {
+        None => None,
+        Some(client) => {
+            let w = Writer {
+                reader,
+                client,
+                options: WriterOptions {
+                    batch_size: d.influxdb.batch_size,
+                    flush_interval: d.influxdb.flush_interval.get(),
+                    retry_min: d.influxdb.retry_min.get(),
+                    retry_max: d.influxdb.retry_max.get(),
+                    rejected_dir: data_dir.join("rejected"),
+                    create_database: d.influxdb.create_database,
+                    shutdown_timeout: d.daemon.shutdown_timeout.get(),
+                },
+                metrics: metrics.clone(),
+                health: health.clone(),
+            };
+            let stop = stop_writer.clone();
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| DaemonError::Start("writer", e))?;
+            stage::spawn_thread("writer", &exits, move |_| {
+                rt.block_on(w.run(stop));
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| DaemonError::Start("writer", e))?;
+            Some(done_rx)
+        }
+    };
 
     let stop_sighup = CancellationToken::new();
     let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_sighup.clone()));

@@ -6,49 +6,57 @@
 //! rescue teams by SMS, e-mail and group robots.
 //!
 //! # Data flow
+//! Stages, each with its own execution, joined by bounded hand-offs
+//! ([`stage`] watches them; DESIGN.md, "Stages"):
 //! ```text
-//!  MQTT broker
-//!      │  QoS1, persistent session, manual acks
+//!  MQTT broker (QoS1, persistent session, manual acks)
+//!      │
 //!      ▼
-//!  ingest::pipeline ── poll task ──▶ worker ── ingest::decode (pure) ──▶ Reading
-//!      │                                 │
-//!      │                                 ├─▶ spool::Appender: one write per group, then ack
-//!      │                                 │      │  data_dir/spool/*.seg, fsync on an interval
-//!      │                                 │      ▼
-//!      │                                 │   spool::Reader ──▶ tsdb::writer ──▶ InfluxDB v1 / v2
-//!      │                                 │                    (tsdb::retry: pure decision)
-//!      │                                 ▼
-//!      │                        live::Live ── engine::step (pure) over plan::Plan
-//!      │                                 │      │
-//!      │                                 │      ├─▶ area_level points ──▶ spool
-//!      │                                 │      └─▶ alerts::AlertManager (a TransitionSink)
-//!      │                                 │             │  lifecycle, silences, inhibition,
-//!      │                                 │             │  grouping, repeats, escalation;
-//!      │                                 │             │  data_dir/state.db (SQLite)
-//!      │                                 │             ├─▶ alert_event points ──▶ spool
-//!      │                                 │             └─▶ notify::Outbox (a Notifier): rows in state.db
-//!      │                                 │                    │  per-channel workers, retries, rate limits
-//!      │                                 │                    ▼
-//!      │                                 │                 SMS (http, Aliyun, Tencent), e-mail (SMTP),
-//!      │                                 │                 WeCom / DingTalk robots, webhook
-//!      ▼                                 ▼
-//!  health ──▶ http: /healthz /readyz /metrics, /api/v1/{sites,alerts,silences,notifications,outbox,reload},
-//!                   /ack/{token} (the signed ack link of a message), GET / (the live page),
-//!                   /api/v1/sites/{id}/series (history), /api/v1/events (SSE: events from live and the alert manager)
+//!  ingest::mqtt::Mqtt ── poll task (acks always drain) ──▶ worker ── decode (pure) ──▶ Reading
+//!      │  async, tokio workers                                    │
+//!      │                                         ingest::Intake::submit (bounded, waits = no ack)
+//!      │                                                          ▼
+//!      │   ┌──────────────── outlet::Outlet (thread fg-outlet): the only spool writer
+//!      │   │ Confirm ◀──────  one write per submission, then the intake acks
+//!      │   │                  data_dir/spool/*.seg (checksummed; fsync per policy)
+//!      │   │                       │ spool::Reader ──▶ tsdb::writer (thread fg-writer) ──▶ InfluxDB v1 / v2
+//!      │   │                       ▼
+//!      │   │                  Feed (try_send; when full the engine reads the spool: outlet::Replay)
+//!      │   │                       ▼
+//!      │   │              live::stage::EngineStage (thread fg-engine)
+//!      │   │                  engine::step (pure) over plan::Plan, ticks each second
+//!      │   │                       │ engine::sink::Judged { transitions, upto: spool position }
+//!      │   │                       ▼ (bounded inbox; the engine waits, intake does not)
+//!      │   │              alerts::stage::AlertStage (thread fg-alerts)
+//!      │   │                  AlertManager: lifecycle, silences, inhibition, grouping,
+//!      │   │                  repeats, escalation; transitions + engine cursor + outbox rows
+//!      │   └── Points ◀──────  + pending points in one state.db (SQLite) transaction
+//!      │     (area_level,              │
+//!      │      alert_event)             ▼ notify::Wake
+//!      │                       notify::stage::OutboxStage (thread fg-outbox + one per channel group)
+//!      │                           rows in state.db, priorities, retries, rate limits
+//!      │                               ▼
+//!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook
+//!      ▼
+//!  health + stage probes ──▶ http: /healthz /readyz (names a stalled stage) /metrics,
+//!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /ack/{token},
+//!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE)
 //! ```
+//! A stage that panics or returns ends the daemon non-zero; SIGTERM stops the
+//! stages in reverse order within `shutdown_timeout` plus a few seconds.
 //!
 //! # Modules
 //! | module | concept |
 //! |---|---|
 //! | [`config`] | the four config files, env overrides, every error with file/line/key |
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
-//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions` |
-//! | [`live`] | the engine in the daemon: its state behind a lock, the transition sink |
+//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::sink`, where transitions go |
+//! | [`live`] | the engine in the daemon: its state, and the engine stage (catch-up from the spool, ticks) |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
-//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store |
+//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store, the alert stage |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
-//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills |
+//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, the outbox stage |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
 //! | [`simulate`] | `floodguard simulate`: seeded scenarios (storm, pump failure, load) over MQTT or to a file |
@@ -57,21 +65,24 @@
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
-//! | [`ingest`] | MQTT: the pure decoder, connection options, the ingest pipeline |
-//! | [`spool`] | the durable, checksummed, append-only log between MQTT and InfluxDB |
+//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, and `ingest::mqtt` |
+//! | [`outlet`] | the only writer of the spool and of line protocol; feeds the engine |
+//! | [`spool`] | the durable, checksummed, append-only log between intake and InfluxDB |
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
+//! | [`stage`] | stage probes, the pure stall judgement, exit guards, the test wedge |
 //! | [`backoff`] | capped exponential backoff with full jitter |
-//! | [`health`] | liveness and readiness decisions |
-//! | [`metrics`] | the Prometheus registry behind `/metrics` |
+//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages) |
+//! | [`metrics`] | the Prometheus registry behind `/metrics` (a leaf: imports no module's internals) |
 //! | [`http`] | the axum server, the `/api/v1` handlers, the live page and its SSE stream |
-//! | [`daemon`] | `floodguard run`: wiring and ordered shutdown |
+//! | [`daemon`] | `floodguard run`: one stage per function, supervision, reverse shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
 //! | [`logging`] | tracing set-up |
 //!
-//! Pure parts (decoder, line protocol, retry decision, readiness, config
-//! validation, plan compilation, the engine) take time and input as
-//! arguments and are tested alone; I/O sits at the edges (`ingest::pipeline`,
-//! `spool`, `tsdb::client`, `http`, `live`).
+//! Pure parts (decoder, line protocol, retry decision, readiness and stall
+//! judgement, config validation, plan compilation, the engine, alert
+//! decisions) take time and input as arguments and are tested alone; I/O
+//! sits at the edges (`ingest::mqtt::client`, `outlet`, `spool`,
+//! `tsdb::client`, `alerts::store`, `notify::send`, `http`).
 
 #[macro_use]
 mod macros;

@@ -351,9 +351,11 @@ impl AlertManager {
                 out: &mut out,
                 db_silences: None,
                 dirty: HashMap::new(),
+                pending_changed: HashSet::new(),
                 last_told: &mut inner.last_told,
             };
             let v = f(&mut w)?;
+            w.write_pending()?;
             w.write_dirty()?;
             if !w.out.lines.is_empty() && self.points.is_some() {
                 w.out.points_row = Some(tx.insert_points(&w.out.lines)?);
@@ -511,6 +513,8 @@ struct Work<'a> {
     db_silences: Option<Vec<Silence>>,
     /// Alerts changed in this transaction, by id: written at its end.
     dirty: HashMap<i64, Alert>,
+    /// Waiting intents on disk that this transaction changed (by row).
+    pending_changed: HashSet<i64>,
     last_told: &'a mut HashMap<String, TimestampNs>,
 }
 

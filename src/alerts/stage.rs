@@ -30,6 +30,10 @@ pub const INBOX_CAPACITY: usize = 32;
 /// writes between them).
 const COALESCE: usize = 64;
 const COALESCE_TRANSITIONS: usize = 250;
+/// A commit this recent means a storm…
+const BUSY: Duration = Duration::from_millis(50);
+/// …in which the stage waits this long at most for more before a commit.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// A judgement and when it was handed over (ms).
 type Item = (Judged, i64);
@@ -78,6 +82,7 @@ impl AlertStage {
         let mut retry = Duration::from_millis(200);
         let mut next_tick = Instant::now();
         let mut last_log: Option<Instant> = None;
+        let mut last_commit: Option<Instant> = None;
         loop {
             self.probe.set_queued(self.inbox.len() + held.len());
             if held.is_empty() {
@@ -86,13 +91,23 @@ impl AlertStage {
                     Ok(first) => {
                         let mut transitions = first.0.transitions.len();
                         held.push(first);
+                        // Under load (a commit moments ago) wait a little for
+                        // more: a storm is then a commit every few
+                        // milliseconds, not one per handful of transitions.
+                        // Quiet, a change goes at once.
+                        let busy = last_commit.is_some_and(|t| t.elapsed() < BUSY);
+                        let until = Instant::now() + if busy { LINGER } else { Duration::ZERO };
                         while held.len() < COALESCE && transitions < COALESCE_TRANSITIONS {
-                            match self.inbox.try_recv() {
-                                Ok(more) => {
+                            let next = match until.checked_duration_since(Instant::now()) {
+                                Some(left) if !left.is_zero() => self.inbox.recv_timeout(left).ok(),
+                                _ => self.inbox.try_recv().ok(),
+                            };
+                            match next {
+                                Some(more) => {
                                     transitions += more.0.transitions.len();
                                     held.push(more);
                                 }
-                                Err(_) => break,
+                                None => break,
                             }
                         }
                     }
@@ -114,6 +129,7 @@ impl AlertStage {
                         if let Some(p) = held.iter().filter_map(|(j, _)| j.upto).max() {
                             (self.committed)(p);
                         }
+                        last_commit = Some(Instant::now());
                         let n: usize = held.iter().map(|(j, _)| j.transitions.len().max(1)).sum();
                         held.clear();
                         retry = Duration::from_millis(200);

@@ -612,8 +612,9 @@ impl Tx<'_> {
     }
 
     pub fn delete_pending(&self, ids: &[i64]) -> Result<()> {
-        for id in ids {
-            self.exec("DELETE FROM pending_intents WHERE id = ?1", params![id])?;
+        for chunk in ids.chunks(500) {
+            let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+            self.tx.execute(&format!("DELETE FROM pending_intents WHERE id IN ({list})"), [])?;
         }
         Ok(())
     }

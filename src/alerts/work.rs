@@ -336,7 +336,9 @@ impl Work<'_> {
                     }
                 }
                 *old_wait = deadline - old.created_at;
-                self.tx.update_pending(*row, old, *old_wait)?;
+                if *row != 0 {
+                    self.pending_changed.insert(*row);
+                }
                 continue;
             }
             let intent = Intent {
@@ -347,8 +349,9 @@ impl Work<'_> {
                 escalation_role: role,
                 created_at: now,
             };
-            let id = self.tx.insert_pending(&intent, wait)?;
-            self.pending.push((id, intent, wait));
+            // Row 0: not on disk yet; written at the end of the transaction
+            // unless it goes out before (a Ⅱ/Ⅰ rise goes at once).
+            self.pending.push((0, intent, wait));
         }
         Ok(())
     }
@@ -372,7 +375,10 @@ impl Work<'_> {
             let (mine, rest): (Vec<_>, Vec<_>) =
                 std::mem::take(self.pending).into_iter().partition(|(_, i, _)| i.team == team);
             *self.pending = rest;
-            let ids: Vec<i64> = mine.iter().map(|(id, _, _)| *id).collect();
+            let ids: Vec<i64> = mine.iter().map(|(id, _, _)| *id).filter(|id| *id != 0).collect();
+            for id in &ids {
+                self.pending_changed.remove(id);
+            }
             let intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
             self.last_told.insert(team.clone(), now);
             let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
@@ -406,6 +412,20 @@ impl Work<'_> {
             return Ok(Some(a));
         }
         Ok(self.tx.alert(id)?)
+    }
+
+    /// Writes the intents still waiting that this transaction added or
+    /// changed.
+    pub(super) fn write_pending(&mut self) -> Result<(), OpError> {
+        for (row, intent, wait) in self.pending.iter_mut() {
+            if *row == 0 {
+                *row = self.tx.insert_pending(intent, *wait)?;
+            } else if self.pending_changed.remove(row) {
+                self.tx.update_pending(*row, intent, *wait)?;
+            }
+        }
+        self.pending_changed.clear();
+        Ok(())
     }
 
     /// Writes the alerts changed in this transaction.

@@ -132,7 +132,8 @@ pub struct Alerting {
     pub group_wait: BTreeMap<Level, HumanDuration>,
     /// Storm mode: after a team was told, its next message waits at least
     /// this long, gathering whatever changed meanwhile (the first message
-    /// after a quiet spell still goes as `group_wait` says). 0 s: off.
+    /// after a quiet spell still goes as `group_wait` says). 0 s (unset): off;
+    /// the sample district sets 10 s.
     pub storm_gap: HumanDuration,
     /// Unacked alerts are sent again this often.
     pub repeat: BTreeMap<Level, HumanDuration>,
@@ -153,7 +154,7 @@ impl Default for Alerting {
         Alerting {
             group_window: HumanDuration::secs(30),
             group_wait: per_level([30, 30, 0, 0]),
-            storm_gap: HumanDuration::secs(10),
+            storm_gap: HumanDuration::secs(0),
             repeat: per_level([7200, 3600, 1800, 900]),
             escalate_after: per_level([3600, 1800, 900, 600]),
             chain: vec![Role::Leader, Role::StreetDirector, Role::DistrictHq],

@@ -28,6 +28,8 @@ use crate::stage::{Probe, Wedge};
 
 /// Records read from the spool per step when catching up.
 const CATCH_UP_RECORDS: usize = 2048;
+/// Feeds judged before their transitions go to the alert stage, at most.
+const DRAIN_FEEDS: usize = 64;
 /// How often the engine's position goes to the alert stage when nothing
 /// changes (to be committed there).
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -74,6 +76,8 @@ pub struct EngineStage {
     pub replay: Replay,
     pub sink: Arc<dyn TransitionSink>,
     pub probe: Arc<Probe>,
+    /// Transitions judged and not yet handed over, and the position after them.
+    pub held: (Vec<Transition>, Option<Position>),
 }
 
 /// Why the stage stopped on its own.
@@ -116,7 +120,15 @@ impl EngineStage {
                 Ok(f) => {
                     self.probe.set_oldest(Some(crate::stage::now_ms()));
                     wedge.hold();
+                    // What else waits goes to the alert stage as one batch.
                     self.take(f, stop)?;
+                    for _ in 1..DRAIN_FEEDS {
+                        match self.feed.try_recv() {
+                            Ok(f) => self.take(f, stop)?,
+                            Err(_) => break,
+                        }
+                    }
+                    self.flush()?;
                     self.probe.set_oldest(None);
                 }
                 Err(flume::RecvTimeoutError::Timeout) => {
@@ -147,6 +159,7 @@ impl EngineStage {
     fn control(&mut self, c: Control) -> Result<(), Stopped> {
         match c {
             Control::Reload(plan, reply) => {
+                self.flush()?;
                 let t = self.live.reload(plan, to_ns(chrono::Utc::now()));
                 let _ = reply.send(());
                 self.deliver(t, None)
@@ -189,6 +202,7 @@ impl EngineStage {
             })?;
             if !readings.is_empty() {
                 self.judge(&readings, end)?;
+                self.flush()?;
                 self.probe.done(readings.len() as u64);
             }
             if end == before {
@@ -199,12 +213,23 @@ impl EngineStage {
         Ok(())
     }
 
+    /// Judges readings; their transitions wait in `held` for `flush`.
     fn judge(&mut self, readings: &[Reading], end: Position) -> Result<(), Stopped> {
         let t = self.live.readings(readings, to_ns(chrono::Utc::now()));
-        if t.is_empty() {
+        if !t.is_empty() {
+            self.held.0.extend(t);
+            self.held.1 = Some(end);
+        }
+        Ok(())
+    }
+
+    /// Hands the held transitions to the alert stage.
+    fn flush(&mut self) -> Result<(), Stopped> {
+        if self.held.0.is_empty() {
             return Ok(());
         }
-        self.deliver(t, Some(end))
+        let (t, end) = std::mem::take(&mut self.held);
+        self.deliver(t, end)
     }
 
     fn deliver(&mut self, transitions: Vec<Transition>, upto: Option<Position>) -> Result<(), Stopped> {
@@ -284,6 +309,7 @@ mod tests {
             replay: Replay::new(appender.tail(start)),
             sink: capture.clone(),
             probe: Probe::new("engine"),
+            held: Default::default(),
         };
         let stop = CancellationToken::new();
         let t = std::thread::spawn({

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,20 @@ pub struct Mqtt {
     pub resubscribe: Arc<tokio::sync::Notify>,
     /// The intake stage's probe.
     pub probe: Arc<Probe>,
+}
+
+/// Events handled per turn of the poll loop at most.
+const DRAIN: usize = 64;
+
+/// The connection's state across events.
+struct Conn {
+    backoff: Backoff,
+    /// Set after a connection error: when to try again.
+    retry_at: Option<Instant>,
+    subscribed_once: bool,
+    /// Acks in rumqttc's request channel not yet written.
+    unsent: u64,
+    filters: Vec<String>,
 }
 
 /// The packet ids of QoS1 messages to acknowledge, sent by the outlet's
@@ -111,9 +126,9 @@ impl Mqtt {
         let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
         let (fwd_tx, fwd_rx) = flume::unbounded::<(Publish, TimestampNs)>();
         let (ack_tx, ack_rx) = flume::unbounded::<Vec<u16>>();
-        let depth = fwd_tx.clone();
+        let depth = fwd_rx.clone();
         self.probe.set_depth(move || depth.len());
-        let mut filters = self.decoder.read().expect("decoder lock").filters();
+        let filters = self.decoder.read().expect("decoder lock").filters();
         tracing::info!(broker = %self.mqtt.url, client_id = %self.mqtt.client_id, ?filters, "connecting to the MQTT broker");
 
         // Messages the worker handed to the outlet, and those confirmed.
@@ -133,13 +148,16 @@ impl Mqtt {
         let mut worker_task = tokio::spawn(worker.run(fwd_rx, worker_stop.clone()));
         let mut worker_done = false;
 
-        let mut backoff = Backoff::new(self.mqtt.reconnect_min.get(), self.mqtt.reconnect_max.get());
-        let mut retry_at: Option<Instant> = None;
-        let mut subscribed_once = false;
+        let mut conn = Conn {
+            backoff: Backoff::new(self.mqtt.reconnect_min.get(), self.mqtt.reconnect_max.get()),
+            retry_at: None,
+            subscribed_once: false,
+            unsent: 0,
+            filters,
+        };
         // Acks confirmed but not yet in rumqttc's request channel, and those
         // in it not yet written to the socket.
         let mut owed: Vec<u16> = Vec::new();
-        let mut unsent: u64 = 0;
         let mut stopping_since: Option<Instant> = None;
         let m = &self.metrics;
         loop {
@@ -155,19 +173,19 @@ impl Mqtt {
                 moved += 1;
             }
             owed.drain(..moved);
-            unsent += moved as u64;
+            conn.unsent += moved as u64;
 
             if let Some(since) = stopping_since {
                 let all_back =
                     worker_done && confirmed.load(Ordering::Relaxed) >= submitted.load(Ordering::Relaxed);
-                if (all_back && owed.is_empty() && unsent == 0) || since.elapsed() > ACK_FLUSH {
+                if (all_back && owed.is_empty() && conn.unsent == 0) || since.elapsed() > ACK_FLUSH {
                     break;
                 }
             }
             let queued = fwd_tx.len();
             let reading_paused = stopping_since.is_some() || queued >= HIGH_WATER;
-            let acks_pending = !owed.is_empty() || unsent > 0;
-            let connect_due = retry_at.is_none_or(|t| Instant::now() >= t);
+            let acks_pending = !owed.is_empty() || conn.unsent > 0;
+            let connect_due = conn.retry_at.is_none_or(|t| Instant::now() >= t);
             let poll = connect_due && (!reading_paused || acks_pending) && queued < 2 * HIGH_WATER;
             self.probe.set_queued(queued);
             let event = tokio::select! {
@@ -195,7 +213,7 @@ impl Mqtt {
                     continue;
                 }
                 _ = self.resubscribe.notified() => {
-                    filters = self.resubscribe_changed(&client, filters);
+                    conn.filters = self.resubscribe_changed(&client, std::mem::take(&mut conn.filters));
                     continue;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(5)), if !poll => {
@@ -206,60 +224,28 @@ impl Mqtt {
                 e = eventloop.poll(), if poll => e,
             };
             self.probe.beat();
-            match event {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    m.mqtt_messages.inc();
+            // Take what else is ready without going round the select:
+            // a read brings up to ten packets, and the select's futures cost
+            // more than the packets.
+            let now = to_ns(chrono::Utc::now());
+            let mut event = event;
+            for k in 0..DRAIN {
+                let publish = self.on_event(&mut conn, &client, event, now);
+                if let Some(p) = publish {
                     // After stop, what is read is not taken: unacked, the
                     // broker sends it again to the next session.
                     if stopping_since.is_none() {
-                        let _ = fwd_tx.send((p, to_ns(chrono::Utc::now())));
+                        let _ = fwd_tx.send((p, now));
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
-                    unsent = unsent.saturating_sub(1);
-                    m.mqtt_acks.inc();
+                // (Fetch the next only if it will be handled: an event
+                // taken and dropped would be a message never acked.)
+                if k + 1 == DRAIN || fwd_tx.len() >= HIGH_WATER || conn.retry_at.is_some() {
+                    break;
                 }
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    backoff.reset();
-                    retry_at = None;
-                    m.mqtt_connections.inc();
-                    m.mqtt_connected.set(1);
-                    self.health.mqtt_connected.store(true, Ordering::Relaxed);
-                    // The broker forgot us (restart, expiry, first contact):
-                    // subscribe again — rumqttc does not. Also once per start,
-                    // in case the filters changed since the session was made.
-                    if !ack.session_present || !subscribed_once {
-                        let subs = filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                        match client.try_subscribe_many(subs) {
-                            Ok(()) => {
-                                subscribed_once = true;
-                                m.mqtt_subscribes.inc();
-                            }
-                            Err(e) => tracing::error!(error = %e, "cannot queue the subscription"),
-                        }
-                    }
-                    tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
-                }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    for (f, code) in filters.iter().zip(&ack.return_codes) {
-                        if matches!(code, SubscribeReasonCode::Failure) {
-                            tracing::error!(filter = %f, "the broker refused the subscription (ACL?)");
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    m.mqtt_connected.set(0);
-                    m.mqtt_connection_errors.inc();
-                    self.health.mqtt_connected.store(false, Ordering::Relaxed);
-                    // rumqttc keeps the queued acks for the next connection
-                    // of the same session; count them as sent or lost.
-                    unsent = 0;
-                    let delay = backoff.next_delay();
-                    if backoff.attempts() <= 3 || backoff.attempts() % 20 == 0 {
-                        tracing::warn!(error = %e, retry_in = ?delay, attempt = backoff.attempts(), "MQTT connection lost or refused");
-                    }
-                    retry_at = Some(Instant::now() + delay);
+                match eventloop.poll().now_or_never() {
+                    Some(e) => event = e,
+                    None => break,
                 }
             }
         }
@@ -289,6 +275,70 @@ impl Mqtt {
         self.probe.set_queued(0);
         tracing::info!("disconnected from the MQTT broker");
         Ok(())
+    }
+
+    /// One event of the event loop; a publish is handed back to be queued.
+    fn on_event(
+        &self,
+        c: &mut Conn,
+        client: &AsyncClient,
+        event: Result<Event, rumqttc::ConnectionError>,
+        _now: TimestampNs,
+    ) -> Option<Publish> {
+        let m = &self.metrics;
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                m.mqtt_messages.inc();
+                return Some(p);
+            }
+            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                c.unsent = c.unsent.saturating_sub(1);
+                m.mqtt_acks.inc();
+            }
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                c.backoff.reset();
+                c.retry_at = None;
+                m.mqtt_connections.inc();
+                m.mqtt_connected.set(1);
+                self.health.mqtt_connected.store(true, Ordering::Relaxed);
+                // The broker forgot us (restart, expiry, first contact):
+                // subscribe again — rumqttc does not. Also once per start,
+                // in case the filters changed since the session was made.
+                if !ack.session_present || !c.subscribed_once {
+                    let subs = c.filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    match client.try_subscribe_many(subs) {
+                        Ok(()) => {
+                            c.subscribed_once = true;
+                            m.mqtt_subscribes.inc();
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot queue the subscription"),
+                    }
+                }
+                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                for (f, code) in c.filters.iter().zip(&ack.return_codes) {
+                    if matches!(code, SubscribeReasonCode::Failure) {
+                        tracing::error!(filter = %f, "the broker refused the subscription (ACL?)");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                m.mqtt_connected.set(0);
+                m.mqtt_connection_errors.inc();
+                self.health.mqtt_connected.store(false, Ordering::Relaxed);
+                // rumqttc keeps the queued acks for the next connection
+                // of the same session; count them as sent or lost.
+                c.unsent = 0;
+                let delay = c.backoff.next_delay();
+                if c.backoff.attempts() <= 3 || c.backoff.attempts().is_multiple_of(20) {
+                    tracing::warn!(error = %e, retry_in = ?delay, attempt = c.backoff.attempts(), "MQTT connection lost or refused");
+                }
+                c.retry_at = Some(Instant::now() + delay);
+            }
+        }
+        None
     }
 
     /// A reload changed the topics: subscribe to the new, leave the old.

@@ -50,6 +50,11 @@ impl Influx {
         }
     }
 
+    /// The server's process id (for CPU figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.pid())
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

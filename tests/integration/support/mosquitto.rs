@@ -86,6 +86,11 @@ impl Mosquitto {
         }
     }
 
+    /// The server's process id (for CPU figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.pid())
+    }
+
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
