@@ -12,6 +12,7 @@ pub mod decide;
 pub mod manager;
 pub mod model;
 pub mod route;
+mod schema;
 pub mod stage;
 pub mod store;
 

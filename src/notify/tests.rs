@@ -2,9 +2,9 @@
 //! messages; the sending itself is tested against real peers in
 //! tests/integration/notify.rs.
 
+use super::merge::{merge, merge_sms};
 use super::message::Rendered;
 use super::outbox::{Body, NewRow, OutboxDb};
-use super::{merge, merge_sms};
 use crate::config::Language;
 
 fn db() -> (tempfile::TempDir, OutboxDb) {

@@ -1,0 +1,138 @@
+//! Several messages for one recipient as one: what a paced phone or a
+//! throttled robot gets when its queue is merged. Bounded however long the
+//! storm: texts are kept oldest first up to a limit, the headline counts
+//! what the message stands for, and an SMS keeps its newest ack link whole.
+
+use super::message::{self, Rendered};
+use super::outbox::Body;
+use crate::config::Language;
+
+/// The longest text or HTML a merged message keeps: a storm merges
+/// hundreds of messages into one, and each merge reads the last.
+const MERGED_MAX_BYTES: usize = 32 * 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary, with `more` after.
+fn bounded(s: String, max: usize, more: &str) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{more}", &s[..end])
+}
+
+/// The headline of a merged message.
+fn merged_head(n: u32, zh: bool) -> String {
+    if zh {
+        format!("（合并 {n} 条）")
+    } else {
+        format!("({n} messages merged) ")
+    }
+}
+
+/// `s` without the headline an earlier merge put in front.
+fn without_head(s: &str) -> &str {
+    if let Some(rest) = s.strip_prefix("（合并 ") {
+        if let Some((_, r)) = rest.split_once(" 条）") {
+            return r;
+        }
+    }
+    if let Some(rest) = s.strip_prefix('(') {
+        if let Some((_, r)) = rest.split_once(" messages merged) ") {
+            return r;
+        }
+    }
+    s
+}
+
+/// Markdown without the bold headline an earlier merge put in front.
+fn without_md_head(s: &str) -> &str {
+    if let Some((inner, rest)) = s.strip_prefix("**").and_then(|r| r.split_once("**\n\n")) {
+        let is_head = (inner.starts_with("（合并 ") && inner.ends_with(" 条）"))
+            || (inner.starts_with('(') && inner.ends_with(" messages merged)"));
+        if is_head {
+            return rest;
+        }
+    }
+    s
+}
+
+/// Several messages for one recipient as one. Merging a merged message
+/// again counts what it stood for; texts are kept oldest first up to a
+/// bound, so a message stays a message however long the storm.
+pub fn merge(bodies: &[Body], language: Language) -> Body {
+    let zh = language == Language::ZhCn;
+    let n: u32 = bodies.iter().map(|b| b.merged.max(1)).sum();
+    let first = &bodies[0];
+    let mut alert_ids: Vec<i64> = bodies.iter().flat_map(|b| b.alert_ids.iter().copied()).collect();
+    alert_ids.sort_unstable();
+    alert_ids.dedup();
+    let head = merged_head(n, zh);
+    let more = if zh {
+        "\n……（其余见指挥中心页面）"
+    } else {
+        "\n… (the rest on the command-center page)"
+    };
+    let sms = merge_sms(&head, bodies.iter().map(|b| without_head(&b.rendered.sms)), zh);
+    let rendered = Rendered {
+        subject: format!("{head}{}", without_head(&first.rendered.subject)),
+        text: bounded(
+            bodies.iter().map(|b| b.rendered.text.as_str()).collect::<Vec<_>>().join("\n----\n"),
+            MERGED_MAX_BYTES,
+            more,
+        ),
+        html: bounded(
+            bodies.iter().map(|b| b.rendered.html.as_str()).collect::<Vec<_>>().join("<hr>"),
+            MERGED_MAX_BYTES,
+            &format!("<p>{}</p>", more.trim()),
+        ),
+        sms,
+        markdown: {
+            let all = bodies
+                .iter()
+                .map(|b| without_md_head(&b.rendered.markdown))
+                .collect::<Vec<_>>()
+                .join("\n\n---\n\n");
+            let md = format!("**{}**\n\n{all}", head.trim());
+            let mut end = md.len().min(message::ROBOT_MAX_BYTES);
+            while !md.is_char_boundary(end) {
+                end -= 1;
+            }
+            md[..end].to_string()
+        },
+        params: bodies.last().map(|b| b.rendered.params.clone()).unwrap_or_default(),
+    };
+    Body { rendered, to: first.to.clone(), secret: first.secret.clone(), alert_ids, merged: n }
+}
+
+/// Several SMS texts as one: the headline, each text without its ack link
+/// (the district prefix said once), cut to fit, and the newest link kept
+/// whole at the end.
+pub(super) fn merge_sms<'a>(head: &str, texts: impl Iterator<Item = &'a str>, zh: bool) -> String {
+    let mut link = None;
+    let mut parts = Vec::new();
+    for (i, t) in texts.enumerate() {
+        let (text, l) = match ["确认收到：", "Acknowledge: "].iter().find_map(|m| t.rfind(m)) {
+            Some(at) => (&t[..at], Some(&t[at..])),
+            None => (t, None),
+        };
+        link = l.or(link);
+        let text = if i > 0 && text.starts_with('【') {
+            text.split_once('】').map_or(text, |(_, r)| r)
+        } else {
+            text
+        };
+        parts.push(text.trim_end().trim_end_matches(['。', '.', '；', ';']).to_string());
+    }
+    let tail = link.map_or(String::new(), |l| format!("{}{l}", if zh { "。" } else { ". " }));
+    let body = format!("{head}{}", parts.join(if zh { "；" } else { "; " }));
+    let budget = message::SMS_MAX_CHARS.saturating_sub(tail.chars().count());
+    let body = if body.chars().count() > budget {
+        body.chars().take(budget.saturating_sub(1)).collect::<String>() + "…"
+    } else {
+        body
+    };
+    body + &tail
+}
