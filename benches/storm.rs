@@ -334,8 +334,14 @@ async fn run() {
     let influx = Influx::start();
     let peer = Peer::start().await;
     let smtp = Smtp::start();
-    calm(&broker, &influx, &peer, &smtp).await;
-    storm(&broker, &influx, &peer, &smtp).await;
+    // STORM_ONLY=calm or STORM_ONLY=storm runs one of the two (for A/B runs).
+    let only = std::env::var("STORM_ONLY").unwrap_or_default();
+    if only != "storm" {
+        calm(&broker, &influx, &peer, &smtp).await;
+    }
+    if only != "calm" {
+        storm(&broker, &influx, &peer, &smtp).await;
+    }
 }
 
 fn main() {

@@ -106,6 +106,9 @@ pub const INPUT_CAPACITY: usize = 16;
 /// (the engine then reads them from the spool).
 pub const FEED_CAPACITY: usize = 64;
 
+/// The text buffer kept between items at most (bytes).
+const KEEP_BYTES: usize = 256 * 1024;
+
 /// The sending side, for intakes and the alert stage.
 #[derive(Clone)]
 pub struct Handle {
@@ -249,6 +252,13 @@ impl Outlet {
             }
             self.probe.set_oldest(None);
             self.probe.done(bounds.len() as u64);
+            // Keep the buffers for the next item, but not a big one's (the
+            // `site_info` of a large district at start): memory stays what
+            // the usual item needs.
+            if text.capacity() > KEEP_BYTES {
+                text = String::new();
+                bounds = Vec::new();
+            }
             if stop.is_cancelled() && self.rx.is_empty() {
                 break;
             }
