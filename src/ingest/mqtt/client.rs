@@ -230,7 +230,7 @@ impl Mqtt {
             let now = to_ns(chrono::Utc::now());
             let mut event = event;
             for k in 0..DRAIN {
-                let publish = self.on_event(&mut conn, &client, event, now);
+                let publish = self.on_event(&mut conn, &client, event);
                 if let Some(p) = publish {
                     // After stop, what is read is not taken: unacked, the
                     // broker sends it again to the next session.
@@ -283,7 +283,6 @@ impl Mqtt {
         c: &mut Conn,
         client: &AsyncClient,
         event: Result<Event, rumqttc::ConnectionError>,
-        _now: TimestampNs,
     ) -> Option<Publish> {
         let m = &self.metrics;
         match event {
