@@ -82,6 +82,7 @@ pub fn new_metrics() -> Metrics {
         channels: &crate::notify::CHANNELS,
         send_results: &crate::notify::RESULTS,
         stages: &STAGES,
+        push_causes: &crate::ingest::push::all_causes(),
     })
 }
 
@@ -320,6 +321,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         reloader: Some(reloader.clone()),
         api_token: d.http.api_token.clone(),
         max_body: d.http.max_body,
+        push: Some(Arc::new(http::push::Push {
+            intake: Intake::new(outlet.handle.clone(), metrics.clone()),
+            decoder: decoder.clone(),
+            token: d.http.ingest_token.clone(),
+            max_body: d.http.max_push_body,
+        })),
     });
     let http_task = tokio::spawn({
         let stop = stop_http.clone();

@@ -14,6 +14,8 @@
 //!      ▼
 //!  ingest::mqtt::Mqtt ── poll task (acks always drain) ──▶ worker ── decode (pure) ──▶ Reading
 //!      │  async, tokio workers                                    │
+//!      │  HTTP push: http::push (POST /write, /api/v2/write,      │
+//!      │  /api/v1/readings) ── ingest::push (pure) ───────────────┤ (204 once spooled)
 //!      │                                         ingest::Intake::submit (bounded, waits = no ack)
 //!      │                                                          ▼
 //!      │   ┌──────────────── outlet::Outlet (thread fg-outlet): the only spool writer
@@ -65,7 +67,7 @@
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
-//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, and `ingest::mqtt` |
+//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings) |
 //! | [`outlet`] | the only writer of the spool and of line protocol; feeds the engine |
 //! | [`spool`] | the durable, checksummed, append-only log between intake and InfluxDB |
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
@@ -73,7 +75,7 @@
 //! | [`backoff`] | capped exponential backoff with full jitter |
 //! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages) |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` (a leaf: imports no module's internals) |
-//! | [`http`] | the axum server, the `/api/v1` handlers, the live page and its SSE stream |
+//! | [`http`] | the axum server, the `/api/v1` handlers, the push endpoints, the live page and its SSE stream |
 //! | [`daemon`] | `floodguard run`: one stage per function, supervision, reverse shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
 //! | [`logging`] | tracing set-up |

@@ -24,6 +24,7 @@ pub struct Labels<'a> {
     pub channels: &'a [&'a str],
     pub send_results: &'a [&'a str],
     pub stages: &'a [&'a str],
+    pub push_causes: &'a [&'a str],
 }
 
 /// The spool's figures at one moment.
@@ -62,6 +63,10 @@ pub struct Metrics {
     stage_handled: IntCounterVec,
     pub readings: IntCounter,
     pub decode_errors: IntCounterVec,
+    /// HTTP push requests by answer (`204`, `400`, `401`, …).
+    pub push_requests: IntCounterVec,
+    /// Pushed lines (or JSON items) left out, by cause.
+    pub push_rejected: IntCounterVec,
     pub spool_append_errors: IntCounter,
     spool_pending_records: IntGauge,
     spool_pending_bytes: IntGauge,
@@ -216,6 +221,20 @@ impl Metrics {
                 "Messages dropped because they could not be decoded, by cause.",
                 "cause",
                 labels.decode_causes,
+            ),
+            push_requests: counter_vec(
+                &r,
+                "floodguard_push_requests_total",
+                "HTTP push requests (/write, /api/v2/write, /api/v1/readings) by status code.",
+                "code",
+                &["204", "400", "401"],
+            ),
+            push_rejected: counter_vec(
+                &r,
+                "floodguard_push_rejected_total",
+                "Pushed lines or JSON items left out, by cause (the rest of their request is kept).",
+                "cause",
+                labels.push_causes,
             ),
             spool_append_errors: counter(
                 &r,
@@ -389,11 +408,13 @@ mod tests {
             channels: &["sms"],
             send_results: &["sent"],
             stages: &["outlet"],
+            push_causes: &["malformed_line"],
         });
         let text = m.render();
         for want in [
             "floodguard_decode_errors_total{cause=\"bad_json\"} 0",
             "floodguard_decode_errors_total{cause=\"oversize\"} 0",
+            "floodguard_push_rejected_total{cause=\"malformed_line\"} 0",
             "floodguard_influxdb_write_failures_total{class=\"timeout\"} 0",
             "floodguard_notifications_sent_total{channel=\"sms\",result=\"sent\"} 0",
             "floodguard_stage_stalled{stage=\"outlet\"} 0",

@@ -275,11 +275,22 @@ pub struct HttpSection {
     pub api_token: Secret,
     /// Largest request body accepted, in bytes.
     pub max_body: usize,
+    /// Token of the push endpoints (`/write`, `/api/v2/write`,
+    /// `/api/v1/readings`), apart from the API token; empty: they are off.
+    pub ingest_token: Secret,
+    /// Largest push body, in bytes, compressed and after gzip alike.
+    pub max_push_body: usize,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
-        HttpSection { listen: "127.0.0.1:8080".into(), api_token: Secret::default(), max_body: 64 * 1024 }
+        HttpSection {
+            listen: "127.0.0.1:8080".into(),
+            api_token: Secret::default(),
+            max_body: 64 * 1024,
+            ingest_token: Secret::default(),
+            max_push_body: 8 * 1024 * 1024,
+        }
     }
 }
 

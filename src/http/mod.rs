@@ -7,6 +7,7 @@ pub mod api;
 pub mod events;
 pub mod openapi;
 pub mod page;
+pub mod push;
 pub mod series;
 
 use std::sync::Arc;
@@ -38,11 +39,20 @@ pub struct AppState {
     pub api_token: Secret,
     /// Largest request body, bytes.
     pub max_body: usize,
+    /// `None` where pushed readings have nowhere to go (tests of other parts).
+    pub push: Option<Arc<push::Push>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
+    let max_push = state.push.as_ref().map_or(max_body, |p| p.max_body);
+    let push_routes = Router::new()
+        .route("/write", post(push::write))
+        .route("/api/v2/write", post(push::write))
+        .route("/api/v1/readings", post(push::readings))
+        .layer(DefaultBodyLimit::max(max_push));
     Router::new()
+        .route("/ping", get(push::ping).head(push::ping))
         .route("/", get(page::index))
         .route("/assets/app.js", get(page::app_js))
         .route("/assets/map.js", get(page::map_js))
@@ -67,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ack/{token}", get(acklink::show).post(acklink::confirm))
         .route("/api/v1/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(max_body))
+        .merge(push_routes)
         .with_state(state)
 }
 
@@ -155,6 +166,7 @@ mod tests {
             reloader: None,
             api_token: Secret::new("t0ken"),
             max_body: 1024,
+            push: None,
         }
     }
 
@@ -433,6 +445,7 @@ mod tests {
             "/api/v1/notifications",
             "/api/v1/sites/{id}/series",
             "/api/v1/events",
+            "/api/v1/readings",
         ] {
             assert!(v["paths"].get(path).is_some(), "{path} missing");
         }

@@ -4,13 +4,22 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, api, events, series};
+use super::{alerts, api, events, push, series};
 
 struct Bearer;
 
 impl Modify for Bearer {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "ingest",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("http.ingest_token"))
+                    .build(),
+            ),
+        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -40,7 +49,8 @@ impl Modify for Bearer {
         alerts::add_silence,
         alerts::delete_silence,
         alerts::notifications,
-        alerts::outbox
+        alerts::outbox,
+        push::readings
     ),
     modifiers(&Bearer)
 )]

@@ -5,9 +5,12 @@
 //!   decoded messages to the outlet with their confirmation, count readings,
 //!   log bad input once per cause;
 //! - [`mqtt`]: the MQTT source — the pure decoder and topic mappings,
-//!   connection options, and the client whose acks always drain.
+//!   connection options, and the client whose acks always drain;
+//! - [`push`]: HTTP push, the pure part — line protocol and JSON bodies
+//!   into readings, each bad line named (the handlers are `http::push`).
 pub mod intake;
 pub mod mqtt;
+pub mod push;
 
 pub use intake::Intake;
 pub use mqtt::{DecodeError, Decoder, Mqtt};

@@ -15,6 +15,7 @@ mod faults;
 mod malformed;
 mod notify;
 mod page;
+mod push;
 mod stages;
 mod storage;
 mod tls;

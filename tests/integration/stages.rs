@@ -417,3 +417,76 @@ async fn sigkill_mid_storm_loses_no_reading_and_records_no_change_twice() {
     assert_eq!(burst::told_twice(&alerts(&fg).await.unwrap()), None);
     assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
 }
+
+/// The storm pushed over HTTP as Telegraf would (`/write`, gzip, four
+/// senders at once, each with its own sites in order) while the SMTP server
+/// refuses: every 204 is a durable write — every reading stored once, the
+/// alert history equal to a replay, SMS out — and SIGTERM right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_pushed_over_http_is_stored_and_judged_and_the_daemon_still_stops() {
+    const M: u64 = 60_000;
+    const SENDERS: u64 = 4;
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let peer = Peer::start().await;
+    let refused = format!("smtp://127.0.0.1:{}", free_port());
+    let mut o = options(&broker, &influx, channels(&peer.url("/sms"), &refused));
+    o.http_extra.push_str(&format!("ingest_token = \"{}\"\n", crate::push::INGEST));
+    let mut fg = Floodguard::start(o);
+    fg.wait_connected().await;
+    let dir = tempdir("storm-push-");
+    let lp = dir.path().join("storm.lp");
+    let base = base_ms(M);
+    let sum = burst::write_line_protocol(&lp, M, base);
+    let replayed = burst::replayed(&lp, &fg.config_path());
+    assert!(burst::changes(&replayed) > 5_000, "a storm of level changes: {}", burst::changes(&replayed));
+
+    // Each sender takes the sites ≡ k (mod SENDERS), in the file's order, in
+    // requests of 1,500 lines: a site's readings arrive in order.
+    let text = std::fs::read_to_string(&lp).unwrap();
+    let mut per_sender: Vec<Vec<&str>> = vec![Vec::new(); SENDERS as usize];
+    for (i, line) in text.lines().enumerate() {
+        per_sender[(i as u64 % burst::SITES % SENDERS) as usize].push(line);
+    }
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for lines in per_sender {
+        let bodies: Vec<Vec<u8>> =
+            lines.chunks(1500).map(|c| crate::push::gzip((c.join("\n") + "\n").as_bytes())).collect();
+        let url = fg.url("/write?db=flood&precision=ns");
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for body in bodies {
+                let r = http
+                    .post(&url)
+                    .header("Authorization", format!("Token {}", crate::push::INGEST))
+                    .header("Content-Encoding", "gzip")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let pushed = t0.elapsed();
+    wait_stored(&influx, M, Duration::from_secs(180)).await;
+    wait_paths(&fg, &replayed, Duration::from_secs(120), |got| got == &replayed).await;
+    println!(
+        "push storm: {M} readings pushed in {pushed:.1?} ({:.0} readings/s acknowledged), {} level changes",
+        M as f64 / pushed.as_secs_f64(),
+        burst::changes(&replayed)
+    );
+    let (count, distinct, got_sum) = stored(&influx).await;
+    assert_eq!((count, distinct), (M as i64, M as i64), "every reading once");
+    assert!((got_sum - sum).abs() < 1e-6 * sum, "sum {got_sum} vs pushed {sum}");
+    assert_eq!(burst::told_twice(&alerts(&fg).await.unwrap()), None);
+    wait_for("SMS out while SMTP refuses", Duration::from_secs(60), || async {
+        (!peer.accepted("/sms").is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(fg.terminate(Duration::from_secs(10 + 5)), Some(0), "SIGTERM; log:\n{}", fg.log());
+}

@@ -163,6 +163,30 @@ impl Decoder {
                 _ => return Err(DecodeError::UnknownTopic),
             }
         };
+        self.checked(readings, received_at)
+    }
+
+    /// A telemetry object (`{"ts": …, "<metric>": …}`) of a known site, as
+    /// other sources than MQTT send it (HTTP push).
+    pub fn telemetry_object(
+        &self,
+        site: Arc<str>,
+        payload: &[u8],
+        received_at: TimestampNs,
+    ) -> Result<Vec<Reading>, DecodeError> {
+        if payload.len() > self.max_payload {
+            return Err(DecodeError::Oversize { size: payload.len(), limit: self.max_payload });
+        }
+        self.checked(telemetry(payload, site, received_at)?, received_at)
+    }
+
+    /// One message's readings, refused when empty or when their shared
+    /// timestamp is before 2000 or too far ahead of the receive time.
+    pub fn checked(
+        &self,
+        readings: Vec<Reading>,
+        received_at: TimestampNs,
+    ) -> Result<Vec<Reading>, DecodeError> {
         if readings.is_empty() {
             return Err(DecodeError::NoMetrics);
         }
@@ -177,7 +201,8 @@ impl Decoder {
         Ok(readings)
     }
 
-    fn site(&self, segment: &str) -> Result<Arc<str>, DecodeError> {
+    /// The site of `sites.toml` with this id.
+    pub fn site(&self, segment: &str) -> Result<Arc<str>, DecodeError> {
         self.catalog
             .get(segment)
             .map(|e| e.id.clone())
