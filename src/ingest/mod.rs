@@ -7,10 +7,12 @@
 //! - [`mqtt`]: the MQTT source — the pure decoder and topic mappings,
 //!   connection options, and the client whose acks always drain;
 //! - [`push`]: HTTP push, the pure part — line protocol and JSON bodies
-//!   into readings, each bad line named (the handlers are `http::push`).
+//!   into readings, each bad line named (the handlers are `http::push`);
+//! - [`sl651`]: SL 651-2014, the frame codec.
 pub mod intake;
 pub mod mqtt;
 pub mod push;
+pub mod sl651;
 
 pub use intake::Intake;
 pub use mqtt::{DecodeError, Decoder, Mqtt};
