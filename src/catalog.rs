@@ -39,15 +39,47 @@ pub struct SiteEntry {
     pub series: Box<str>,
 }
 
-/// Sites by id.
+/// An SL 651 station's site and its element → metric overrides.
+#[derive(Debug, Clone)]
+pub struct Sl651Station {
+    pub site: Arc<str>,
+    /// Element identifier → metric, from `sl651_elements` (over the defaults).
+    pub elements: Vec<(u16, Arc<str>)>,
+}
+
+/// Sites by id, and by the field addresses their readings come from.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     sites: HashMap<Arc<str>, SiteEntry>,
+    /// By the station address's 10 hex digits, upper case.
+    sl651: HashMap<String, Sl651Station>,
 }
 
 impl Catalog {
     pub fn from_config(config: &Config) -> Self {
-        Self::from_sites(config.sites.sites.iter().map(|s| (s.id.as_str(), s.kind, s.street.as_str())))
+        let mut c =
+            Self::from_sites(config.sites.sites.iter().map(|s| (s.id.as_str(), s.kind, s.street.as_str())));
+        for s in &config.sites.sites {
+            if let Some(station) = &s.sl651_station {
+                let elements = s
+                    .sl651_elements
+                    .iter()
+                    .filter_map(|(id, m)| Some((u16::from_str_radix(id, 16).ok()?, Arc::from(m.as_str()))))
+                    .collect();
+                c.add_sl651(station, Sl651Station { site: Arc::from(s.id.as_str()), elements });
+            }
+        }
+        c
+    }
+
+    /// Makes `station` (10 hex digits) a site's SL 651 station.
+    pub fn add_sl651(&mut self, station: &str, s: Sl651Station) {
+        self.sl651.insert(station.to_ascii_uppercase(), s);
+    }
+
+    /// The site of an SL 651 station (10 hex digits, any case).
+    pub fn sl651(&self, station: &str) -> Option<&Sl651Station> {
+        self.sl651.get(&station.to_ascii_uppercase())
     }
 
     /// Builds a catalogue from `(id, kind, street)`.
@@ -66,7 +98,7 @@ impl Catalog {
                 (id, entry)
             })
             .collect();
-        Catalog { sites }
+        Catalog { sites, sl651: HashMap::default() }
     }
 
     pub fn get(&self, id: &str) -> Option<&SiteEntry> {

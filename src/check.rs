@@ -11,6 +11,33 @@ fn num(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// Where a site's readings may come from: its MQTT topics, SL 651 station,
+/// HTTP push.
+fn sources(c: &Config, s: &crate::config::Site) -> Vec<String> {
+    let d = &c.daemon;
+    let mut v = Vec::new();
+    if d.mqtt.default_topics {
+        v.push(format!("MQTT flood/{}/telemetry", s.id));
+    }
+    for m in &d.mqtt.mappings {
+        let topic: Vec<&str> = m
+            .filter
+            .split('/')
+            .enumerate()
+            .map(|(i, seg)| if i == m.site_segment { s.id.as_str() } else { seg })
+            .collect();
+        v.push(format!("MQTT {}", topic.join("/")));
+    }
+    if let Some(st) = &s.sl651_station {
+        let on = if d.sl651.listen.trim().is_empty() { " (sl651.listen is off)" } else { "" };
+        v.push(format!("SL 651 station {st}{on}"));
+    }
+    if !d.http.ingest_token.is_empty() {
+        v.push("HTTP push".into());
+    }
+    v
+}
+
 /// One rule at one site, as the plan table shows it:
 /// `depth 积水深度  water_depth_cm ≥ Ⅳ 10 · Ⅲ 20 · Ⅱ 27 · Ⅰ 40 cm`.
 fn describe_rule(sp: &SitePlan, r: &SiteRule) -> String {
@@ -114,6 +141,7 @@ pub fn describe(c: &Config) -> String {
                     s.category.name_zh(),
                     if params.is_empty() { String::new() } else { format!("  {}", params.join(" ")) }
                 );
+                let _ = writeln!(out, "               sources: {}", sources(c, s).join(" · "));
                 if let Some((_, sp)) = c.plan.site(&s.id) {
                     for r in &sp.rules {
                         let _ = writeln!(out, "               {}", describe_rule(sp, r));
@@ -135,6 +163,10 @@ mod tests {
         let c = crate::config::load_with_env(&main, &Default::default()).unwrap();
         let text = describe(&c);
         assert!(text.contains("OK — 某区 (mouqu), 3 streets, 15 sites, 4 teams"), "{text}");
+        assert!(
+            text.contains("sources: MQTT flood/CD-YL-01/telemetry · MQTT legacy/CD-YL-01/depth_m · MQTT gateway/sl651/CD-YL-01/data · SL 651 station 0010000001 (sl651.listen is off)"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "城东街道 (chengdong) — teams: team1 一队 (Ⅳ: 张队长 · Ⅲ: +李队员 · Ⅱ: +城东街道 王主任)"

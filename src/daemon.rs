@@ -29,6 +29,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
+use crate::ingest::sl651::Sl651;
 use crate::ingest::{Decoder, Intake, Mqtt};
 use crate::live::stage::{Controls, EngineStage};
 use crate::live::Live;
@@ -83,6 +84,7 @@ pub fn new_metrics() -> Metrics {
         send_results: &crate::notify::RESULTS,
         stages: &STAGES,
         push_causes: &crate::ingest::push::all_causes(),
+        sl651_causes: &crate::ingest::sl651::causes(),
     })
 }
 
@@ -381,6 +383,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_sighup.clone()));
 
     let stop_intake = CancellationToken::new();
+    // The SL 651 central station, when configured: an intake beside MQTT.
+    let sl651_task = if d.sl651.listen.trim().is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(&d.sl651.listen)
+            .await
+            .map_err(|source| DaemonError::Listen { addr: d.sl651.listen.clone(), source })?;
+        let station = Sl651 {
+            config: d.sl651.clone(),
+            decoder: decoder.clone(),
+            intake: Intake::new(outlet.handle.clone(), metrics.clone()),
+            metrics: metrics.clone(),
+            timezone: config.timezone,
+        };
+        Some(stage::spawn_task("intake", &exits, station.run(listener, stop_intake.clone())))
+    };
     let mqtt = Mqtt {
         mqtt: d.mqtt.clone(),
         decoder,
@@ -412,6 +430,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     tracing::info!("shutting down: stopping intake");
     stop_intake.cancel();
     let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), intake_task).await;
+    if let Some(t) = sl651_task {
+        let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), t).await;
+    }
     stop_sighup.cancel();
     let _ = sighup_task.await;
     // The engine stops between two batches (the rest is judged after the

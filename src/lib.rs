@@ -16,6 +16,8 @@
 //!      │  async, tokio workers                                    │
 //!      │  HTTP push: http::push (POST /write, /api/v2/write,      │
 //!      │  /api/v1/readings) ── ingest::push (pure) ───────────────┤ (204 once spooled)
+//!      │  SL 651 RTUs ──TCP──▶ ingest::sl651::server ── frame,    │
+//!      │  map (pure) ─────────────────────────────────────────────┤ (M2 confirmation once spooled)
 //!      │                                         ingest::Intake::submit (bounded, waits = no ack)
 //!      │                                                          ▼
 //!      │   ┌──────────────── outlet::Outlet (thread fg-outlet): the only spool writer
@@ -67,7 +69,7 @@
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
-//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings) |
+//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings), `ingest::sl651` (the SL 651 central station) |
 //! | [`outlet`] | the only writer of the spool and of line protocol; feeds the engine |
 //! | [`spool`] | the durable, checksummed, append-only log between intake and InfluxDB |
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |

@@ -25,6 +25,7 @@ pub struct Labels<'a> {
     pub send_results: &'a [&'a str],
     pub stages: &'a [&'a str],
     pub push_causes: &'a [&'a str],
+    pub sl651_causes: &'a [&'a str],
 }
 
 /// The spool's figures at one moment.
@@ -67,6 +68,14 @@ pub struct Metrics {
     pub push_requests: IntCounterVec,
     /// Pushed lines (or JSON items) left out, by cause.
     pub push_rejected: IntCounterVec,
+    /// SL 651 frames by function code (`32`, `34`, …).
+    pub sl651_frames: IntCounterVec,
+    /// SL 651 frames, bytes, elements and connections refused, by cause.
+    pub sl651_errors: IntCounterVec,
+    pub sl651_confirmations: IntCounter,
+    pub sl651_connections: IntCounter,
+    pub sl651_connections_open: IntGauge,
+    pub sl651_elements_skipped: IntCounter,
     pub spool_append_errors: IntCounter,
     spool_pending_records: IntGauge,
     spool_pending_bytes: IntGauge,
@@ -235,6 +244,32 @@ impl Metrics {
                 "Pushed lines or JSON items left out, by cause (the rest of their request is kept).",
                 "cause",
                 labels.push_causes,
+            ),
+            sl651_frames: counter_vec(
+                &r,
+                "floodguard_sl651_frames_total",
+                "SL 651 frames received whole (CRC right), by function code.",
+                "function",
+                &[],
+            ),
+            sl651_errors: counter_vec(
+                &r,
+                "floodguard_sl651_errors_total",
+                "SL 651 input dropped, by cause (frames, bytes, elements, connections).",
+                "cause",
+                labels.sl651_causes,
+            ),
+            sl651_confirmations: counter(
+                &r,
+                "floodguard_sl651_confirmations_total",
+                "SL 651 confirmations sent, each after its frame's readings were spooled.",
+            ),
+            sl651_connections: counter(&r, "floodguard_sl651_connections_total", "RTU connections accepted."),
+            sl651_connections_open: gauge(&r, "floodguard_sl651_connections", "RTU connections open."),
+            sl651_elements_skipped: counter(
+                &r,
+                "floodguard_sl651_elements_skipped_total",
+                "SL 651 elements with no metric mapped or no value sent.",
             ),
             spool_append_errors: counter(
                 &r,
@@ -409,6 +444,7 @@ mod tests {
             send_results: &["sent"],
             stages: &["outlet"],
             push_causes: &["malformed_line"],
+            sl651_causes: &["bad_crc"],
         });
         let text = m.render();
         for want in [

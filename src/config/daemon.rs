@@ -22,6 +22,7 @@ pub struct DaemonConfig {
     pub influxdb: InfluxSection,
     pub spool: SpoolSection,
     pub http: HttpSection,
+    pub sl651: Sl651Section,
     pub channels: ChannelsSection,
 }
 
@@ -290,6 +291,32 @@ impl Default for HttpSection {
             max_body: 64 * 1024,
             ingest_token: Secret::default(),
             max_push_body: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[sl651]`: the SL 651-2014 central station (TCP).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Sl651Section {
+    /// `host:port` to listen on; empty: off.
+    pub listen: String,
+    /// This centre's address; frames for another centre are counted and
+    /// dropped (0 is accepted as well: stations in the field send it).
+    pub center: u8,
+    /// A connection silent this long is closed (the RTU dials again).
+    pub idle_timeout: HumanDuration,
+    /// Connections open at once at most; more are refused at accept.
+    pub max_connections: usize,
+}
+
+impl Default for Sl651Section {
+    fn default() -> Self {
+        Sl651Section {
+            listen: String::new(),
+            center: 1,
+            idle_timeout: HumanDuration::secs(15 * 60),
+            max_connections: 20_000,
         }
     }
 }

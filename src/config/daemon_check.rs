@@ -179,6 +179,16 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if c.spool.segment_size < 64 * 1024 {
         err("spool.segment_size", "must be at least 65536 bytes".into());
     }
+    let sl = &c.sl651;
+    if !sl.listen.trim().is_empty() && sl.listen.parse::<std::net::SocketAddr>().is_err() {
+        err("sl651.listen", format!("{:?} is not an address like 0.0.0.0:5001 (empty: off)", sl.listen));
+    }
+    if sl.idle_timeout.get().is_zero() {
+        err("sl651.idle_timeout", "must be more than 0 (RTUs send keep-alives every few minutes)".into());
+    }
+    if sl.max_connections == 0 {
+        err("sl651.max_connections", "must be at least 1".into());
+    }
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
         err("http.listen", format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen));
     }

@@ -69,7 +69,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut daemon = DaemonConfig::default();
     if let Some(mut src) = Source::read(main, Some(env), &mut errors) {
-        src.reject_unknown_top_level(&["daemon", "log", "mqtt", "influxdb", "spool", "http", "channels"]);
+        src.reject_unknown_top_level(&[
+            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "channels",
+        ]);
         // Section by section, so one bad section hides nothing in the others.
         let mut failed: Vec<&str> = Vec::new();
         macro_rules! section {
@@ -89,6 +91,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         section!(influxdb);
         section!(spool);
         section!(http);
+        section!(sl651);
         section!(channels);
         for (key, reason) in daemon_check::validate(&daemon) {
             if !failed.iter().any(|f| key.split('.').next() == Some(f)) {

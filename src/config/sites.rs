@@ -137,6 +137,13 @@ pub struct Site {
     /// Site parameters the plan's thresholds may refer to (警戒水位 …).
     #[serde(default)]
     pub params: BTreeMap<String, f64>,
+    /// The SL 651 station whose frames are this site's readings: the 10 hex
+    /// digits of its address as sent (`"0012345678"`).
+    #[serde(default)]
+    pub sl651_station: Option<String>,
+    /// SL 651 element (hex identifier, `"39"`) → metric, over the defaults.
+    #[serde(default)]
+    pub sl651_elements: BTreeMap<String, String>,
 }
 
 /// The contents of `sites.toml`.
@@ -173,6 +180,7 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
         }
     }
     let mut site_ids = HashSet::new();
+    let mut stations: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for (i, s) in file.sites.iter().enumerate() {
         let at = |k: &str| format!("sites[{i}].{k}");
         if !is_valid_id(&s.id) {
@@ -205,6 +213,30 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
         for (name, v) in &s.params {
             if !v.is_finite() {
                 errs.push((at(&format!("params.{name}")), "must be a finite number".into()));
+            }
+        }
+        if let Some(st) = &s.sl651_station {
+            if st.len() != 10 || !st.bytes().all(|b| b.is_ascii_hexdigit()) {
+                errs.push((
+                    at("sl651_station"),
+                    format!("{st:?} is not the 10 hex digits of a station address"),
+                ));
+            } else if let Some(other) = stations.insert(st.to_ascii_uppercase(), s.id.as_str()) {
+                errs.push((at("sl651_station"), format!("station {st} is already site {other:?}'s")));
+            }
+        }
+        for (id, metric) in &s.sl651_elements {
+            if !(matches!(id.len(), 2 | 4) && id.bytes().all(|b| b.is_ascii_hexdigit())) {
+                errs.push((
+                    at(&format!("sl651_elements.{id}")),
+                    "the key must be an element identifier in hex (\"39\", or \"FF01\")".into(),
+                ));
+            }
+            if !crate::reading::is_valid_metric(metric) {
+                errs.push((
+                    at(&format!("sl651_elements.{id}")),
+                    format!("{metric:?} is not a valid metric name"),
+                ));
             }
         }
         let p = |k: &str| s.params.get(k).copied();
@@ -243,7 +275,34 @@ mod tests {
             street: street.into(),
             location: Location { lat: 31.0, lon: 121.0 },
             params: BTreeMap::new(),
+            sl651_station: None,
+            sl651_elements: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn sl651_stations_are_ten_hex_digits_and_one_site_each() {
+        let mut a = site("A", Kind::RainGauge, "s");
+        a.sl651_station = Some("0012345678".into());
+        a.sl651_elements.insert("39".into(), "stage_m".into());
+        a.sl651_elements.insert("PJ".into(), "rain_mm".into());
+        let mut b = site("B", Kind::RainGauge, "s");
+        b.sl651_station = Some("0012345678".into());
+        let mut c = site("C", Kind::RainGauge, "s");
+        c.sl651_station = Some("12345".into());
+        let file = SitesFile {
+            district: District::default(),
+            streets: vec![Street { id: "s".into(), name: "s".into(), name_en: None }],
+            sites: vec![a, b, c],
+        };
+        let errs = validate(&file);
+        let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["sites[0].sl651_elements.PJ", "sites[1].sl651_station", "sites[2].sl651_station"],
+            "{errs:?}"
+        );
+        assert!(errs[1].1.contains("already site \"A\"'s"), "{errs:?}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   connection options, and the client whose acks always drain;
 //! - [`push`]: HTTP push, the pure part — line protocol and JSON bodies
 //!   into readings, each bad line named (the handlers are `http::push`);
-//! - [`sl651`]: SL 651-2014, the frame codec.
+//! - [`sl651`]: the SL 651-2014 central station — the frame codec, reports
+//!   into readings, the TCP server.
 pub mod intake;
 pub mod mqtt;
 pub mod push;

@@ -16,6 +16,7 @@ mod malformed;
 mod notify;
 mod page;
 mod push;
+mod sl651;
 mod stages;
 mod storage;
 mod tls;

@@ -7,10 +7,34 @@
 //!   builders for confirmations (and for tests and the simulator);
 //! - [`element`]: message bodies — serial, send time, station, observation
 //!   groups and their elements.
-//!
-//! The central station that feeds the codec and sends the replies comes next.
+//! - [`map`]: reports into readings (station → site, element → metric,
+//!   observation time in the configured zone, 5-minute blocks);
+//! - [`server`]: the TCP central station, confirming each frame once its
+//!   readings are spooled.
 pub mod element;
 pub mod frame;
+pub mod map;
+pub mod server;
+
+pub use server::Sl651;
+
+/// Every cause the SL 651 error counter may carry, for pre-registering.
+pub fn causes() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = frame::FrameError::CAUSES.to_vec();
+    v.extend([
+        frame::UNKNOWN_ELEMENT,
+        "unknown_station",
+        "bad_time",
+        "wrong_centre",
+        "downlink",
+        "multi_packet",
+        "idle_timeout",
+        "too_many_connections",
+        "future_timestamp",
+        "bad_timestamp",
+    ]);
+    v
+}
 
 #[cfg(test)]
 mod frame_tests;

@@ -12,6 +12,7 @@ pub mod peer;
 pub mod pki;
 pub mod publish;
 pub mod rawpub;
+pub mod rtu;
 pub mod smtp;
 pub mod storm;
 pub mod victoria;
