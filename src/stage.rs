@@ -257,6 +257,11 @@ impl Wedge {
         Wedge { file }
     }
 
+    /// Whether the hook is on (the variable set).
+    pub fn armed(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Blocks while the stage's wedge file exists.
     pub fn hold(&self) {
         let Some(f) = &self.file else { return };

@@ -184,3 +184,172 @@ async fn rtu_reports_are_stored_confirmed_and_judged_like_mqtt() {
     drop(link);
     assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
 }
+
+/// 50 river stations of their own, for the load test.
+fn many_sites(n: usize) -> String {
+    let mut s = std::fs::read_to_string(crate::support::floodguard::sample_config_dir().join("sites.toml")).unwrap();
+    for i in 0..n {
+        s.push_str(&format!(
+            "\n[[sites]]\nid = \"S-R{i:03}\"\nname = \"测站{i}\"\nkind = \"river\"\ncategory = \"river\"\n\
+             street = \"binhe\"\nlocation = {{ lat = 30.57, lon = 114.31 }}\n\
+             params = {{ warning_level_m = 4.50, guarantee_level_m = 5.20 }}\nsl651_station = \"003000{i:04}\"\n"
+        ));
+    }
+    s
+}
+
+/// A triangle wave across the river thresholds (4.2 / 4.5 / 5.0 / 5.2 m).
+fn stage_m(k: usize) -> f64 {
+    let t = k % 28;
+    4.0 + 0.1 * (if t <= 14 { t } else { 28 - t }) as f64
+}
+
+/// 500 RTU links idling on keep-alives while 50 stations send 30 timed
+/// reports each, levels crossing Ⅳ … Ⅰ and back: every reading stored,
+/// the alert history equal to a replay of the same readings, and SIGTERM
+/// with every link open ends the daemon in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_idle_links_and_fifty_reporting_stations_lose_nothing() {
+    const SENDERS: usize = 50;
+    const FRAMES: usize = 30;
+    const IDLE: usize = 500;
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let port = free_port();
+    let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
+    o.sites_toml = Some(many_sites(SENDERS));
+    o.extra = format!("[sl651]\nlisten = \"127.0.0.1:{port}\"\nidle_timeout = \"5m\"\n");
+    let mut fg = Floodguard::start(o);
+    fg.wait_connected().await;
+    let rss = |pid: u32| -> f64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        kb / 1024.0
+    };
+    let pid = fg.pid().unwrap();
+    let before = rss(pid);
+
+    let keep_alive = |i: usize| {
+        let rtu = station(&format!("004000{i:04}"), b'P');
+        rtu.frame(0x2F, &[(i >> 8) as u8, i as u8, 0x26, 0x07, 0x21, 0x14, 0x05, 0x00])
+    };
+    let idle: Vec<Link> = tokio::task::spawn_blocking(move || {
+        (0..IDLE)
+            .map(|i| {
+                let mut l = Link::connect(port).unwrap();
+                l.send(&keep_alive(i));
+                l
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    wait_for("500 links open", Duration::from_secs(20), || async {
+        (fg.metric("floodguard_sl651_connections").await? >= IDLE as f64).then_some(())
+    })
+    .await;
+    let with_links = rss(pid);
+
+    // The readings, also as line protocol for the replay.
+    let now = now_local();
+    let base = now - chrono::Duration::minutes(FRAMES as i64 + 5);
+    let mut lp = String::new();
+    for k in 0..FRAMES {
+        for i in 0..SENDERS {
+            let t = ns(base + chrono::Duration::minutes(k as i64));
+            lp.push_str(&format!("telemetry,site=S-R{i:03} level_m={},battery_v=12.5 {t}\n", stage_m(k)));
+        }
+    }
+    let dir = crate::support::tempdir("sl651-load-");
+    let lp_path = dir.path().join("load.lp");
+    std::fs::write(&lp_path, lp).unwrap();
+    let replayed = crate::support::burst::replayed(&lp_path, &fg.config_path());
+    assert!(crate::support::burst::changes(&replayed) >= 200, "a storm of level changes: {replayed:?}");
+
+    let t0 = std::time::Instant::now();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|i| {
+            tokio::task::spawn_blocking(move || {
+                let rtu = station(&format!("003000{i:04}"), b'H');
+                let mut link = Link::connect(port).unwrap();
+                for k in 0..FRAMES {
+                    let at = base + chrono::Duration::minutes(k as i64);
+                    let body = rtu.body(k as u16, now, &[(at, [element(0x39, 4, 3, stage_m(k)), element(0x38, 2, 2, 12.5)].concat())]);
+                    confirmed(&mut link, &rtu, 0x32, k as u16, &rtu.frame(0x32, &body));
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let took = t0.elapsed();
+    wait_for("every reported level in InfluxDB", Duration::from_secs(60), || async {
+        let n = influx.count("flood", "SELECT count(level_m) FROM telemetry WHERE site =~ /^S-R/").await;
+        (n == (SENDERS * FRAMES) as i64).then_some(())
+    })
+    .await;
+    let alerts = || async {
+        let (_, body) = http_get(&fg.url("/api/v1/alerts?state=all&limit=100000")).await?;
+        serde_json::from_str::<serde_json::Value>(&body).ok()
+    };
+    wait_for("the alert history equal to the replay", Duration::from_secs(60), || async {
+        let live = crate::support::burst::live(&alerts().await?);
+        let live: crate::support::burst::Paths = live.into_iter().filter(|((s, _), _)| s.starts_with("S-R")).collect();
+        (live == replayed).then_some(())
+    })
+    .await;
+    println!(
+        "sl651 load: {SENDERS} stations × {FRAMES} frames confirmed in {took:.1?} ({:.0} frames/s) beside {IDLE} idle links; \
+         RSS {before:.1} MB → {with_links:.1} MB with the links ({:.1} KB a link)",
+        (SENDERS * FRAMES) as f64 / took.as_secs_f64(),
+        (with_links - before) * 1024.0 / IDLE as f64
+    );
+    let t = std::time::Instant::now();
+    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0), "SIGTERM with 550 links open; log:\n{}", fg.log());
+    println!("stopped in {:.1?}", t.elapsed());
+    drop(idle);
+}
+
+/// Killed after a frame's readings were spooled and before its
+/// confirmation went out: the RTU sends it again after the restart, gets
+/// its confirmation, and the reading is stored and judged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_spool_and_confirmation_stores_and_judges_the_resend_once() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let wedges = crate::support::tempdir("sl651-wedge-");
+    let port = free_port();
+    let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
+    o.extra = format!("[sl651]\nlisten = \"127.0.0.1:{port}\"\n");
+    o.env.push(("FLOODGUARD_TEST_WEDGE_DIR".into(), wedges.path().display().to_string()));
+    let mut fg = Floodguard::start(o);
+    fg.wait_connected().await;
+    let gauge = station("0010000001", b'P');
+    let now = now_local();
+    // 60 mm in ten minutes: Ⅱ (judged twice it would be 120 mm: Ⅰ).
+    let at = now - chrono::Duration::minutes(5);
+    let frame = gauge.frame(0x33, &gauge.body(42, now, &[(at, [element(0x20, 3, 1, 60.0), element(0x26, 3, 1, 560.0)].concat())]));
+    std::fs::write(wedges.path().join("sl651"), "").unwrap();
+    let mut link = Link::connect(port).unwrap();
+    link.send(&frame);
+    wait_for("the frame's rain in InfluxDB (spooled)", Duration::from_secs(20), || async {
+        (series(&influx, "CD-YL-01", "rain_mm").await.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(link.reply(Duration::from_millis(500)), None, "not confirmed yet");
+    fg.kill9();
+    std::fs::remove_file(wedges.path().join("sl651")).unwrap();
+    fg.start_again();
+    fg.wait_connected().await;
+    let mut link = Link::connect(port).unwrap();
+    confirmed(&mut link, &gauge, 0x33, 42, &frame);
+    wait_for("CD-YL-01 at Ⅱ", Duration::from_secs(20), || async {
+        (level(&fg, "CD-YL-01").await.as_deref() == Some("II")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(level(&fg, "CD-YL-01").await.as_deref(), Some("II"), "judged once");
+    assert_eq!(series(&influx, "CD-YL-01", "rain_mm").await, vec![(rfc3339(at), 60.0)], "stored once");
+    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
+}

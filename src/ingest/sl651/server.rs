@@ -36,6 +36,7 @@ use crate::ingest::mqtt::Decoder;
 use crate::metrics::Metrics;
 use crate::outlet::Confirm;
 use crate::reading::to_ns;
+use crate::stage::Wedge;
 
 /// A connection buffering more than this without a frame is sent garbage.
 const MAX_PENDING: usize = 2 * (frame::MAX_BODY * 2 + 64);
@@ -71,6 +72,8 @@ impl Sl651 {
         let this = Arc::new(self);
         let open = Arc::new(AtomicUsize::new(0));
         let tasks = TaskTracker::new();
+        // Test hook: holds replies after the spool write (a crash between the two).
+        let wedge = Wedge::from_env("sl651");
         tracing::info!(addr = ?listener.local_addr().ok(), centre = this.config.center, "SL 651 central station listening");
         loop {
             let (stream, peer) = tokio::select! {
@@ -94,9 +97,9 @@ impl Sl651 {
             open.fetch_add(1, Ordering::Relaxed);
             this.metrics.sl651_connections.inc();
             this.metrics.sl651_connections_open.set(open.load(Ordering::Relaxed) as i64);
-            let (this, open, stop) = (this.clone(), open.clone(), stop.clone());
+            let (this, open, stop, wedge) = (this.clone(), open.clone(), stop.clone(), wedge.clone());
             tasks.spawn(async move {
-                this.connection(stream, peer.to_string(), stop).await;
+                this.connection(stream, peer.to_string(), stop, wedge).await;
                 let left = open.fetch_sub(1, Ordering::Relaxed) - 1;
                 this.metrics.sl651_connections_open.set(left as i64);
             });
@@ -109,7 +112,7 @@ impl Sl651 {
         Ok(())
     }
 
-    async fn connection(&self, mut stream: TcpStream, peer: String, stop: CancellationToken) {
+    async fn connection(&self, mut stream: TcpStream, peer: String, stop: CancellationToken, wedge: Wedge) {
         let mut buf: Vec<u8> = Vec::new();
         let mut drops = DropLog::default();
         let idle = self.config.idle_timeout.get();
@@ -121,6 +124,10 @@ impl Sl651 {
                         buf.drain(..used);
                         match self.frame(f, &peer, &mut drops).await {
                             Some(reply) => {
+                                if wedge.armed() {
+                                    let w = wedge.clone();
+                                    let _ = tokio::task::spawn_blocking(move || w.hold()).await;
+                                }
                                 if stream.write_all(&reply).await.is_err() {
                                     return;
                                 }
