@@ -164,6 +164,11 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
                 output: None,
                 client_id: "floodguard-demo-simulator".into(),
                 skip: JOIN_AT,
+                // The demo compresses the storm (an hour a minute): SL 651
+                // observation times are whole minutes, so all goes over MQTT.
+                sl651: None,
+                sl651_centre: 1,
+                timezone: chrono_tz::Asia::Shanghai,
             };
             let sim_stop = stop.clone();
             let simulator = tokio::spawn(async move { crate::simulate::run(&o, &sites, sim_stop).await });

@@ -94,6 +94,11 @@ enum Command {
         /// `load`: write a sites.toml of the synthetic sites and exit.
         #[arg(long)]
         sites_toml: Option<PathBuf>,
+        /// `host:port` of an SL 651 central station: the sites with an
+        /// `sl651_station` report there as RTUs (timed, 加报, hourly frames),
+        /// the others over MQTT.
+        #[arg(long)]
+        sl651: Option<String>,
         #[arg(short, long, default_value = "config/floodguard.toml")]
         config: PathBuf,
     },
@@ -157,6 +162,7 @@ fn main() -> ExitCode {
             output,
             sites_toml,
             skip,
+            sl651,
             config,
         } => {
             if let Some(path) = sites_toml {
@@ -168,11 +174,11 @@ fn main() -> ExitCode {
                     }
                 };
             }
-            let site_list = if scenario == "load" {
-                Vec::new()
+            let (site_list, sl651_centre, timezone) = if scenario == "load" {
+                (Vec::new(), 1, chrono_tz::Asia::Shanghai)
             } else {
                 match load(&config) {
-                    Ok(c) => c.sites.sites,
+                    Ok(c) => (c.sites.sites, c.daemon.sl651.center, c.timezone),
                     Err(code) => return code,
                 }
             };
@@ -187,6 +193,9 @@ fn main() -> ExitCode {
                 output,
                 client_id: format!("floodguard-simulate-{}", std::process::id()),
                 skip,
+                sl651,
+                sl651_centre,
+                timezone,
             };
             let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
             rt.block_on(async {
@@ -195,6 +204,12 @@ fn main() -> ExitCode {
                 match floodguard::simulate::run(&o, &site_list, stop).await {
                     Ok(sum) => {
                         eprintln!("simulate: {} messages, {} readings", sum.messages, sum.readings);
+                        if sum.sl651_frames > 0 {
+                            eprintln!(
+                                "simulate: {} SL 651 frames, {} confirmed",
+                                sum.sl651_frames, sum.sl651_confirmed
+                            );
+                        }
                         ExitCode::SUCCESS
                     }
                     Err(e) => {

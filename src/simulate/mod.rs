@@ -13,6 +13,7 @@
 //! was sent.
 
 pub mod model;
+pub mod sl651;
 
 use std::io::Write;
 use std::time::Duration;
@@ -41,6 +42,12 @@ pub struct Options {
     pub client_id: String,
     /// Join the scenario this far in (the model still runs from its start).
     pub skip: Duration,
+    /// `host:port` of an SL 651 central station: the sites with an
+    /// `sl651_station` report there as RTUs, the others over MQTT.
+    pub sl651: Option<String>,
+    /// The centre address the RTUs send to, and their clocks' zone.
+    pub sl651_centre: u8,
+    pub timezone: chrono_tz::Tz,
 }
 
 /// What was sent.
@@ -48,6 +55,9 @@ pub struct Options {
 pub struct Summary {
     pub messages: u64,
     pub readings: u64,
+    /// SL 651 frames sent, and those the central station confirmed.
+    pub sl651_frames: u64,
+    pub sl651_confirmed: u64,
 }
 
 /// The messages of a scenario for `sites`, with their wall-clock
@@ -177,12 +187,32 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
         Some(url) => Some(Publisher::connect(url, &o.client_id)?),
         None => None,
     };
+    let mut rtus = match &o.sl651 {
+        Some(addr) => {
+            let stations: Vec<(String, String, u8)> = sites
+                .iter()
+                .filter_map(|s| Some((s.id.clone(), s.sl651_station.clone()?, sl651::class_of(s.kind))))
+                .collect();
+            Some(sl651::Rtus::new(addr, o.sl651_centre, o.timezone, &stations)?)
+        }
+        None => None,
+    };
     let mut sum = Summary::default();
+    let mut published = 0u64;
     for (ts_ms, m) in &messages {
         if let Some(w) = out.as_mut() {
             writeln!(w, "{}", line(m, *ts_ms)).map_err(|e| format!("--output: {e}"))?;
         }
-        if let Some(p) = &publisher {
+        if let Some(r) = rtus.as_mut().filter(|r| r.has(&m.site)) {
+            let wait = *ts_ms - chrono::Utc::now().timestamp_millis();
+            if wait > 0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    _ = stop.cancelled() => break,
+                }
+            }
+            r.take(m, *ts_ms).await?;
+        } else if let Some(p) = &publisher {
             let wait = *ts_ms - chrono::Utc::now().timestamp_millis();
             if wait > 0 {
                 tokio::select! {
@@ -191,6 +221,7 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
                 }
             }
             p.send(format!("flood/{}/telemetry", m.site), payload(m, *ts_ms)).await?;
+            published += 1;
         }
         sum.messages += 1;
         sum.readings += m.fields.len() as u64;
@@ -198,8 +229,13 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
     if let Some(mut w) = out {
         w.flush().map_err(|e| format!("--output: {e}"))?;
     }
+    if let Some(r) = rtus.as_mut() {
+        r.finish().await?;
+        sum.sl651_frames = r.sent.frames;
+        sum.sl651_confirmed = r.sent.confirmed;
+    }
     if let Some(p) = publisher {
-        p.drain(sum.messages).await;
+        p.drain(published).await;
     }
     Ok(sum)
 }
@@ -228,7 +264,7 @@ async fn run_load(o: &Options, stop: CancellationToken) -> Result<Summary, Strin
         }
     }
     p.drain(seq).await;
-    Ok(Summary { messages: seq, readings: seq })
+    Ok(Summary { messages: seq, readings: seq, ..Summary::default() })
 }
 
 #[cfg(test)]

@@ -187,7 +187,8 @@ async fn rtu_reports_are_stored_confirmed_and_judged_like_mqtt() {
 
 /// 50 river stations of their own, for the load test.
 fn many_sites(n: usize) -> String {
-    let mut s = std::fs::read_to_string(crate::support::floodguard::sample_config_dir().join("sites.toml")).unwrap();
+    let mut s =
+        std::fs::read_to_string(crate::support::floodguard::sample_config_dir().join("sites.toml")).unwrap();
     for i in 0..n {
         s.push_str(&format!(
             "\n[[sites]]\nid = \"S-R{i:03}\"\nname = \"测站{i}\"\nkind = \"river\"\ncategory = \"river\"\n\
@@ -223,7 +224,15 @@ async fn five_hundred_idle_links_and_fifty_reporting_stations_lose_nothing() {
     fg.wait_connected().await;
     let rss = |pid: u32| -> f64 {
         let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let kb: f64 = s
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         kb / 1024.0
     };
     let pid = fg.pid().unwrap();
@@ -274,7 +283,11 @@ async fn five_hundred_idle_links_and_fifty_reporting_stations_lose_nothing() {
                 let mut link = Link::connect(port).unwrap();
                 for k in 0..FRAMES {
                     let at = base + chrono::Duration::minutes(k as i64);
-                    let body = rtu.body(k as u16, now, &[(at, [element(0x39, 4, 3, stage_m(k)), element(0x38, 2, 2, 12.5)].concat())]);
+                    let body = rtu.body(
+                        k as u16,
+                        now,
+                        &[(at, [element(0x39, 4, 3, stage_m(k)), element(0x38, 2, 2, 12.5)].concat())],
+                    );
                     confirmed(&mut link, &rtu, 0x32, k as u16, &rtu.frame(0x32, &body));
                 }
             })
@@ -295,7 +308,8 @@ async fn five_hundred_idle_links_and_fifty_reporting_stations_lose_nothing() {
     };
     wait_for("the alert history equal to the replay", Duration::from_secs(60), || async {
         let live = crate::support::burst::live(&alerts().await?);
-        let live: crate::support::burst::Paths = live.into_iter().filter(|((s, _), _)| s.starts_with("S-R")).collect();
+        let live: crate::support::burst::Paths =
+            live.into_iter().filter(|((s, _), _)| s.starts_with("S-R")).collect();
         (live == replayed).then_some(())
     })
     .await;
@@ -306,7 +320,12 @@ async fn five_hundred_idle_links_and_fifty_reporting_stations_lose_nothing() {
         (with_links - before) * 1024.0 / IDLE as f64
     );
     let t = std::time::Instant::now();
-    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0), "SIGTERM with 550 links open; log:\n{}", fg.log());
+    assert_eq!(
+        fg.terminate(Duration::from_secs(15)),
+        Some(0),
+        "SIGTERM with 550 links open; log:\n{}",
+        fg.log()
+    );
     println!("stopped in {:.1?}", t.elapsed());
     drop(idle);
 }
@@ -329,7 +348,10 @@ async fn sigkill_between_spool_and_confirmation_stores_and_judges_the_resend_onc
     let now = now_local();
     // 60 mm in ten minutes: Ⅱ (judged twice it would be 120 mm: Ⅰ).
     let at = now - chrono::Duration::minutes(5);
-    let frame = gauge.frame(0x33, &gauge.body(42, now, &[(at, [element(0x20, 3, 1, 60.0), element(0x26, 3, 1, 560.0)].concat())]));
+    let frame = gauge.frame(
+        0x33,
+        &gauge.body(42, now, &[(at, [element(0x20, 3, 1, 60.0), element(0x26, 3, 1, 560.0)].concat())]),
+    );
     std::fs::write(wedges.path().join("sl651"), "").unwrap();
     let mut link = Link::connect(port).unwrap();
     link.send(&frame);
@@ -351,5 +373,72 @@ async fn sigkill_between_spool_and_confirmation_stores_and_judges_the_resend_onc
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(level(&fg, "CD-YL-01").await.as_deref(), Some("II"), "judged once");
     assert_eq!(series(&influx, "CD-YL-01", "rain_mm").await, vec![(rfc3339(at), 60.0)], "stored once");
+    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
+}
+
+/// `floodguard simulate --sl651`: the sample's rain and river stations as
+/// RTUs beside the MQTT sites; every frame confirmed, and the rain the
+/// scenario made for a gauge is the rain stored for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_drives_the_central_station_with_the_storm() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let (mut fg, port) = start(&broker, &influx);
+    fg.wait_connected().await;
+    let dir = crate::support::tempdir("sl651-sim-");
+    let lp = dir.path().join("storm.lp");
+    let t0 = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking({
+        let (config, lp, url) = (fg.config_path(), lp.clone(), broker.url());
+        move || {
+            std::process::Command::new(crate::support::floodguard::BIN)
+                .args([
+                    "simulate",
+                    "--scenario",
+                    "rainstorm",
+                    "--skip",
+                    "60m",
+                    "--duration",
+                    "80m",
+                    "--speed",
+                    "240",
+                ])
+                .args(["--broker", &url, "--sl651", &format!("127.0.0.1:{port}"), "--output"])
+                .arg(&lp)
+                .arg("-c")
+                .arg(&config)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    println!("simulate took {:.1?}: {err}", t0.elapsed());
+    let line = err.lines().find(|l| l.contains("SL 651 frames")).unwrap_or_else(|| panic!("{err}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (sent, confirmed): (u64, u64) = (words[1].parse().unwrap(), words[5].parse().unwrap());
+    assert!(sent > 0 && sent == confirmed, "every frame confirmed: {err}");
+    // The scenario's rain at CD-YL-01 (an SL 651 gauge) and at the MQTT sites.
+    let text = std::fs::read_to_string(&lp).unwrap();
+    let rain_of = |site: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("telemetry,site={site} ")))
+            .filter_map(|l| {
+                l.split(' ').nth(1)?.split(',').find_map(|f| f.strip_prefix("rain_mm="))?.parse::<f64>().ok()
+            })
+            .sum()
+    };
+    let want = rain_of("CD-YL-01");
+    assert!(want > 0.0, "the storm rains on CD-YL-01");
+    wait_for("CD-YL-01's rain stored as the scenario made it", Duration::from_secs(30), || async {
+        let v = influx.query("flood", "SELECT sum(rain_mm) FROM telemetry WHERE site = 'CD-YL-01'").await;
+        let got = v["results"][0]["series"][0]["values"][0][1].as_f64().unwrap_or(0.0);
+        ((got - want).abs() < 0.05).then_some(())
+    })
+    .await;
+    let m = fg.metrics().await.unwrap();
+    assert!(m.contains("floodguard_sl651_frames_total{function=\"33\"}"), "加报 frames came");
     assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
 }
