@@ -11,18 +11,28 @@
 #   systemd                       systemd-analyze, to verify deploy/floodguard.service
 #   chromium, nodejs, npm         the live page's browser test (headless Chromium
 #                                 driven by playwright-core from tests/browser/)
+#   python3-venv                  a venv (target/pyenv) for pymodbus from PyPI: a
+#                                 real Modbus TCP server for the Modbus polling test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
   victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd \
-  systemd-analyze:systemd chromium:chromium node:nodejs npm:npm
+  systemd-analyze:systemd chromium:chromium node:nodejs npm:npm py.ensurepip:python3-venv
 # playwright-core only (no browser download: the test uses /usr/bin/chromium),
 # pinned by the committed lock; installed once, from npm's cache when offline.
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser)"
   npm ci --prefix tests/browser --prefer-offline --no-audit --no-fund
+fi
+
+# pymodbus 3.x in a venv of Debian's Python (tests/integration/support/modbus.rs
+# runs target/pyenv/bin/python); made once, kept until target/ is cleaned.
+if ! target/pyenv/bin/python -c 'import pymodbus' 2>/dev/null; then
+  echo "== pymodbus (target/pyenv)"
+  [ -x target/pyenv/bin/python ] || /usr/bin/python3 -m venv target/pyenv
+  target/pyenv/bin/pip install --quiet --disable-pip-version-check 'pymodbus>=3.6,<4'
 fi
 
 echo "== cargo fmt --check"

@@ -12,7 +12,7 @@ fn num(v: f64) -> String {
 }
 
 /// Where a site's readings may come from: its MQTT topics, SL 651 station,
-/// HTTP push.
+/// Modbus devices, HTTP push.
 fn sources(c: &Config, s: &crate::config::Site) -> Vec<String> {
     let d = &c.daemon;
     let mut v = Vec::new();
@@ -31,6 +31,17 @@ fn sources(c: &Config, s: &crate::config::Site) -> Vec<String> {
     if let Some(st) = &s.sl651_station {
         let on = if d.sl651.listen.trim().is_empty() { " (sl651.listen is off)" } else { "" };
         v.push(format!("SL 651 station {st}{on}"));
+    }
+    for m in d.modbus.devices.iter().filter(|m| m.site == s.id) {
+        let n = m.registers.len();
+        v.push(format!(
+            "Modbus device {} ({} unit {}, every {}, {n} metric{})",
+            m.id,
+            m.address,
+            m.unit,
+            m.interval,
+            if n == 1 { "" } else { "s" }
+        ));
     }
     if !d.http.ingest_token.is_empty() {
         v.push("HTTP push".into());
@@ -195,5 +206,32 @@ mod tests {
         );
         let binhe = text.find("滨河街道").unwrap();
         assert!(text[binhe..].find("BH-BZ-01").is_some() && text.find("BH-BZ-01").unwrap() > binhe);
+    }
+
+    #[test]
+    fn a_modbus_device_is_its_sites_source() {
+        let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+        let mut c = crate::config::load_with_env(&main, &Default::default()).unwrap();
+        let reg: crate::config::ModbusRegister = serde_json::from_value(
+            serde_json::json!({ "metric": "pump1_running", "table": "coil", "address": 0 }),
+        )
+        .unwrap();
+        c.daemon.modbus.devices.push(crate::config::ModbusDevice {
+            id: "BH-BZ-01-plc".into(),
+            address: "192.168.10.21:502".into(),
+            unit: 1,
+            interval: crate::config::HumanDuration::secs(10),
+            timeout: crate::config::HumanDuration::secs(3),
+            site: "BH-BZ-01".into(),
+            max_gap: 16,
+            registers: vec![reg],
+        });
+        let text = describe(&c);
+        let line =
+            text.lines().skip_while(|l| !l.contains("BH-BZ-01 ")).find(|l| l.contains("sources:")).unwrap();
+        assert!(
+            line.ends_with("MQTT flood/BH-BZ-01/telemetry · MQTT legacy/BH-BZ-01/depth_m · MQTT gateway/sl651/BH-BZ-01/data · Modbus device BH-BZ-01-plc (192.168.10.21:502 unit 1, every 10s, 1 metric)"),
+            "{line}"
+        );
     }
 }

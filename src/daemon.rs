@@ -2,8 +2,8 @@
 //! them in reverse order.
 //!
 //! ```text
-//! intake (MQTT task) → outlet (thread) → engine (thread) → alerts (thread) → outbox (thread)
-//!                        └─▶ spool ─▶ writer (task) ─▶ InfluxDB
+//! intake (MQTT, SL 651, Modbus tasks) → outlet (thread) → engine (thread) → alerts (thread) → outbox (thread)
+//!                                       └─▶ spool ─▶ writer (task) ─▶ InfluxDB
 //! ```
 //! Each stage reports into a probe (`stage`): `/readyz` names a stalled one.
 //! A stage that ends while the daemon runs ends the daemon with an error, so
@@ -29,6 +29,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
+use crate::ingest::modbus::Modbus;
 use crate::ingest::sl651::Sl651;
 use crate::ingest::{Decoder, Intake, Mqtt};
 use crate::live::stage::{Controls, EngineStage};
@@ -324,7 +325,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         api_token: d.http.api_token.clone(),
         max_body: d.http.max_body,
         push: Some(Arc::new(http::push::Push {
-            intake: Intake::new(outlet.handle.clone(), metrics.clone()),
+            intake: Intake::new(outlet.handle.clone(), metrics.clone())
+                .recording(live.sources().clone(), "http"),
             decoder: decoder.clone(),
             token: d.http.ingest_token.clone(),
             max_body: d.http.max_push_body,
@@ -393,16 +395,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         let station = Sl651 {
             config: d.sl651.clone(),
             decoder: decoder.clone(),
-            intake: Intake::new(outlet.handle.clone(), metrics.clone()),
+            intake: Intake::new(outlet.handle.clone(), metrics.clone())
+                .recording(live.sources().clone(), "sl651"),
             metrics: metrics.clone(),
             timezone: config.timezone,
         };
         Some(stage::spawn_task("intake", &exits, station.run(listener, stop_intake.clone())))
     };
+    // Modbus TCP polling of pump-station PLCs, when devices are configured.
+    let modbus_task = (!d.modbus.devices.is_empty()).then(|| {
+        let pollers = Modbus {
+            devices: d.modbus.devices.clone(),
+            decoder: decoder.clone(),
+            intake: Intake::new(outlet.handle.clone(), metrics.clone())
+                .recording(live.sources().clone(), "modbus"),
+            metrics: metrics.clone(),
+        };
+        stage::spawn_task("intake", &exits, pollers.run(stop_intake.clone()))
+    });
     let mqtt = Mqtt {
         mqtt: d.mqtt.clone(),
         decoder,
-        intake: Intake::new(outlet.handle.clone(), metrics.clone()),
+        intake: Intake::new(outlet.handle.clone(), metrics.clone()).recording(live.sources().clone(), "mqtt"),
         metrics: metrics.clone(),
         health: health.clone(),
         resubscribe,
@@ -430,7 +444,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     tracing::info!("shutting down: stopping intake");
     stop_intake.cancel();
     let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), intake_task).await;
-    if let Some(t) = sl651_task {
+    for t in [sl651_task, modbus_task].into_iter().flatten() {
         let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), t).await;
     }
     stop_sighup.cancel();

@@ -18,6 +18,8 @@
 //!      │  /api/v1/readings) ── ingest::push (pure) ───────────────┤ (204 once spooled)
 //!      │  SL 651 RTUs ──TCP──▶ ingest::sl651::server ── frame,    │
 //!      │  map (pure) ─────────────────────────────────────────────┤ (M2 confirmation once spooled)
+//!      │  PLCs ◀──Modbus TCP── ingest::modbus::poller (a task per │
+//!      │  device) ── map (pure) ──────────────────────────────────┤ (next poll once spooled)
 //!      │                                         ingest::Intake::submit (bounded, waits = no ack)
 //!      │                                                          ▼
 //!      │   ┌──────────────── outlet::Outlet (thread fg-outlet): the only spool writer
@@ -69,8 +71,9 @@
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
-//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings), `ingest::sl651` (the SL 651 central station) |
+//! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings), `ingest::sl651` (the SL 651 central station), `ingest::modbus` (Modbus TCP polling of PLCs: register map, pollers) |
 //! | [`outlet`] | the only writer of the spool and of line protocol; feeds the engine |
+//! | [`sources`] | each site's last input (protocol, sender, time) for the page and the API |
 //! | [`spool`] | the durable, checksummed, append-only log between intake and InfluxDB |
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
 //! | [`stage`] | stage probes, the pure stall judgement, exit guards, the test wedge |
@@ -117,6 +120,7 @@ pub mod replay;
 pub mod report;
 pub mod roster;
 pub mod simulate;
+pub mod sources;
 pub mod spool;
 pub mod stage;
 pub mod tsdb;

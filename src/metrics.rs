@@ -76,6 +76,12 @@ pub struct Metrics {
     pub sl651_connections: IntCounter,
     pub sl651_connections_open: IntGauge,
     pub sl651_elements_skipped: IntCounter,
+    /// Modbus polls by device, answered or not.
+    pub modbus_polls: IntCounterVec,
+    /// Modbus connects, requests and values that failed, by device and cause.
+    pub modbus_errors: IntCounterVec,
+    /// 1 while a Modbus device answers every request of its polls.
+    pub modbus_up: prometheus::IntGaugeVec,
     pub spool_append_errors: IntCounter,
     spool_pending_records: IntGauge,
     spool_pending_bytes: IntGauge,
@@ -271,6 +277,32 @@ impl Metrics {
                 "floodguard_sl651_elements_skipped_total",
                 "SL 651 elements with no metric mapped or no value sent.",
             ),
+            modbus_polls: counter_vec(
+                &r,
+                "floodguard_modbus_polls_total",
+                "Modbus polls (one read of a device's whole register map), answered or not, by device.",
+                "device",
+                &[],
+            ),
+            modbus_errors: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "floodguard_modbus_errors_total",
+                        "Modbus connects, requests and values that failed, by device and cause (connect, \
+                         timeout, io, exception, protocol, bad_value, unknown_site, …).",
+                    ),
+                    &["device", "cause"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            modbus_up: gauge_vec(
+                &r,
+                "floodguard_modbus_device_up",
+                "1 while a Modbus device answered every request of its last poll, else 0.",
+                "device",
+            ),
             spool_append_errors: counter(
                 &r,
                 "floodguard_spool_append_errors_total",
@@ -417,6 +449,16 @@ impl Metrics {
         set_counter(&self.stage_handled.with_label_values(&[s.stage]), s.handled);
     }
 
+    /// Shows a Modbus device's series from the start: its polls, its errors
+    /// for each of `causes`, and its gauge (down until it answers).
+    pub fn modbus_device(&self, device: &str, causes: &[&str]) {
+        self.modbus_polls.with_label_values(&[device]);
+        for c in causes {
+            self.modbus_errors.with_label_values(&[device, c]);
+        }
+        self.modbus_up.with_label_values(&[device]).set(0);
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
@@ -458,6 +500,22 @@ mod tests {
             assert!(text.contains(want), "{want} in\n{text}");
         }
         assert!(text.contains("# TYPE floodguard_influxdb_write_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn a_modbus_device_is_shown_from_its_start() {
+        let m = Metrics::new();
+        assert!(!m.render().contains("floodguard_modbus"), "no devices, no series");
+        m.modbus_device("BH-BZ-01-plc", &["connect", "timeout"]);
+        let text = m.render();
+        for want in [
+            "floodguard_modbus_polls_total{device=\"BH-BZ-01-plc\"} 0",
+            "floodguard_modbus_errors_total{cause=\"connect\",device=\"BH-BZ-01-plc\"} 0",
+            "floodguard_modbus_errors_total{cause=\"timeout\",device=\"BH-BZ-01-plc\"} 0",
+            "floodguard_modbus_device_up{device=\"BH-BZ-01-plc\"} 0",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
     }
 
     #[test]

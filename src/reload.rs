@@ -2,7 +2,8 @@
 //! invalid configuration is refused with its full error list and the running
 //! one stays; a valid one replaces the plan (state carried over), the site
 //! catalogue and the topic mappings. Settings that only a restart can change
-//! (broker connection, InfluxDB, HTTP address, data directory) are named.
+//! (broker connection, InfluxDB, HTTP address, data directory, Modbus
+//! devices) are named.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,6 +66,11 @@ pub fn restart_needed(old: &DaemonConfig, new: &DaemonConfig) -> Vec<String> {
     }
     if old.log != new.log {
         v.push("log".into());
+    }
+    if old.modbus != new.modbus {
+        // The pollers keep their devices; a device's site is looked up in
+        // the new catalogue at each poll.
+        v.push("modbus".into());
     }
     if old.channels != new.channels {
         v.push("channels".into());

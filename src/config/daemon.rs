@@ -1,5 +1,6 @@
 //! `floodguard.toml`: the daemon's own sections — `[daemon]`, `[log]`,
-//! `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[channels.*]`.
+//! `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[modbus]`,
+//! `[channels.*]`.
 //!
 //! Every section has defaults, so a file with only the keys an operator wants
 //! to change is complete. The connection keys are the contract of DESIGN.md;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 pub use super::channels::*;
+pub use super::modbus::*;
 use super::values::{HumanDuration, Secret};
 
 /// The whole of `floodguard.toml`.
@@ -23,6 +25,7 @@ pub struct DaemonConfig {
     pub spool: SpoolSection,
     pub http: HttpSection,
     pub sl651: Sl651Section,
+    pub modbus: ModbusSection,
     pub channels: ChannelsSection,
 }
 

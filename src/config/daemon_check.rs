@@ -189,6 +189,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if sl.max_connections == 0 {
         err("sl651.max_connections", "must be at least 1".into());
     }
+    modbus(&c.modbus, &mut err);
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
         err("http.listen", format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen));
     }
@@ -253,6 +254,94 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     errs
 }
 
+/// Is `s` a `host:port` (a name, an IPv4 address or a bracketed IPv6 one)?
+fn host_port(s: &str) -> bool {
+    if s.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && port.parse::<u16>().is_ok()
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        }
+        None => false,
+    }
+}
+
+/// `[[modbus.devices]]` and their register maps.
+fn modbus(m: &ModbusSection, err: &mut impl FnMut(&str, String)) {
+    let mut ids: Vec<&str> = Vec::new();
+    for (i, d) in m.devices.iter().enumerate() {
+        let at = |k: &str| format!("modbus.devices[{i}].{k}");
+        if !super::sites::is_valid_id(&d.id) {
+            err(&at("id"), format!("{:?}: use 1–64 letters, digits, '-', '_' or '.'", d.id));
+        } else if ids.contains(&d.id.as_str()) {
+            err(&at("id"), format!("{:?} names another device too", d.id));
+        }
+        ids.push(&d.id);
+        if !host_port(&d.address) {
+            err(&at("address"), format!("{:?} is not host:port like 192.168.10.21:502", d.address));
+        }
+        if d.interval.get().is_zero() {
+            err(&at("interval"), "must be more than 0".into());
+        }
+        if d.timeout.get().is_zero() {
+            err(&at("timeout"), "must be more than 0".into());
+        }
+        if d.registers.is_empty() {
+            err(&at("registers"), "a device needs at least one { metric, table, address }".into());
+        }
+        for (j, r) in d.registers.iter().enumerate() {
+            let at = |k: &str| format!("modbus.devices[{i}].registers[{j}].{k}");
+            if !valid_metric(&r.metric) {
+                err(&at("metric"), format!("invalid metric name {:?}", r.metric));
+            } else if let Some(k) = d.registers[..j].iter().position(|o| o.metric == r.metric) {
+                err(&at("metric"), format!("{:?} is read by registers[{k}] already", r.metric));
+            }
+            let flag = r.table.is_bits() || r.bit.is_some();
+            if r.table.is_bits() {
+                let what = "coils and discrete inputs are bits (flags)";
+                if r.kind.is_some() {
+                    err(&at("type"), format!("{what}: type is for holding and input registers"));
+                }
+                if r.bit.is_some() {
+                    err(&at("bit"), format!("{what}: bit is for a bit of a register"));
+                }
+            }
+            let kind = r.kind.unwrap_or_default();
+            if r.word_order.is_some() && (r.table.is_bits() || kind.width() != 2) {
+                err(&at("word_order"), "is for the 32-bit types (u32, i32, f32)".into());
+            }
+            if let Some(b) = r.bit {
+                if b > 15 {
+                    err(&at("bit"), format!("{b}: a register has bits 0–15"));
+                } else if kind.width() != 1 {
+                    err(&at("bit"), format!("a bit is of one 16-bit register, not of type = \"{kind}\""));
+                }
+            }
+            if flag {
+                for (key, given) in [("scale", r.scale.is_some()), ("offset", r.offset.is_some())] {
+                    if given {
+                        err(&at(key), "a flag (coil, discrete input, bit) has no scale or offset".into());
+                    }
+                }
+            } else {
+                if r.scale.is_some_and(|s| !s.is_finite() || s == 0.0) {
+                    err(&at("scale"), "must be a finite number other than 0".into());
+                }
+                if r.offset.is_some_and(|o| !o.is_finite()) {
+                    err(&at("offset"), "must be a finite number".into());
+                }
+            }
+            let width = if r.table.is_bits() { 1 } else { kind.width() };
+            if u32::from(r.address) + u32::from(width) > 65_536 {
+                err(&at("address"), format!("{} + {width} registers runs past 65535", r.address));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +402,114 @@ mod tests {
                 "http.listen"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod modbus_tests {
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn reg(metric: &str, table: RegisterTable, address: u16) -> ModbusRegister {
+        ModbusRegister::plain(metric, table, address)
+    }
+
+    fn device(id: &str, registers: Vec<ModbusRegister>) -> ModbusDevice {
+        ModbusDevice {
+            id: id.into(),
+            address: "127.0.0.1:502".into(),
+            unit: 1,
+            interval: HumanDuration::secs(10),
+            timeout: HumanDuration::secs(3),
+            site: "BH-BZ-01".into(),
+            max_gap: 16,
+            registers,
+        }
+    }
+
+    fn check(devices: Vec<ModbusDevice>) -> Vec<(String, String)> {
+        let c = DaemonConfig { modbus: ModbusSection { devices }, ..Default::default() };
+        validate(&c)
+    }
+
+    #[test]
+    fn a_good_map_passes() {
+        use RegisterTable::*;
+        let regs = vec![
+            ModbusRegister { scale: Some(0.01), ..reg("forebay_level_m", Holding, 0) },
+            ModbusRegister {
+                kind: Some(RegisterType::F32),
+                word_order: Some(WordOrder::Cdab),
+                ..reg("flow_m3s", Input, 0)
+            },
+            ModbusRegister { kind: Some(RegisterType::I32), offset: Some(-5.0), ..reg("x", Input, 65534) },
+            ModbusRegister { bit: Some(15), ..reg("pump3_running", Holding, 10) },
+            reg("pump1_running", Coil, 0),
+            reg("pump1_fault", Discrete, 8),
+        ];
+        let mut other = device("XC-BZ-01-plc", vec![reg("pump1_running", Coil, 0)]);
+        other.address = "plc-xc.local:1502".into();
+        assert_eq!(check(vec![device("BH-BZ-01-plc", regs), other]), vec![]);
+    }
+
+    #[test]
+    fn every_mistake_has_its_key_path() {
+        use RegisterTable::*;
+        let regs = vec![
+            reg("_value", Holding, 0),
+            ModbusRegister { kind: Some(RegisterType::U16), ..reg("a", Coil, 0) },
+            ModbusRegister { kind: Some(RegisterType::F32), bit: Some(1), ..reg("b", Holding, 2) },
+            ModbusRegister { word_order: Some(WordOrder::Cdab), ..reg("c", Input, 4) },
+            ModbusRegister { bit: Some(16), ..reg("d", Holding, 5) },
+            reg("d", Holding, 6),
+            ModbusRegister { scale: Some(0.0), ..reg("e", Input, 7) },
+            ModbusRegister { bit: Some(0), scale: Some(2.0), ..reg("f", Holding, 8) },
+            ModbusRegister { kind: Some(RegisterType::U32), ..reg("g", Holding, 65535) },
+            ModbusRegister { bit: Some(3), ..reg("h", Discrete, 1) },
+            ModbusRegister { offset: Some(1.0), ..reg("i", Coil, 2) },
+        ];
+        let mut second = device("BH-BZ-01-plc", vec![]);
+        second.address = "192.168.10.21".into();
+        second.interval = HumanDuration::secs(0);
+        second.timeout = HumanDuration::millis(0);
+        let mut third = device("bad id", vec![reg("x", Coil, 0)]);
+        third.address = "host:port".into();
+        let keys: Vec<(String, String)> = check(vec![device("BH-BZ-01-plc", regs), second, third]);
+        let text = keys.iter().map(|(k, r)| format!("{k}: {r}")).collect::<Vec<_>>().join("\n");
+        let at = |d: usize, k: &str| format!("modbus.devices[{d}].{k}");
+        let r = |j: usize, k: &str| format!("modbus.devices[0].registers[{j}].{k}");
+        assert_eq!(
+            keys.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            [
+                r(0, "metric"),
+                r(1, "type"),
+                r(2, "bit"),
+                r(3, "word_order"),
+                r(4, "bit"),
+                r(5, "metric"),
+                r(6, "scale"),
+                r(7, "scale"),
+                r(8, "address"),
+                r(9, "bit"),
+                r(10, "offset"),
+                at(1, "id"),
+                at(1, "address"),
+                at(1, "interval"),
+                at(1, "timeout"),
+                at(1, "registers"),
+                at(2, "id"),
+                at(2, "address"),
+            ],
+            "{text}"
+        );
+        for want in [
+            "registers[2].bit: a bit is of one 16-bit register, not of type = \"f32\"",
+            "registers[5].metric: \"d\" is read by registers[4] already",
+            "registers[8].address: 65535 + 2 registers runs past 65535",
+            "devices[1].id: \"BH-BZ-01-plc\" names another device too",
+            "devices[1].address: \"192.168.10.21\" is not host:port",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
     }
 }

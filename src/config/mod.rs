@@ -2,7 +2,7 @@
 //!
 //! | file | edited by | holds |
 //! |---|---|---|
-//! | `floodguard.toml` (`-c`) | IT operator | `[daemon]`, `[log]`, `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[channels.*]` |
+//! | `floodguard.toml` (`-c`) | IT operator | `[daemon]`, `[log]`, `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[[modbus.devices]]`, `[channels.*]` |
 //! | `sites.toml` | engineer | `[district]`, `[[streets]]`, `[[sites]]` |
 //! | `plan.toml` | engineer | the emergency plan: rules, cards, area rules |
 //! | `teams.toml` | flood office | `[[teams]]` and their members |
@@ -17,6 +17,7 @@ mod daemon;
 mod daemon_check;
 mod error;
 mod load;
+mod modbus;
 mod sites;
 mod teams;
 mod values;
@@ -68,9 +69,13 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
     let dir = main.parent().map(Path::to_path_buf).unwrap_or_default();
 
     let mut daemon = DaemonConfig::default();
-    if let Some(mut src) = Source::read(main, Some(env), &mut errors) {
+    // The main file's errors come first; its source stays open until the
+    // sites are read, for the keys that name a site (`modbus.devices[i].site`).
+    let mut main_errors = ConfigErrors::default();
+    let mut main_src = Source::read(main, Some(env), &mut main_errors);
+    if let Some(src) = main_src.as_mut() {
         src.reject_unknown_top_level(&[
-            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "channels",
+            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "modbus", "channels",
         ]);
         // Section by section, so one bad section hides nothing in the others.
         let mut failed: Vec<&str> = Vec::new();
@@ -92,6 +97,12 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         section!(spool);
         section!(http);
         section!(sl651);
+        if let Some(v) = src.get("modbus") {
+            match modbus_section(src, v) {
+                Some(m) => daemon.modbus = m,
+                None => failed.push("modbus"),
+            }
+        }
         section!(channels);
         for (key, reason) in daemon_check::validate(&daemon) {
             if !failed.iter().any(|f| key.split('.').next() == Some(f)) {
@@ -101,7 +112,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
     }
 
     let mut sites = SitesFile::default();
+    let mut sites_read = false;
     if let Some(mut src) = Source::read(&dir.join(SITES_FILE), None, &mut errors) {
+        sites_read = true;
         src.reject_unknown_top_level(&["district", "streets", "sites"]);
         if let Some(v) = src.get("district") {
             if let Some(d) = src.section("district", v) {
@@ -122,6 +135,15 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
             src.error(&load::remap_index(&key, "streets", &street_index), reason);
         }
     }
+
+    if let (Some(src), true) = (main_src.as_mut(), sites_read) {
+        for (key, reason) in modbus_sites(&daemon, &sites) {
+            src.error(&key, reason);
+        }
+    }
+    drop(main_src);
+    main_errors.0.append(&mut errors.0);
+    let mut errors = main_errors;
 
     let mut teams = TeamsFile::default();
     if let Some(mut src) = Source::read(&dir.join(TEAMS_FILE), None, &mut errors) {
@@ -155,6 +177,76 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         }
         _ => Err(errors),
     }
+}
+
+/// `[modbus]` element by element — each device, each of its registers — so
+/// every mistake of a long register map is named at once (serde stops at
+/// the first).
+fn modbus_section(src: &mut Source<'_>, v: config::Value) -> Option<ModbusSection> {
+    use config::{Value, ValueKind};
+    let ValueKind::Table(mut table) = v.kind else {
+        return src.section("modbus", v);
+    };
+    let devices = table.shift_remove("devices");
+    // What is left can only be unknown keys.
+    let mut ok = src.section::<ModbusSection>("modbus", Value::new(None, ValueKind::Table(table))).is_some();
+    let mut out = ModbusSection::default();
+    let items = match devices.map(|d| d.kind) {
+        None => Vec::new(),
+        Some(ValueKind::Array(items)) => items,
+        Some(_) => {
+            src.error("modbus.devices", "expected an array of tables ([[modbus.devices]])");
+            return None;
+        }
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let key = format!("modbus.devices[{i}]");
+        let (item, registers) = match item.kind {
+            ValueKind::Table(mut t) => {
+                let r = t.shift_remove("registers");
+                (Value::new(None, ValueKind::Table(t)), r)
+            }
+            other => (Value::new(None, other), None),
+        };
+        let device: Option<ModbusDevice> = src.section(&key, item);
+        let mut parsed = Vec::new();
+        match registers.map(|r| r.kind) {
+            None => {}
+            Some(ValueKind::Array(regs)) => {
+                for (j, r) in regs.into_iter().enumerate() {
+                    match src.section(&format!("{key}.registers[{j}]"), r) {
+                        Some(r) => parsed.push(r),
+                        None => ok = false,
+                    }
+                }
+            }
+            Some(_) => {
+                src.error(&format!("{key}.registers"), "expected an array of { metric, table, address }");
+                ok = false;
+            }
+        }
+        match device {
+            Some(mut d) => {
+                d.registers = parsed;
+                out.devices.push(d);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Each Modbus device's site must be one of sites.toml.
+fn modbus_sites(daemon: &DaemonConfig, sites: &SitesFile) -> Vec<(String, String)> {
+    let ids: HashSet<&str> = sites.sites.iter().map(|s| s.id.as_str()).collect();
+    daemon
+        .modbus
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| !ids.contains(d.site.as_str()))
+        .map(|(i, d)| (format!("modbus.devices[{i}].site"), format!("no site {:?} in {SITES_FILE}", d.site)))
+        .collect()
 }
 
 /// Reads `plan.toml` section by section and compiles it for the sites.

@@ -221,3 +221,89 @@ fn a_district_of_thousands_of_sites_loads_and_names_the_line_of_a_mistake() {
     assert_eq!(c.sites.sites.len(), 15 + 5_000);
     assert_eq!(c.sites.sites.last().unwrap().id, "GEN-4999");
 }
+
+/// floodguard.toml with the sample's commented `[[modbus.devices]]` block
+/// uncommented.
+fn with_modbus_sample(text: &str) -> String {
+    let start = text.find("# [[modbus.devices]]").expect("the sample Modbus device");
+    let end = start + text[start..].find("# ]\n").expect("its end") + 4;
+    let block: String =
+        text[start..end].lines().map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l))).collect();
+    format!("{}{block}{}", &text[..start], &text[end..])
+}
+
+fn modbus_config(edits: &[(&str, &str)]) -> (tempfile::TempDir, Result<Config, ConfigErrors>) {
+    let dir = broken(&[]);
+    let path = dir.path().join("floodguard.toml");
+    let mut text = with_modbus_sample(&std::fs::read_to_string(&path).unwrap());
+    for (from, to) in edits {
+        assert!(text.contains(from), "the sample lacks {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    std::fs::write(&path, text).unwrap();
+    let r = load_with_env(&path, &HashMap::new());
+    (dir, r)
+}
+
+fn error_lines(dir: &tempfile::TempDir, errs: &ConfigErrors) -> Vec<String> {
+    errs.iter().map(|e| e.to_string().replace(&format!("{}/", dir.path().display()), "")).collect()
+}
+
+#[test]
+fn the_sample_modbus_device_loads() {
+    let (_dir, c) = modbus_config(&[]);
+    let c = c.unwrap();
+    let d = &c.daemon.modbus.devices[0];
+    assert_eq!(
+        (d.id.as_str(), d.address.as_str(), d.unit, d.site.as_str()),
+        ("BH-BZ-01-plc", "192.168.10.21:502", 1, "BH-BZ-01")
+    );
+    assert_eq!((d.interval.get().as_secs(), d.timeout.get().as_secs(), d.max_gap), (10, 3, 16));
+    assert_eq!(d.registers.len(), 12);
+    let flow = &d.registers[1];
+    assert_eq!(
+        (flow.table, flow.kind, flow.word_order),
+        (RegisterTable::Input, Some(RegisterType::F32), Some(WordOrder::Cdab))
+    );
+    let status = &d.registers[8];
+    assert_eq!(
+        (status.metric.as_str(), status.table, status.bit),
+        ("pump3_running", RegisterTable::Holding, Some(2))
+    );
+    // Defaults: unit 1, every 10 s, a 3 s timeout.
+    let (_dir, c) =
+        modbus_config(&[("unit = 1\n", ""), ("interval = \"10s\"\n", ""), ("timeout = \"3s\"\n", "")]);
+    let d = &c.unwrap().daemon.modbus.devices[0];
+    assert_eq!((d.unit, d.interval.get().as_secs(), d.timeout.get().as_secs()), (1, 10, 3));
+}
+
+#[test]
+fn a_modbus_device_of_an_unknown_site_is_named_with_its_line() {
+    let (dir, r) = modbus_config(&[("site = \"BH-BZ-01\"", "site = \"BH-BZ-09\"")]);
+    let errs = r.unwrap_err();
+    let lines = error_lines(&dir, &errs);
+    let text = std::fs::read_to_string(dir.path().join("floodguard.toml")).unwrap();
+    let line = 1 + text.lines().position(|l| l == "site = \"BH-BZ-09\"").unwrap();
+    assert_eq!(
+        lines,
+        [format!("floodguard.toml:{line}: modbus.devices[0].site: no site \"BH-BZ-09\" in sites.toml")]
+    );
+}
+
+#[test]
+fn modbus_keys_and_values_serde_refuses_are_named() {
+    let (dir, r) = modbus_config(&[
+        ("table = \"coil\", address = 0 }", "table = \"coils\", address = 0 }"),
+        ("unit = 1\n", "unit = 1\nslave = 3\n"),
+        ("type = \"f32\"", "type = \"float\""),
+    ]);
+    let lines = error_lines(&dir, &r.unwrap_err());
+    let text = lines.join("\n");
+    for want in [
+        "modbus.devices[0].slave: unknown key",
+        "modbus.devices[0].registers[6].table: unknown register table \"coils\" (expected one of: holding, input, coil, discrete)",
+        "modbus.devices[0].registers[1].type: unknown register type \"float\" (expected one of: u16, i16, u32, i32, f32)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+}

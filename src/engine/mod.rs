@@ -28,7 +28,7 @@ use rain::Rain;
 use series::Series;
 
 pub use sink::{Judged, Progress, TransitionSink};
-pub use view::{rfc3339, site as site_view, SiteView, TrendView};
+pub use view::{rfc3339, site as site_view, SiteView, SourceView, TrendView};
 
 /// What the engine is given.
 #[derive(Debug, Clone, Copy)]

@@ -76,6 +76,19 @@ pub struct SiteView {
     pub offline: bool,
     pub last_seen: Option<String>,
     pub rules: Vec<RuleView>,
+    /// Where its readings last came from (filled in by `live`: the engine
+    /// does not know the intakes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceView>,
+}
+
+/// A site's last input: protocol (`mqtt`, `sl651`, `http`, `modbus`), the
+/// sender, and when.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct SourceView {
+    pub protocol: String,
+    pub from: String,
+    pub at: String,
 }
 
 fn json_value(v: Value) -> serde_json::Value {
@@ -154,5 +167,6 @@ pub fn site(plan: &Plan, state: &State, i: usize, now: TimestampNs, tz: chrono_t
                 },
             })
             .collect(),
+        source: None,
     }
 }

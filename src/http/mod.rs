@@ -47,8 +47,8 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     let max_push = state.push.as_ref().map_or(max_body, |p| p.max_body);
     let push_routes = Router::new()
-        .route("/write", post(push::write))
-        .route("/api/v2/write", post(push::write))
+        .route("/write", post(push::write_v1))
+        .route("/api/v2/write", post(push::write_v2))
         .route("/api/v1/readings", post(push::readings))
         .layer(DefaultBodyLimit::max(max_push));
     Router::new()

@@ -139,11 +139,12 @@ impl Confirm for Spooled {
 async fn handle(
     s: AppState,
     format: Format,
+    path: &str,
     query: HashMap<String, String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let response = receive(&s, format, &query, &headers, &body).await;
+    let response = receive(&s, format, path, &query, &headers, &body).await;
     s.metrics.push_requests.with_label_values(&[response.status().as_str()]).inc();
     response
 }
@@ -151,6 +152,7 @@ async fn handle(
 async fn receive(
     s: &AppState,
     format: Format,
+    path: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
@@ -198,6 +200,10 @@ async fn receive(
         s.metrics.push_rejected.with_label_values(&[r.cause]).inc();
     }
     let accepted = decoded.messages.len();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for m in &decoded.messages {
+        p.intake.seen(&m[0].site, &format!("POST {path}"), now_ms);
+    }
     let mut waits = Vec::new();
     let mut messages = decoded.messages;
     while !messages.is_empty() {
@@ -244,14 +250,24 @@ async fn receive(
         .into_response()
 }
 
-/// `POST /write` (InfluxDB 1.x) and `POST /api/v2/write` (2.x).
-pub async fn write(
+/// `POST /write` (InfluxDB 1.x).
+pub async fn write_v1(
     State(s): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(s, Format::LineProtocol, q, headers, body).await
+    handle(s, Format::LineProtocol, "/write", q, headers, body).await
+}
+
+/// `POST /api/v2/write` (InfluxDB 2.x).
+pub async fn write_v2(
+    State(s): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(s, Format::LineProtocol, "/api/v2/write", q, headers, body).await
 }
 
 /// Push readings: a telemetry object with `site` (`{"site": "CD-JS-01",
@@ -267,7 +283,7 @@ pub async fn readings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(s, Format::Json, q, headers, body).await
+    handle(s, Format::Json, "/api/v1/readings", q, headers, body).await
 }
 
 /// `GET /ping`: InfluxDB's liveness answer.

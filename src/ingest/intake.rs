@@ -14,17 +14,33 @@ use crate::catalog::Catalog;
 use crate::metrics::Metrics;
 use crate::outlet::{self, Confirm, Submission};
 use crate::reading::Reading;
+use crate::sources::Sources;
 
 /// A source's way to the outlet.
 #[derive(Clone)]
 pub struct Intake {
     outlet: outlet::Handle,
     metrics: Arc<Metrics>,
+    /// Where each site's last input is noted, and under which protocol.
+    sources: Option<(Arc<Sources>, &'static str)>,
 }
 
 impl Intake {
     pub fn new(outlet: outlet::Handle, metrics: Arc<Metrics>) -> Intake {
-        Intake { outlet, metrics }
+        Intake { outlet, metrics, sources: None }
+    }
+
+    /// Notes each site's last input in `sources`, as `protocol`.
+    pub fn recording(mut self, sources: Arc<Sources>, protocol: &'static str) -> Intake {
+        self.sources = Some((sources, protocol));
+        self
+    }
+
+    /// A message of `site` came from `from` (a topic, a station, a device).
+    pub fn seen(&self, site: &Arc<str>, from: &str, at_ms: i64) {
+        if let Some((s, protocol)) = &self.sources {
+            s.record(site, protocol, from, at_ms);
+        }
     }
 
     /// Hands decoded messages (one group of readings per message) to the

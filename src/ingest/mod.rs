@@ -9,8 +9,11 @@
 //! - [`push`]: HTTP push, the pure part — line protocol and JSON bodies
 //!   into readings, each bad line named (the handlers are `http::push`);
 //! - [`sl651`]: the SL 651-2014 central station — the frame codec, reports
-//!   into readings, the TCP server.
+//!   into readings, the TCP server;
+//! - [`modbus`]: Modbus TCP polling of pump-station PLCs — the register
+//!   map and the pollers.
 pub mod intake;
+pub mod modbus;
 pub mod mqtt;
 pub mod push;
 pub mod sl651;

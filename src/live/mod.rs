@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::outlet::points;
 use crate::plan::Plan;
 use crate::reading::{Reading, TimestampNs};
+use crate::sources::Sources;
 
 struct Inner {
     plan: Arc<Plan>,
@@ -45,6 +46,18 @@ pub struct Live {
     /// Cancelled when the engine task stops, so event streams end and the
     /// HTTP server can shut down gracefully.
     closed: CancellationToken,
+    /// Each site's last input, recorded by the intakes.
+    sources: Arc<Sources>,
+}
+
+/// `view` with its site's last input.
+fn with_source(mut view: SiteView, sources: &Sources, tz: chrono_tz::Tz) -> SiteView {
+    view.source = sources.get(&view.id).map(|l| engine::SourceView {
+        protocol: l.protocol.to_string(),
+        from: l.from,
+        at: engine::rfc3339(l.at_ms * 1_000_000, tz),
+    });
+    view
 }
 
 /// `/api/v1/sites`.
@@ -74,6 +87,7 @@ struct SitesJson<'a> {
     state: &'a State,
     now: TimestampNs,
     tz: chrono_tz::Tz,
+    sources: &'a Sources,
 }
 
 impl Serialize for SitesJson<'_> {
@@ -101,7 +115,8 @@ impl Serialize for SitesJson<'_> {
                 let d = self.0;
                 let mut seq = ser.serialize_seq(Some(d.plan.sites.len()))?;
                 for i in 0..d.plan.sites.len() {
-                    seq.serialize_element(&engine::site_view(d.plan, d.state, i, d.now, d.tz))?;
+                    let view = engine::site_view(d.plan, d.state, i, d.now, d.tz);
+                    seq.serialize_element(&with_source(view, d.sources, d.tz))?;
                 }
                 seq.end()
             }
@@ -147,7 +162,13 @@ impl Live {
             events: broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
             version: watch::channel(0).0,
             closed: CancellationToken::new(),
+            sources: Arc::default(),
         }
+    }
+
+    /// Where the intakes record each site's last input.
+    pub fn sources(&self) -> &Arc<Sources> {
+        &self.sources
     }
 
     /// Every street and the district at their present level, as
@@ -287,7 +308,13 @@ impl Live {
                 })
                 .collect(),
             sites: (0..plan.sites.len())
-                .map(|i| engine::site_view(plan, state, i, now, self.timezone))
+                .map(|i| {
+                    with_source(
+                        engine::site_view(plan, state, i, now, self.timezone),
+                        &self.sources,
+                        self.timezone,
+                    )
+                })
                 .collect(),
         }
     }
@@ -298,7 +325,13 @@ impl Live {
     pub fn sites_json(&self, now: TimestampNs) -> Vec<u8> {
         let inner = self.inner.lock().expect("live lock");
         let mut out = Vec::with_capacity(1024 + inner.plan.sites.len() * 700);
-        let doc = SitesJson { plan: &inner.plan, state: &inner.state, now, tz: self.timezone };
+        let doc = SitesJson {
+            plan: &inner.plan,
+            state: &inner.state,
+            now,
+            tz: self.timezone,
+            sources: &self.sources,
+        };
         serde_json::to_writer(&mut out, &doc).expect("serializing to memory");
         out
     }
@@ -306,6 +339,10 @@ impl Live {
     pub fn site(&self, id: &str, now: TimestampNs) -> Option<SiteView> {
         let inner = self.inner.lock().expect("live lock");
         let (i, _) = inner.plan.site(id)?;
-        Some(engine::site_view(&inner.plan, &inner.state, i, now, self.timezone))
+        Some(with_source(
+            engine::site_view(&inner.plan, &inner.state, i, now, self.timezone),
+            &self.sources,
+            self.timezone,
+        ))
     }
 }

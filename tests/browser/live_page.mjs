@@ -92,6 +92,10 @@ try {
     if (bg !== YELLOW) throw new Error(`${what} background ${bg}, not yellow`);
   }
   if ((await text(page, "#district .level-text")) !== "Ⅲ级 黄色") throw new Error("district not Ⅲ");
+  // Where the readings came from: protocol and topic, on the card.
+  await page.waitForSelector(`${siteSel} .source`, { timeout: LONG });
+  const source = await text(page, `${siteSel} .source`);
+  if (source !== `来源 MQTT · flood/${SITE}/telemetry`) throw new Error(`site source ${source}`);
   await page.waitForSelector(`#map .map-site.lvl-III[data-site="${SITE}"]`, { timeout: LONG });
   await shot("02-yellow");
 

@@ -55,7 +55,7 @@ fn check_config_lists_every_mistake_and_fails() {
         format!(
             "{d}/floodguard.toml:63: influxdb.batch_size: invalid type: string \"many\", expected an integer"
         ),
-        format!("{d}/sites.toml:84: sites[5].kind: unknown kind \"stream\""),
+        format!("{d}/sites.toml:85: sites[5].kind: unknown kind \"stream\""),
         format!("{d}/sites.toml:39: sites[0].location.lat: 300.6021 is not a latitude"),
         format!("{d}/teams.toml:60: teams[1].streets[0]: unknown street \"riverside\""),
     ] {

@@ -13,6 +13,7 @@ mod deploy;
 mod engine;
 mod faults;
 mod malformed;
+mod modbus;
 mod notify;
 mod page;
 mod push;

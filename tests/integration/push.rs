@@ -79,6 +79,14 @@ async fn line_protocol_and_json_pushes_are_stored_and_judged() {
     })
     .await;
 
+    let (_, body) = http_get(&fg.url("/api/v1/sites/CD-JS-01")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["source"]["protocol"].as_str(), v["source"]["from"].as_str()),
+        (Some("http"), Some("POST /write")),
+        "{v}"
+    );
+
     // Telegraf's 2.x output: gzip, `Authorization: Token`, ns precision by default.
     let ns = (now_s - 10) * 1_000_000_000;
     let r = http

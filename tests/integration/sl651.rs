@@ -96,6 +96,12 @@ async fn rtu_reports_are_stored_confirmed_and_judged_like_mqtt() {
     })
     .await;
 
+    // The page and the API say where the site's readings came from.
+    let (_, body) = http_get(&fg.url("/api/v1/sites/XC-SW-01")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["source"]["protocol"], "sl651", "{v}");
+    assert!(v["source"]["from"].as_str().unwrap().starts_with("station 0020000002 from 127.0.0.1:"), "{v}");
+
     // An hourly report (34) from BH-SW-01: a DRZ1 block of 12 levels, the
     // first at the group's observation time, 5 minutes apart.
     let river = station("0020000001", b'H');

@@ -32,6 +32,7 @@
       no_alerts: "暂无告警", no_notes: "暂无通知", operator: (n) => (n ? `值班员：${n}` : "设置值班员"),
       threshold: "阈值", seen: "更新于", by: "", value_at: "当前值", to: "→", channel: { sms: "短信", email: "邮件", webhook: "机器人" },
       points: (n) => `${n} 个点`,
+      protocol: { mqtt: "MQTT", sl651: "SL 651 遥测", http: "HTTP 推送", modbus: "Modbus" }, source: "来源",
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
@@ -53,6 +54,7 @@
       no_alerts: "No active alerts", no_notes: "No notifications yet", operator: (n) => (n ? `Operator: ${n}` : "Set operator"),
       threshold: "threshold", seen: "seen", by: "", value_at: "value", to: "→", channel: { sms: "SMS", email: "e-mail", webhook: "robot" },
       points: (n) => `${n} points`,
+      protocol: { mqtt: "MQTT", sl651: "SL 651 RTU", http: "HTTP push", modbus: "Modbus" }, source: "via",
     },
   };
 
@@ -133,7 +135,9 @@
           h("span", { class: `trend ${dir}`, title: s.trend ? `${s.trend.per_hour.toFixed(2)}/h` : "" }, arrow ? ` ${arrow}` : "")),
         s.offline ? h("span", { class: "offline-label" }, T().offline) : badge(s.level)),
       h("div", { class: "eta" }, eta),
-      h("div", { class: "seen" }, s.last_seen ? `${T().seen} ${time(s.last_seen)}` : ""));
+      h("div", { class: "seen" }, s.last_seen ? `${T().seen} ${time(s.last_seen)}` : ""),
+      s.source ? h("div", { class: "source", title: `${s.source.from} · ${time(s.source.at)}` },
+        `${T().source} ${T().protocol[s.source.protocol] || s.source.protocol} · ${s.source.from}`) : null);
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
     svg.setAttribute("class", "chart");
     card.append(svg);

@@ -400,7 +400,10 @@ impl Worker {
                     pkids.push(p.pkid);
                 }
                 match decoder.decode(&p.topic, &p.payload, received_at) {
-                    Ok(readings) => messages.push(readings),
+                    Ok(readings) => {
+                        self.intake.seen(&readings[0].site, &p.topic, received_at / 1_000_000);
+                        messages.push(readings);
+                    }
                     Err(e) => {
                         self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();
                         self.drops.log(e.cause(), &p.topic, &e);

@@ -218,6 +218,10 @@ impl Sl651 {
             }
         };
         m.sl651_elements_skipped.inc_by(mapped.skipped as u64);
+        if let Some(site) = mapped.messages.first().and_then(|g| g.first()).map(|r| r.site.clone()) {
+            let from = format!("station {station} from {peer}, function {function}");
+            self.intake.seen(&site, &from, chrono::Utc::now().timestamp_millis());
+        }
         let received_at = to_ns(chrono::Utc::now());
         let mut messages = Vec::with_capacity(mapped.messages.len());
         for g in mapped.messages {

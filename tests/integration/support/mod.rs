@@ -7,6 +7,7 @@
 pub mod burst;
 pub mod floodguard;
 pub mod influx;
+pub mod modbus;
 pub mod mosquitto;
 pub mod peer;
 pub mod pki;
