@@ -386,12 +386,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     let stop_intake = CancellationToken::new();
     // The SL 651 central station, when configured: an intake beside MQTT.
-    let sl651_task = if d.sl651.listen.trim().is_empty() {
+    let (tcp_at, udp_at) = (d.sl651.listen.trim(), d.sl651.udp_listen.trim());
+    let sl651_task = if tcp_at.is_empty() && udp_at.is_empty() {
         None
     } else {
-        let listener = TcpListener::bind(&d.sl651.listen)
-            .await
-            .map_err(|source| DaemonError::Listen { addr: d.sl651.listen.clone(), source })?;
+        let listener = match tcp_at {
+            "" => None,
+            at => Some(
+                TcpListener::bind(at)
+                    .await
+                    .map_err(|source| DaemonError::Listen { addr: at.to_string(), source })?,
+            ),
+        };
+        let udp = match udp_at {
+            "" => None,
+            at => Some(
+                tokio::net::UdpSocket::bind(at)
+                    .await
+                    .map_err(|source| DaemonError::Listen { addr: at.to_string(), source })?,
+            ),
+        };
         let station = Sl651 {
             config: d.sl651.clone(),
             decoder: decoder.clone(),
@@ -400,7 +414,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             metrics: metrics.clone(),
             timezone: config.timezone,
         };
-        Some(stage::spawn_task("intake", &exits, station.run(listener, stop_intake.clone())))
+        Some(stage::spawn_task("intake", &exits, station.run(listener, udp, stop_intake.clone())))
     };
     // Modbus TCP polling of pump-station PLCs, when devices are configured.
     let modbus_task = (!d.modbus.devices.is_empty()).then(|| {

@@ -302,8 +302,11 @@ impl Default for HttpSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Sl651Section {
-    /// `host:port` to listen on; empty: off.
+    /// `host:port` to listen on (TCP); empty: off.
     pub listen: String,
+    /// `host:port` for RTUs that send over UDP (one datagram, one or more
+    /// frames; the reply goes to the sender); empty: off.
+    pub udp_listen: String,
     /// This centre's address; frames for another centre are counted and
     /// dropped (0 is accepted as well: stations in the field send it).
     pub center: u8,
@@ -317,6 +320,7 @@ impl Default for Sl651Section {
     fn default() -> Self {
         Sl651Section {
             listen: String::new(),
+            udp_listen: String::new(),
             center: 1,
             idle_timeout: HumanDuration::secs(15 * 60),
             max_connections: 20_000,

@@ -183,6 +183,12 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if !sl.listen.trim().is_empty() && sl.listen.parse::<std::net::SocketAddr>().is_err() {
         err("sl651.listen", format!("{:?} is not an address like 0.0.0.0:5001 (empty: off)", sl.listen));
     }
+    if !sl.udp_listen.trim().is_empty() && sl.udp_listen.parse::<std::net::SocketAddr>().is_err() {
+        err(
+            "sl651.udp_listen",
+            format!("{:?} is not an address like 0.0.0.0:5001 (empty: off)", sl.udp_listen),
+        );
+    }
     if sl.idle_timeout.get().is_zero() {
         err("sl651.idle_timeout", "must be more than 0 (RTUs send keep-alives every few minutes)".into());
     }

@@ -448,3 +448,35 @@ async fn the_simulator_drives_the_central_station_with_the_storm() {
     assert!(m.contains("floodguard_sl651_frames_total{function=\"33\"}"), "加报 frames came");
     assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
 }
+
+/// RTUs on UDP: a datagram's frame stored and confirmed to its sender,
+/// byte for byte; a bad one in the same datagram counted, the good kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_reports_are_confirmed_to_their_sender() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let udp_port = free_port();
+    let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
+    o.extra = format!("[sl651]\nudp_listen = \"127.0.0.1:{udp_port}\"\n");
+    let mut fg = Floodguard::start(o);
+    fg.wait_connected().await;
+    let river = station("0020000002", b'H');
+    let now = now_local();
+    let t = now - chrono::Duration::minutes(3);
+    let good = river.frame(0x32, &river.body(5, now, &[(t, element(0x39, 4, 3, 3.21))]));
+    let mut bad = river.frame(0x32, &river.body(6, now, &[(t, element(0x39, 4, 3, 9.99))]));
+    bad[20] ^= 0x01;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket.send_to(&[bad, good].concat(), ("127.0.0.1", udp_port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = socket.recv_from(&mut buf).expect("a confirmation datagram");
+    let reply = buf[..n].to_vec();
+    assert_eq!(reply, river.expected_confirmation(0x32, 5, rtu::reply_time(&reply)));
+    wait_for("the UDP report in InfluxDB", Duration::from_secs(20), || async {
+        (series(&influx, "XC-SW-01", "level_m").await == vec![(rfc3339(t), 3.21)]).then_some(())
+    })
+    .await;
+    assert_eq!(fg.metric("floodguard_sl651_errors_total{cause=\"bad_crc\"}").await, Some(1.0));
+    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
+}

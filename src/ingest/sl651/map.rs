@@ -20,7 +20,7 @@ use crate::catalog::Catalog;
 use crate::reading::{self, Reading, TimestampNs};
 
 /// Element identifier → metric when the site says nothing else.
-pub const DEFAULTS: [(u16, &str); 16] = [
+pub const DEFAULTS: [(u16, &str); 21] = [
     (0x1A, "rain_1h_mm"),
     (0x1C, "rain_3h_mm"),
     (0x1D, "rain_6h_mm"),
@@ -37,6 +37,11 @@ pub const DEFAULTS: [(u16, &str); 16] = [
     (0xF5, "level_m"),
     (0xF6, "level_2_m"),
     (0xF7, "level_3_m"),
+    (0xF8, "level_4_m"),
+    (0xF9, "level_5_m"),
+    (0xFA, "level_6_m"),
+    (0xFB, "level_7_m"),
+    (0xFC, "level_8_m"),
 ];
 
 const FIVE_MIN_NS: i64 = 300_000_000_000;

@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -42,6 +42,8 @@ use crate::stage::Wedge;
 const MAX_PENDING: usize = 2 * (frame::MAX_BODY * 2 + 64);
 /// At shutdown, how long connections may take to finish the frame in hand.
 const DRAIN: Duration = Duration::from_secs(3);
+/// UDP datagrams handled at once at most.
+const UDP_BUSY: usize = 256;
 /// Keep-alive (`2F`): a link check, confirmed by nothing.
 const KEEP_ALIVE: u8 = 0x2F;
 
@@ -66,14 +68,96 @@ impl Confirm for Spooled {
 }
 
 impl Sl651 {
-    /// Accepts RTUs until `stop`; then lets the connections finish the
-    /// frame in hand (for at most a few seconds) and returns.
-    pub async fn run(self, listener: TcpListener, stop: CancellationToken) -> Result<(), String> {
+    /// Accepts RTUs (TCP, UDP or both) until `stop`; then lets the
+    /// connections finish the frame in hand (for at most a few seconds) and
+    /// returns.
+    pub async fn run(
+        self,
+        listener: Option<TcpListener>,
+        udp: Option<UdpSocket>,
+        stop: CancellationToken,
+    ) -> Result<(), String> {
         let this = Arc::new(self);
-        let open = Arc::new(AtomicUsize::new(0));
         let tasks = TaskTracker::new();
         // Test hook: holds replies after the spool write (a crash between the two).
         let wedge = Wedge::from_env("sl651");
+        if let Some(socket) = udp {
+            tasks.spawn(this.clone().datagrams(socket, stop.clone(), tasks.clone()));
+        }
+        if let Some(listener) = listener {
+            this.clone().accept(listener, stop.clone(), &tasks, wedge).await;
+        } else {
+            stop.cancelled().await;
+        }
+        tasks.close();
+        if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
+            tracing::warn!("SL 651: connections still busy at shutdown; their frames come again unconfirmed");
+        }
+        tracing::info!("SL 651 central station stopped");
+        Ok(())
+    }
+
+    /// UDP: each datagram's frames handled on a task of their own (at most
+    /// `UDP_BUSY` at once; past that, datagrams wait in the socket), the
+    /// reply sent to the datagram's sender.
+    async fn datagrams(self: Arc<Self>, socket: UdpSocket, stop: CancellationToken, tasks: TaskTracker) {
+        let socket = Arc::new(socket);
+        let busy = Arc::new(tokio::sync::Semaphore::new(UDP_BUSY));
+        tracing::info!(addr = ?socket.local_addr().ok(), centre = self.config.center, "SL 651 central station listening (UDP)");
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => return,
+                p = busy.clone().acquire_owned() => p.expect("never closed"),
+            };
+            let (n, peer) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(_) => continue,
+                },
+            };
+            let (this, socket, datagram) = (self.clone(), socket.clone(), buf[..n].to_vec());
+            tasks.spawn(async move {
+                let _permit = permit;
+                let mut drops = DropLog::default();
+                let from = format!("udp {peer}");
+                let mut rest: &[u8] = &datagram;
+                while !rest.is_empty() {
+                    match frame::next_frame(rest) {
+                        Ok(Some((f, used))) => {
+                            rest = &rest[used..];
+                            if let Some(reply) = this.frame(f, &from, &mut drops).await {
+                                if socket.send_to(&reply, peer).await.is_ok() {
+                                    this.metrics.sl651_confirmations.inc();
+                                }
+                            }
+                        }
+                        Ok(None) => {
+                            // A datagram is whole: what is left is cut short.
+                            this.metrics.sl651_errors.with_label_values(&["truncated"]).inc();
+                            break;
+                        }
+                        Err((e, skip)) => {
+                            this.metrics.sl651_errors.with_label_values(&[e.cause()]).inc();
+                            drops.log(e.cause(), &from, &e);
+                            rest = &rest[skip.clamp(1, rest.len())..];
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    async fn accept(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: CancellationToken,
+        tasks: &TaskTracker,
+        wedge: Wedge,
+    ) {
+        let this = self;
+        let open = Arc::new(AtomicUsize::new(0));
         tracing::info!(addr = ?listener.local_addr().ok(), centre = this.config.center, "SL 651 central station listening");
         loop {
             let (stream, peer) = tokio::select! {
@@ -104,12 +188,6 @@ impl Sl651 {
                 this.metrics.sl651_connections_open.set(left as i64);
             });
         }
-        tasks.close();
-        if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
-            tracing::warn!("SL 651: connections still busy at shutdown; their frames come again unconfirmed");
-        }
-        tracing::info!("SL 651 central station stopped");
-        Ok(())
     }
 
     async fn connection(&self, mut stream: TcpStream, peer: String, stop: CancellationToken, wedge: Wedge) {
