@@ -93,8 +93,10 @@ async fn wait_paths(fg: &Floodguard, want: &Paths, within: Duration, what: impl 
         }
         if t0.elapsed() > within {
             let diff = want.iter().find(|(k, v)| got.get(*k) != Some(*v));
+            let (fw, fg) = (burst::finals(want), burst::finals(&got));
+            let finals_differ = fw.iter().filter(|(k, v)| fg.get(*k) != Some(*v)).count();
             panic!(
-                "alert history differs from replay after {within:?}: {} of {} (site, rule) pairs, {} of {} changes; first: {:?} → live {:?}",
+                "alert history differs from replay after {within:?}: {} of {} (site, rule) pairs, {} of {} changes, {finals_differ} final levels differ; first: {:?} → live {:?}",
                 got.len(),
                 want.len(),
                 burst::changes(&got),
