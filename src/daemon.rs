@@ -270,6 +270,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             sink: Arc::new(inbox),
             probe: p_engine.clone(),
             held: Default::default(),
+            // Half the stop's time: the alert stage and the outbox need theirs.
+            drain_for: d.daemon.shutdown_timeout.get() / 2,
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
             if let Err(e) = st.run(s) {

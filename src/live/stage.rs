@@ -78,6 +78,10 @@ pub struct EngineStage {
     pub probe: Arc<Probe>,
     /// Transitions judged and not yet handed over, and the position after them.
     pub held: (Vec<Transition>, Option<Position>),
+    /// At stop, how long the stage may take to judge what intake spooled
+    /// before it stopped (0: stop at once, the rest is judged after the
+    /// restart).
+    pub drain_for: Duration,
 }
 
 /// Why the stage stopped on its own.
@@ -153,7 +157,36 @@ impl EngineStage {
                 self.probe.beat();
             }
         }
+        if stop.is_cancelled() && !self.drain_for.is_zero() {
+            self.drain()?;
+        }
         Ok(())
+    }
+
+    /// At stop (intake has stopped, so the spool's head stays put): judges
+    /// the rest of the spool, for at most `drain_for`, and commits the mark.
+    /// A restart then starts from a quiet engine — the state the engine
+    /// rebuilds from the active alerts knows levels, not a rule's run of
+    /// readings toward its sustain, so judging across a restart can differ
+    /// from judging straight through.
+    fn drain(&mut self) -> Result<(), Stopped> {
+        let head = self.replay.head();
+        if self.replay.position() >= head {
+            return Ok(());
+        }
+        tracing::info!(from = ?self.replay.position(), to = ?head, "stopping: judging what was spooled before intake stopped");
+        let give_up = CancellationToken::new();
+        let (g, d) = (give_up.clone(), self.drain_for);
+        std::thread::spawn(move || {
+            std::thread::sleep(d);
+            g.cancel();
+        });
+        self.catch_up(head, &give_up)?;
+        if give_up.is_cancelled() {
+            tracing::warn!("stopping with readings not yet judged: they are judged after the restart");
+        }
+        let pos = self.replay.position();
+        self.deliver(Vec::new(), Some(pos))
     }
 
     fn control(&mut self, c: Control) -> Result<(), Stopped> {
@@ -310,6 +343,7 @@ mod tests {
             sink: capture.clone(),
             probe: Probe::new("engine"),
             held: Default::default(),
+            drain_for: Duration::ZERO,
         };
         let stop = CancellationToken::new();
         let t = std::thread::spawn({

@@ -480,3 +480,43 @@ async fn udp_reports_are_confirmed_to_their_sender() {
     assert_eq!(fg.metric("floodguard_sl651_errors_total{cause=\"bad_crc\"}").await, Some(1.0));
     assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
 }
+
+/// An M3 transfer of an hourly report in three packets, the second lost on
+/// the way: the centre asks for it (NAK, packet 2), and once it comes
+/// confirms the whole report, whose 5-minute levels are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_m3_transfer_is_reassembled_after_asking_for_its_missing_packet() {
+    let broker = Mosquitto::start();
+    let influx = Influx::start();
+    let (mut fg, port) = start(&broker, &influx);
+    fg.wait_connected().await;
+    let river = station("0020000001", b'H');
+    let now = now_local();
+    let t0 = now - chrono::Duration::minutes(70 + i64::from(now.minute() % 5));
+    let levels: Vec<f64> = (0..12).map(|i| 3.5 + f64::from(i) / 100.0).collect();
+    let body = river.body(77, now, &[(t0, [block(0xF5, &levels), element(0x38, 2, 2, 12.61)].concat())]);
+    let cut = [0, body.len() / 3, 2 * body.len() / 3, body.len()];
+    let parts: Vec<Vec<u8>> =
+        (0..3).map(|i| river.packet(0x34, 3, i as u16 + 1, &body[cut[i]..cut[i + 1]])).collect();
+    let mut link = Link::connect(port).unwrap();
+    link.send(&parts[0]);
+    link.send(&parts[2]);
+    let nak = link.reply_of(28, Duration::from_secs(10)).expect("a NAK for the missing packet");
+    assert_eq!(&nak[..2], &[0x7E, 0x7E]);
+    assert_eq!(&nak[2..7], &river.station, "downlink: station first");
+    assert_eq!(nak[13], 0x16, "SYN");
+    assert_eq!(u16::from(nak[15] & 0x0F) << 8 | u16::from(nak[16]), 2, "asks for packet 2");
+    assert_eq!(nak[25], 0x15, "ends with NAK");
+    assert_eq!(u16::from_be_bytes([nak[26], nak[27]]), rtu::crc16(&nak[..26]));
+    link.send(&parts[1]);
+    let reply = link.reply(Duration::from_secs(10)).expect("the confirmation of the whole report");
+    assert_eq!(reply, river.expected_confirmation(0x34, 77, rtu::reply_time(&reply)));
+    let want: Vec<(String, f64)> =
+        (0..12).map(|i| (rfc3339(t0 + chrono::Duration::minutes(5 * i)), levels[i as usize])).collect();
+    wait_for("the transfer's 5-minute levels", Duration::from_secs(20), || async {
+        (series(&influx, "BH-SW-01", "level_m").await == want).then_some(())
+    })
+    .await;
+    assert_eq!(fg.metric("floodguard_sl651_errors_total{cause=\"m3_missing\"}").await, Some(1.0));
+    assert_eq!(fg.terminate(Duration::from_secs(15)), Some(0));
+}

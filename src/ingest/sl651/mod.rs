@@ -9,12 +9,15 @@
 //!   groups and their elements.
 //! - [`map`]: reports into readings (station → site, element → metric,
 //!   observation time in the configured zone, 5-minute blocks);
-//! - [`server`]: the TCP central station, confirming each frame once its
-//!   readings are spooled.
+//! - [`transfer`]: M3 multi-packet transfers reassembled, the missing
+//!   packet asked for;
+//! - [`server`]: the TCP and UDP central station, confirming each frame
+//!   once its readings are spooled.
 pub mod element;
 pub mod frame;
 pub mod map;
 pub mod server;
+pub mod transfer;
 
 pub use server::Sl651;
 
@@ -27,7 +30,7 @@ pub fn causes() -> Vec<&'static str> {
         "bad_time",
         "wrong_centre",
         "downlink",
-        "multi_packet",
+        "m3_missing",
         "idle_timeout",
         "too_many_connections",
         "future_timestamp",

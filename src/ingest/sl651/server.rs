@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::element::Time;
-use super::frame::{self, Direction, End, Frame};
+use super::frame::{self, Body, Direction, End, Frame};
 use super::map;
+use super::transfer::{Progress, Transfers};
 use crate::config::Sl651Section;
 use crate::ingest::intake::{DropLog, Intake};
 use crate::ingest::mqtt::Decoder;
@@ -121,16 +122,15 @@ impl Sl651 {
             tasks.spawn(async move {
                 let _permit = permit;
                 let mut drops = DropLog::default();
+                let mut transfers = Transfers::default();
                 let from = format!("udp {peer}");
                 let mut rest: &[u8] = &datagram;
                 while !rest.is_empty() {
                     match frame::next_frame(rest) {
                         Ok(Some((f, used))) => {
                             rest = &rest[used..];
-                            if let Some(reply) = this.frame(f, &from, &mut drops).await {
-                                if socket.send_to(&reply, peer).await.is_ok() {
-                                    this.metrics.sl651_confirmations.inc();
-                                }
+                            if let Some(reply) = this.frame(f, &from, &mut drops, &mut transfers).await {
+                                let _ = socket.send_to(&reply, peer).await;
                             }
                         }
                         Ok(None) => {
@@ -193,6 +193,7 @@ impl Sl651 {
     async fn connection(&self, mut stream: TcpStream, peer: String, stop: CancellationToken, wedge: Wedge) {
         let mut buf: Vec<u8> = Vec::new();
         let mut drops = DropLog::default();
+        let mut transfers = Transfers::default();
         let idle = self.config.idle_timeout.get();
         loop {
             // Frames in what has arrived.
@@ -200,7 +201,7 @@ impl Sl651 {
                 match frame::next_frame(&buf) {
                     Ok(Some((f, used))) => {
                         buf.drain(..used);
-                        match self.frame(f, &peer, &mut drops).await {
+                        match self.frame(f, &peer, &mut drops, &mut transfers).await {
                             Some(reply) => {
                                 if wedge.armed() {
                                     let w = wedge.clone();
@@ -209,7 +210,6 @@ impl Sl651 {
                                 if stream.write_all(&reply).await.is_err() {
                                     return;
                                 }
-                                self.metrics.sl651_confirmations.inc();
                             }
                             None if stop.is_cancelled() => return,
                             None => {}
@@ -252,8 +252,15 @@ impl Sl651 {
         }
     }
 
-    /// One frame: its readings spooled, then the reply to send (if any).
-    async fn frame(&self, f: Frame, peer: &str, drops: &mut DropLog) -> Option<Vec<u8>> {
+    /// One frame: its readings spooled, then the reply to send (if any): a
+    /// confirmation, or the NAK of a missing M3 packet.
+    async fn frame(
+        &self,
+        f: Frame,
+        peer: &str,
+        drops: &mut DropLog,
+        transfers: &mut Transfers,
+    ) -> Option<Vec<u8>> {
         let m = &self.metrics;
         let h = &f.header;
         let function = format!("{:02X}", h.function);
@@ -274,10 +281,31 @@ impl Sl651 {
             );
             return None;
         }
-        let Some(msg) = f.message() else {
-            // M3: multi-packet transfers are not reassembled yet.
-            fail("multi_packet", &"M3 multi-packet transfer (not supported)", drops);
-            return None;
+        let reassembled;
+        let msg = match &f.body {
+            Body::Message(m) => m,
+            Body::Packet(part) => {
+                let (total, number) = h.packet.unwrap_or((1, 1));
+                match transfers.add(h.station, h.function, total, number, part.clone()) {
+                    Progress::Incomplete => return None,
+                    Progress::Missing(n) => {
+                        fail("m3_missing", &format!("M3 packet {n} of {total} missing: asked again"), drops);
+                        let now = chrono::Utc::now().with_timezone(&self.timezone).naive_local();
+                        let serial = transfers.serial(h.station, h.function);
+                        return Some(frame::nak(h, serial, Time::from_naive(now), n));
+                    }
+                    Progress::Complete(body) => match frame::parse_message(h, &body) {
+                        Ok(m) => {
+                            reassembled = m;
+                            &reassembled
+                        }
+                        Err(e) => {
+                            fail(e.cause(), &e, drops);
+                            return None;
+                        }
+                    },
+                }
+            }
         };
         if h.function == KEEP_ALIVE {
             return None;
@@ -323,6 +351,7 @@ impl Sl651 {
             rx.await.ok()?;
         }
         let now = chrono::Utc::now().with_timezone(&self.timezone).naive_local();
+        m.sl651_confirmations.inc();
         Some(frame::confirmation(h, msg.serial, Time::from_naive(now), End::Eot))
     }
 }

@@ -97,6 +97,24 @@ impl Rtu {
         b
     }
 
+    /// Packet `number` of `total` of an M3 transfer: SYN, 3 bytes of
+    /// total/number (12 bits each, counted in the length), ETB — ETX on the
+    /// last.
+    pub fn packet(&self, function: u8, total: u16, number: u16, part: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x7E, 0x7E, self.centre];
+        f.extend(self.station);
+        f.extend(self.password.to_be_bytes());
+        f.push(function);
+        f.extend(((part.len() + 3) as u16 & 0x0FFF).to_be_bytes());
+        f.push(0x16);
+        f.extend([(total >> 4) as u8, ((total & 0x0F) << 4 | number >> 8) as u8, number as u8]);
+        f.extend(part);
+        f.push(if number == total { 0x03 } else { 0x17 });
+        let crc = crc16(&f);
+        f.extend(crc.to_be_bytes());
+        f
+    }
+
     /// An uplink HEX frame around `body`, ended by ETX.
     pub fn frame(&self, function: u8, body: &[u8]) -> Vec<u8> {
         let mut f = vec![0x7E, 0x7E, self.centre];
@@ -150,8 +168,13 @@ impl Link {
     /// The next reply frame (a downlink confirmation: 25 bytes for a HEX
     /// M2 reply), or None when nothing comes within `wait`.
     pub fn reply(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        self.reply_of(25, wait)
+    }
+
+    /// The next `len` bytes, or None when they do not come within `wait`.
+    pub fn reply_of(&mut self, len: usize, wait: Duration) -> Option<Vec<u8>> {
         self.stream.set_read_timeout(Some(wait)).unwrap();
-        let mut buf = vec![0u8; 25];
+        let mut buf = vec![0u8; len];
         let mut got = 0;
         while got < buf.len() {
             match self.stream.read(&mut buf[got..]) {
