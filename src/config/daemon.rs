@@ -312,6 +312,9 @@ pub struct Sl651Section {
     pub center: u8,
     /// A connection silent this long is closed (the RTU dials again).
     pub idle_timeout: HumanDuration,
+    /// End confirmations with ESC (keep the link: RTUs that stay online)
+    /// instead of EOT (release it: RTUs that dial for each report).
+    pub keep_link: bool,
     /// Connections open at once at most; more are refused at accept.
     pub max_connections: usize,
 }
@@ -323,6 +326,7 @@ impl Default for Sl651Section {
             udp_listen: String::new(),
             center: 1,
             idle_timeout: HumanDuration::secs(15 * 60),
+            keep_link: false,
             max_connections: 20_000,
         }
     }

@@ -450,14 +450,15 @@ async fn the_simulator_drives_the_central_station_with_the_storm() {
 }
 
 /// RTUs on UDP: a datagram's frame stored and confirmed to its sender,
-/// byte for byte; a bad one in the same datagram counted, the good kept.
+/// byte for byte (ended by ESC, `keep_link`); a bad one in the same
+/// datagram counted, the good kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_reports_are_confirmed_to_their_sender() {
     let broker = Mosquitto::start();
     let influx = Influx::start();
     let udp_port = free_port();
     let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
-    o.extra = format!("[sl651]\nudp_listen = \"127.0.0.1:{udp_port}\"\n");
+    o.extra = format!("[sl651]\nudp_listen = \"127.0.0.1:{udp_port}\"\nkeep_link = true\n");
     let mut fg = Floodguard::start(o);
     fg.wait_connected().await;
     let river = station("0020000002", b'H');
@@ -472,7 +473,7 @@ async fn udp_reports_are_confirmed_to_their_sender() {
     let mut buf = [0u8; 64];
     let (n, _) = socket.recv_from(&mut buf).expect("a confirmation datagram");
     let reply = buf[..n].to_vec();
-    assert_eq!(reply, river.expected_confirmation(0x32, 5, rtu::reply_time(&reply)));
+    assert_eq!(reply, river.expected_reply(0x32, 5, rtu::reply_time(&reply), 0x1B), "ESC: keep the link");
     wait_for("the UDP report in InfluxDB", Duration::from_secs(20), || async {
         (series(&influx, "XC-SW-01", "level_m").await == vec![(rfc3339(t), 3.21)]).then_some(())
     })

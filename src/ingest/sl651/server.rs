@@ -4,7 +4,7 @@
 //! ```text
 //! RTU ──TCP──▶ connection task: frame::next_frame → map::readings → Intake::submit
 //!   ▲                                                              │
-//!   └──── M2/M4 confirmation (downlink, serial echoed, EOT) ◀── spooled (Confirm)
+//!   └──── M2/M4 confirmation (downlink, serial echoed, EOT/ESC) ◀── spooled (Confirm)
 //! ```
 //! A frame is confirmed only once its readings are in the spool, so a frame
 //! the RTU saw confirmed is durable; one it did not see confirmed it sends
@@ -352,6 +352,7 @@ impl Sl651 {
         }
         let now = chrono::Utc::now().with_timezone(&self.timezone).naive_local();
         m.sl651_confirmations.inc();
-        Some(frame::confirmation(h, msg.serial, Time::from_naive(now), End::Eot))
+        let end = if self.config.keep_link { End::Esc } else { End::Eot };
+        Some(frame::confirmation(h, msg.serial, Time::from_naive(now), end))
     }
 }

@@ -133,6 +133,11 @@ impl Rtu {
     /// The M2 confirmation the standard asks of the centre for an uplink of
     /// `function` and `serial`, sent at `sent`: downlink, station first.
     pub fn expected_confirmation(&self, function: u8, serial: u16, sent: NaiveDateTime) -> Vec<u8> {
+        self.expected_reply(function, serial, sent, 0x04)
+    }
+
+    /// The same, ended by `end` (`04` EOT releases the link, `1B` ESC keeps it).
+    pub fn expected_reply(&self, function: u8, serial: u16, sent: NaiveDateTime, end: u8) -> Vec<u8> {
         let mut f = vec![0x7E, 0x7E];
         f.extend(self.station);
         f.push(self.centre);
@@ -142,7 +147,7 @@ impl Rtu {
         f.push(0x02);
         f.extend(serial.to_be_bytes());
         f.extend(bcd_time(sent, true));
-        f.push(0x04);
+        f.push(end);
         let crc = crc16(&f);
         f.extend(crc.to_be_bytes());
         f
