@@ -213,6 +213,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         .map_err(DaemonError::Config)?,
     );
     outbox.background_checkpoints().map_err(DaemonError::Config)?;
+    outbox.set_health(health.clone());
     // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
     // Carry on where the last run stopped: the engine starts at the levels

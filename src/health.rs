@@ -26,6 +26,9 @@ pub struct Health {
     pub spool: Arc<SpoolStats>,
     /// Every stage's probe.
     pub stages: Stages,
+    /// Conditions an operator must see that do not make the daemon unready
+    /// (a notification provider refusing its credentials), by key.
+    pub warnings: Mutex<BTreeMap<String, String>>,
 }
 
 impl Health {
@@ -40,6 +43,20 @@ impl Health {
             max_lag,
             spool,
             stages,
+            warnings: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Sets (Some) or clears (None) the warning under `key`.
+    pub fn set_warning(&self, key: &str, text: Option<String>) {
+        let mut w = self.warnings.lock().expect("health lock");
+        match text {
+            Some(t) => {
+                w.insert(key.to_string(), t);
+            }
+            None => {
+                w.remove(key);
+            }
         }
     }
 
@@ -60,6 +77,7 @@ impl Health {
                 .iter()
                 .map(|p| (p.name, stage::judge(p, now_ms, stage::STALL_AFTER)))
                 .collect(),
+            warnings: self.warnings.lock().expect("health lock").values().cloned().collect(),
         })
     }
 }
@@ -74,6 +92,8 @@ pub struct Snapshot {
     pub max_lag: Option<Duration>,
     /// Each stage as judged at the same moment.
     pub stages: Vec<(&'static str, stage::Status)>,
+    /// Shown, never failing readiness.
+    pub warnings: Vec<String>,
 }
 
 /// The body of `/readyz`.
@@ -86,6 +106,10 @@ pub struct Readiness {
     pub spool_lag_seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// What an operator must see without the daemon being unready (a
+    /// notification provider refusing floodguard's credentials).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// `{name: {"ok", "queued", "oldest_s", "problem"}}`, by stage name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub stages: BTreeMap<&'static str, stage::Status>,
@@ -126,6 +150,7 @@ pub fn judge(s: Snapshot) -> Readiness {
         spool_pending_records: s.pending_records,
         spool_lag_seconds: s.lag_seconds,
         problems,
+        warnings: s.warnings,
     }
 }
 
@@ -141,6 +166,7 @@ mod tests {
             influx_error: None,
             max_lag: Some(Duration::from_secs(30)),
             stages: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -200,6 +226,18 @@ mod tests {
         assert_eq!(json["stages"]["alerts"]["oldest_s"], 7.0);
         let r = judge(Snapshot { stages: vec![("outlet", ok)], ..snap() });
         assert!(r.ready);
+    }
+
+    #[test]
+    fn a_warning_is_shown_and_keeps_readiness() {
+        let r = judge(Snapshot {
+            warnings: vec!["the sms provider refuses floodguard's credentials".into()],
+            ..snap()
+        });
+        assert!(r.ready);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["warnings"][0], "the sms provider refuses floodguard's credentials");
+        assert!(serde_json::to_value(judge(snap())).unwrap().get("warnings").is_none());
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl Work<'_> {
                         a.resolved_at = Some(now);
                         a.next_repeat_at = None;
                         a.next_escalation_at = None;
+                        a.next_voice_at = None;
                         events.push(Event::new(now, "resolved", None));
                     }
                     _ => {}
@@ -267,6 +268,11 @@ impl Work<'_> {
             alert.next_repeat_at = Some(decide::next_repeat(self.policy(), level, now));
             if matches!(kind, IntentKind::Firing | IntentKind::Escalated) {
                 alert.next_escalation_at = Some(decide::next_escalation(self.policy(), level, now));
+                if let Some(at) = decide::arm_calls(self.policy(), alert, level, now) {
+                    alert.next_voice_at = Some(at);
+                    alert.voice_step = 0;
+                    alert.voice_level = Some(level);
+                }
             }
             self.save(alert, &[])?;
         }
@@ -479,6 +485,24 @@ impl Work<'_> {
                 .first()
                 .map(|t| route::chain(self.teams, t).to_vec())
                 .unwrap_or_default();
+            if let Some(step) = decide::call_due(&a, &self.policy().voice_levels, chain.len(), now) {
+                let after = crate::plan::ns(self.policy().voice_after.get());
+                if muted {
+                    a.next_voice_at = Some(now + after);
+                    self.save(&a, &[])?;
+                } else {
+                    let role = chain[step as usize];
+                    a.voice_step = step + 1;
+                    a.next_voice_at = ((step as usize + 1) < chain.len()).then_some(now + after);
+                    let called = self.call(&a, role, level, now)?;
+                    let note = if called.is_empty() {
+                        format!("{}：无人可呼叫", role.name_zh())
+                    } else {
+                        format!("{}：{}", role.name_zh(), called.join("、"))
+                    };
+                    self.save(&a, &[Event::new(now, "call", a.level).by(None, Some(&note))])?;
+                }
+            }
             if let Some(step) = decide::escalation_due(&a, chain.len(), now) {
                 a.next_escalation_at = Some(decide::next_escalation(self.policy(), level, now));
                 if muted {
@@ -493,6 +517,39 @@ impl Work<'_> {
             }
         }
         self.flush_due(now)
+    }
+
+    /// Calls the `role` tier of the responsible team's chain about `alert`
+    /// (a notification of its own, never grouped: a call is about one
+    /// alert); who is called.
+    fn call(
+        &mut self,
+        alert: &Alert,
+        role: Role,
+        level: Level,
+        now: TimestampNs,
+    ) -> Result<Vec<String>, OpError> {
+        let local = chrono::DateTime::from_timestamp_nanos(now).with_timezone(&self.places.tz);
+        let Some(team) = route::teams(self.teams, alert, level).into_iter().next() else {
+            return Ok(Vec::new());
+        };
+        let recipients = route::tier(self.teams, team, role, &alert.street, &local);
+        if recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = recipients.iter().map(|r| r.name.clone()).collect();
+        let intent = Intent {
+            kind: IntentKind::Call,
+            team: team.id.clone(),
+            recipients,
+            alert: AlertSnapshot::from(alert),
+            escalation_role: Some(role.as_str().to_string()),
+            created_at: now,
+        };
+        let mut n = Notification { id: 0, team: team.id.clone(), intents: vec![intent], created_at: now };
+        n.id = self.tx.insert_notification(&n)?;
+        self.out.notifications.push(n);
+        Ok(names)
     }
 
     fn load(&self, id: i64) -> Result<Alert, OpError> {
@@ -529,6 +586,7 @@ impl Work<'_> {
         a.acked_by = Some(by.to_string());
         a.next_repeat_at = None;
         a.next_escalation_at = None;
+        a.next_voice_at = None;
         a.updated_at = now;
         self.save(&a, &[Event::new(now, "acked", a.level).by(Some(by), note)])
     }
@@ -560,6 +618,7 @@ impl Work<'_> {
         }
         a.next_repeat_at = None;
         a.next_escalation_at = None;
+        a.next_voice_at = None;
         a.updated_at = now;
         events.push(Event::new(now, "disposed", a.level).by(Some(by), Some(note)));
         self.save(&a, &events)

@@ -30,7 +30,9 @@ pub use daemon::*;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{env_var_for, ENV_PREFIX};
 pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
-pub use teams::{Alerting, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile};
+pub use teams::{
+    Alerting, FallbackChannel, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile,
+};
 pub use values::{redact_url, HumanDuration, Secret};
 
 use load::Source;
@@ -157,8 +159,11 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         let (index, parsed): (Vec<usize>, Vec<Team>) = src.array("teams").into_iter().unzip();
         teams.teams = parsed;
         let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();
-        let reach =
-            teams::Reach { sms: daemon.channels.sms.is_some(), email: daemon.channels.email.is_some() };
+        let reach = teams::Reach {
+            sms: daemon.channels.sms.is_some(),
+            email: daemon.channels.email.is_some(),
+            voice: daemon.channels.voice.is_some(),
+        };
         for (key, reason) in teams::validate(&teams, &streets, reach) {
             src.error(&load::remap_index(&key, "teams", &index), reason);
         }

@@ -4,6 +4,7 @@
 pub mod acklink;
 pub mod alerts;
 pub mod api;
+pub mod deliveries;
 pub mod events;
 pub mod openapi;
 pub mod page;
@@ -74,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/silences/{id}", axum::routing::delete(alerts::delete_silence))
         .route("/api/v1/notifications", get(alerts::notifications))
         .route("/api/v1/outbox", get(alerts::outbox))
+        .route("/api/v1/alerts/{id}/deliveries", get(deliveries::deliveries))
+        .route("/callbacks/tencent-voice/{token}", post(deliveries::tencent_voice))
         .route("/ack/{token}", get(acklink::show).post(acklink::confirm))
         .route("/api/v1/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(max_body))

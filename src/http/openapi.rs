@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, api, events, push, series};
+use super::{alerts, api, deliveries, events, push, series};
 
 struct Bearer;
 
@@ -50,6 +50,7 @@ impl Modify for Bearer {
         alerts::delete_silence,
         alerts::notifications,
         alerts::outbox,
+        deliveries::deliveries,
         push::readings
     ),
     modifiers(&Bearer)

@@ -143,8 +143,13 @@ fn a_storm_is_summarised_and_stays_one_sms() {
         r.sms
     );
     assert_eq!(r.subject, "【某区防汛】汛情汇总：50 处预警，最高Ⅲ级黄色");
-    assert!(r.markdown.len() <= ROBOT_MAX_BYTES);
+    assert!(r.markdown.len() <= MARKDOWN_MAX_BYTES);
+    for k in [0, 25, 49] {
+        assert!(r.markdown.contains(&format!("积水点{k} ")), "robots name every point (in parts if need be)");
+    }
     assert_eq!(r.text.matches("■ ").count(), 50, "e-mail lists them all");
+    assert!(r.voice.starts_with("某区防汛指挥部紧急通知：城东街道 "), "{}", r.voice);
+    assert!(r.voice.contains("另有 49 处预警"), "{}", r.voice);
 }
 
 #[test]
