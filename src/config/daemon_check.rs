@@ -257,7 +257,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if c.channels.retry.min > c.channels.retry.max {
         err("channels.retry.min", "must be at most channels.retry.max".into());
     }
-    channels(&c.channels, &mut err);
+    super::channels_check::channels(&c.channels, &mut err);
     errs
 }
 
@@ -517,92 +517,6 @@ mod modbus_tests {
             "devices[1].address: \"192.168.10.21\" is not host:port",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-    }
-}
-
-/// A carrier budget's windows: each allows at least one message per a
-/// length of time.
-fn windows(key: &str, w: &[Window], err: &mut impl FnMut(&str, String)) {
-    for (i, w) in w.iter().enumerate() {
-        if w.max == 0 {
-            err(
-                &format!("{key}[{i}].max"),
-                "must be at least 1 (leave the window out to have no limit)".into(),
-            );
-        }
-        if w.per.get().is_zero() {
-            err(&format!("{key}[{i}].per"), "must be more than 0 s".into());
-        }
-    }
-}
-
-/// Budgets, receipts, voice calls and the IT contact of `[channels.*]`.
-fn channels(c: &ChannelsSection, err: &mut impl FnMut(&str, String)) {
-    const PARAMS: [&str; 5] = ["street", "site", "level", "value", "action"];
-    if let Some(sms) = &c.sms {
-        if sms.budget.is_some() && sms.min_interval.is_some() {
-            err(
-                "channels.sms.min_interval",
-                "give either min_interval or budget: write the minute window into budget".into(),
-            );
-        }
-        if let Some(b) = &sms.budget {
-            windows("channels.sms.budget", b, err);
-        }
-        if sms.receipt_poll.get().is_zero() {
-            err("channels.sms.receipt_poll", "must be more than 0 s".into());
-        }
-        if sms.receipt_timeout.get().is_zero() {
-            err("channels.sms.receipt_timeout", "must be more than 0 s".into());
-        }
-    }
-    if let Some(v) = &c.voice {
-        let k = |key: &str| format!("channels.voice.{key}");
-        match v.provider {
-            VoiceProvider::Http => {
-                if v.url.is_none() {
-                    err(&k("url"), "provider = \"http\" needs a url".into());
-                }
-                if v.fields.is_empty() {
-                    err(&k("fields"), "provider = \"http\" needs body fields, e.g. { called = \"{phone}\", tts = \"{text}\" }".into());
-                }
-            }
-            VoiceProvider::Log => {}
-            VoiceProvider::Aliyun | VoiceProvider::Tencent => {
-                for (key, present) in [
-                    ("key_id", v.key_id.is_some()),
-                    ("key_secret", v.key_secret.is_some()),
-                    ("template", v.template.is_some()),
-                ] {
-                    if !present {
-                        err(&k(key), format!("provider = \"{}\" needs {key}", v.provider));
-                    }
-                }
-                if v.provider == VoiceProvider::Tencent && v.app_id.is_none() {
-                    err(&k("app_id"), "provider = \"tencent\" needs app_id (VoiceSdkAppid)".into());
-                }
-            }
-        }
-        if !(1..=3).contains(&v.play_times) {
-            err(&k("play_times"), format!("{} is not 1, 2 or 3", v.play_times));
-        }
-        for (i, p) in v.template_params.iter().enumerate() {
-            if !PARAMS.contains(&p.as_str()) {
-                err(
-                    &k(&format!("template_params[{i}]")),
-                    format!("unknown parameter {p:?}: use street, site, level, value, action"),
-                );
-            }
-        }
-        windows("channels.voice.budget", &v.budget, err);
-        if v.result_poll.get().is_zero() {
-            err(&k("result_poll"), "must be more than 0 s".into());
-        }
-    }
-    if let Some(it) = &c.it_contact {
-        if it.phone.is_none() && it.email.is_none() {
-            err("channels.it_contact", "give a phone or an email (or leave the section out)".into());
         }
     }
 }

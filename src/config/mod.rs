@@ -13,6 +13,7 @@
 //! its file, line, key path and reason.
 
 mod channels;
+mod channels_check;
 mod daemon;
 mod daemon_check;
 mod error;

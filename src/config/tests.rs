@@ -113,8 +113,8 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         "sites.toml:160: sites[12].params: a river site needs guarantee_level_m",
         "sites.toml:169: sites[13].location.lat: 130.6281 is not a latitude",
         "sites.toml:174: sites[14].id: duplicate site id \"XC-JS-01\"",
-        "teams.toml:88: teams[2].streets[0]: unknown street \"xinchen\"",
-        "teams.toml:101: teams[2].members[1].phone: \"call the office\" is not a phone number",
+        "teams.toml:91: teams[2].streets[0]: unknown street \"xinchen\"",
+        "teams.toml:104: teams[2].members[1].phone: \"call the office\" is not a phone number",
         // The missing 保证水位 also leaves a threshold of the plan without a value.
         "plan.toml:74: rules[1].thresholds.II: \"guarantee_level_m - 0.20\" at site XC-SW-01: unknown name",
     ];
