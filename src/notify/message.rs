@@ -17,8 +17,9 @@ pub const SMS_MAX_CHARS: usize = 300;
 /// WeCom's markdown limit: one message of a single notice stays under it
 /// (longer robot messages — storm summaries, digests — go in parts).
 pub const ROBOT_MAX_BYTES: usize = 4096;
-/// The longest markdown of anything: a bound for storms of storms.
-pub const MARKDOWN_MAX_BYTES: usize = 32 * 1024;
+/// The longest markdown of anything (a digest of a storm's messages to a
+/// robot, sent in parts): a bound for storms of storms.
+pub const MARKDOWN_MAX_BYTES: usize = 64 * 1024;
 
 /// What every message of one notification shares.
 pub struct Context<'a> {
