@@ -49,18 +49,34 @@ impl Outbox {
             tracing::info!(to = %row.recipient_name, "acknowledged meanwhile: no other channel needed");
             return false;
         }
-        let Ok(Some(n)) = self.db().notification(row.notification_id) else { return false };
+        let n = match self.db().notification(row.notification_id) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                tracing::warn!(
+                    notification = row.notification_id,
+                    "cannot reroute: the notification is not on record"
+                );
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reroute: cannot read the notification");
+                return false;
+            }
+        };
         let teams = self.teams.read().expect("teams lock").clone();
-        let Some(team) = teams.teams.iter().find(|t| t.id == row.team) else { return false };
+        let Some(team) = teams.teams.iter().find(|t| t.id == row.team) else {
+            tracing::warn!(team = %row.team, "cannot reroute: no such team now");
+            return false;
+        };
         let member = team.members.iter().find(|m| m.name == row.recipient_name);
         let senders = &self.ch().senders;
-        let wants =
-            |c: &str| member.and_then(|m| m.channels.as_ref()).is_none_or(|cs| cs.iter().any(|x| x == c));
+        // A member's `channels` name their everyday channels; an urgent
+        // notice those cannot carry takes any other they have an address for.
         let phone = member.and_then(|m| m.phone.as_ref()).is_some();
         let reach = Reach {
-            sms: phone && senders.has("sms") && wants("sms"),
-            email: member.and_then(|m| m.email.as_ref()).is_some() && senders.has("email") && wants("email"),
-            voice: phone && senders.has("voice") && wants("voice"),
+            sms: phone && senders.has("sms"),
+            email: member.and_then(|m| m.email.as_ref()).is_some() && senders.has("email"),
+            voice: phone && senders.has("voice"),
             robot: !team.robots.is_empty(),
         };
         let siblings = self.db().siblings(n.id, &row.recipient_name, row.id).unwrap_or_default();
@@ -107,7 +123,7 @@ impl Outbox {
                 );
             }
         }
-        tracing::error!(to = %row.recipient_name, reason = why, "an urgent notice found no other channel nor person");
+        tracing::error!(to = %row.recipient_name, reason = why, ?reach, ?tried, ?level, "an urgent notice found no other channel nor person");
         false
     }
 

@@ -379,10 +379,14 @@ async fn handle(State(peer): State<Peer>, uri: Uri, headers: HeaderMap, body: By
         let over_sms = path == "/aliyun"
             && action == "SendSms"
             && sms_limit.is_some_and(|(n, w)| recent(&inner, &|r| r.path == "/aliyun" && r.to == to, w) >= n);
-        let over_dingtalk = path == "/dingtalk"
+        let mut over_dingtalk = path == "/dingtalk"
             && !too_large
             && dingtalk_limit
                 .is_some_and(|n| recent(&inner, &|r| r.path == "/dingtalk", Duration::from_secs(60)) >= n);
+        if path == "/dingtalk" && !too_large && signature_ok && inner.behaviour.dingtalk_limited > 0 {
+            inner.behaviour.dingtalk_limited -= 1;
+            over_dingtalk = true;
+        }
         let (status, answer, accepted) = if failing {
             (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "down for the test"}), false)
         } else if !signature_ok {
