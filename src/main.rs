@@ -447,12 +447,22 @@ fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &s
     };
     let streets: Vec<(String, String)> =
         c.sites.streets.iter().map(|s| (s.id.clone(), s.name.clone())).collect();
+    let ids: Vec<i64> = alerts.iter().map(|a| a.id).collect();
+    let deliveries =
+        match floodguard::notify::outbox::OutboxDb::open(&path).and_then(|db| db.deliveries(&ids)) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
     let input = floodguard::report::Input {
         district_name: &c.sites.district.name,
         streets: &streets,
         teams: &c.teams,
         alerts: &alerts,
         silences: &silences,
+        deliveries: &deliveries,
         since,
         until,
         tz,
