@@ -75,7 +75,7 @@ fn one_team(alerting: &str, members: &str, robots: &str) -> String {
 const NOW: &str = r#"group_window = "1s"
 group_wait = { IV = "0s", III = "0s", II = "0s", I = "0s" }"#;
 
-fn sms_to<'a>(peer: &Peer, phone: &'a str) -> Vec<crate::support::peer::Req> {
+fn sms_to(peer: &Peer, phone: &str) -> Vec<crate::support::peer::Req> {
     peer.requests()
         .into_iter()
         .filter(|r| r.path == "/aliyun" && r.action == "SendSms" && r.to == phone)
