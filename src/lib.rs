@@ -39,13 +39,16 @@
 //!      │   └── Points ◀──────  + pending points in one state.db (SQLite) transaction
 //!      │     (area_level,              │
 //!      │      alert_event)             ▼ notify::Wake
-//!      │                       notify::stage::OutboxStage (thread fg-outbox + one per channel group)
-//!      │                           rows in state.db, priorities, retries, rate limits
+//!      │                       notify::stage::OutboxStage (thread fg-outbox + one per channel group + receipts)
+//!      │                           rows in state.db, priorities, retries, carrier budgets (digests),
+//!      │                           fallbacks to another channel or person
 //!      │                               ▼
-//!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook
+//!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook,
+//!      │                       phone calls (Aliyun, Tencent, gateway) ◀── receipts, call results
 //!      ▼
 //!  health + stage probes ──▶ http: /healthz /readyz (names a stalled stage) /metrics,
-//!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /ack/{token},
+//!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /api/v1/alerts/{id}/deliveries,
+//!        /ack/{token}, /callbacks/tencent-voice/{token},
 //!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE)
 //! ```
 //! A stage that panics or returns ends the daemon non-zero; SIGTERM stops the
@@ -62,7 +65,7 @@
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store, the alert stage |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
-//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, the outbox stage |
+//! | [`notify`] | the durable outbox: messages per channel, carrier budgets and digests, senders and providers' answers, receipts, calls, fallbacks, ack links, drills, the outbox stage |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
 //! | [`simulate`] | `floodguard simulate`: seeded scenarios (storm, pump failure, load) over MQTT or to a file |
@@ -87,7 +90,8 @@
 //!
 //! Pure parts (decoder, line protocol, retry decision, readiness and stall
 //! judgement, config validation, plan compilation, the engine, alert
-//! decisions) take time and input as arguments and are tested alone; I/O
+//! decisions, carrier budgets, fallbacks, providers' answers) take time and
+//! input as arguments and are tested alone; I/O
 //! sits at the edges (`ingest::mqtt::client`, `outlet`, `spool`,
 //! `tsdb::client`, `alerts::store`, `notify::send`, `http`).
 
