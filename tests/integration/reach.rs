@@ -551,3 +551,39 @@ async fn refused_credentials_alarm_the_operator_and_the_messages_wait_for_the_fi
         "refusals counted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_voice_gateway_gets_the_call_with_what_to_read_out_and_its_key() {
+    let broker = Mosquitto::start();
+    let peer = Peer::start().await;
+    let channels = format!(
+        "[channels.sms]\nprovider = \"log\"\nbudget = []\n\n\
+         [channels.voice]\nprovider = \"http\"\nurl = \"{}\"\nfields = {{ called = \"{{phone}}\", tts = \"{{text}}\" }}\n",
+        peer.url("/voice")
+    );
+    let alerting = format!("[alerting]\n{NOW}\nvoice_after = \"2s\"\nchain = [\"leader\"]");
+    let members = format!("[[teams.members]]\nname = \"张队长\"\nrole = \"leader\"\nphone = \"{LEADER}\"\n");
+    let fg = Floodguard::start(options(&broker, channels, one_team(&alerting, &members, "")));
+    fg.wait_connected().await;
+    let p = Publisher::connect(&broker.url(), "pub-reach-gateway");
+    depth(&p, "CD-JS-01", 45.0).await;
+    let call = wait_for("the gateway's call", Duration::from_secs(15), || async {
+        peer.accepted("/voice").into_iter().next()
+    })
+    .await;
+    let id = alert_of(&fg, "CD-JS-01").await["id"].as_i64().unwrap();
+    assert_eq!(call.to, LEADER);
+    assert_eq!(
+        call.key,
+        Some(format!("v{id}:I:{LEADER}")),
+        "Idempotency-Key: once per person, alert and level"
+    );
+    assert!(
+        call.text.starts_with("某区防汛指挥部紧急通知：城东街道 人民路铁路桥下穿，Ⅰ级红色预警")
+            && call.text.contains("确认收到"),
+        "what is read out: {}",
+        call.text
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(peer.accepted("/voice").len(), 1, "once");
+}
