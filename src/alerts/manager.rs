@@ -521,6 +521,9 @@ struct Work<'a> {
 #[path = "work.rs"]
 mod work;
 
+#[path = "followup.rs"]
+mod followup;
+
 #[cfg(test)]
 #[path = "manager_tests.rs"]
 mod tests;
