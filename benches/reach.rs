@@ -154,7 +154,10 @@ async fn run() {
         async move {
             let mut crossed = Vec::new();
             for i in 0..PROBES {
-                let at = Duration::from_secs(5) + Duration::from_secs(4) * i as u32;
+                // At every phase of the alert stage's one-second tick.
+                let at = Duration::from_secs(5)
+                    + Duration::from_secs(4) * i as u32
+                    + Duration::from_millis(i as u64 * 97);
                 tokio::time::sleep((probe_start + at).saturating_duration_since(Instant::now())).await;
                 crossed.push(depth(&probe, &format!("P-{i:02}"), 45.0).await);
             }
@@ -246,6 +249,11 @@ async fn run() {
             .filter(|(_, n)| n.starts_with("积水点"))
             .collect();
         let named = site_alerts.iter().filter(|(_, n)| seen.contains(n.as_str())).count();
+        let unnamed: Vec<&String> =
+            site_alerts.iter().filter(|(_, n)| !seen.contains(n.as_str())).map(|(_, n)| *n).collect();
+        if !unnamed.is_empty() {
+            println!("    not named to {name}: {unnamed:?}");
+        }
         let named_text = site_alerts.iter().filter(|(_, n)| in_text.contains(n.as_str())).count();
         println!(
             "  {name} (from {level}): {} SMS for {notices} notices, at most {most} in any \"hour\" (budget 5); \

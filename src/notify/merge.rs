@@ -141,7 +141,10 @@ pub(super) fn merge_sms_all<'a>(
     let mut link = None;
     let mut parts = Vec::new();
     for (i, t) in texts.enumerate() {
-        let (text, l) = match ["确认收到：", "Acknowledge: "].iter().find_map(|m| t.rfind(m)) {
+        let (text, l) = match ["确认收到：", "确认全部：", "Acknowledge: ", "Acknowledge all: "]
+            .iter()
+            .find_map(|m| t.rfind(m))
+        {
             Some(at) => (&t[..at], Some(&t[at..])),
             None => (t, None),
         };

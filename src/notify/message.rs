@@ -29,6 +29,8 @@ pub struct Context<'a> {
     pub streets: &'a BTreeMap<String, String>,
     /// An ack link for an alert, for this recipient, if links are on.
     pub ack_link: &'a dyn Fn(i64) -> Option<String>,
+    /// One link acknowledging all these alerts (a summary's), if links are on.
+    pub ack_all: &'a dyn Fn(&[i64]) -> Option<String>,
     pub drill: bool,
 }
 
@@ -252,10 +254,20 @@ fn summary_lines(c: &Context<'_>, n: &Notification) -> Vec<String> {
 pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
     let top = most_severe(n);
     let a = &top.alert;
-    let link = (c.ack_link)(a.id);
-    let ack_line =
-        link.as_ref().map(|l| if zh(c) { format!("确认收到：{l}") } else { format!("Acknowledge: {l}") });
     let summary = n.intents.len() > 1;
+    // A summary's SMS and robot message end with one link that acknowledges
+    // every alert it tells of (its page lists them all, the SMS may not).
+    let mut ids: Vec<i64> = n.intents.iter().map(|i| i.alert.id).filter(|id| *id > 0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let all = summary && ids.len() > 1;
+    let link = if all { (c.ack_all)(&ids) } else { (c.ack_link)(a.id) };
+    let ack_line = link.as_ref().map(|l| match (zh(c), all) {
+        (true, true) => format!("确认全部：{l}"),
+        (true, false) => format!("确认收到：{l}"),
+        (false, true) => format!("Acknowledge all: {l}"),
+        (false, false) => format!("Acknowledge: {l}"),
+    });
 
     let mut sms = prefix(c);
     let mut details: Vec<String> = Vec::new();
@@ -404,7 +416,13 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
         }
     }
     if let Some(l) = &link {
-        let _ = write!(md, "\n[{}]({l})", if zh(c) { "确认收到" } else { "Acknowledge" });
+        let label = match (zh(c), all) {
+            (true, true) => "全部确认收到",
+            (true, false) => "确认收到",
+            (false, true) => "Acknowledge all",
+            (false, false) => "Acknowledge",
+        };
+        let _ = write!(md, "\n[{label}]({l})");
     }
     let markdown = cut_bytes(&md, if summary { MARKDOWN_MAX_BYTES } else { ROBOT_MAX_BYTES });
 

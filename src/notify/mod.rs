@@ -269,23 +269,26 @@ impl Outbox {
         Ok(done)
     }
 
-    /// An ack link for `alert_id` sent to `member`, if links are configured.
-    fn link(&self, alert_id: i64, member: &str, now: TimestampNs) -> Option<String> {
+    /// An ack link for `alerts` sent to `member` (one alert, or every alert
+    /// of a summary), if links are configured; its nonce is stored with the
+    /// rows that carry it, in the same transaction.
+    fn link_many(&self, alerts: &[i64], member: &str, now: TimestampNs) -> Option<String> {
         let ch = self.ch();
         let ack = &ch.section.ack;
-        if ack.secret.is_empty() || alert_id <= 0 {
+        let ids: Vec<i64> = alerts.iter().copied().filter(|a| *a > 0).collect();
+        let first = *ids.first()?;
+        if ack.secret.is_empty() {
             return None;
         }
         let nonce = acklink::nonce();
         let claims = acklink::Claims {
-            a: alert_id,
+            a: first,
             m: member.to_string(),
             e: now / 1_000_000_000 + ack.ttl.get().as_secs() as i64,
             n: nonce.clone(),
-            l: Vec::new(),
+            l: if ids.len() > 1 { ids } else { Vec::new() },
         };
-        // Stored with the rows that carry it, in the same transaction.
-        self.nonces.lock().expect("nonces lock").push((nonce, alert_id, member.to_string()));
+        self.nonces.lock().expect("nonces lock").push((nonce, first, member.to_string()));
         Some(format!(
             "{}/ack/{}",
             ack.base_url.trim_end_matches('/'),
@@ -325,12 +328,14 @@ impl Outbox {
         let places = self.places.read().expect("places lock");
         let streets: BTreeMap<String, String> =
             places.streets.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let link = |id: i64| if drill { None } else { self.link(id, member, now) };
+        let link = |id: i64| if drill { None } else { self.link_many(&[id], member, now) };
+        let all = |ids: &[i64]| if drill { None } else { self.link_many(ids, member, now) };
         let ctx = Context {
             district: &places.district_name,
             language: self.language,
             streets: &streets,
             ack_link: &link,
+            ack_all: &all,
             drill,
         };
         message::render(&ctx, n)
@@ -341,11 +346,13 @@ impl Outbox {
         let streets: BTreeMap<String, String> =
             places.streets.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let none = |_: i64| None;
+        let none_all = |_: &[i64]| None;
         let ctx = Context {
             district: &places.district_name,
             language: self.language,
             streets: &streets,
             ack_link: &none,
+            ack_all: &none_all,
             drill: false,
         };
         message::labels(&ctx, n)

@@ -587,3 +587,46 @@ async fn an_http_voice_gateway_gets_the_call_with_what_to_read_out_and_its_key()
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(peer.accepted("/voice").len(), 1, "once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summarys_one_link_acknowledges_every_alert_it_names() {
+    let broker = Mosquitto::start();
+    let peer = Peer::start().await;
+    let channels = format!(
+        "[channels.sms]\nprovider = \"http\"\nurl = \"{}\"\nbudget = []\nfields = {{ mobile = \"{{phone}}\", content = \"{{text}}\" }}\n\
+         [channels.ack]\nbase_url = \"https://flood.example.gov.cn\"\nsecret = \"ack-test-secret\"\n",
+        peer.url("/sms")
+    );
+    // Ⅲ waits 3 s for company: two crossings become one summary.
+    let alerting = "[alerting]\ngroup_window = \"3s\"\ngroup_wait = { IV = \"3s\", III = \"3s\", II = \"0s\", I = \"0s\" }\nvoice_after = \"1h\"";
+    let members = format!("[[teams.members]]\nname = \"张队长\"\nrole = \"leader\"\nphone = \"{LEADER}\"\n");
+    let fg = Floodguard::start(options(&broker, channels, one_team(alerting, &members, "")));
+    fg.wait_connected().await;
+    let p = Publisher::connect(&broker.url(), "pub-reach-summary");
+    depth(&p, "CD-JS-01", 21.0).await;
+    depth(&p, "BH-JS-01", 21.0).await;
+    let sms = wait_for("the summary", Duration::from_secs(20), || async {
+        peer.accepted("/sms").into_iter().next()
+    })
+    .await;
+    let at = sms
+        .text
+        .find("确认全部：https://flood.example.gov.cn/ack/")
+        .unwrap_or_else(|| panic!("one link for all: {}", sms.text));
+    let token = &sms.text[at + "确认全部：https://flood.example.gov.cn".len()..];
+    let page = reqwest::get(fg.url(token)).await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("人民路铁路桥下穿")
+            && page.contains("滨河路隧道口")
+            && page.contains("全部确认收到（2 条）"),
+        "{page}"
+    );
+    let r = reqwest::Client::new().post(fg.url(token)).form(&[("note", "收到")]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    for site in ["CD-JS-01", "BH-JS-01"] {
+        let a = alert_of(&fg, site).await;
+        assert_eq!((a["state"].as_str(), a["acked_by"].as_str()), (Some("acked"), Some("张队长")), "{site}");
+    }
+    let again = reqwest::Client::new().post(fg.url(token)).send().await.unwrap();
+    assert_eq!(again.status().as_u16(), 409, "used once");
+}
