@@ -78,12 +78,14 @@
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
 //! | [`stage`] | stage probes, the pure stall judgement, exit guards, the test wedge |
 //! | [`backoff`] | capped exponential backoff with full jitter |
-//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages) |
+//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages, disk) |
+//! | [`disk`] | a full disk: the spool's limit, writers' reports of ENOSPC, for `/readyz` and the operator alert |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` (a leaf: imports no module's internals) |
 //! | [`http`] | the axum server, the `/api/v1` handlers, the push endpoints, the live page and its SSE stream |
 //! | [`daemon`] | `floodguard run`: one stage per function, supervision, reverse shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
-//! | [`logging`] | tracing set-up |
+//! | [`logging`] | tracing set-up: every line through [`redact`] |
+//! | [`redact`] | the one redaction of errors stored or logged: secrets, URL credentials and queries, phone numbers |
 //!
 //! Pure parts (decoder, line protocol, retry decision, readiness and stall
 //! judgement, config validation, plan compilation, the engine, alert
@@ -101,6 +103,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod disk;
 pub mod engine;
 pub mod events;
 pub mod health;
@@ -115,6 +118,7 @@ pub mod notify;
 pub mod outlet;
 pub mod plan;
 pub mod reading;
+pub mod redact;
 pub mod reload;
 pub mod replay;
 pub mod report;

@@ -51,13 +51,13 @@ fn environment_overrides_keys_of_the_main_file() {
     let env = HashMap::from([
         ("FLOODGUARD__MQTT__URL".to_string(), "mqtts://broker.example:8884".to_string()),
         ("FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(), "77".to_string()),
-        ("FLOODGUARD__HTTP__API_TOKEN".to_string(), "t0ken".to_string()),
+        ("FLOODGUARD__HTTP__API_TOKEN".to_string(), "t0ken-0123456789abcdef0123456789abcdef".to_string()),
         ("FLOODGUARD__SPOOL__FSYNC_INTERVAL".to_string(), "1s".to_string()),
     ]);
     let c = load_with_env(&sample_dir().join("floodguard.toml"), &env).unwrap();
     assert_eq!(c.daemon.mqtt.url, "mqtts://broker.example:8884");
     assert_eq!(c.daemon.influxdb.batch_size, 77);
-    assert_eq!(c.daemon.http.api_token.expose(), "t0ken");
+    assert_eq!(c.daemon.http.api_token.expose(), "t0ken-0123456789abcdef0123456789abcdef");
     assert_eq!(c.daemon.spool.fsync_interval.get(), std::time::Duration::from_secs(1));
 }
 

@@ -14,7 +14,7 @@ use crate::support::mosquitto::Mosquitto;
 use crate::support::publish::Publisher;
 use crate::support::{http_get, wait_for};
 
-const TOKEN: &str = "page-test-token";
+const TOKEN: &str = "page-test-token-0123456789abcdef0123";
 
 /// The sample teams, told at once (no group wait), so the page's
 /// notification panel fills during the test.
