@@ -77,6 +77,25 @@ fn a_failed_transaction_leaves_nothing() {
 }
 
 #[test]
+fn a_stored_silence_that_cannot_be_read_silences_nothing() {
+    let s = Store::memory().unwrap();
+    s.conn
+        .execute(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at)
+             VALUES ('{\"site\": 42, \"colour\": \"blue\"}', 0, 100, 'a', 'b', 0)",
+            [],
+        )
+        .unwrap();
+    let got = s.silences(Some(50)).unwrap();
+    assert_eq!(got.len(), 1, "it is listed (and reported)");
+    assert!(got[0].matchers.unreadable);
+    assert!(!got[0].matchers.is_empty(), "not taken for empty matchers");
+    let alert =
+        Alert { site: "BH-BZ-01".into(), rule: "forebay".into(), street: "binhe".into(), ..Alert::default() };
+    assert!(!crate::alerts::decide::matches(&got[0].matchers, &alert), "fails closed: it matches no alert");
+}
+
+#[test]
 fn silences_expire() {
     let mut s = Store::memory().unwrap();
     let m = Matchers { site: Some("BH-BZ-01".into()), ..Matchers::default() };

@@ -307,3 +307,16 @@ fn modbus_keys_and_values_serde_refuses_are_named() {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
 }
+
+#[test]
+fn a_silence_in_teams_toml_that_names_no_kind_or_street_is_an_error() {
+    let dir = broken(&[(
+        "teams.toml",
+        "site = \"XC-BZ-01\"\nstarts_at",
+        "kind = \"pumpstation\"\nstreet = \"xinchen\"\nstarts_at",
+    )]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let text = errs.to_string();
+    assert!(text.contains("silences[0].kind: \"pumpstation\" is not a site kind"), "{text}");
+    assert!(text.contains("silences[0].street: no street \"xinchen\""), "{text}");
+}

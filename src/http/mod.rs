@@ -425,6 +425,18 @@ mod tests {
             send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), empty)).await.0,
             StatusCode::UNPROCESSABLE_ENTITY
         );
+        // Matchers that do not parse, or name nothing that exists: 422, never "silence everything".
+        for bad in [
+            r#"{"matchers":{"sitee":"BH-BZ-01"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"site":42},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"site":"BH-BZ-1"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"street":"nowhere"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"kind":"pumpstation"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+        ] {
+            let (code, out) =
+                send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), bad)).await;
+            assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {out}");
+        }
         let past = r#"{"matchers":{"site":"x"},"ends_at":"2000-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#;
         assert_eq!(
             send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), past)).await.0,
