@@ -39,6 +39,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 # A hung test must fail the run, not hold CI until its own limit: each
 # cargo invocation gets a generous bound (a full run here takes ~15 min).
+# tests/fuzz.rs runs 2,000 cases per property here; FLOODGUARD_FUZZ_CASES=100000
+# for a nightly-length run (docs/architecture.md, "Tests").
 echo "== unit, property and integration tests (the storm suite apart)"
 timeout --kill-after=30s 45m cargo test --locked -- --skip stages::
 # The storm tests load both cores for minutes; beside the timing-sensitive

@@ -320,3 +320,11 @@ fn a_silence_in_teams_toml_that_names_no_kind_or_street_is_an_error() {
     assert!(text.contains("silences[0].kind: \"pumpstation\" is not a site kind"), "{text}");
     assert!(text.contains("silences[0].street: no street \"xinchen\""), "{text}");
 }
+
+#[test]
+fn a_site_of_an_unknown_street_is_an_error_not_a_panic() {
+    // Found by tests/fuzz.rs: the plan's assembly indexed the street.
+    let dir = broken(&[("sites.toml", "street = \"chengdong\"", "street = \"chengdung\"")]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    assert!(errs.to_string().contains("chengdung"), "{errs}");
+}
