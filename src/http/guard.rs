@@ -16,7 +16,9 @@
 //! no-referrer` (an ack link's token must not leak in a Referer). A request
 //! naming a host that is neither an IP address, `localhost`, one of
 //! `http.hosts` nor the host of `channels.ack.base_url` is refused (421):
-//! a page on another site cannot reach the API through DNS rebinding.
+//! a page on another site cannot reach the API through DNS rebinding. The
+//! paths of machines (health, metrics, push) are spared: Prometheus and
+//! Telegraf reach them by name.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -229,9 +231,24 @@ pub async fn rate_limit(State(s): State<AppState>, req: Request, next: Next) -> 
     r
 }
 
+/// Paths no browser page uses, reached by name from monitoring and devices
+/// (Prometheus, Telegraf, gateways): the Host check spares them (they hold
+/// no page to rebind to, and the push endpoints have their token).
+fn machine_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/ping" | "/write" | "/api/v2/write" | "/api/v1/readings"
+    )
+}
+
 /// Every request: the Host check, the deadline, the security headers.
 pub async fn outer(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|_| !machine_path(req.uri().path()))
+        .map(str::to_string);
     let mut resp = match host {
         Some(h) if !s.guard.host_allowed(&h) => {
             ApiError::new(StatusCode::MISDIRECTED_REQUEST, "this server does not answer to that host name")

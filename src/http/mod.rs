@@ -565,8 +565,12 @@ mod tests {
             ("ack.example.gov.cn", StatusCode::OK),
             ("attacker.example:8080", StatusCode::MISDIRECTED_REQUEST),
         ] {
-            assert_eq!(status(app.clone(), "/healthz", &[("host", host)]).await, code, "{host}");
+            assert_eq!(status(app.clone(), "/api/v1/sites", &[("host", host)]).await, code, "{host}");
+            assert_eq!(status(app.clone(), "/", &[("host", host)]).await, code, "{host}");
         }
+        // Monitoring and devices reach their paths by any name.
+        assert_eq!(status(app.clone(), "/healthz", &[("host", "floodguard.lan:8080")]).await, StatusCode::OK);
+        assert_eq!(status(app.clone(), "/metrics", &[("host", "floodguard.lan:8080")]).await, StatusCode::OK);
     }
 
     #[tokio::test]
