@@ -284,9 +284,9 @@ fn silences(conn: &Connection, now: Option<TimestampNs>) -> Result<Vec<Silence>>
         let id: i64 = r.get(0)?;
         Ok(Silence {
             id,
-            matchers: Matchers::from_stored(&m).unwrap_or_else(|(closed, e)| {
-                report_unreadable(id, &e);
-                closed
+            matchers: serde_json::from_str(&m).unwrap_or_else(|e: serde_json::Error| {
+                report_unreadable(id, &e.to_string());
+                Matchers::unreadable()
             }),
             starts_at: r.get(2)?,
             ends_at: r.get(3)?,
