@@ -42,7 +42,7 @@ const PROBES: usize = 10;
 /// An "hour" of the compressed budget.
 const HOUR: Duration = Duration::from_secs(60);
 const VOICE_AFTER: Duration = Duration::from_secs(10);
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
 
 /// (phone, name, min level) of the storm street's team.
 const PEOPLE: [(&str, &str, &str); 3] = [
@@ -119,7 +119,7 @@ async fn run() {
          [channels.email]\nsmtp_url = \"{smtp}\"\nfrom = \"某区防汛指挥部 <flood@example.gov.cn>\"\n\n\
          [channels.voice]\nprovider = \"aliyun\"\nurl = \"{voice}\"\nkey_id = \"testid\"\nkey_secret = \"{ALIYUN_SECRET}\"\n\
          template = \"TTS_171115123\"\nresult_poll = \"2s\"\n\n\
-         [channels.ack]\nbase_url = \"http://127.0.0.1\"\nsecret = \"bench-ack-secret\"\n",
+         [channels.ack]\nbase_url = \"http://127.0.0.1\"\nsecret = \"bench-ack-secret-0123456789abcdef012345\"\n",
         sms = peer.url("/sms"),
         smtp = smtp.url(),
         voice = peer.url("/dyvms"),

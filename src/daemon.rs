@@ -132,10 +132,11 @@ impl ThreadStage {
 
 /// Runs the daemon until `shutdown` fires, or until a stage ends by itself.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    crate::redact::install(crate::redact::Redactor::from_config(&config));
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
-    let (appender, reader) =
+    let (mut appender, reader) =
         spool::open(&data_dir.join("spool"), d.spool.segment_size).map_err(DaemonError::Spool)?;
     let stats = appender.stats();
     let metrics = Arc::new(new_metrics());
@@ -148,6 +149,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         client.as_ref().map(|_| d.influxdb.max_lag.get()),
         stages,
     ));
+    // A full disk stops acknowledging, never drops (see `disk`).
+    appender.limit(health.disk.clone(), d.spool.max_bytes);
     tracing::info!(
         data_dir = %data_dir.display(),
         sites = config.sites.sites.len(),
@@ -169,6 +172,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             .name("fg-checkpoint".into())
             .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
             .map_err(|e| DaemonError::Start("checkpoint", e))?
+    };
+    // What is older than state.retention goes once a day.
+    let prune = {
+        let (path, stop, retention) =
+            (state_path.clone(), stop_checkpoints.clone(), config.daemon.state.retention.get());
+        std::thread::Builder::new()
+            .name("fg-prune".into())
+            .spawn(move || crate::alerts::prune::run(&path, retention, &stop))
+            .map_err(|e| DaemonError::Start("prune", e))?
     };
     let head = appender.position();
     let cursor = store
@@ -260,6 +272,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
                 let c = committed.clone();
                 Box::new(move |p| c.set(crate::live::stage::position(p)))
             },
+            disk: Some((health.disk.clone(), state_path.clone())),
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
             .map_err(|e| DaemonError::Start("alerts", e))?;
@@ -342,15 +355,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             token: d.http.ingest_token.clone(),
             max_body: d.http.max_push_body,
         })),
+        guard: Arc::new(http::guard::Guard::new(&d.http, &d.channels.ack.base_url)),
     });
-    let http_task = tokio::spawn({
-        let stop = stop_http.clone();
-        async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
-    });
+    if d.http.api_token.is_empty() {
+        tracing::warn!("http.api_token is empty: the write API (ack, dispose, silences, reload) is off");
+    }
+    let http_task = tokio::spawn(http::server::serve(
+        listener,
+        app,
+        http::server::Limits::from_config(&d.http),
+        metrics.clone(),
+        stop_http.clone(),
+        Duration::from_secs(1),
+    ));
 
     let stop_fsync = CancellationToken::new();
     let fsync_task = (!fsync_interval.is_zero())
@@ -394,6 +411,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     let stop_sighup = CancellationToken::new();
     let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_sighup.clone()));
+    // A full disk is told to the duty officers directly (state.db may be on it).
+    let disk_task = tokio::spawn(crate::notify::operator::watch_disk(
+        health.disk.clone(),
+        outbox.clone(),
+        stop_sighup.clone(),
+    ));
 
     let stop_intake = CancellationToken::new();
     // The SL 651 central station, when configured: an intake beside MQTT.
@@ -474,6 +497,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     }
     stop_sighup.cancel();
     let _ = sighup_task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), disk_task).await;
     // The engine stops between two batches (the rest is judged after the
     // restart, from the committed mark); the alert stage records what it holds.
     engine_stage.stop(deadline).await;
@@ -506,9 +530,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
     stop_checkpoints.cancel();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), tokio::task::spawn_blocking(move || checkpoints.join()))
-            .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::task::spawn_blocking(move || (checkpoints.join(), prune.join())),
+    )
+    .await;
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
 }

@@ -1,8 +1,9 @@
 //! Liveness and readiness: what `/healthz` and `/readyz` answer.
 //!
 //! Ready means: connected to the broker, every stage making progress on
-//! the work it has (see `stage`), and — when InfluxDB is configured — the
-//! spool is not falling behind (its oldest unwritten reading is younger than
+//! the work it has (see `stage`), no writer finding its disk full (see
+//! `disk`), and — when InfluxDB is configured — the spool is not falling
+//! behind (its oldest unwritten reading is younger than
 //! `influxdb.max_lag`). The decision is a pure function of a snapshot.
 
 use std::collections::BTreeMap;
@@ -29,6 +30,8 @@ pub struct Health {
     /// Conditions an operator must see that do not make the daemon unready
     /// (a notification provider refusing its credentials), by key.
     pub warnings: Mutex<BTreeMap<String, String>>,
+    /// Writers (spool, state.db) that find their disk full.
+    pub disk: Arc<crate::disk::Disk>,
 }
 
 impl Health {
@@ -43,6 +46,7 @@ impl Health {
             max_lag,
             spool,
             stages,
+            disk: Arc::new(crate::disk::Disk::default()),
             warnings: Mutex::new(BTreeMap::new()),
         }
     }
@@ -78,6 +82,7 @@ impl Health {
                 .map(|p| (p.name, stage::judge(p, now_ms, stage::STALL_AFTER)))
                 .collect(),
             warnings: self.warnings.lock().expect("health lock").values().cloned().collect(),
+            disk: self.disk.problems(),
         })
     }
 }
@@ -94,6 +99,8 @@ pub struct Snapshot {
     pub stages: Vec<(&'static str, stage::Status)>,
     /// Shown, never failing readiness.
     pub warnings: Vec<String>,
+    /// "disk full: spool in …" per writer that cannot write.
+    pub disk: Vec<String>,
 }
 
 /// The body of `/readyz`.
@@ -104,6 +111,8 @@ pub struct Readiness {
     pub storage: String,
     pub spool_pending_records: i64,
     pub spool_lag_seconds: f64,
+    /// `ok`, or which disk is full (nothing new is acknowledged meanwhile).
+    pub disk: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// What an operator must see without the daemon being unready (a
@@ -137,12 +146,15 @@ pub fn judge(s: Snapshot) -> Readiness {
             }
         }
     };
+    problems.extend(s.disk.iter().cloned());
     for (name, st) in &s.stages {
         if !st.ok {
             problems.push(st.problem.clone().unwrap_or_else(|| format!("stage {name} stalled")));
         }
     }
+    let disk = if s.disk.is_empty() { "ok".to_string() } else { s.disk.join("; ") };
     Readiness {
+        disk,
         stages: s.stages.into_iter().collect(),
         ready: problems.is_empty(),
         broker: if s.mqtt_connected { "connected" } else { "disconnected" },
@@ -167,6 +179,7 @@ mod tests {
             max_lag: Some(Duration::from_secs(30)),
             stages: Vec::new(),
             warnings: Vec::new(),
+            disk: Vec::new(),
         }
     }
 
@@ -238,6 +251,16 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["warnings"][0], "the sms provider refuses floodguard's credentials");
         assert!(serde_json::to_value(judge(snap())).unwrap().get("warnings").is_none());
+    }
+
+    #[test]
+    fn a_full_disk_fails_readiness_naming_it() {
+        let full = "disk full: spool in /var/lib/floodguard/spool: 3.0 MiB free of 32.0 MiB".to_string();
+        let r = judge(Snapshot { disk: vec![full.clone()], ..snap() });
+        assert!(!r.ready);
+        assert_eq!(r.disk, full);
+        assert_eq!(r.problems, [full]);
+        assert_eq!(judge(snap()).disk, "ok");
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub struct Metrics {
     pub outbox_oldest_waiting_seconds: prometheus::Gauge,
     pub notify_refused: prometheus::IntGaugeVec,
     pub notify_receipts: IntCounterVec,
+    /// Requests refused by the per-address rate limit (write API, ack links).
+    pub http_rate_limited: IntCounter,
+    /// Connections closed at accept: `http.max_connections` were open.
+    pub http_connections_refused: IntCounter,
+    pub http_connections_open: IntGauge,
+    /// 1 while a writer (spool, state.db) finds its disk full.
+    pub disk_full: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -456,6 +463,22 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            http_rate_limited: counter(
+                &r,
+                "floodguard_http_rate_limited_total",
+                "Write-API and ack-link requests refused (429) by the per-address rate limit.",
+            ),
+            http_connections_refused: counter(
+                &r,
+                "floodguard_http_connections_refused_total",
+                "HTTP connections closed at accept because http.max_connections were open.",
+            ),
+            http_connections_open: gauge(&r, "floodguard_http_connections", "HTTP connections open."),
+            disk_full: gauge(
+                &r,
+                "floodguard_disk_full",
+                "1 while the spool or state.db cannot write for a full disk (nothing new is acknowledged).",
+            ),
             registry: r,
         }
     }

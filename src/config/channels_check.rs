@@ -79,6 +79,12 @@ pub(super) fn channels(c: &ChannelsSection, err: &mut impl FnMut(&str, String)) 
             }
         }
         windows("channels.voice.budget", &v.budget, err);
+        // The callback's path is its only credential: as long as any token.
+        if !v.callback_token.is_empty() {
+            if let Some(p) = super::values::secret_problem(&v.callback_token) {
+                err(&k("callback_token"), p);
+            }
+        }
         if v.result_poll.get().is_zero() {
             err(&k("result_poll"), "must be more than 0 s".into());
         }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{self, Step};
 use super::classify::{Hold, Outcome};
-use super::outbox::{Finish, Row};
+use super::outbox::{Body, Finish, Row};
 use super::send::{dingtalk_body, DINGTALK_MAX_BODY, WECOM_MAX_BYTES};
 use super::{merge, now, ns, parts, Channels, Outbox, GROUPS};
 use crate::config::{SmsProvider, VoiceProvider, Window};
@@ -209,10 +209,19 @@ impl Outbox {
             }
         };
         self.activity.fetch_add(1, Ordering::Relaxed);
-        let result = if matches!(row.channel.as_str(), "wecom" | "dingtalk") {
-            self.send_parts(&ch, &mut row, &windows).await
-        } else {
-            Attempt::Done(ch.senders.send(&row.channel, &row.body, &row.recipient_name, &row.key).await)
+        // A robot row names its robot: the URL and key come from teams.toml now.
+        let resolved = {
+            let teams = self.teams.read().expect("teams lock");
+            super::robots::resolve(&teams, &row.body).map(|b| b.into_owned())
+        };
+        let result = match resolved {
+            Err(reason) => Attempt::Done(Outcome::Failed(reason)),
+            Ok(body) if matches!(row.channel.as_str(), "wecom" | "dingtalk") => {
+                self.send_parts(&ch, &mut row, &body, &windows).await
+            }
+            Ok(body) => {
+                Attempt::Done(ch.senders.send(&row.channel, &body, &row.recipient_name, &row.key).await)
+            }
         };
         self.activity.fetch_add(1, Ordering::Relaxed);
         match result {
@@ -239,9 +248,9 @@ impl Outbox {
 
     /// Sends a robot message part by part (each within the robot's budget
     /// and size limit), from where the last attempt stopped.
-    async fn send_parts(&self, ch: &Channels, row: &mut Row, windows: &[Window]) -> Attempt {
-        let title = row.body.rendered.subject.clone();
-        let md = row.body.rendered.markdown.clone();
+    async fn send_parts(&self, ch: &Channels, row: &mut Row, body: &Body, windows: &[Window]) -> Attempt {
+        let title = body.rendered.subject.clone();
+        let md = body.rendered.markdown.clone();
         let continued =
             if self.language == crate::config::Language::ZhCn { "（续）\n" } else { "(continued)\n" };
         loop {
@@ -265,7 +274,7 @@ impl Outbox {
             let text =
                 if row.sent_bytes > 0 { format!("{continued}{}", &rest[..n]) } else { rest[..n].to_string() };
             let last = n == rest.len();
-            match ch.senders.robot(&row.channel, &row.body, &text).await {
+            match ch.senders.robot(&row.channel, body, &text).await {
                 Outcome::Sent { .. } if last => {
                     row.sent_bytes = md.len();
                     return Attempt::Done(Outcome::sent(

@@ -136,7 +136,7 @@ impl OutboxDb {
                 provider_id = COALESCE(provider_id, ?4), check_at = ?5,
                 state = CASE WHEN state = 'unknown' AND ?2 IN ('waiting', 'delivered', 'failed', 'answered', 'busy', 'no_answer', 'unreachable') THEN 'sent' ELSE state END
              WHERE id = ?1",
-            params![id, receipt, note, provider_id, check_at, now],
+            params![id, receipt, crate::redact::text(note), provider_id, check_at, now],
         )?;
         Ok(())
     }

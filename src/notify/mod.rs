@@ -15,7 +15,9 @@
 //!   `receipts.rs` (asking what became of a message), `alarm.rs` (refused
 //!   credentials): the outbox's work, on the stage's threads;
 //! - [`acklink`]: signed, expiring, single-use ack links;
-//! - [`drill`]: `notify-test`, a drill message to a whole team.
+//! - [`robots`]: robot rows name their robot; its URL and key stay in config;
+//! - [`drill`]: `notify-test`, a drill message to a whole team;
+//! - [`operator`]: floodguard's own problems (a full disk) to the duty officers.
 
 pub mod acklink;
 mod alarm;
@@ -27,11 +29,13 @@ pub mod fallback;
 pub mod ledger;
 pub mod merge;
 pub mod message;
+pub mod operator;
 pub mod outbox;
 pub mod parts;
 pub mod providers;
 mod receipts;
 mod reroute;
+pub mod robots;
 pub mod send;
 pub mod sign;
 pub mod stage;
@@ -277,7 +281,7 @@ impl Outbox {
         let ack = &ch.section.ack;
         let ids: Vec<i64> = alerts.iter().copied().filter(|a| *a > 0).collect();
         let first = *ids.first()?;
-        if ack.secret.is_empty() {
+        if ack.secret.is_empty() || ack.base_url.trim().is_empty() {
             return None;
         }
         let nonce = acklink::nonce();
@@ -450,10 +454,11 @@ impl Outbox {
             for (k, robot) in team.robots.iter().enumerate() {
                 let name = format!("{}（群）", team.name);
                 let rendered = self.render(n, &name, drill, now);
+                // The row names the robot; its URL and key stay in teams.toml.
                 let body = Body {
                     rendered,
-                    to: robot.url.expose().to_string(),
-                    secret: robot.secret.as_ref().map(|s| s.expose().to_string()),
+                    to: robots::reference(&team.id, k),
+                    secret: None,
                     alert_ids: alert_ids.clone(),
                     merged: 1,
                     labels: labels.clone(),
@@ -524,7 +529,7 @@ impl Outbox {
     /// Checks an ack link (signature, expiry, not used).
     pub fn check_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
         let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().nonce_unused(&claims.n) {
+        match self.db().nonce_unused(&claims.n, claims.a, &claims.m) {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
@@ -533,7 +538,7 @@ impl Outbox {
     /// Uses an ack link: valid once.
     pub fn use_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
         let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().use_nonce(&claims.n, now) {
+        match self.db().use_nonce(&claims.n, claims.a, &claims.m, now) {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
@@ -563,10 +568,10 @@ impl Outbox {
                 serde_json::json!({
                     "id": r.id, "notification": r.notification_id, "channel": r.channel, "to": r.recipient_name,
                     "team": r.team, "state": r.state, "attempts": r.attempts, "subject": r.body.rendered.subject,
-                    "text": r.body.rendered.sms, "error": error, "created_at": time(r.created_at),
-                    "sent_at": sent_at.map(time), "receipt": r.receipt, "provider_id": r.provider_id,
-                    "alert_ids": r.body.alert_ids, "merged": r.body.merged, "fallback_of": r.fallback_of,
-                    "held": r.held,
+                    "text": r.body.rendered.sms, "error": error.map(|e| crate::redact::text(&e)),
+                    "created_at": time(r.created_at), "sent_at": sent_at.map(time), "receipt": r.receipt,
+                    "provider_id": r.provider_id, "alert_ids": r.body.alert_ids, "merged": r.body.merged,
+                    "fallback_of": r.fallback_of, "held": r.held,
                 })
             })
             .collect()

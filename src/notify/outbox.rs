@@ -441,7 +441,7 @@ impl OutboxDb {
             "UPDATE outbox SET state = CASE WHEN state = 'queued' THEN 'rerouted' ELSE state END, rerouted_to = ?2,
                 last_error = ?3, check_at = NULL, receipt_at = COALESCE(receipt_at, ?4)
              WHERE id = ?1 AND state IN ('queued', 'sent', 'unknown')",
-            params![id, to, why, now],
+            params![id, to, crate::redact::text(why), now],
         )? == 1)
     }
 
@@ -477,6 +477,9 @@ impl OutboxDb {
         spend: bool,
         now: TimestampNs,
     ) -> Result<()> {
+        // Providers' answers and errors may carry URLs with keys, or the
+        // phone number: stored only as redacted.
+        let response = &crate::redact::text(f.response);
         let _turn = write_turn();
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -493,7 +496,7 @@ impl OutboxDb {
                 f.state,
                 f.next_attempt_at,
                 now,
-                f.response,
+                response,
                 f.provider_id,
                 f.check_at,
                 f.held,
@@ -503,7 +506,7 @@ impl OutboxDb {
         )?;
         tx.execute(
             "UPDATE deliveries SET finished_at = ?2, outcome = ?3, response = ?4 WHERE id = ?1",
-            params![delivery, now, f.outcome, f.response],
+            params![delivery, now, f.outcome, response],
         )?;
         if spend {
             tx.execute(
@@ -576,23 +579,27 @@ impl OutboxDb {
         Ok(())
     }
 
-    /// Whether the nonce is known and unused.
-    pub fn nonce_unused(&self, nonce: &str) -> Result<bool> {
+    /// Whether the nonce was issued for this alert and member, and is unused
+    /// (a nonce re-signed for another alert or name is unknown).
+    pub fn nonce_unused(&self, nonce: &str, alert_id: i64, member: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row("SELECT used_at IS NULL FROM ack_tokens WHERE nonce = ?1", params![nonce], |r| {
-                r.get::<_, bool>(0)
-            })
+            .query_row(
+                "SELECT used_at IS NULL FROM ack_tokens WHERE nonce = ?1 AND alert_id = ?2 AND member = ?3",
+                params![nonce, alert_id, member],
+                |r| r.get::<_, bool>(0),
+            )
             .optional()?
             .unwrap_or(false))
     }
 
-    /// Uses a nonce; false when it was unknown or used before.
-    pub fn use_nonce(&self, nonce: &str, now: TimestampNs) -> Result<bool> {
+    /// Uses a nonce issued for this alert and member; false when it was
+    /// unknown, issued for another, or used before.
+    pub fn use_nonce(&self, nonce: &str, alert_id: i64, member: &str, now: TimestampNs) -> Result<bool> {
         let _turn = write_turn();
         Ok(self.conn.execute(
-            "UPDATE ack_tokens SET used_at = ?2 WHERE nonce = ?1 AND used_at IS NULL",
-            params![nonce, now],
+            "UPDATE ack_tokens SET used_at = ?4 WHERE nonce = ?1 AND alert_id = ?2 AND member = ?3 AND used_at IS NULL",
+            params![nonce, alert_id, member, now],
         )? == 1)
     }
 }

@@ -245,13 +245,8 @@ impl Outbox {
                     Fallback {
                         channel,
                         key: format!("f{}:{channel}:{recipient}", row.id),
-                        body: self.body(
-                            n,
-                            &name,
-                            r.url.expose(),
-                            r.secret.as_ref().map(|s| s.expose().to_string()),
-                            now,
-                        ),
+                        // The row names the robot; its URL and key stay in teams.toml.
+                        body: self.body(n, &name, &super::robots::reference(&team.id, k), None, now),
                         recipient,
                         name,
                     }

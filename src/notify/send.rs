@@ -245,7 +245,13 @@ impl Senders {
                 }
             }
             SmsProvider::Log => {
-                tracing::info!(to = %body.to, key, text = %body.rendered.sms, "SMS (provider \"log\": not sent)");
+                // Masked: the log is no place for a phone number or a live ack link.
+                tracing::info!(
+                    to = %crate::redact::phone(&body.to),
+                    key,
+                    text = %crate::redact::text(&body.rendered.sms),
+                    "SMS (provider \"log\": not sent)"
+                );
                 Outcome::sent("written to the log")
             }
         }
@@ -312,7 +318,12 @@ impl Senders {
                 }
             }
             VoiceProvider::Log => {
-                tracing::info!(to = %body.to, key, text = %body.rendered.voice, "call (provider \"log\": not placed)");
+                tracing::info!(
+                    to = %crate::redact::phone(&body.to),
+                    key,
+                    text = %crate::redact::text(&body.rendered.voice),
+                    "call (provider \"log\": not placed)"
+                );
                 Outcome::Sent { answer: "written to the log".into(), id: Some(format!("log-{key}")) }
             }
         }
@@ -387,10 +398,11 @@ pub(super) async fn respond(req: reqwest::RequestBuilder) -> Result<(u16, Option
                 Err(_) => Ok((status, retry, String::new())),
             }
         }
+        // reqwest's errors name the URL, with its key: redacted whole, before shortening.
         Err(e) if e.is_connect() || e.is_builder() => {
-            Err(Outcome::Retry { after: None, reason: short(&chain(&e)) })
+            Err(Outcome::Retry { after: None, reason: short(&crate::redact::text(&chain(&e))) })
         }
-        Err(e) => Err(Outcome::Unknown(short(&chain(&e)))),
+        Err(e) => Err(Outcome::Unknown(short(&crate::redact::text(&chain(&e))))),
     }
 }
 
@@ -428,4 +440,23 @@ pub(super) fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_ca_is_trusted_in_every_tls_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["mail.example".into()]).unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let tls = |url: &str| smtp_tls(url, &path).unwrap();
+        assert!(matches!(tls("smtps://mail.example:465"), Tls::Wrapper(_)));
+        assert!(matches!(tls("smtp://mail.example:587?tls=required"), Tls::Required(_)));
+        assert!(matches!(tls("smtp://mail.example:587?tls=opportunistic"), Tls::Opportunistic(_)));
+        assert!(matches!(tls("smtp://127.0.0.1:25"), Tls::None));
+        assert!(smtp_tls("smtps://mail.example", &dir.path().join("missing.pem")).is_err());
+    }
 }

@@ -349,7 +349,7 @@ async fn tencent_receipts_pulled_and_a_signed_send_tts_voice_with_its_callback()
          sign_name = \"某区防汛\"\ntemplate = \"1110\"\napp_id = \"1400006666\"\nreceipt_poll = \"1s\"\n\n\
          [channels.voice]\nprovider = \"tencent\"\nurl = \"{}\"\nkey_id = \"AKIDtest\"\nkey_secret = \"{TENCENT_SECRET}\"\n\
          template = \"4356\"\napp_id = \"1400009999\"\ntemplate_params = [\"street\", \"site\", \"level\"]\n\
-         callback_token = \"cb-secret-1\"\n",
+         callback_token = \"cb-secret-0123456789abcdef0123456789abcd\"\n",
         peer.url("/tencent"),
         peer.url("/vms")
     );
@@ -384,7 +384,7 @@ async fn tencent_receipts_pulled_and_a_signed_send_tts_voice_with_its_callback()
         async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().as_u16() }
     };
     assert_eq!(post("wrong").await, 404, "a wrong token finds nothing");
-    assert_eq!(post("cb-secret-1").await, 200);
+    assert_eq!(post("cb-secret-0123456789abcdef0123456789abcd").await, 200);
     let id = alert_of(&fg, "CD-JS-01").await["id"].as_i64().unwrap();
     let steps =
         api(&fg, &format!("/api/v1/alerts/{id}/deliveries")).await["steps"].as_array().cloned().unwrap();
@@ -594,7 +594,7 @@ async fn a_summarys_one_link_acknowledges_every_alert_it_names() {
     let peer = Peer::start().await;
     let channels = format!(
         "[channels.sms]\nprovider = \"http\"\nurl = \"{}\"\nbudget = []\nfields = {{ mobile = \"{{phone}}\", content = \"{{text}}\" }}\n\
-         [channels.ack]\nbase_url = \"https://flood.example.gov.cn\"\nsecret = \"ack-test-secret\"\n",
+         [channels.ack]\nbase_url = \"https://flood.example.gov.cn\"\nsecret = \"ack-test-secret-0123456789abcdef0123456789\"\n",
         peer.url("/sms")
     );
     // Ⅲ waits 3 s for company: two crossings become one summary.
@@ -621,12 +621,20 @@ async fn a_summarys_one_link_acknowledges_every_alert_it_names() {
             && page.contains("全部确认收到（2 条）"),
         "{page}"
     );
-    let r = reqwest::Client::new().post(fg.url(token)).form(&[("note", "收到")]).send().await.unwrap();
+    // The page's one-time form token goes with the POST.
+    let at = page.find("name=\"form\" value=\"").expect("a form token") + "name=\"form\" value=\"".len();
+    let form = page[at..at + page[at..].find('"').unwrap()].to_string();
+    let r = reqwest::Client::new()
+        .post(fg.url(token))
+        .form(&[("note", "收到"), ("form", form.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     for site in ["CD-JS-01", "BH-JS-01"] {
         let a = alert_of(&fg, site).await;
         assert_eq!((a["state"].as_str(), a["acked_by"].as_str()), (Some("acked"), Some("张队长")), "{site}");
     }
-    let again = reqwest::Client::new().post(fg.url(token)).send().await.unwrap();
+    let again = reqwest::get(fg.url(token)).await.unwrap();
     assert_eq!(again.status().as_u16(), 409, "used once");
 }

@@ -40,6 +40,8 @@
       threshold: "阈值", seen: "更新于", by: "", value_at: "当前值", to: "→", channel: { sms: "短信", email: "邮件", webhook: "机器人", wecom: "企业微信", dingtalk: "钉钉", voice: "电话" },
       points: (n) => `${n} 个点`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 遥测", http: "HTTP 推送", modbus: "Modbus" }, source: "来源",
+      read_title: "查看令牌", read_hint: "本页数据需要查看令牌（向系统管理员索取），输入一次即可。",
+      read_token: "查看令牌（read token）", bad_read_token: "令牌无效，请重新输入",
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
@@ -69,6 +71,8 @@
       threshold: "threshold", seen: "seen", by: "", value_at: "value", to: "→", channel: { sms: "SMS", email: "e-mail", webhook: "robot", wecom: "WeCom", dingtalk: "DingTalk", voice: "call" },
       points: (n) => `${n} points`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 RTU", http: "HTTP push", modbus: "Modbus" }, source: "via",
+      read_title: "Read token", read_hint: "This page's data needs the read token (ask the administrator); enter it once.",
+      read_token: "Read token", bad_read_token: "Wrong token, enter it again",
     },
   };
 
@@ -269,6 +273,7 @@
     c.loading = true;
     try {
       const r = await fetch(`/api/v1/sites/${encodeURIComponent(id)}/series?since=3h`);
+      if (r.status === 401) needReadToken();
       if (r.ok) {
         c.series = await r.json();
         c.at = Date.now();
@@ -292,9 +297,40 @@
     }
   }
 
+  // ── the read token ───────────────────────────────────────────────────
+  // When the server has http.read_token, every read answers 401 without it:
+  // the page asks once and keeps it in a cookie (sent with every request of
+  // this origin, the event stream too, which cannot send a header).
+  const READ_COOKIE = "fg_read";
+  const hasReadCookie = () => document.cookie.split(";").some((c) => c.trim().startsWith(READ_COOKIE + "="));
+  function setReadCookie(token) {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${READ_COOKIE}=${encodeURIComponent(token)}; path=/; max-age=31536000; SameSite=Strict${secure}`;
+  }
+  let askingRead = false;
+  function needReadToken() {
+    if (askingRead) return;
+    askingRead = true;
+    $("read-token").value = "";
+    $("read-error").textContent = hasReadCookie() ? T().bad_read_token : "";
+    $("read-dialog").showModal();
+    $("read-token").focus();
+  }
+  function submitRead(ev) {
+    ev.preventDefault();
+    const t = $("read-token").value.trim();
+    if (!t) return;
+    setReadCookie(t);
+    $("read-dialog").close();
+    askingRead = false;
+    refreshAll();
+    connect();
+  }
+
   // ── data ─────────────────────────────────────────────────────────────
   async function getJSON(path, headers) {
     const r = await fetch(path, { headers: headers || {} });
+    if (r.status === 401 && !(headers && headers.Authorization)) needReadToken();
     if (!r.ok) throw new Error(`${path}: ${r.status}`);
     return r.json();
   }
@@ -356,8 +392,12 @@
     source.onopen = () => { lastEvent = Date.now(); setConnected(true); refreshAll(); };
     source.onerror = () => {
       setConnected(false);
-      // The browser retries by itself unless the stream was refused.
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      // The browser retries by itself unless the stream was refused (a
+      // missing read token among the reasons: a read tells).
+      if (source.readyState === EventSource.CLOSED) {
+        if (!askingRead) getJSON("/api/v1/sites").catch(() => {});
+        setTimeout(() => { if (!askingRead) connect(); }, 2000);
+      }
     };
     const on = (name, f) => source.addEventListener(name, (e) => {
       lastEvent = Date.now();
@@ -444,6 +484,8 @@
 
   // ── start ────────────────────────────────────────────────────────────
   $("act-form").addEventListener("submit", submitAct);
+  $("read-form").addEventListener("submit", submitRead);
+  $("read-dialog").addEventListener("cancel", (e) => e.preventDefault());
   $("act-cancel").addEventListener("click", () => { $("act").close(); acting = null; });
   $("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
