@@ -119,7 +119,7 @@ impl Floodguard {
              [log]\nlevel = \"info\"\n\n\
              [mqtt]\nurl = \"{mqtt}\"\nclient_id = \"{client_id}\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{mqtt_extra}\n\
              [influxdb]\n{influx}{influx_extra}\n\
-             [spool]\nfsync_interval = \"200ms\"\n\n\
+             [spool]\nfsync_interval = \"200ms\"\n# Not the default (10 % of the filesystem left free): the tests\n# must not depend on what else fills this machine's disk.\nmax_bytes = 8589934592\n\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\n{channels}\n{extra}",
             channels = o.channels,
             data = dir.path().join("var").display(),
