@@ -251,6 +251,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     // The engine's snapshots, written once the alert stage committed them.
     let committed = Committed::default();
+    if let Some(c) = cursor {
+        committed.set(c.min(head));
+    }
     let abandon_snapshot = CancellationToken::new();
     let (snapshots, snapshot_thread) =
         Snapshots::spawn(data_dir.clone(), committed.clone(), retention, abandon_snapshot.clone())

@@ -115,6 +115,9 @@ impl EngineStage {
         if let Some(until) = self.rejudge_until.take() {
             self.rejudge(until, stop)?;
         }
+        // The state it starts from, at once: a kill in the next seconds
+        // then resumes from here rather than from the alerts' levels.
+        self.offer_snapshot();
         // What was spooled and not judged before this start.
         let head = self.replay.head();
         if self.replay.position() < head {
