@@ -49,6 +49,12 @@ pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path, secrets: &DemoSe
     };
     t = swap(t, "url = \"mqtt://127.0.0.1:1883\"", &format!("url = \"mqtt://127.0.0.1:{mqtt_port}\""));
     t = swap(t, "client_id = \"floodguard\"", "client_id = \"floodguard-demo\"");
+    // The embedded broker (rumqttd) listens for MQTT 3.1.1.
+    t = swap(t, "protocol = \"5\"", "protocol = \"3.1.1\"");
+    // A throwaway spool in a temporary directory: a limit of its own, not
+    // the service's "leave 10 % of the disk free", which a laptop's or a
+    // shared machine's disk may already be past.
+    t = swap(t, "# max_bytes = 10737418240 ", "max_bytes = 1073741824    ");
     t = swap(t, "url = \"http://127.0.0.1:8086\"", "url = \"\"");
     t = swap(
         t,
@@ -245,5 +251,7 @@ mod tests {
         assert_eq!(sms.provider, crate::config::SmsProvider::Log);
         assert!(c.daemon.channels.email.is_none());
         assert_eq!(c.sites.sites.len(), 15);
+        assert_eq!(c.daemon.mqtt.protocol, crate::config::MqttProtocol::V311, "rumqttd speaks 3.1.1");
+        assert_eq!(c.daemon.spool.max_bytes, Some(1 << 30), "a limit of its own, whatever the disk");
     }
 }

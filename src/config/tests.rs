@@ -104,8 +104,8 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         })
         .collect();
     let expected = [
-        "floodguard.toml:24: mqtt.keep_alive: invalid duration \"30 seconds-ish\"",
-        "floodguard.toml:67: influxdb.compression: unknown key",
+        "floodguard.toml:26: mqtt.keep_alive: invalid duration \"30 seconds-ish\"",
+        "floodguard.toml:69: influxdb.compression: unknown key",
         "floodguard.toml:12: daemon.timezone: unknown time zone \"Asia/Shanghia\"",
         "sites.toml:54: sites[2].kind: unknown kind \"rain_bucket\" (expected one of: waterlogging, rain_gauge,",
         "sites.toml:170: sites[13].height: unknown key",

@@ -53,7 +53,7 @@ fn check_config_lists_every_mistake_and_fails() {
         "5 configuration errors:".to_string(),
         format!("{d}/floodguard.toml:21: mqtt.url: scheme \"http\" is not mqtt:// or mqtts://"),
         format!(
-            "{d}/floodguard.toml:63: influxdb.batch_size: invalid type: string \"many\", expected an integer"
+            "{d}/floodguard.toml:65: influxdb.batch_size: invalid type: string \"many\", expected an integer"
         ),
         format!("{d}/sites.toml:85: sites[5].kind: unknown kind \"stream\""),
         format!("{d}/sites.toml:39: sites[0].location.lat: 300.6021 is not a latitude"),
