@@ -26,6 +26,7 @@ use crate::alerts::stage::{AlertStage, Inbox};
 use crate::alerts::store::Store;
 use crate::alerts::{AlertManager, Places, PointsOut};
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
@@ -38,7 +39,6 @@ use crate::metrics::{Labels, Metrics};
 use crate::notify::stage::OutboxStage;
 use crate::notify::{Outbox, Wake};
 use crate::outlet::{Outlet, Points, Replay};
-use crate::reading::to_ns;
 use crate::reload::Reloader;
 use crate::spool;
 use crate::stage::{self, Exit, Stages};
@@ -131,6 +131,11 @@ impl ThreadStage {
 
 /// Runs the daemon until `shutdown` fires, or until a stage ends by itself.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_on(config, shutdown, Clock::wall()).await
+}
+
+/// [`run`] on `clock`: the demo's storm time (see [`crate::clock`]).
+pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -> Result<(), DaemonError> {
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
@@ -210,7 +215,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             d.daemon.language,
             Some(metrics.clone()),
         )
-        .map_err(DaemonError::Config)?,
+        .map_err(DaemonError::Config)?
+        .with_clock(clock),
     );
     outbox.background_checkpoints().map_err(DaemonError::Config)?;
     // Messages cut off by a crash go out again (same idempotency key).
@@ -221,7 +227,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     if !levels.is_empty() || !offline.is_empty() {
         tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
     }
-    let now = to_ns(chrono::Utc::now());
+    let now = clock.now();
     let live =
         Arc::new(Live::resume(config.plan.clone(), metrics.clone(), config.timezone, now, &levels, &offline));
 
@@ -253,6 +259,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             inbox: inbox_rx,
             probe: p_alerts.clone(),
             committed: Box::new(move |p| retention.set(crate::live::stage::position(p))),
+            clock,
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
             .map_err(|e| DaemonError::Start("alerts", e))?;
@@ -272,6 +279,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             held: Default::default(),
             // Half the stop's time: the alert stage and the outbox need theirs.
             drain_for: d.daemon.shutdown_timeout.get() / 2,
+            clock,
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
             if let Err(e) = st.run(s) {
@@ -333,6 +341,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             token: d.http.ingest_token.clone(),
             max_body: d.http.max_push_body,
         })),
+        clock,
     });
     let http_task = tokio::spawn({
         let stop = stop_http.clone();
@@ -437,6 +446,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         health: health.clone(),
         resubscribe,
         probe: p_intake.clone(),
+        clock,
     };
     let intake_task = stage::spawn_task("intake", &exits, mqtt.run(stop_intake.clone()));
     drop(exits);

@@ -98,6 +98,7 @@ pub mod alerts;
 pub mod backoff;
 pub mod catalog;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -94,6 +94,15 @@ enum Command {
         /// `load`: write a sites.toml of the synthetic sites and exit.
         #[arg(long)]
         sites_toml: Option<PathBuf>,
+        /// Stamp model time: the scenario starts at T (RFC 3339, or
+        /// "2026-07-21 12:00" in the configured time zone), each site at its
+        /// reporting interval whatever --speed is. Default with --output and
+        /// no broker: the scenario ends now.
+        #[arg(long)]
+        start: Option<String>,
+        /// The rain as many times as heavy (0.6: a weaker storm of the same shape).
+        #[arg(long, default_value_t = 1.0)]
+        rain_scale: f64,
         /// `host:port` of an SL 651 central station: the sites with an
         /// `sl651_station` report there as RTUs (timed, 加报, hourly frames),
         /// the others over MQTT.
@@ -161,6 +170,8 @@ fn main() -> ExitCode {
             rate,
             output,
             sites_toml,
+            start,
+            rain_scale,
             skip,
             sl651,
             config,
@@ -182,7 +193,21 @@ fn main() -> ExitCode {
                     Err(code) => return code,
                 }
             };
+            let start_ms = match start.as_deref().map(|t| parse_when(t, timezone)) {
+                None => None,
+                Some(Some(ns)) => Some(ns / 1_000_000),
+                Some(None) => {
+                    eprintln!(
+                        "--start {:?}: use RFC 3339 or \"2026-07-21 12:00\"",
+                        start.unwrap_or_default()
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let o = floodguard::simulate::Options {
+                start_ms,
+                clock: None,
+                rain_scale,
                 broker,
                 scenario,
                 duration,

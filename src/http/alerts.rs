@@ -18,11 +18,7 @@ use crate::alerts::model::{Alert, Matchers, Silence};
 use crate::alerts::{AlertManager, OpError};
 use crate::engine::rfc3339;
 use crate::level::Level;
-use crate::reading::{to_ns, TimestampNs};
-
-fn now() -> TimestampNs {
-    to_ns(chrono::Utc::now())
-}
+use crate::reading::TimestampNs;
 
 /// One timeline entry.
 #[derive(Debug, Serialize, ToSchema)]
@@ -240,8 +236,8 @@ pub async fn ack(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let m = manager(&s)?;
-    let a = blocking(move || m.ack(id, &b.by, b.note.as_deref(), now())).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    let a = blocking(move || m.ack(id, &b.by, b.note.as_deref(), now)).await?;
     Ok(Json(AlertView::new(&a, s.live.timezone)).into_response())
 }
 
@@ -257,8 +253,8 @@ pub async fn dispose(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let m = manager(&s)?;
-    let a = blocking(move || m.dispose(id, &b.by, b.note.as_deref().unwrap_or(""), now())).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    let a = blocking(move || m.dispose(id, &b.by, b.note.as_deref().unwrap_or(""), now)).await?;
     Ok(Json(AlertView::new(&a, s.live.timezone)).into_response())
 }
 
@@ -266,8 +262,8 @@ pub async fn dispose(
 #[utoipa::path(get, path = "/api/v1/silences", responses((status = 200, body = SilenceList)))]
 pub async fn silences(State(s): State<AppState>) -> Result<Response, ApiError> {
     let tz = s.live.timezone;
-    let m = manager(&s)?;
-    let list = blocking(move || m.silences(now(), false)).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    let list = blocking(move || m.silences(now, false)).await?;
     Ok(Json(SilenceList { silences: list.iter().map(|x| SilenceView::new(x, tz)).collect() }).into_response())
 }
 
@@ -291,7 +287,7 @@ pub async fn add_silence(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let now = now();
+    let now = s.clock.now();
     let starts_at = match &b.starts_at {
         Some(t) => parse_time("starts_at", t)?,
         None => now,
@@ -321,8 +317,8 @@ pub async fn delete_silence(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    let m = manager(&s)?;
-    blocking(move || m.expire_silence(id, now())).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    blocking(move || m.expire_silence(id, now)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     pub max_body: usize,
     /// `None` where pushed readings have nowhere to go (tests of other parts).
     pub push: Option<Arc<push::Push>>,
+    /// The time of acks, disposals and views: the wall, or storm time in the demo.
+    pub clock: crate::clock::Clock,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -102,7 +104,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let body = tokio::task::spawn_blocking(move || {
         if let Some(outbox) = &s.outbox {
             // A query of state.db: off the async workers.
-            outbox.observe(&s.metrics, crate::reading::to_ns(chrono::Utc::now()));
+            outbox.observe(&s.metrics, s.clock.now());
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         s.metrics.set_spool(&s.health.spool.figures(now_ms));
@@ -167,6 +169,7 @@ mod tests {
             api_token: Secret::new("t0ken"),
             max_body: 1024,
             push: None,
+            clock: crate::clock::Clock::wall(),
         }
     }
 

@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Live;
+use crate::clock::Clock;
 use crate::engine::{Judged, Progress, Transition, TransitionSink};
 use crate::outlet::{Feed, Position, Replay};
 use crate::plan::Plan;
-use crate::reading::{to_ns, Reading};
+use crate::reading::Reading;
 use crate::stage::{Probe, Wedge};
 
 /// Records read from the spool per step when catching up.
@@ -82,6 +83,8 @@ pub struct EngineStage {
     /// before it stopped (0: stop at once, the rest is judged after the
     /// restart).
     pub drain_for: Duration,
+    /// The time the engine judges by: the wall, or storm time in the demo.
+    pub clock: Clock,
 }
 
 /// Why the stage stopped on its own.
@@ -147,7 +150,7 @@ impl EngineStage {
                 if self.feed.is_empty() && self.replay.position() < head {
                     self.catch_up(head, stop)?;
                 }
-                let t = self.live.tick(to_ns(chrono::Utc::now()));
+                let t = self.live.tick(self.clock.now());
                 let pos = self.replay.position();
                 if !t.is_empty() || (pos != sent_pos && sent_at.elapsed() >= PROGRESS_EVERY) {
                     self.deliver(t, Some(pos))?;
@@ -193,7 +196,7 @@ impl EngineStage {
         match c {
             Control::Reload(plan, reply) => {
                 self.flush()?;
-                let t = self.live.reload(plan, to_ns(chrono::Utc::now()));
+                let t = self.live.reload(plan, self.clock.now());
                 let _ = reply.send(());
                 self.deliver(t, None)
             }
@@ -248,7 +251,7 @@ impl EngineStage {
 
     /// Judges readings; their transitions wait in `held` for `flush`.
     fn judge(&mut self, readings: &[Reading], end: Position) -> Result<(), Stopped> {
-        let t = self.live.readings(readings, to_ns(chrono::Utc::now()));
+        let t = self.live.readings(readings, self.clock.now());
         if !t.is_empty() {
             self.held.0.extend(t);
             self.held.1 = Some(end);
@@ -325,7 +328,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut appender, _reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
         let start = appender.position();
-        let t0 = to_ns(chrono::Utc::now()) - 60_000_000_000;
+        let t0 = crate::reading::to_ns(chrono::Utc::now()) - 60_000_000_000;
         let s = 1_000_000_000;
         // Spooled before the engine starts (a crash left them unjudged): Ⅳ.
         for (i, v) in [12.0, 13.0].into_iter().enumerate() {
@@ -343,6 +346,7 @@ mod tests {
             sink: capture.clone(),
             probe: Probe::new("engine"),
             held: Default::default(),
+            clock: Clock::wall(),
             drain_for: Duration::ZERO,
         };
         let stop = CancellationToken::new();
