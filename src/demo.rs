@@ -24,6 +24,7 @@ const FLOODGUARD_TOML: &str = include_str!("../config/floodguard.toml");
 const SITES_TOML: &str = include_str!("../config/sites.toml");
 const PLAN_TOML: &str = include_str!("../config/plan.toml");
 const TEAMS_TOML: &str = include_str!("../config/teams.toml");
+const MATERIALS_TOML: &str = include_str!("../config/materials.toml");
 
 /// The demo starts with the storm: every rain window holds all the rain
 /// that fell, as a real gauge's would.
@@ -63,6 +64,7 @@ pub fn write_config(dir: &Path, mqtt_port: u16, http: &str) -> std::io::Result<P
     std::fs::write(cfg.join("sites.toml"), SITES_TOML)?;
     std::fs::write(cfg.join("plan.toml"), PLAN_TOML)?;
     std::fs::write(cfg.join("teams.toml"), TEAMS_TOML)?;
+    std::fs::write(cfg.join("materials.toml"), MATERIALS_TOML)?;
     Ok(cfg.join("floodguard.toml"))
 }
 

@@ -10,6 +10,7 @@ fn card() -> Card {
         duties: vec!["抢险队到场排水，交警现场疏导交通".into()],
         measures: vec!["启动移动泵车强排".into(), "下穿通道入口显示屏发布“积水慢行”".into()],
         arrive_within_s: 1800,
+        materials: Default::default(),
     }
 }
 
