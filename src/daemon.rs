@@ -204,7 +204,9 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             Some(PointsOut { outlet: outlet.handle.clone(), spooled: outlet.spooled_points.clone() }),
             Some(metrics.clone()),
         )
-        .map_err(state_err)?,
+        .map_err(state_err)?
+        .with_materials(config.materials.clone())
+        .map_err(|e| DaemonError::Config(format!("materials: {e}")))?,
     );
     let outbox = Arc::new(
         Outbox::new(

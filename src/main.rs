@@ -316,10 +316,16 @@ fn notify_test(config: &std::path::Path, team: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let held_at = floodguard::clock::wall_ns();
     match rt.block_on(outbox.drill(team)) {
         Ok(results) => {
             let (text, all) = floodguard::notify::drill::table(&results, c.daemon.daemon.language);
             print!("{text}");
+            // On record for the page and the readiness report.
+            let t = c.teams.teams.iter().find(|t| t.id == team).expect("checked above");
+            if let Err(e) = floodguard::drills::record(&path, t, held_at, &results) {
+                eprintln!("{}: the drill could not be recorded: {e}", path.display());
+            }
             if all {
                 ExitCode::SUCCESS
             } else {

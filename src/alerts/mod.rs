@@ -6,14 +6,17 @@
 //! - [`decide`]: the pure decisions (table-tested);
 //! - [`route`]: which teams and members are told;
 //! - [`store`]: SQLite persistence and migrations;
+//! - [`records`]: issues and returns of flood materials, drills — kept
+//!   beside the alerts in `state.db`;
 //! - [`manager`]: applies transitions, ticks and operators' acts;
 //! - [`stage`]: the alert stage's thread — batches, retries, follow-ups.
 pub mod decide;
 pub mod manager;
 pub mod model;
+pub mod records;
 pub mod route;
 mod schema;
 pub mod stage;
 pub mod store;
 
-pub use manager::{AlertManager, LogNotifier, Notifier, OpError, Places, PointsOut};
+pub use manager::{AlertManager, LogNotifier, NewMovement, Notifier, OpError, Places, PointsOut, Supplies};

@@ -128,4 +128,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_open ON outbox (state, channel, next_attempt_at, priority, created_at)
         WHERE state IN ('queued', 'sending');
      CREATE INDEX outbox_recipient ON outbox (channel, recipient) WHERE state = 'queued';",
+    // 4: the command center's records: issues and returns of flood
+    // materials, drills (notify-test)
+    "CREATE TABLE IF NOT EXISTS material_moves (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        depot TEXT NOT NULL,
+        item TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        alert_id INTEGER,
+        by TEXT NOT NULL,
+        note TEXT
+     );
+     CREATE INDEX IF NOT EXISTS material_moves_alert ON material_moves (alert_id) WHERE alert_id IS NOT NULL;
+     CREATE TABLE IF NOT EXISTS drills (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        team TEXT NOT NULL,
+        team_name TEXT NOT NULL,
+        results TEXT NOT NULL
+     );",
 ];

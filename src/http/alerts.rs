@@ -56,6 +56,10 @@ pub struct AlertView {
     pub disposed_by: Option<String>,
     pub resolved_at: Option<String>,
     pub timeline: Vec<EventView>,
+    /// While active with a plan card naming materials: the nearest depots
+    /// that hold them, with their keepers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supply: Vec<crate::materials::Supply>,
 }
 
 impl AlertView {
@@ -92,7 +96,16 @@ impl AlertView {
                     note: e.note.clone(),
                 })
                 .collect(),
+            supply: Vec::new(),
         }
+    }
+
+    /// With the nearest depots for the card's materials, while active.
+    fn supplied(mut self, m: &AlertManager, a: &Alert) -> Self {
+        if a.is_active() {
+            self.supply = m.supply_for(&a.site, a.card.as_deref());
+        }
+        self
     }
 }
 
@@ -162,7 +175,7 @@ pub struct SilenceBody {
     pub comment: String,
 }
 
-fn manager(s: &AppState) -> Result<Arc<AlertManager>, ApiError> {
+pub(super) fn manager(s: &AppState) -> Result<Arc<AlertManager>, ApiError> {
     s.alerts.clone().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "alerting is not running"))
 }
 
@@ -180,7 +193,7 @@ impl From<OpError> for ApiError {
 
 /// A JSON body, or the error that says what is wrong with it: 400 for
 /// broken JSON, 413 past `http.max_body`, 422 for the wrong fields.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match b {
         Ok(Json(t)) => Ok(t),
         Err(r) => {
@@ -209,17 +222,24 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> Res
     };
     let m = manager(&s)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let alerts = blocking(move || m.alerts(active, limit)).await?;
     let tz = s.live.timezone;
-    Ok(Json(AlertList { alerts: alerts.iter().map(|a| AlertView::new(a, tz)).collect() }).into_response())
+    let views = blocking(move || -> Result<Vec<AlertView>, OpError> {
+        Ok(m.alerts(active, limit)?.iter().map(|a| AlertView::new(a, tz).supplied(&m, a)).collect())
+    })
+    .await?;
+    Ok(Json(AlertList { alerts: views }).into_response())
 }
 
 /// One alert.
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", responses((status = 200, body = AlertView), (status = 404)))]
 pub async fn one(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    let m = manager(&s)?;
-    match blocking(move || m.alert(id)).await? {
-        Some(a) => Ok(Json(AlertView::new(&a, s.live.timezone)).into_response()),
+    let (m, tz) = (manager(&s)?, s.live.timezone);
+    let view = blocking(move || -> Result<Option<AlertView>, OpError> {
+        Ok(m.alert(id)?.map(|a| AlertView::new(&a, tz).supplied(&m, &a)))
+    })
+    .await?;
+    match view {
+        Some(v) => Ok(Json(v).into_response()),
         None => Err(OpError::NoAlert(id).into()),
     }
 }

@@ -63,6 +63,29 @@ pub async fn sites(State(s): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The daemon's clock: wall time, or the demo's storm time.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClockView {
+    /// The clock's time now, RFC 3339 with offset.
+    pub now: String,
+    /// Clock seconds per wall second (1: wall time; 60 in the demo).
+    pub speed: f64,
+    /// Where the clock and the wall agree, RFC 3339.
+    pub epoch: String,
+}
+
+/// The time the daemon judges by: in the demo, storm time.
+#[utoipa::path(get, path = "/api/v1/clock", responses((status = 200, body = ClockView)))]
+pub async fn clock(State(s): State<AppState>) -> Response {
+    let tz = s.live.timezone;
+    Json(ClockView {
+        now: crate::engine::rfc3339(s.clock.now(), tz),
+        speed: s.clock.speed(),
+        epoch: crate::engine::rfc3339(s.clock.epoch_ns(), tz),
+    })
+    .into_response()
+}
+
 /// One site.
 #[utoipa::path(get, path = "/api/v1/sites/{id}", responses((status = 200, body = crate::engine::SiteView), (status = 404)))]
 pub async fn site(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod openapi;
 pub mod page;
 pub mod push;
+pub mod records;
 pub mod series;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/map.js", get(page::map_js))
         .route("/assets/chart.js", get(page::chart_js))
         .route("/assets/app.css", get(page::app_css))
+        .route("/assets/records.js", get(page::records_js))
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/sites/{id}/series", get(series::series))
         .route("/healthz", get(healthz))
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/sites", get(api::sites))
         .route("/api/v1/sites/{id}", get(api::site))
+        .route("/api/v1/clock", get(api::clock))
         .route("/api/v1/reload", post(api::reload))
         .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/alerts/{id}", get(alerts::one))
@@ -76,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/silences/{id}", axum::routing::delete(alerts::delete_silence))
         .route("/api/v1/notifications", get(alerts::notifications))
         .route("/api/v1/outbox", get(alerts::outbox))
+        .route("/api/v1/materials", get(records::materials).post(records::record))
+        .route("/api/v1/drills", get(records::drills))
         .route("/ack/{token}", get(acklink::show).post(acklink::confirm))
         .route("/api/v1/openapi.json", get(openapi_json))
         .layer(DefaultBodyLimit::max(max_body))
@@ -140,7 +145,7 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
-    fn state() -> AppState {
+    pub(crate) fn state() -> AppState {
         let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
         let config = crate::config::load_with_env(&main, &Default::default()).unwrap();
         let metrics = Arc::new(Metrics::new());
@@ -153,6 +158,8 @@ mod tests {
                 None,
                 None,
             )
+            .unwrap()
+            .with_materials(config.materials.clone())
             .unwrap(),
         );
         let live = Arc::new(Live::new(config.plan.clone(), metrics.clone(), config.timezone, 0));
@@ -175,19 +182,19 @@ mod tests {
 
     /// Judges readings and records the transitions, as the engine and the
     /// alert stage do in the daemon.
-    fn feed(s: &AppState, readings: &[Reading], now: i64) {
+    pub(crate) fn feed(s: &AppState, readings: &[Reading], now: i64) {
         let t = s.live.readings(readings, now);
         s.alerts.as_ref().unwrap().handle(&t, None).unwrap();
     }
 
-    async fn send(app: Router, req: Request<Body>) -> (StatusCode, String) {
+    pub(crate) async fn send(app: Router, req: Request<Body>) -> (StatusCode, String) {
         let resp = app.oneshot(req).await.unwrap();
         let code = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
         (code, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(app: Router, path: &str) -> (StatusCode, String) {
         send(app, Request::get(path).body(Body::empty()).unwrap()).await
     }
 
@@ -273,7 +280,7 @@ mod tests {
         assert!(body.contains("write endpoints are disabled"), "{body}");
     }
 
-    fn post_json(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    pub(crate) fn post_json(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
         let mut b = Request::post(path).header("content-type", "application/json");
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
