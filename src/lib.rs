@@ -95,6 +95,7 @@
 mod macros;
 
 pub mod alerts;
+pub mod analysis;
 pub mod backoff;
 pub mod catalog;
 pub mod check;
@@ -117,6 +118,7 @@ pub mod metrics;
 pub mod notify;
 pub mod outlet;
 pub mod plan;
+pub mod readiness;
 pub mod reading;
 pub mod reload;
 pub mod replay;

@@ -210,24 +210,6 @@ pub fn nearest(
     out
 }
 
-/// The stock's worth in yuan: per depot, per item (in the file's order).
-pub fn value_by_depot(file: &MaterialsFile, stock: &Stock) -> Vec<(String, Vec<(String, f64, f64)>)> {
-    file.depots
-        .iter()
-        .map(|d| {
-            let items = file
-                .items
-                .iter()
-                .filter_map(|(id, it)| {
-                    let q = stock.get(&d.id, id);
-                    (q > 0.0).then(|| (id.clone(), q, q * it.unit_value))
-                })
-                .collect();
-            (d.id.clone(), items)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,8 +309,5 @@ mod tests {
             .unwrap_err()
             .contains("no item"));
         assert!(check(&c.materials, &stock, "depot-cd", "sandbag", MoveKind::Issue, 0.0).is_err());
-        let values = value_by_depot(&c.materials, &stock);
-        let cd = &values[0].1;
-        assert_eq!(cd[0], ("sandbag".to_string(), 2800.0, 2800.0 * 3.5));
     }
 }
