@@ -63,7 +63,8 @@ enum Command {
         /// End, likewise; now when absent.
         #[arg(long)]
         until: Option<String>,
-        /// `json`: the readiness numbers for other systems.
+        /// `json`: the numbers for other systems (readiness; an event's
+        /// rainfall, waterlogging and pumps).
         #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
         format: String,
         /// Readings from these line-protocol files instead of InfluxDB or the spool (event).
@@ -184,15 +185,9 @@ fn main() -> ExitCode {
         }
         Command::Report { kind, since, until, format, input, config } => match (kind.as_str(), since) {
             ("readiness", _) => readiness(&config, &format),
-            (_, Some(since)) if format != "json" => {
-                report(&config, &since, until.as_deref(), &format, &input)
-            }
+            (_, Some(since)) => report(&config, &since, until.as_deref(), &format, &input),
             (_, None) => {
                 eprintln!("--since is needed for an event report");
-                ExitCode::from(2)
-            }
-            _ => {
-                eprintln!("--format json is for --kind readiness");
                 ExitCode::from(2)
             }
         },
@@ -557,6 +552,15 @@ fn report(
         .map(|(readings, source)| floodguard::analysis::analyse(&c.plan, &readings, since, until, &source));
     if let Err(e) = &analysis {
         eprintln!("the readings of the period cannot be read ({e}): the report has the alerts only");
+    }
+    if format == "json" {
+        return match &analysis {
+            Ok(a) => {
+                println!("{}", serde_json::to_string_pretty(a).expect("serializable"));
+                ExitCode::SUCCESS
+            }
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     let input = floodguard::report::Input {
         district_name: &c.sites.district.name,

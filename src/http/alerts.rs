@@ -49,6 +49,9 @@ pub struct AlertView {
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub unit: String,
+    /// The value when the episode reached its highest level (the report's
+    /// 峰值 column); the highest reading is in the event report.
+    pub peak_value: Option<f64>,
     pub started_at: String,
     pub acked_at: Option<String>,
     pub acked_by: Option<String>,
@@ -79,6 +82,7 @@ impl AlertView {
             value: a.value,
             threshold: a.threshold,
             unit: a.unit.clone(),
+            peak_value: a.peak_value,
             started_at: rfc3339(a.started_at, tz),
             acked_at: t(a.acked_at),
             acked_by: a.acked_by.clone(),
