@@ -72,6 +72,8 @@ pub struct ClockView {
     pub speed: f64,
     /// Where the clock and the wall agree, RFC 3339.
     pub epoch: String,
+    /// The same, ms since the Unix epoch (for the page's clock).
+    pub epoch_ms: i64,
 }
 
 /// The time the daemon judges by: in the demo, storm time.
@@ -82,6 +84,7 @@ pub async fn clock(State(s): State<AppState>) -> Response {
         now: crate::engine::rfc3339(s.clock.now(), tz),
         speed: s.clock.speed(),
         epoch: crate::engine::rfc3339(s.clock.epoch_ns(), tz),
+        epoch_ms: s.clock.epoch_ns() / 1_000_000,
     })
     .into_response()
 }

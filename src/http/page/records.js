@@ -30,7 +30,7 @@ window.FG = window.FG || {};
       if (!r.ok) return;
       const c = await r.json();
       clock.speed = c.speed || 1;
-      clock.epochMs = Date.parse(c.epoch) || 0;
+      clock.epochMs = c.epoch_ms || Date.parse(c.epoch) || 0;
     } catch (e) { /* the wall clock, then */ }
   }
   // Milliseconds since the epoch on the daemon's clock.
