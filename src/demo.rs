@@ -178,6 +178,7 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
             println!("  token:      {DEMO_TOKEN}   (ack and dispose from the page, or POST with Authorization: Bearer {DEMO_TOKEN})");
             println!("  MQTT:       mqtt://127.0.0.1:{mqtt_port}   data: {shown}");
             println!("  SMS go to this log (provider \"log\"); Ctrl-C stops everything.");
+            println!("  readiness:  floodguard report --kind readiness -c {shown}/config/floodguard.toml   (汛前准备情况)");
             println!();
             let o = crate::simulate::Options {
                 broker: Some(format!("mqtt://127.0.0.1:{mqtt_port}")),
