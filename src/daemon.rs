@@ -33,6 +33,7 @@ use crate::http::{self, AppState};
 use crate::ingest::modbus::Modbus;
 use crate::ingest::sl651::Sl651;
 use crate::ingest::{Decoder, Intake, Mqtt};
+use crate::live::snapshot::{Committed, Snapshots};
 use crate::live::stage::{Controls, EngineStage};
 use crate::live::Live;
 use crate::metrics::{Labels, Metrics};
@@ -175,19 +176,11 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             .map_err(|e| DaemonError::Start("checkpoint", e))?
     };
     let head = appender.position();
-    let engine_from = match store.cursor(crate::alerts::manager::ENGINE_CURSOR).map_err(state_err)? {
-        None => head,
-        Some((segment, offset)) => {
-            let at = spool::Position { segment, offset };
-            let oldest = appender.oldest();
-            if at < oldest {
-                tracing::warn!(cursor = ?at, oldest = ?oldest, "the spool no longer holds where the engine stopped; judging from its oldest record");
-                oldest
-            } else {
-                at.min(head)
-            }
-        }
-    };
+    let cursor = store
+        .cursor(crate::alerts::manager::ENGINE_CURSOR)
+        .map_err(state_err)?
+        .map(|(segment, offset)| spool::Position { segment, offset });
+    let (engine_from, rejudge_until, snapshot) = resume_at(&data_dir, cursor, appender.oldest(), head);
     let replay = Replay::new(appender.tail(engine_from));
     let retention = appender.retention("engine", engine_from);
     let fsync_interval = d.spool.fsync_interval.get();
@@ -223,15 +216,19 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     outbox.background_checkpoints().map_err(DaemonError::Config)?;
     // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
-    // Carry on where the last run stopped: the engine starts at the levels
-    // of the alerts still active.
-    let (levels, offline) = alerts.seed();
-    if !levels.is_empty() || !offline.is_empty() {
-        tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
-    }
+    // Carry on where the last run stopped: from the engine's snapshot, or
+    // else at the levels of the alerts still active.
     let now = clock.now();
-    let live =
-        Arc::new(Live::resume(config.plan.clone(), metrics.clone(), config.timezone, now, &levels, &offline));
+    let live = Arc::new(match snapshot {
+        Some(snap) => Live::restore(config.plan.clone(), metrics.clone(), config.timezone, snap),
+        None => {
+            let (levels, offline) = alerts.seed();
+            if !levels.is_empty() || !offline.is_empty() {
+                tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
+            }
+            Live::resume(config.plan.clone(), metrics.clone(), config.timezone, now, &levels, &offline)
+        }
+    });
 
     let (exits, mut ended) = tokio::sync::mpsc::unbounded_channel::<Exit>();
     let outlet_stage = {
@@ -248,6 +245,12 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     lines.push_str(&live.baseline(now));
     let _ = outlet.handle.points(Points { lines, pending: None });
 
+    // The engine's snapshots, written once the alert stage committed them.
+    let committed = Committed::default();
+    let abandon_snapshot = CancellationToken::new();
+    let (snapshots, snapshot_thread) =
+        Snapshots::spawn(data_dir.clone(), committed.clone(), retention, abandon_snapshot.clone())
+            .map_err(|e| DaemonError::Start("snapshot", e))?;
     let (inbox, inbox_rx) = Inbox::channel();
     let depth = inbox_rx.clone();
     p_alerts.set_depth(move || depth.len());
@@ -260,7 +263,10 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             manager: alerts.clone(),
             inbox: inbox_rx,
             probe: p_alerts.clone(),
-            committed: Box::new(move |p| retention.set(crate::live::stage::position(p))),
+            committed: {
+                let c = committed.clone();
+                Box::new(move |p| c.set(crate::live::stage::position(p)))
+            },
             clock,
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
@@ -281,6 +287,8 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             held: Default::default(),
             // Half the stop's time: the alert stage and the outbox need theirs.
             drain_for: d.daemon.shutdown_timeout.get() / 2,
+            snapshots: Some(snapshots),
+            rejudge_until,
             clock,
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
@@ -481,6 +489,13 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     // restart, from the committed mark); the alert stage records what it holds.
     engine_stage.stop(deadline).await;
     alert_stage.stop(deadline).await;
+    // The snapshot taken at stop is written if the alert stage committed it.
+    abandon_snapshot.cancel();
+    let _ = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        tokio::task::spawn_blocking(move || snapshot_thread.join()),
+    )
+    .await;
     // What is due goes out while the outlet writes the last points and the
     // writer flushes the spool — each for at most shutdown_timeout.
     let outbox_done = outbox_stage.stop(deadline);
@@ -507,6 +522,49 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             .await;
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
+}
+
+/// Where the engine resumes, and from what state.
+///
+/// After the last reading whose judgement is on record (the cursor `C` the
+/// alert stage committed); on a first start at the head (nothing before is
+/// judged). With a snapshot of the engine at `S ≤ C` still in the spool, the
+/// engine starts from it at `S` and judges `S..C` again quietly
+/// (`live::snapshot`); otherwise it starts at `C` from the active alerts'
+/// levels.
+fn resume_at(
+    data_dir: &Path,
+    cursor: Option<spool::Position>,
+    oldest: spool::Position,
+    head: spool::Position,
+) -> (spool::Position, Option<spool::Position>, Option<crate::engine::snapshot::Snapshot>) {
+    let Some(c) = cursor else {
+        return (head, None, None);
+    };
+    let snapshot = match crate::live::snapshot::load(data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "the engine snapshot cannot be used; resuming from the active alerts");
+            None
+        }
+    };
+    match snapshot {
+        Some((s, snap)) if s <= c && s >= oldest && c <= head => {
+            tracing::info!(snapshot = ?s, cursor = ?c, "resuming the engine from its snapshot");
+            (s, Some(c), Some(snap))
+        }
+        other => {
+            if let Some((s, _)) = other {
+                tracing::warn!(snapshot = ?s, cursor = ?c, oldest = ?oldest, "the engine snapshot does not fit the spool and the alerts on record; resuming from the active alerts");
+            }
+            if c < oldest {
+                tracing::warn!(cursor = ?c, oldest = ?oldest, "the spool no longer holds where the engine stopped; judging from its oldest record");
+                (oldest, None, None)
+            } else {
+                (c.min(head), None, None)
+            }
+        }
+    }
 }
 
 /// SIGHUP re-reads the configuration.

@@ -64,8 +64,8 @@
 //! |---|---|
 //! | [`config`] | the config files (and optional materials.toml), env overrides, every error with file/line/key |
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
-//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::sink`, where transitions go |
-//! | [`live`] | the engine in the daemon: its state, and the engine stage (catch-up from the spool, ticks) |
+//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::sink`, where transitions go; `engine::snapshot`, its state as data |
+//! | [`live`] | the engine in the daemon: its state, the engine stage (catch-up from the spool, ticks), its snapshots on disk |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store, the alert stage |

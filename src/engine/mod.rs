@@ -13,6 +13,7 @@ pub mod rain;
 mod rules;
 pub mod series;
 pub mod sink;
+pub mod snapshot;
 mod view;
 
 use rustc_hash::FxHashMap as HashMap;
