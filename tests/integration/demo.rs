@@ -285,7 +285,7 @@ async fn the_demo_runs_in_storm_time_in_a_browser() {
         after as f64 / MIN as f64
     );
     assert!(
-        after >= 35 * MIN && after <= 39 * MIN,
+        (35 * MIN..=39 * MIN).contains(&after),
         "offline {after} ns after its last report (stale after 35 min)"
     );
 
