@@ -137,10 +137,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
 /// [`run`] on `clock`: the demo's storm time (see [`crate::clock`]).
 pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -> Result<(), DaemonError> {
+    crate::redact::install(crate::redact::Redactor::from_config(&config));
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
-    let (appender, reader) =
+    let (mut appender, reader) =
         spool::open(&data_dir.join("spool"), d.spool.segment_size).map_err(DaemonError::Spool)?;
     let stats = appender.stats();
     let metrics = Arc::new(new_metrics());
@@ -153,6 +154,8 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
         client.as_ref().map(|_| d.influxdb.max_lag.get()),
         stages,
     ));
+    // A full disk stops acknowledging, never drops (see `disk`).
+    appender.limit(health.disk.clone(), d.spool.max_bytes);
     tracing::info!(
         data_dir = %data_dir.display(),
         sites = config.sites.sites.len(),
@@ -174,6 +177,15 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             .name("fg-checkpoint".into())
             .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
             .map_err(|e| DaemonError::Start("checkpoint", e))?
+    };
+    // What is older than state.retention goes once a day.
+    let prune = {
+        let (path, stop, retention) =
+            (state_path.clone(), stop_checkpoints.clone(), config.daemon.state.retention.get());
+        std::thread::Builder::new()
+            .name("fg-prune".into())
+            .spawn(move || crate::alerts::prune::run(&path, retention, &stop))
+            .map_err(|e| DaemonError::Start("prune", e))?
     };
     let head = appender.position();
     let cursor = store
@@ -268,6 +280,7 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
                 Box::new(move |p| c.set(crate::live::stage::position(p)))
             },
             clock,
+            disk: Some((health.disk.clone(), state_path.clone())),
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
             .map_err(|e| DaemonError::Start("alerts", e))?;
@@ -352,15 +365,19 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             max_body: d.http.max_push_body,
         })),
         clock,
+        guard: Arc::new(http::guard::Guard::new(&d.http, &d.channels.ack.base_url)),
     });
-    let http_task = tokio::spawn({
-        let stop = stop_http.clone();
-        async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
-    });
+    if d.http.api_token.is_empty() {
+        tracing::warn!("http.api_token is empty: the write API (ack, dispose, silences, reload) is off");
+    }
+    let http_task = tokio::spawn(http::server::serve(
+        listener,
+        app,
+        http::server::Limits::from_config(&d.http),
+        metrics.clone(),
+        stop_http.clone(),
+        Duration::from_secs(1),
+    ));
 
     let stop_fsync = CancellationToken::new();
     let fsync_task = (!fsync_interval.is_zero())
@@ -404,6 +421,12 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
 
     let stop_sighup = CancellationToken::new();
     let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_sighup.clone()));
+    // A full disk is told to the duty officers directly (state.db may be on it).
+    let disk_task = tokio::spawn(crate::notify::operator::watch_disk(
+        health.disk.clone(),
+        outbox.clone(),
+        stop_sighup.clone(),
+    ));
 
     let stop_intake = CancellationToken::new();
     // The SL 651 central station, when configured: an intake beside MQTT.
@@ -485,6 +508,7 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     }
     stop_sighup.cancel();
     let _ = sighup_task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), disk_task).await;
     // The engine stops between two batches (the rest is judged after the
     // restart, from the committed mark); the alert stage records what it holds.
     engine_stage.stop(deadline).await;
@@ -517,9 +541,11 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
     stop_checkpoints.cancel();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), tokio::task::spawn_blocking(move || checkpoints.join()))
-            .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::task::spawn_blocking(move || (checkpoints.join(), prune.join())),
+    )
+    .await;
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
 }

@@ -44,7 +44,7 @@
 //!      │                               ▼
 //!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook
 //!      ▼
-//!  health + stage probes ──▶ http: /healthz /readyz (names a stalled stage) /metrics,
+//!  health + stage probes + disk ──▶ http: /healthz /readyz (names a stalled stage, a full disk) /metrics,
 //!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /ack/{token},
 //!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE),
 //!        /api/v1/{materials,drills,clock}
@@ -68,9 +68,9 @@
 //! | [`live`] | the engine in the daemon: its state, the engine stage (catch-up from the spool, ticks), its snapshots on disk |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
-//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store, the alert stage |
+//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store and its daily pruning, the alert stage |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
-//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, the outbox stage |
+//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, robots by reference, operator alerts, the outbox stage |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history (with [`analysis`]'s sections) |
 //! | [`analysis`] | a rain event's readings: rainfall, waterlogging (the engine's levels), pumps; their sources (InfluxQL, spool, files); `compare-storms` |
 //! | [`readiness`] | `report --kind readiness`: 汛前准备情况, every blank filled from config and state |
@@ -91,12 +91,14 @@
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
 //! | [`stage`] | stage probes, the pure stall judgement, exit guards, the test wedge |
 //! | [`backoff`] | capped exponential backoff with full jitter |
-//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages) |
+//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages, disk) |
+//! | [`disk`] | a full disk: the spool's limit, writers' reports of ENOSPC, for `/readyz` and the operator alert |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` (a leaf: imports no module's internals) |
-//! | [`http`] | the axum server, the `/api/v1` handlers, the push endpoints, the live page and its SSE stream |
+//! | [`http`] | the HTTP server (`http::server`: accept loop, header-read timeout, connection cap), access and limits (`http::guard`: read token, Host check, security headers, rate limits), the `/api/v1` handlers, the push endpoints, the live page and its SSE stream |
 //! | [`daemon`] | `floodguard run`: one stage per function, supervision, reverse shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
-//! | [`logging`] | tracing set-up |
+//! | [`logging`] | tracing set-up: every line through [`redact`] |
+//! | [`redact`] | the one redaction of errors stored or logged: secrets, URL credentials and queries, phone numbers |
 //!
 //! Pure parts (decoder, line protocol, retry decision, readiness and stall
 //! judgement, config validation, plan compilation, the engine, alert
@@ -116,6 +118,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod disk;
 pub mod drills;
 pub mod engine;
 pub mod events;
@@ -133,6 +136,7 @@ pub mod outlet;
 pub mod plan;
 pub mod readiness;
 pub mod reading;
+pub mod redact;
 pub mod reload;
 pub mod replay;
 pub mod report;

@@ -8,11 +8,13 @@
 //! - [`store`]: SQLite persistence and migrations;
 //! - [`records`]: issues and returns of flood materials, drills — kept
 //!   beside the alerts in `state.db`;
+//! - [`prune`]: the daily pruning of what is older than `state.retention`;
 //! - [`manager`]: applies transitions, ticks and operators' acts;
 //! - [`stage`]: the alert stage's thread — batches, retries, follow-ups.
 pub mod decide;
 pub mod manager;
 pub mod model;
+pub mod prune;
 pub mod records;
 pub mod route;
 mod schema;

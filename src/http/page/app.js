@@ -34,6 +34,8 @@
       threshold: "阈值", seen: "更新于", by: "", value_at: "当前值", to: "→", channel: { sms: "短信", email: "邮件", webhook: "机器人" },
       points: (n) => `${n} 个点`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 遥测", http: "HTTP 推送", modbus: "Modbus" }, source: "来源",
+      read_title: "查看令牌", read_hint: "本页数据需要查看令牌（向系统管理员索取），输入一次即可。",
+      read_token: "查看令牌（read token）", bad_read_token: "令牌无效，请重新输入",
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
@@ -57,6 +59,8 @@
       threshold: "threshold", seen: "seen", by: "", value_at: "value", to: "→", channel: { sms: "SMS", email: "e-mail", webhook: "robot" },
       points: (n) => `${n} points`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 RTU", http: "HTTP push", modbus: "Modbus" }, source: "via",
+      read_title: "Read token", read_hint: "This page's data needs the read token (ask the administrator); enter it once.",
+      read_token: "Read token", bad_read_token: "Wrong token, enter it again",
     },
   };
 
@@ -244,6 +248,7 @@
     c.loading = true;
     try {
       const r = await fetch(`/api/v1/sites/${encodeURIComponent(id)}/series?since=3h`);
+      if (r.status === 401) needReadToken();
       if (r.ok) {
         c.series = await r.json();
         c.at = Date.now();
@@ -267,9 +272,40 @@
     }
   }
 
+  // ── the read token ───────────────────────────────────────────────────
+  // When the server has http.read_token, every read answers 401 without it:
+  // the page asks once and keeps it in a cookie (sent with every request of
+  // this origin, the event stream too, which cannot send a header).
+  const READ_COOKIE = "fg_read";
+  const hasReadCookie = () => document.cookie.split(";").some((c) => c.trim().startsWith(READ_COOKIE + "="));
+  function setReadCookie(token) {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${READ_COOKIE}=${encodeURIComponent(token)}; path=/; max-age=31536000; SameSite=Strict${secure}`;
+  }
+  let askingRead = false;
+  function needReadToken() {
+    if (askingRead) return;
+    askingRead = true;
+    $("read-token").value = "";
+    $("read-error").textContent = hasReadCookie() ? T().bad_read_token : "";
+    $("read-dialog").showModal();
+    $("read-token").focus();
+  }
+  function submitRead(ev) {
+    ev.preventDefault();
+    const t = $("read-token").value.trim();
+    if (!t) return;
+    setReadCookie(t);
+    $("read-dialog").close();
+    askingRead = false;
+    refreshAll();
+    connect();
+  }
+
   // ── data ─────────────────────────────────────────────────────────────
   async function getJSON(path, headers) {
     const r = await fetch(path, { headers: headers || {} });
+    if (r.status === 401 && !(headers && headers.Authorization)) needReadToken();
     if (!r.ok) throw new Error(`${path}: ${r.status}`);
     return r.json();
   }
@@ -303,6 +339,7 @@
   }
 
   async function loadRecords() {
+    records.loadClock();
     try { state.materials = await getJSON("/api/v1/materials"); } catch (e) { /* alerting may be off */ }
     try { state.drills = await getJSON("/api/v1/drills"); } catch (e) { /* alerting may be off */ }
     renderRecords();
@@ -337,8 +374,12 @@
     source.onopen = () => { lastEvent = Date.now(); setConnected(true); refreshAll(); };
     source.onerror = () => {
       setConnected(false);
-      // The browser retries by itself unless the stream was refused.
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      // The browser retries by itself unless the stream was refused (a
+      // missing read token among the reasons: a read tells).
+      if (source.readyState === EventSource.CLOSED) {
+        if (!askingRead) getJSON("/api/v1/sites").catch(() => {});
+        setTimeout(() => { if (!askingRead) connect(); }, 2000);
+      }
     };
     const on = (name, f) => source.addEventListener(name, (e) => {
       lastEvent = Date.now();
@@ -425,6 +466,8 @@
 
   // ── start ────────────────────────────────────────────────────────────
   $("act-form").addEventListener("submit", submitAct);
+  $("read-form").addEventListener("submit", submitRead);
+  $("read-dialog").addEventListener("cancel", (e) => e.preventDefault());
   $("act-cancel").addEventListener("click", () => { $("act").close(); acting = null; });
   $("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
@@ -448,7 +491,6 @@
     } catch (e) { $("clock").textContent = new Date(now).toTimeString().slice(0, 8); }
   }, 500);
   setInterval(() => { if (state.connected) { loadNotes(); loadRecords(); refreshCharts(false); } }, 15000);
-  records.loadClock();
   setConnected(false);
   applyTexts();
   refreshAll();
