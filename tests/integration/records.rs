@@ -19,7 +19,7 @@ use crate::support::peer::Peer;
 use crate::support::publish::Publisher;
 use crate::support::{http_get, wait_for};
 
-const TOKEN: &str = "records-test-token";
+const TOKEN: &str = "records-test-token-5f0c2a9e7b1d4c36";
 
 fn http_sms(peer: &Peer) -> String {
     format!(
