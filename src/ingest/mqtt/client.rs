@@ -44,7 +44,7 @@ use crate::health::Health;
 use crate::ingest::intake::{DropLog, Intake};
 use crate::metrics::Metrics;
 use crate::outlet::Confirm;
-use crate::reading::{to_ns, Reading, TimestampNs};
+use crate::reading::{Reading, TimestampNs};
 use crate::stage::Probe;
 
 /// How long the worker waits for more messages before it hands a small
@@ -77,6 +77,8 @@ pub struct Mqtt {
     pub resubscribe: Arc<tokio::sync::Notify>,
     /// The intake stage's probe.
     pub probe: Arc<Probe>,
+    /// Receive times: the wall, or storm time in the demo.
+    pub clock: crate::clock::Clock,
 }
 
 /// Events handled per turn of the poll loop at most.
@@ -232,7 +234,7 @@ impl Mqtt {
             // Take what else is ready without going round the select:
             // a read brings up to ten packets, and the select's futures cost
             // more than the packets.
-            let now = to_ns(chrono::Utc::now());
+            let now = self.clock.now();
             let mut event = event;
             for k in 0..DRAIN {
                 let publish = self.on_event(&mut conn, &link, event);
