@@ -232,6 +232,9 @@ pub struct AlertSnapshot {
     /// (`"人民路铁路桥下穿 Ⅲ"`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// The nearest depots holding the card's materials (防汛物资).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supply: Vec<crate::materials::Supply>,
 }
 
 impl From<&Alert> for AlertSnapshot {
@@ -254,6 +257,7 @@ impl From<&Alert> for AlertSnapshot {
             card: a.card.as_deref().cloned(),
             started_at: a.started_at,
             members: Vec::new(),
+            supply: Vec::new(),
         }
     }
 }

@@ -300,6 +300,7 @@ impl Work<'_> {
                 .collect();
             snapshot.members.sort();
         }
+        snapshot.supply = self.supplies.for_site(self.places, &alert.site, alert.card.as_deref());
         let local = chrono::DateTime::from_timestamp_nanos(now).with_timezone(&self.places.tz);
         let mut teams = route::teams(self.teams, alert, level);
         if escalation.is_some() {
@@ -445,7 +446,7 @@ impl Work<'_> {
         Ok(())
     }
 
-    fn load(&self, id: i64) -> Result<Alert, OpError> {
+    pub(super) fn load(&self, id: i64) -> Result<Alert, OpError> {
         let cached = self.active.values().find(|a| a.id == id).cloned();
         match cached {
             Some(a) => Ok(a),

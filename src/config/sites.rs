@@ -152,6 +152,10 @@ pub struct SitesFile {
     pub district: District,
     pub streets: Vec<Street>,
     pub sites: Vec<Site>,
+    /// `[[pump_works]]`: upgrades and repairs of pump stations.
+    pub pump_works: Vec<super::readiness::PumpWork>,
+    /// `[[renovations]]`: waterlogging points' renovation projects.
+    pub renovations: Vec<super::readiness::Renovation>,
 }
 
 /// Is `id` usable as a topic segment, tag value and URL path segment?
@@ -294,6 +298,7 @@ mod tests {
             district: District::default(),
             streets: vec![Street { id: "s".into(), name: "s".into(), name_en: None }],
             sites: vec![a, b, c],
+            ..SitesFile::default()
         };
         let errs = validate(&file);
         let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
@@ -324,6 +329,7 @@ mod tests {
             district: District::default(),
             streets: vec![Street { id: "a".into(), name: "A".into(), name_en: None }],
             sites: vec![site("A", Kind::Waterlogging, "a"), site("A", Kind::Manhole, "a"), river],
+            ..SitesFile::default()
         };
         let errs = validate(&file);
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();

@@ -224,6 +224,8 @@ pub struct TeamsFile {
     pub teams: Vec<Team>,
     pub alerting: Alerting,
     pub silences: Vec<SilenceConfig>,
+    /// `[hq]`: the flood HQ and its member units (成员单位).
+    pub hq: Option<super::readiness::Hq>,
 }
 
 /// Semantic checks of `teams.toml` against the known street ids; each problem
@@ -370,7 +372,7 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<
     errs
 }
 
-fn is_phone(s: &str) -> bool {
+pub(super) fn is_phone(s: &str) -> bool {
     let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     let digits = digits.strip_prefix('+').unwrap_or(&digits);
     (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())

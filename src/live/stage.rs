@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::snapshot::{Snapshots, SNAPSHOT_EVERY};
 use super::Live;
+use crate::clock::Clock;
 use crate::engine::{Judged, Progress, Transition, TransitionSink};
 use crate::outlet::{Feed, Position, Replay};
 use crate::plan::Plan;
-use crate::reading::{to_ns, Reading};
+use crate::reading::Reading;
 use crate::stage::{Probe, Wedge};
 
 /// Records read from the spool per step when catching up.
@@ -89,6 +90,8 @@ pub struct EngineStage {
     /// to here were judged and their transitions are on record; they are
     /// judged again to rebuild the state, and nothing is handed on.
     pub rejudge_until: Option<Position>,
+    /// The time the engine judges by: the wall, or storm time in the demo.
+    pub clock: Clock,
 }
 
 /// Why the stage stopped on its own.
@@ -115,6 +118,9 @@ impl EngineStage {
         if let Some(until) = self.rejudge_until.take() {
             self.rejudge(until, stop)?;
         }
+        // The state it starts from, at once: a kill in the next seconds
+        // then resumes from here rather than from the alerts' levels.
+        self.offer_snapshot();
         // What was spooled and not judged before this start.
         let head = self.replay.head();
         if self.replay.position() < head {
@@ -158,7 +164,7 @@ impl EngineStage {
                 if self.feed.is_empty() && self.replay.position() < head {
                     self.catch_up(head, stop)?;
                 }
-                let t = self.live.tick(to_ns(chrono::Utc::now()));
+                let t = self.live.tick(self.clock.now());
                 let pos = self.replay.position();
                 if !t.is_empty() || (pos != sent_pos && sent_at.elapsed() >= PROGRESS_EVERY) {
                     self.deliver(t, Some(pos))?;
@@ -206,7 +212,7 @@ impl EngineStage {
                 Stopped::Spool(e.to_string())
             })?;
             if !readings.is_empty() {
-                self.live.rejudge(&readings, to_ns(chrono::Utc::now()));
+                self.live.rejudge(&readings, self.clock.now());
             }
             if end == before {
                 break;
@@ -242,7 +248,7 @@ impl EngineStage {
         match c {
             Control::Reload(plan, reply) => {
                 self.flush()?;
-                let t = self.live.reload(plan, to_ns(chrono::Utc::now()));
+                let t = self.live.reload(plan, self.clock.now());
                 let _ = reply.send(());
                 self.deliver(t, None)
             }
@@ -303,7 +309,7 @@ impl EngineStage {
 
     /// Judges readings; their transitions wait in `held` for `flush`.
     fn judge(&mut self, readings: &[Reading], end: Position) -> Result<(), Stopped> {
-        let t = self.live.readings(readings, to_ns(chrono::Utc::now()));
+        let t = self.live.readings(readings, self.clock.now());
         if !t.is_empty() {
             self.held.0.extend(t);
             self.held.1 = Some(end);
@@ -380,7 +386,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut appender, _reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
         let start = appender.position();
-        let t0 = to_ns(chrono::Utc::now()) - 60_000_000_000;
+        let t0 = crate::reading::to_ns(chrono::Utc::now()) - 60_000_000_000;
         let s = 1_000_000_000;
         // Spooled before the engine starts (a crash left them unjudged): Ⅳ.
         for (i, v) in [12.0, 13.0].into_iter().enumerate() {
@@ -398,6 +404,7 @@ mod tests {
             sink: capture.clone(),
             probe: Probe::new("engine"),
             held: Default::default(),
+            clock: Clock::wall(),
             drain_for: Duration::ZERO,
             snapshots: None,
             rejudge_until: None,
@@ -447,7 +454,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut appender, _reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
         let start = appender.position();
-        let t0 = to_ns(chrono::Utc::now()) - 60_000_000_000;
+        let t0 = crate::reading::to_ns(chrono::Utc::now()) - 60_000_000_000;
         let s = 1_000_000_000;
         // Ⅳ, Ⅲ, Ⅱ, two readings each (the sample plan's sustain): the feed
         // carries only the last append, the engine has judged none.
@@ -473,6 +480,7 @@ mod tests {
             drain_for: Duration::from_secs(10),
             snapshots: None,
             rejudge_until: None,
+            clock: Clock::wall(),
         };
         let stop = CancellationToken::new();
         stop.cancel();

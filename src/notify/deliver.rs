@@ -15,7 +15,7 @@ use super::budget::{self, Step};
 use super::classify::{Hold, Outcome};
 use super::outbox::{Body, Finish, Row};
 use super::send::{dingtalk_body, DINGTALK_MAX_BODY, WECOM_MAX_BYTES};
-use super::{merge, now, ns, parts, Channels, Outbox, GROUPS};
+use super::{merge, ns, parts, Channels, Outbox, GROUPS};
 use crate::config::{SmsProvider, VoiceProvider, Window};
 use crate::reading::TimestampNs;
 
@@ -88,11 +88,13 @@ impl Outbox {
             if stop.is_cancelled() {
                 return;
             }
-            let due = self.db().due(channels, now(), 20).unwrap_or_default();
+            let due = self.db().due(channels, self.now(), 20).unwrap_or_default();
             if due.is_empty() {
                 let next = self.db().next_due(channels).ok().flatten();
                 let wait = next.map_or(Duration::from_secs(1), |t| {
-                    Duration::from_nanos((t - now()).clamp(0, 1_000_000_000) as u64)
+                    self.clock
+                        .wall_duration(Duration::from_nanos((t - self.now()).max(0) as u64))
+                        .min(Duration::from_secs(1))
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -161,7 +163,7 @@ impl Outbox {
 
     /// Sends one due row within its recipient's budget and records how it went.
     pub(super) async fn deliver(&self, mut row: Row) {
-        let now = now();
+        let now = self.now();
         let ch = self.ch();
         let (windows, reserve) = budget_of(&ch, &row.channel);
         let hold = self.db().hold_of(&row.channel, &row.recipient, now).ok().flatten();
@@ -287,7 +289,7 @@ impl Outbox {
                 }
                 Outcome::Sent { .. } => {
                     row.sent_bytes += n;
-                    let now = now();
+                    let now = self.now();
                     if let Err(e) = self.db().part_sent(row.id, row.sent_bytes, row.part_max, now) {
                         tracing::error!(error = %e, "cannot record a part sent");
                     }
@@ -324,7 +326,7 @@ impl Outbox {
         windows: &[Window],
         outcome: Outcome,
     ) {
-        let done = now();
+        let done = self.now();
         let label = outcome.label();
         let text = outcome.text().to_string();
         let sms_receipts = ch.section.sms.as_ref().is_some_and(|s| s.has_receipts());

@@ -62,6 +62,7 @@ impl Outbox {
             card: None,
             started_at: now(),
             members: vec![],
+            supply: vec![],
         };
         let n = Notification {
             id: 0,

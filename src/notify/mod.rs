@@ -27,6 +27,7 @@ mod deliver;
 pub mod drill;
 pub mod fallback;
 pub mod ledger;
+mod links;
 pub mod merge;
 pub mod message;
 pub mod operator;
@@ -117,6 +118,8 @@ pub struct Outbox {
     nonces: Mutex<Vec<(String, i64, String)>>,
     /// Attempts started or finished, for the stage's heartbeat.
     pub(crate) activity: std::sync::atomic::AtomicU64,
+    /// When rows are due and were sent: the wall, or storm time in the demo.
+    clock: crate::clock::Clock,
 }
 
 /// One row to make for a notification.
@@ -156,7 +159,24 @@ impl Outbox {
             health: Mutex::new(None),
             activity: std::sync::atomic::AtomicU64::new(0),
             nonces: Mutex::new(Vec::new()),
+            clock: crate::clock::Clock::wall(),
         })
+    }
+
+    /// The outbox on `clock` (the demo's storm time) instead of the wall.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The outbox's time now.
+    pub fn now(&self) -> TimestampNs {
+        self.clock.now()
+    }
+
+    /// The wall time of `t` on the outbox's clock (for stall figures).
+    pub fn wall_at(&self, t: TimestampNs) -> TimestampNs {
+        self.clock.wall_at(t)
     }
 
     /// Takes a reloaded configuration. New channels apply to the next send;
@@ -172,7 +192,7 @@ impl Outbox {
         *self.channels.write().expect("channels lock") =
             Arc::new(Channels { section: channels.clone(), senders });
         // New credentials: what waited for them is tried now.
-        match self.db().wake_refused(now()) {
+        match self.db().wake_refused(self.now()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 messages = n,
@@ -245,7 +265,7 @@ impl Outbox {
         let ch = self.ch();
         let ask: Vec<&str> =
             ch.section.sms.as_ref().filter(|s| s.has_receipts()).map(|_| "sms").into_iter().collect();
-        let n = self.db().recover_sending(&ask, &["voice"], now()).map_err(|e| e.to_string())?;
+        let n = self.db().recover_sending(&ask, &["voice"], self.now()).map_err(|e| e.to_string())?;
         if n > 0 {
             tracing::warn!(rows = n, "messages cut off mid-send: asked about where the provider can tell, else queued again (same idempotency key)");
         }
@@ -271,61 +291,6 @@ impl Outbox {
             }
         }
         Ok(done)
-    }
-
-    /// An ack link for `alerts` sent to `member` (one alert, or every alert
-    /// of a summary), if links are configured; its nonce is stored with the
-    /// rows that carry it, in the same transaction.
-    fn link_many(&self, alerts: &[i64], member: &str, now: TimestampNs) -> Option<String> {
-        let ch = self.ch();
-        let ack = &ch.section.ack;
-        let ids: Vec<i64> = alerts.iter().copied().filter(|a| *a > 0).collect();
-        let first = *ids.first()?;
-        if ack.secret.is_empty() || ack.base_url.trim().is_empty() {
-            return None;
-        }
-        let nonce = acklink::nonce();
-        let claims = acklink::Claims {
-            a: first,
-            m: member.to_string(),
-            e: now / 1_000_000_000 + ack.ttl.get().as_secs() as i64,
-            n: nonce.clone(),
-            l: if ids.len() > 1 { ids } else { Vec::new() },
-        };
-        self.nonces.lock().expect("nonces lock").push((nonce, first, member.to_string()));
-        Some(format!(
-            "{}/ack/{}",
-            ack.base_url.trim_end_matches('/'),
-            acklink::sign(ack.secret.expose().as_bytes(), &claims)
-        ))
-    }
-
-    /// A link that acknowledges every one of `alerts` for `member` (a
-    /// digest's), its nonce stored at once; None when links are off.
-    fn link_all(&self, alerts: &[i64], member: &str, now: TimestampNs) -> Option<String> {
-        let ch = self.ch();
-        let ack = &ch.section.ack;
-        let first = *alerts.iter().find(|a| **a > 0)?;
-        if ack.secret.is_empty() {
-            return None;
-        }
-        let nonce = acklink::nonce();
-        let claims = acklink::Claims {
-            a: first,
-            m: member.to_string(),
-            e: now / 1_000_000_000 + ack.ttl.get().as_secs() as i64,
-            n: nonce.clone(),
-            l: alerts.iter().copied().filter(|a| *a > 0).collect(),
-        };
-        if let Err(e) = self.db().add_nonce(&nonce, first, member, now) {
-            tracing::error!(error = %e, "cannot store an ack link");
-            return None;
-        }
-        Some(format!(
-            "{}/ack/{}",
-            ack.base_url.trim_end_matches('/'),
-            acklink::sign(ack.secret.expose().as_bytes(), &claims)
-        ))
     }
 
     fn render(&self, n: &Notification, member: &str, drill: bool, now: TimestampNs) -> Rendered {
@@ -512,35 +477,17 @@ impl Outbox {
 
     /// Nothing due or being sent (messages waiting for a retry later do not count).
     pub fn is_drained(&self) -> bool {
-        self.db().in_flight(now()).unwrap_or(0) == 0
+        self.db().in_flight(self.now()).unwrap_or(0) == 0
     }
 
     /// Returns once nothing is due or being sent (messages waiting for a
     /// retry later do not count).
     pub async fn drained(&self) {
         loop {
-            if self.db().in_flight(now()).unwrap_or(0) == 0 {
+            if self.db().in_flight(self.now()).unwrap_or(0) == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Checks an ack link (signature, expiry, not used).
-    pub fn check_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
-        let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().nonce_unused(&claims.n, claims.a, &claims.m) {
-            Ok(true) => Ok(claims),
-            _ => Err(acklink::TokenError::Used),
-        }
-    }
-
-    /// Uses an ack link: valid once.
-    pub fn use_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
-        let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().use_nonce(&claims.n, claims.a, &claims.m, now) {
-            Ok(true) => Ok(claims),
-            _ => Err(acklink::TokenError::Used),
         }
     }
 

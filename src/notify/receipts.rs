@@ -15,7 +15,7 @@ use super::classify::{Receipt, Report};
 use super::deliver::CALL_RESULT_TIMEOUT;
 use super::fallback::{self, Case, Next};
 use super::outbox::Row;
-use super::{now, providers, Channels, Outbox};
+use super::{providers, Channels, Outbox};
 use crate::config::{SmsProvider, VoiceProvider};
 use crate::reading::TimestampNs;
 
@@ -45,7 +45,7 @@ impl Outbox {
                     .max()
                     .unwrap_or_default()
                     .max(Duration::from_secs(86_400));
-                if let Err(e) = self.db().prune_budget(now() - super::ns(keep)) {
+                if let Err(e) = self.db().prune_budget(self.now() - super::ns(keep)) {
                     tracing::warn!(error = %e, "cannot prune old budget spends");
                 }
             }
@@ -58,13 +58,14 @@ impl Outbox {
 
     async fn sms_receipts(&self, ch: &Channels, last_pull: &mut Option<Instant>) {
         let Some(sms) = ch.section.sms.as_ref().filter(|s| s.has_receipts()) else { return };
-        let now = now();
+        let now = self.now();
         let http = &ch.senders.http;
         match sms.provider {
             SmsProvider::Aliyun => {
                 let rows = self.db().checks_due("sms", now, ROUND).unwrap_or_default();
                 for row in rows {
-                    let sent = row.sent_at.unwrap_or(row.created_at);
+                    // The provider's date is the wall's (storm time in the demo).
+                    let sent = self.wall_at(row.sent_at.unwrap_or(row.created_at));
                     let phone = row.recipient.trim_start_matches("+86").to_string();
                     let report = providers::aliyun_sms_report(
                         http,
@@ -120,7 +121,7 @@ impl Outbox {
 
     async fn call_results(&self, ch: &Channels) {
         let Some(v) = ch.section.voice.as_ref() else { return };
-        let now = now();
+        let now = self.now();
         let rows = self.db().checks_due("voice", now, ROUND).unwrap_or_default();
         for row in rows {
             let report = match (v.provider, row.provider_id.as_deref()) {
@@ -129,7 +130,7 @@ impl Outbox {
                         &ch.senders.http,
                         v,
                         id,
-                        row.sent_at.unwrap_or(row.created_at),
+                        self.wall_at(row.sent_at.unwrap_or(row.created_at)),
                     )
                     .await
                 }
@@ -198,7 +199,7 @@ impl Outbox {
     /// A call's result from the provider's callback (Tencent VMS): false
     /// when no call waits for one under that id.
     pub fn call_result(&self, call_id: &str, receipt: Receipt, note: &str) -> bool {
-        let now = now();
+        let now = self.now();
         match self.db().awaiting_row("voice", call_id, "") {
             Ok(Some(row)) => {
                 let report = Report::Found { receipt, note: note.to_string(), id: Some(call_id.to_string()) };
