@@ -111,6 +111,7 @@ async fn run() {
     o.sites_toml = Some(sites_toml());
     o.teams_toml = Some(teams_toml());
     o.plan_toml = Some(common::plan_toml("CD-ST-49"));
+    o.materials_toml = Some(String::new());
     o.http_extra = format!("api_token = \"{TOKEN}\"\n");
     o.channels = format!(
         "[channels.sms]\nprovider = \"http\"\nurl = \"{sms}\"\nformat = \"json\"\n\
