@@ -69,6 +69,7 @@
 //! | [`demo`] | `floodguard demo`: rumqttd in-process, the embedded sample, the storm, the live page |
 //! | [`replay`] | `floodguard replay`: backtest recorded line protocol, compare plans |
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
+//! | [`coerce`] | values as devices send them: each metric's type (flag or number) from the plan, one coercion for every intake |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
 //! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings), `ingest::sl651` (the SL 651 central station), `ingest::modbus` (Modbus TCP polling of PLCs: register map, pollers) |
@@ -98,6 +99,7 @@ pub mod alerts;
 pub mod backoff;
 pub mod catalog;
 pub mod check;
+pub mod coerce;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -11,6 +11,7 @@ use super::schema::{
     AreaSpec, CardSpec, Defaults, Direction, KindSpec, Override, RainInput, RuleSpec, RuleType,
 };
 use super::{ns, AreaRules, Card, Check, Plan, RuleInfo, SitePlan, SiteRule, StreetPlan};
+use crate::coerce::MetricTypes;
 use crate::config::{is_valid_id, Kind, Site, SitesFile};
 use crate::level::Level;
 
@@ -253,9 +254,16 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         let street = street_index[site.street.as_str()];
         streets[street].sites.push(si);
         let spec = kinds[&site.kind];
-        // Units are the kind's: one map per kind, shared.
-        let units = kind_units.entry(site.kind).or_insert_with(|| Arc::new(units_of(spec))).clone();
-        plan_sites.push(site_plan(site, street, spec, units, rules));
+        // Units and types are the kind's: one map per kind, shared.
+        let (units, types) = kind_units
+            .entry(site.kind)
+            .or_insert_with(|| {
+                let types =
+                    MetricTypes::from_units(spec.metrics.iter().map(|(m, u)| (m.as_str(), u.as_str())));
+                (Arc::new(units_of(spec)), Arc::new(types))
+            })
+            .clone();
+        plan_sites.push(site_plan(site, street, spec, units, types, rules));
     }
     let site_index = plan_sites.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     Ok(Plan {
@@ -429,6 +437,15 @@ fn compile_check(
                     ));
                 }
             }
+            // Types, checked here rather than found false at run time.
+            let ty = |name: &str| -> Option<expr::Ty> {
+                if let Some(unit) = declared(spec, name) {
+                    return Some(if unit.is_empty() { expr::Ty::Flag } else { expr::Ty::Number });
+                }
+                (condition_name_ok(site.kind, spec, name) || site.params.contains_key(name))
+                    .then_some(expr::Ty::Number)
+            };
+            expr::check_condition(&tree, &ty).map_err(|e| (key.clone(), format!("{e} (in {text:?})")))?;
             // The metrics whose arrival can change the outcome.
             let mut triggers: Vec<Arc<str>> = Vec::new();
             let mut pump_flags = false;
@@ -483,6 +500,7 @@ fn site_plan(
     street: usize,
     spec: &KindSpec,
     units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    types: Arc<MetricTypes>,
     rules: Vec<SiteRule>,
 ) -> SitePlan {
     let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::default();
@@ -526,6 +544,7 @@ fn site_plan(
         stale_after_ns: ns(spec.stale_after.get()),
         primary: spec.primary.as_deref().map(Arc::from),
         units,
+        types,
         rules,
         by_metric,
         conditions,

@@ -181,6 +181,9 @@ pub struct SitePlan {
     pub primary: Option<Arc<str>>,
     /// The kind's units, shared by its sites.
     pub units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    /// The kind's metric types (flags and numbers), shared by its sites:
+    /// how intake coerces what devices send.
+    pub types: Arc<crate::coerce::MetricTypes>,
     pub rules: Vec<SiteRule>,
     /// Which rules look at a metric (indices into `rules`).
     pub by_metric: HashMap<Arc<str>, Vec<usize>>,
