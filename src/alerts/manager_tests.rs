@@ -78,6 +78,7 @@ fn site(site: &str, street: &str, from: Option<Level>, to: Option<Level>, value:
             trend: None,
             eta: None,
             card: None,
+            suspect: None,
         }),
     }
 }
@@ -327,6 +328,47 @@ fn an_offline_site_inhibits_its_alerts_and_raises_its_own() {
     let sent = cap.take();
     assert!(sent.iter().any(|s| s.contains("firing XC-JS-01 I")), "{sent:?}");
     assert!(sent.iter().any(|s| s.contains("resolved XC-JS-01")), "{sent:?}");
+}
+
+#[test]
+fn a_suspected_sensor_fault_goes_to_maintenance_never_to_the_rescue_teams() {
+    let (m, cap) = manager();
+    let fault = |open: bool, at: i64| Transition {
+        at,
+        change: Change::SensorFault(crate::engine::qc::SensorFault {
+            site: "CD-JS-01".into(),
+            site_name: "人民路铁路桥下穿".into(),
+            street: "chengdong".into(),
+            kind: Kind::Waterlogging,
+            metric: "water_depth_cm".into(),
+            unit: "cm".into(),
+            test: crate::engine::qc::QcTest::Flatline,
+            open,
+            value: Some(0.0),
+        }),
+    };
+    handle(&m, &[fault(true, T0)]);
+    m.tick(T0 + 31 * S).unwrap();
+    assert_eq!(cap.take(), ["iot@31s: firing CD-JS-01 IV → 运维值班工程师 何工"]);
+    let a = m.alerts(true, 10).unwrap().into_iter().find(|a| a.rule == "qc.water_depth_cm").unwrap();
+    assert_eq!(a.kind, Some(AlertKind::Maintenance));
+    assert_eq!(a.rule_name, "疑似传感器故障（water_depth_cm 数值长时间不变）");
+    // Unacked: repeated to maintenance, never escalated up the flood chain.
+    m.tick(T0 + 3 * 3600 * S).unwrap();
+    let sent = cap.take();
+    assert!(sent.iter().all(|s| s.starts_with("iot@") && !s.contains("escalation")), "{sent:?}");
+    handle(&m, &[fault(false, T0 + 4 * 3600 * S)]);
+    m.tick(T0 + 4 * 3600 * S + 31 * S).unwrap();
+    assert_eq!(
+        cap.take(),
+        ["iot@14400s: resolved CD-JS-01 - → 运维值班工程师 何工"],
+        "a resolve goes at once"
+    );
+    // A flood level at the same site still goes to the rescue teams only.
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(IV), 12.0, T0 + 5 * 3600 * S)]);
+    m.tick(T0 + 5 * 3600 * S + 31 * S).unwrap();
+    let sent = cap.take();
+    assert!(!sent.is_empty() && sent.iter().all(|s| !s.starts_with("iot@")), "{sent:?}");
 }
 
 #[test]

@@ -141,6 +141,27 @@ impl Work<'_> {
                 };
                 self.level_change(template, *to, now)
             }
+            Change::Qc(f) => {
+                points::telemetry_qc(&mut self.out.lines, f);
+                Ok(())
+            }
+            Change::SensorFault(f) => {
+                let template = Alert {
+                    kind: Some(AlertKind::Maintenance),
+                    site: f.site.to_string(),
+                    site_name: f.site_name.to_string(),
+                    site_kind: f.kind.as_str().to_string(),
+                    street: f.street.to_string(),
+                    rule: crate::replay::fault_rule(&f.metric),
+                    rule_name: format!("疑似传感器故障（{} {}）", f.metric, f.test.name_zh()),
+                    value: f.value,
+                    unit: f.unit.to_string(),
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                self.level_change(template, f.open.then_some(Level::IV), now)
+            }
             Change::District { to, .. } => {
                 points::area_level(&mut self.out.lines, "district", &self.places.district_id, *to, now);
                 let template = Alert {
@@ -177,7 +198,7 @@ impl Work<'_> {
                 a.peak_value = a.value;
                 a.peak_at = Some(now);
                 a.id = self.tx.insert_alert(&a)?;
-                events.push(Event::new(now, "firing", Some(l)));
+                events.push(Event::new(now, "firing", Some(l)).by(None, suspect_note(&a).as_deref()));
                 a
             }
             (_, Some(mut a)) => {
@@ -195,7 +216,12 @@ impl Work<'_> {
                             a.state = AlertState::Firing;
                             a.escalation_step = 0;
                         }
-                        events.push(Event::new(now, if up { "escalated" } else { "deescalated" }, Some(l)));
+                        a.suspect = if up { template.suspect.clone() } else { None };
+                        let note = suspect_note(&a);
+                        events.push(
+                            Event::new(now, if up { "escalated" } else { "deescalated" }, Some(l))
+                                .by(None, note.as_deref()),
+                        );
                     }
                     Action::Resolve => {
                         a.state = AlertState::Resolved;
@@ -566,6 +592,11 @@ impl Work<'_> {
     }
 }
 
+/// The timeline's note when a rise rests on a suspect value that was confirmed.
+fn suspect_note(a: &Alert) -> Option<String> {
+    a.suspect.as_ref().map(|t| format!("质控：该值曾判为可疑（{t}），已由后续读数确认"))
+}
+
 /// The alert a site transition describes.
 fn site_alert(c: &SiteChange, now: TimestampNs) -> Alert {
     Alert {
@@ -583,6 +614,7 @@ fn site_alert(c: &SiteChange, now: TimestampNs) -> Alert {
         trend_per_hour: c.trend.map(|t| t.per_hour),
         eta_level: c.eta.map(|e| e.level),
         eta_seconds: c.eta.map(|e| e.seconds),
+        suspect: c.suspect.map(|t| t.name_zh().to_string()),
         started_at: now,
         updated_at: now,
         ..Alert::default()

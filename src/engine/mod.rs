@@ -9,6 +9,7 @@
 
 mod area;
 pub mod machine;
+pub mod qc;
 pub mod rain;
 mod rules;
 pub mod series;
@@ -82,6 +83,10 @@ pub struct SiteChange {
     pub eta: Option<Eta>,
     /// The plan card of the level reached.
     pub card: Option<Arc<Card>>,
+    /// A rise that rests on a value quality control found suspect (a
+    /// spike, a fast rise) and the next reading, or a second sensor,
+    /// confirmed: the test. Messages say so.
+    pub suspect: Option<qc::QcTest>,
 }
 
 /// Why a site is offline.
@@ -97,10 +102,28 @@ pub enum OfflineReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Site(SiteChange),
-    Offline { site: Arc<str>, last_seen: Option<TimestampNs>, reason: OfflineReason },
-    Online { site: Arc<str> },
-    Street { street: Arc<str>, name: Arc<str>, from: Option<Level>, to: Option<Level> },
-    District { from: Option<Level>, to: Option<Level> },
+    Offline {
+        site: Arc<str>,
+        last_seen: Option<TimestampNs>,
+        reason: OfflineReason,
+    },
+    Online {
+        site: Arc<str>,
+    },
+    Street {
+        street: Arc<str>,
+        name: Arc<str>,
+        from: Option<Level>,
+        to: Option<Level>,
+    },
+    District {
+        from: Option<Level>,
+        to: Option<Level>,
+    },
+    /// A reading quality control flagged (or a suspect one confirmed).
+    Qc(qc::QcFlag),
+    /// A sensor failing quality control persistently, or passing again.
+    SensorFault(qc::SensorFault),
 }
 
 /// A change and when it happened.
@@ -137,6 +160,8 @@ pub struct SiteState {
     pub offline: bool,
     /// The highest level of its rules.
     pub level: Option<Level>,
+    /// Parallel to the plan's `SitePlan::qc`.
+    pub qc: Vec<qc::QcState>,
 }
 
 /// Everything the engine remembers.
@@ -169,8 +194,8 @@ fn new_site(plan: &Plan, i: usize) -> SiteState {
             .iter()
             .map(|r| RuleState {
                 rain: match &r.check {
-                    Check::Rain { windows, input, .. } => {
-                        Some(Rain::new(*input, windows.iter().map(|w| w.0).max().unwrap_or(0)))
+                    Check::Rain { windows, input, reset_drop, .. } => {
+                        Some(Rain::new(*input, windows.iter().map(|w| w.0).max().unwrap_or(0), *reset_drop))
                     }
                     _ => None,
                 },
@@ -180,6 +205,7 @@ fn new_site(plan: &Plan, i: usize) -> SiteState {
         last_seen: None,
         offline: false,
         level: None,
+        qc: vec![qc::QcState::default(); sp.qc.len()],
     }
 }
 
@@ -239,6 +265,11 @@ impl State {
                     st.history[h] = std::mem::take(&mut prev.history[j]);
                 }
             }
+            for (q, mq) in sp.qc.iter().enumerate() {
+                if let Some(j) = old_sp.qc.iter().position(|o| o.metric == mq.metric) {
+                    st.qc[q] = std::mem::take(&mut prev.qc[j]);
+                }
+            }
             for (r, rule) in sp.rules.iter().enumerate() {
                 let Some(j) = old_sp.rules.iter().position(|o| o.rule.id == rule.rule.id) else {
                     continue;
@@ -273,6 +304,7 @@ impl State {
                             None,
                             None,
                             None,
+                            now,
                         )),
                     });
                 }
@@ -302,6 +334,7 @@ impl State {
                             trend: None,
                             eta: None,
                             card: None,
+                            suspect: None,
                         }),
                     });
                 }
@@ -393,6 +426,81 @@ fn reading(
         st.offline = false;
         out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
     }
+    let Value::Float(v) = r.value else {
+        return judge(plan, i, &mut state.sites[i], r, now, out);
+    };
+    let tested = if plan.qc.enabled { sp.qc.iter().position(|m| m.metric == r.metric) } else { None };
+    let mut held = None;
+    if let Some(q) = tested {
+        let mq = &sp.qc[q];
+        // What the tests need from elsewhere: the street's rain, a second sensor.
+        let st = &state.sites[i];
+        let rain = qc::needs_rain(mq, &st.qc[q], r, v).then(|| street_rain(state, sp, mq, now));
+        let second: Vec<(TimestampNs, f64)> = mq
+            .confirm_with
+            .iter()
+            .filter_map(|m| st.values.get(m))
+            .map(|l| (l.ts, l.value.as_f64()))
+            .collect();
+        let place = qc::Place { sp, street: &plan.streets[sp.street].id };
+        let st = &mut state.sites[i];
+        match qc::screen(&plan.qc, mq, &mut st.qc[q], &place, r, v, rain, &second, now, out) {
+            qc::Screen::Skip => return (false, false),
+            qc::Screen::Judge(h) => held = h,
+        }
+    }
+    let st = &mut state.sites[i];
+    let (mut changed, mut newer) = (false, false);
+    if let Some(h) = held {
+        (changed, newer) = judge(plan, i, st, &h, now, out);
+    }
+    let (c, n) = judge(plan, i, st, r, now, out);
+    changed |= c;
+    newer |= n;
+    // A second sensor of the site that a held reading waits for.
+    if plan.qc.enabled && st.qc.iter().any(|q| q.held.is_some()) {
+        let place = qc::Place { sp, street: &plan.streets[sp.street].id };
+        for q in 0..sp.qc.len() {
+            if let Some(h) =
+                qc::second_sensor(&plan.qc, &sp.qc[q], &mut st.qc[q], &place, &r.metric, r.ts, v, now, out)
+            {
+                let (c, n) = judge(plan, i, st, &h, now, out);
+                changed |= c;
+                newer |= n;
+            }
+        }
+    }
+    (changed, newer)
+}
+
+/// The most rain any gauge of the site's street measured within the
+/// flatline window of `mq`.
+fn street_rain(
+    state: &State,
+    sp: &crate::plan::SitePlan,
+    mq: &crate::plan::qc::MetricQc,
+    now: TimestampNs,
+) -> f64 {
+    let within = mq.flatline.map_or(0, |f| f.after_ns);
+    sp.street_gauges
+        .iter()
+        .filter_map(|&(g, ri)| state.sites[g].rules.get(ri)?.rain.as_ref())
+        .map(|rain| rain.sum(now, within))
+        .fold(0.0, f64::max)
+}
+
+/// Judges a reading that passed quality control (or was not tested):
+/// whether a rule level changed, and whether it was newer than the
+/// metric's latest.
+fn judge(
+    plan: &Plan,
+    i: usize,
+    st: &mut SiteState,
+    r: &Reading,
+    now: TimestampNs,
+    out: &mut Vec<Transition>,
+) -> (bool, bool) {
+    let sp = &plan.sites[i];
     // Late or repeated readings: rain counts them (by their time); the
     // others judge only what is newer than what they have seen.
     let latest = Latest { value: r.value, ts: r.ts };
@@ -458,6 +566,12 @@ fn tick_site(state: &mut State, plan: &Plan, i: usize, now: TimestampNs, out: &m
                 reason: OfflineReason::Stale,
             },
         });
+    }
+    if plan.qc.enabled && st.qc.iter().any(|q| q.held.is_some()) {
+        let place = qc::Place { sp, street: &plan.streets[sp.street].id };
+        for (q, mq) in sp.qc.iter().enumerate() {
+            qc::expire(&plan.qc, mq, &mut st.qc[q], &place, now, out);
+        }
     }
     let mut changed = false;
     for ri in 0..sp.rules.len() {

@@ -14,10 +14,18 @@
 //! => 00:41 online CD-JS-01
 //! => 00:02 street chengdong none→IV
 //! => 00:02 district none→IV
+//! => 00:05 qc CD-JS-01 water_depth_cm=300 suspect spike   # quality control's flags
+//! => 00:06 qc CD-JS-01 water_depth_cm=300 confirmed spike # … a suspect one confirmed
+//! => 01:10 fault CD-JS-01 water_depth_cm flatline open     # a maintenance alert
 //! ```
 //! Every transition the engine makes must be expected, and every expected
 //! one made — except sites the scenario never mentions going offline, unless
 //! the scenario says `strict`. Times are hours:minutes[:seconds] from the start.
+//!
+//! The plan is the sample district's. A file may add to it for all its
+//! scenarios: `overlay plan.toml counter-gauge.toml` appends
+//! `tests/scenarios/counter-gauge.toml` to the sample's `plan.toml` (any of
+//! the four files).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +40,30 @@ const T0: i64 = 1_784_563_200_000_000_000;
 fn sample_plan() -> Arc<Plan> {
     let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
     config::load_with_env(&main, &Default::default()).expect("sample config").plan
+}
+
+/// The sample plan with `(config file, fixture file)` texts appended.
+fn plan_with(overlays: &[(String, String)]) -> Arc<Plan> {
+    if overlays.is_empty() {
+        return sample_plan();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["floodguard.toml", "sites.toml", "plan.toml", "teams.toml"] {
+        let mut text = std::fs::read_to_string(root.join("config").join(f)).unwrap();
+        for (file, extra) in overlays.iter().filter(|(file, _)| file == f) {
+            let path = root.join("tests/scenarios").join(extra);
+            let more = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!file.is_empty());
+            text.push('\n');
+            text.push_str(&more);
+        }
+        std::fs::write(dir.path().join(f), text).unwrap();
+    }
+    match config::load_with_env(&dir.path().join("floodguard.toml"), &Default::default()) {
+        Ok(c) => c.plan,
+        Err(e) => panic!("overlay {overlays:?}: {e}"),
+    }
 }
 
 fn parse_time(s: &str) -> i64 {
@@ -76,6 +108,23 @@ pub fn show(t: &Transition) -> String {
         Change::District { from, to } => {
             format!("{at} district {}→{}", show_level(*from), show_level(*to))
         }
+        Change::Qc(f) => format!(
+            "{at} qc {} {}={} {} {}",
+            f.site,
+            f.metric,
+            f.value,
+            if f.confirmed { "confirmed" } else { f.flag.as_str() },
+            f.test
+        ),
+        Change::SensorFault(f) => {
+            format!(
+                "{at} fault {} {} {} {}",
+                f.site,
+                f.metric,
+                f.test,
+                if f.open { "open" } else { "closed" }
+            )
+        }
     }
 }
 
@@ -94,6 +143,8 @@ fn times(spec: &str) -> Vec<i64> {
 
 struct Scenario {
     name: String,
+    /// What the file adds to the sample config: (config file, fixture file).
+    overlays: Vec<(String, String)>,
     /// Also compare offline/online of sites the scenario never mentions.
     strict: bool,
     file: String,
@@ -103,13 +154,21 @@ struct Scenario {
 
 fn parse(file: &str, text: &str) -> Vec<Scenario> {
     let mut out: Vec<Scenario> = Vec::new();
+    let mut overlays: Vec<(String, String)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split(" #").next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        if let Some(rest) = line.strip_prefix("overlay ") {
+            let (file, extra) =
+                rest.split_once(' ').unwrap_or_else(|| panic!("{file}:{}: overlay FILE FIXTURE", n + 1));
+            overlays.push((file.trim().to_string(), extra.trim().to_string()));
+            continue;
+        }
         if let Some(name) = line.strip_prefix("scenario ") {
             out.push(Scenario {
+                overlays: overlays.clone(),
                 name: name.into(),
                 strict: false,
                 file: file.into(),
@@ -189,7 +248,7 @@ fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
 
 #[test]
 fn scenarios() {
-    let plan = sample_plan();
+    let mut plans: std::collections::HashMap<Vec<(String, String)>, Arc<Plan>> = Default::default();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -199,6 +258,7 @@ fn scenarios() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         for sc in parse(&name, &std::fs::read_to_string(f).unwrap()) {
             count += 1;
+            let plan = plans.entry(sc.overlays.clone()).or_insert_with(|| plan_with(&sc.overlays)).clone();
             let got = run(&plan, &sc);
             if got != sc.expected {
                 failures.push(format!(

@@ -196,6 +196,8 @@ impl Live {
                 Change::Online { .. } => "online",
                 Change::Street { .. } => "street",
                 Change::District { .. } => "district",
+                Change::Qc(_) => "qc",
+                Change::SensorFault(_) => "sensor_fault",
             };
             self.metrics.engine_transitions.with_label_values(&[kind]).inc();
         }

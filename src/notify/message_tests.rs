@@ -42,6 +42,7 @@ fn intent(kind: IntentKind, site: &str, name: &str, level: Option<Level>, value:
             card: Some(card()),
             started_at: 0,
             members: vec![],
+            suspect: None,
         },
         escalation_role: None,
         created_at: 0,

@@ -7,6 +7,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::expr;
+use super::qc;
 use super::schema::{
     AreaSpec, CardSpec, Defaults, Direction, KindSpec, Override, RainInput, RuleSpec, RuleType,
 };
@@ -24,6 +25,7 @@ pub struct PlanFile {
     pub rules: Vec<(usize, RuleSpec)>,
     pub area: super::schema::Area,
     pub cards: Vec<(usize, CardSpec)>,
+    pub qc: qc::QcSpec,
 }
 
 type Errors = Vec<(String, String)>;
@@ -84,6 +86,24 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         match name.parse::<Kind>() {
             Ok(k) => {
                 kinds.insert(k, spec);
+                for (metric, q) in &spec.qc {
+                    let at = format!("kinds.{name}.qc.{metric}");
+                    match declared(spec, metric) {
+                        None => errs.push((at, format!("{metric:?} is not among the metrics of {name}"))),
+                        Some("") => {
+                            errs.push((at, format!("{metric:?} is a flag: quality control tests numbers")))
+                        }
+                        Some(_) => qc::check(q, &at, true, &mut errs),
+                    }
+                    for (j, other) in q.confirm_with.iter().flatten().enumerate() {
+                        if declared(spec, other).is_none_or(str::is_empty) {
+                            errs.push((
+                                format!("kinds.{name}.qc.{metric}.confirm_with[{j}]"),
+                                format!("{other:?} is not a number metric of {name}"),
+                            ));
+                        }
+                    }
+                }
                 if let Some(p) = &spec.primary {
                     if declared(spec, p).is_none() {
                         errs.push((
@@ -94,6 +114,19 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 }
             }
             Err(e) => errs.push((format!("kinds.{name}"), e)),
+        }
+    }
+    qc::check_policy(&file.qc, &site_ids, &mut errs);
+    for (j, o) in file.qc.overrides.iter().enumerate() {
+        for (k, id) in o.sites.iter().enumerate() {
+            let Some(site) = sites.sites.iter().find(|s| &s.id == id) else { continue };
+            let Some(spec) = kinds.get(&site.kind) else { continue };
+            if declared(spec, &o.metric).is_none_or(str::is_empty) {
+                errs.push((
+                    format!("qc.overrides[{j}].sites[{k}]"),
+                    format!("{:?} is not a number metric of {id} (a {} site)", o.metric, site.kind),
+                ));
+            }
         }
     }
     let mut used: Vec<Kind> = sites.sites.iter().map(|s| s.kind).collect();
@@ -195,7 +228,11 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 None => format!("rules[{i}].{k}"),
             };
             match compile_check(r, ov.map(|o| o.1), site, kind_spec, &ov_at, &mut trees) {
-                Ok(check) => {
+                Ok(mut check) => {
+                    if let Check::Rain { metric, reset_drop, .. } = &mut check {
+                        let spec = qc::spec_for(&kind_spec.qc, &file.qc.overrides, site, metric);
+                        *reset_drop = spec.and_then(|s| s.counter_reset).unwrap_or(qc::DEFAULT_COUNTER_RESET);
+                    }
                     for level in check.reachable() {
                         if !cards.contains_key(&(site.kind, level)) {
                             missing_cards.insert((site.kind, level));
@@ -263,7 +300,27 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 (Arc::new(units_of(spec)), Arc::new(types))
             })
             .clone();
-        plan_sites.push(site_plan(site, street, spec, units, types, rules));
+        let mut sp = site_plan(site, street, spec, units, types, rules);
+        sp.qc = site_qc(spec, &file.qc.overrides, site);
+        plan_sites.push(sp);
+    }
+    // Each site's street gauges (sites with a rain rule), for flatlines during rain.
+    let gauges: Vec<(usize, usize, usize)> = plan_sites
+        .iter()
+        .enumerate()
+        .flat_map(|(si, sp)| {
+            sp.rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| matches!(r.check, Check::Rain { .. }))
+                .map(move |(ri, _)| (sp.street, si, ri))
+        })
+        .collect();
+    for sp in &mut plan_sites {
+        if sp.qc.iter().any(|q| q.flatline.is_some_and(|f| f.rain_mm.is_some())) {
+            sp.street_gauges =
+                gauges.iter().filter(|g| g.0 == sp.street).map(|&(_, si, ri)| (si, ri)).collect();
+        }
     }
     let site_index = plan_sites.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     Ok(Plan {
@@ -277,7 +334,23 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         district_rules,
         cards,
         trend_window_ns: ns(file.defaults.trend_window.get()),
+        qc: qc::QcPolicy::from(&file.qc),
     })
+}
+
+/// The quality control of a site's metrics: its kind's, with the overrides
+/// that name it (a metric the kind does not test may be tested at one site).
+fn site_qc(spec: &KindSpec, overrides: &[qc::QcOverride], site: &Site) -> Vec<qc::MetricQc> {
+    let mut metrics: Vec<&str> = spec.qc.keys().map(String::as_str).collect();
+    for o in overrides.iter().filter(|o| o.sites.iter().any(|s| *s == site.id)) {
+        if !metrics.contains(&o.metric.as_str()) {
+            metrics.push(&o.metric);
+        }
+    }
+    metrics
+        .into_iter()
+        .filter_map(|m| qc::spec_for(&spec.qc, overrides, site, m).map(|s| qc::compile(m, &s)))
+        .collect()
 }
 
 /// Required fields per rule type, independent of sites.
@@ -411,6 +484,8 @@ fn compile_check(
                 metric: metric.expect("rain metric"),
                 input: ov.and_then(|o| o.input).or(r.input).unwrap_or(RainInput::Increment),
                 windows,
+                // The metric's `counter_reset` (quality control) is put in by the caller.
+                reset_drop: qc::DEFAULT_COUNTER_RESET,
             })
         }
         RuleType::Condition => {
@@ -550,6 +625,8 @@ fn site_plan(
         conditions,
         history,
         params: site.params.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
+        qc: Vec::new(),
+        street_gauges: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod compile;
 pub mod expr;
+pub mod qc;
 pub mod schema;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -73,8 +74,9 @@ pub enum Check {
     Level { metric: Arc<str>, direction: Direction, thresholds: [Option<f64>; 4], deadband: f64 },
     /// A change of at least `rise` (negative: a fall) within `per_ns`.
     Rate { metric: Arc<str>, rise: f64, per_ns: i64, level: Level },
-    /// Rain windows: (window, mm, level).
-    Rain { metric: Arc<str>, input: RainInput, windows: Vec<(i64, f64, Level)> },
+    /// Rain windows: (window, mm, level). A counter dropping by more than
+    /// `reset_drop` was reset; a smaller drop is jitter.
+    Rain { metric: Arc<str>, input: RainInput, windows: Vec<(i64, f64, Level)>, reset_drop: f64 },
     /// An expression over the site's metrics and derived values.
     ///
     /// It is judged after a message that carries one of `triggers` (the
@@ -103,9 +105,10 @@ impl PartialEq for Check {
                 Rate { metric: a, rise: b, per_ns: c, level: d },
                 Rate { metric: e, rise: f, per_ns: g, level: h },
             ) => a == e && b == f && c == g && d == h,
-            (Rain { metric: a, input: b, windows: c }, Rain { metric: d, input: e, windows: f }) => {
-                a == d && b == e && c == f
-            }
+            (
+                Rain { metric: a, input: b, windows: c, reset_drop: g },
+                Rain { metric: d, input: e, windows: f, reset_drop: h },
+            ) => a == d && b == e && c == f && g == h,
             (Condition { text: a, level: b, .. }, Condition { text: c, level: d, .. }) => a == c && b == d,
             _ => false,
         }
@@ -192,6 +195,11 @@ pub struct SitePlan {
     /// Metrics whose recent history is kept (trends, rates, conditions' `_per_h`).
     pub history: Vec<Arc<str>>,
     pub params: Vec<(Arc<str>, f64)>,
+    /// Quality control of its metrics (`plan::qc`): the tests per metric.
+    pub qc: Vec<qc::MetricQc>,
+    /// The rain gauges of its street, as (site, rain rule): what a flatline
+    /// during rain is judged against.
+    pub street_gauges: Vec<(usize, usize)>,
 }
 
 impl SitePlan {
@@ -229,6 +237,8 @@ pub struct Plan {
     pub district_rules: AreaRules,
     pub cards: HashMap<(Kind, Level), Arc<Card>>,
     pub trend_window_ns: i64,
+    /// Quality control's policy: on or off, confirmation, maintenance alerts.
+    pub qc: qc::QcPolicy,
 }
 
 impl Plan {

@@ -122,6 +122,9 @@ pub struct KindSpec {
     pub metrics: BTreeMap<String, String>,
     /// The metric shown first (value, trend, ETA) on the page and in reports.
     pub primary: Option<String>,
+    /// `[kinds.<kind>.qc.<metric>]`: quality control of its readings.
+    #[serde(default)]
+    pub qc: BTreeMap<String, super::qc::MetricQcSpec>,
 }
 
 /// One rain window: at least `mm` within `within` → `level`.

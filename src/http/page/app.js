@@ -33,6 +33,9 @@
       threshold: "阈值", seen: "更新于", by: "", value_at: "当前值", to: "→", channel: { sms: "短信", email: "邮件", webhook: "机器人" },
       points: (n) => `${n} 个点`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 遥测", http: "HTTP 推送", modbus: "Modbus" }, source: "来源",
+      qc: { suspect: "可疑", bad: "异常" },
+      qc_test: { range: "超出量程", spike: "突变，待下一读数确认", rate: "变化过快，待确认", flatline: "数值长时间不变" },
+      fault: "疑似传感器故障",
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
@@ -55,6 +58,9 @@
       threshold: "threshold", seen: "seen", by: "", value_at: "value", to: "→", channel: { sms: "SMS", email: "e-mail", webhook: "robot" },
       points: (n) => `${n} points`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 RTU", http: "HTTP push", modbus: "Modbus" }, source: "via",
+      qc: { suspect: "suspect", bad: "bad" },
+      qc_test: { range: "out of range", spike: "spike, awaiting the next reading", rate: "too fast, awaiting confirmation", flatline: "stuck value" },
+      fault: "suspected sensor fault",
     },
   };
 
@@ -131,9 +137,14 @@
     const card = h("div", { class: `site ${s.offline ? "offline" : lvlClass(s.level)}`, "data-site": s.id, "data-level": s.level || "" },
       h("div", { class: "row" }, h("span", { class: "name", title: s.id }, siteName(s)), h("span", { class: "kind" }, T().kind[s.kind] || s.kind)),
       h("div", { class: "row" },
-        h("span", {}, h("span", { class: "value" }, primary ? fmt(primary.value) : "–"), h("span", { class: "unit" }, primary ? primary.unit || "" : ""),
+        h("span", {}, h("span", { class: `value${primary && primary.qc ? ` qc-${primary.qc.flag}` : ""}`, "data-qc": primary && primary.qc ? primary.qc.flag : "" }, primary ? fmt(primary.value) : "–"), h("span", { class: "unit" }, primary ? primary.unit || "" : ""),
           h("span", { class: `trend ${dir}`, title: s.trend ? `${s.trend.per_hour.toFixed(2)}/h` : "" }, arrow ? ` ${arrow}` : "")),
         s.offline ? h("span", { class: "offline-label" }, T().offline) : badge(s.level)),
+      // Quality control held the value back (suspect) or refused it (bad).
+      primary && primary.qc ? h("div", { class: `qc-label qc-${primary.qc.flag}` },
+        `${T().qc[primary.qc.flag] || primary.qc.flag}：${T().qc_test[primary.qc.test] || primary.qc.test}`) : null,
+      (s.faults || []).length ? h("div", { class: "fault-label" },
+        `${T().fault}：${s.faults.map((f) => `${f.metric} ${T().qc_test[f.test] || f.test}`).join("、")}`) : null,
       h("div", { class: "eta" }, eta),
       h("div", { class: "seen" }, s.last_seen ? `${T().seen} ${time(s.last_seen)}` : ""),
       s.source ? h("div", { class: "source", title: `${s.source.from} · ${time(s.source.at)}` },
