@@ -272,6 +272,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             held: Default::default(),
             // Half the stop's time: the alert stage and the outbox need theirs.
             drain_for: d.daemon.shutdown_timeout.get() / 2,
+            intakes: vec![("mqtt", {
+                let h = health.clone();
+                Box::new(move || h.mqtt_connected.load(std::sync::atomic::Ordering::Relaxed))
+            })],
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
             if let Err(e) = st.run(s) {

@@ -50,7 +50,7 @@ impl LevelChange {
                 Change::Street { street, from, to, .. } => Some(c("street", street, None, *from, *to, t.at)),
                 Change::District { from, to } => Some(c("district", district, None, *from, *to, t.at)),
                 // Seen in the `sites` snapshots (values flagged) and as alerts.
-                Change::Qc(_) | Change::SensorFault(_) => None,
+                Change::Qc(_) | Change::SensorFault(_) | Change::Upstream(_) => None,
             })
             .collect()
     }

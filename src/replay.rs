@@ -235,7 +235,7 @@ pub fn write_text(
                     e.0 += 1;
                 }
             }
-            Change::SensorFault(_) => faults.push(t),
+            Change::SensorFault(_) | Change::Upstream(_) => faults.push(t),
             Change::Site(c) => {
                 let i = plan.site(&c.site).map_or(usize::MAX, |(i, _)| i);
                 match by_site.iter_mut().find(|(j, _)| *j == i) {
@@ -307,22 +307,32 @@ pub fn write_text(
         }
     }
     if !flags.is_empty() || !faults.is_empty() {
-        writeln!(out, "\nquality control")?;
+        writeln!(out, "\nquality control and collection links")?;
         for ((site, metric, flag, test), (n, confirmed)) in &flags {
             let confirmed = if *confirmed > 0 { format!(", {confirmed} confirmed") } else { String::new() };
             writeln!(out, "  {site:<10} {metric:<16} {n} {flag} ({test}){confirmed}")?;
         }
         for t in &faults {
-            let Change::SensorFault(f) = &t.change else { continue };
-            writeln!(
-                out,
-                "  {}  {:<10} 疑似传感器故障 {} ({}) {}",
-                time(t.at, tz, false),
-                f.site,
-                f.metric,
-                f.test,
-                if f.open { "opens" } else { "closes" }
-            )?;
+            match &t.change {
+                Change::SensorFault(f) => writeln!(
+                    out,
+                    "  {}  {:<10} 疑似传感器故障 {} ({}) {}",
+                    time(t.at, tz, false),
+                    f.site,
+                    f.metric,
+                    f.test,
+                    if f.open { "opens" } else { "closes" }
+                )?,
+                Change::Upstream(u) => writeln!(
+                    out,
+                    "  {}  {:<10} 采集链路中断 {} ({} sites)",
+                    time(t.at, tz, false),
+                    u.id,
+                    if u.down { "down" } else { "back" },
+                    u.sites.len()
+                )?,
+                _ => {}
+            }
         }
     }
     let changes: usize = by_site.iter().map(|(_, v)| v.len()).sum();
@@ -330,7 +340,13 @@ pub fn write_text(
     if let Some((l, site, at)) = peak {
         write!(out, ", highest {}级 at {site} {}", l.roman(), time(at, tz, false))?;
     }
-    let opened = faults.iter().filter(|t| matches!(&t.change, Change::SensorFault(f) if f.open)).count();
+    let opened = faults
+        .iter()
+        .filter(|t| {
+            matches!(&t.change, Change::SensorFault(f) if f.open)
+                || matches!(&t.change, Change::Upstream(u) if u.down)
+        })
+        .count();
     writeln!(out, ", {offline} offline episodes, {opened} maintenance alerts")?;
     Ok(())
 }
@@ -361,6 +377,9 @@ pub fn alerts(transitions: &[Transition]) -> Vec<(AlertKey, TimestampNs)> {
                 None => continue,
             },
             Change::SensorFault(f) if f.open => (f.site.clone(), Arc::from(fault_rule(&f.metric)), Level::IV),
+            Change::Upstream(u) if u.down => {
+                (u.id.clone(), Arc::from(engine::upstream::LINK_RULE), Level::IV)
+            }
             _ => continue,
         };
         let n = count.entry((site.clone(), rule.clone(), to)).or_default();
@@ -404,6 +423,7 @@ fn alert_name(k: &AlertKey) -> String {
     let nth = if k.nth > 1 { format!(" (#{})", k.nth) } else { String::new() };
     match k.rule.strip_prefix(crate::alerts::model::QC_RULE_PREFIX) {
         Some(metric) => format!("{} 疑似传感器故障 {metric}{nth}", k.site),
+        None if &*k.rule == engine::upstream::LINK_RULE => format!("{} 采集链路中断{nth}", k.site),
         None => format!("{} {} {}级{nth}", k.site, k.rule, k.level.roman()),
     }
 }

@@ -35,11 +35,15 @@ pub fn routing_level(alert: &Alert) -> Option<Level> {
 /// the district, those covering every street) whose lowest level it reaches.
 /// Sensor faults: the maintenance contacts covering the street instead.
 pub fn teams<'t>(teams: &'t TeamsFile, alert: &Alert, level: Level) -> Vec<&'t Team> {
-    let maintenance = teams.maintenance.iter().filter(|t| t.streets.contains(&alert.street));
+    // An intake's alert has no street: the district's.
+    let district = alert.kind == Some(AlertKind::Gateway) && alert.street.is_empty();
+    let maintenance = teams.maintenance.iter().filter(|t| district || t.streets.contains(&alert.street));
     match alert.kind {
         Some(AlertKind::Maintenance) => return maintenance.collect(),
         Some(AlertKind::Gateway) => {
-            return rescue(teams, alert, level).into_iter().chain(maintenance).collect()
+            let as_district = Alert { kind: Some(AlertKind::District), ..Alert::default() };
+            let rescue = rescue(teams, if district { &as_district } else { alert }, level);
+            return rescue.into_iter().chain(maintenance).collect();
         }
         _ => {}
     }

@@ -99,6 +99,11 @@ impl Work<'_> {
         let now = t.at;
         match &t.change {
             Change::Site(c) => self.level_change(site_alert(c, now), c.to, now),
+            // Its gateway's or the intake's alert stands for it: inhibited, no alert of its own.
+            Change::Offline { site, reason: crate::engine::OfflineReason::Upstream, .. } => {
+                self.offline.insert(site.to_string());
+                Ok(())
+            }
             Change::Offline { site, .. } => {
                 self.offline.insert(site.to_string());
                 let (name, street, kind) = self.places.sites.get(&**site).cloned().unwrap_or_default();
@@ -161,6 +166,43 @@ impl Work<'_> {
                     ..Alert::default()
                 };
                 self.level_change(template, f.open.then_some(Level::IV), now)
+            }
+            Change::Upstream(u) => {
+                let names: Vec<&str> = u.site_names.iter().map(|n| &**n).take(5).collect();
+                let more = if u.sites.len() > names.len() { "等" } else { "" };
+                let (site_name, what) = match u.kind {
+                    crate::plan::UpstreamKind::Gateway => (format!("网关 {}", u.id), "采集链路中断"),
+                    crate::plan::UpstreamKind::Intake => {
+                        (format!("floodguard {} 接入", u.id.to_uppercase()), "数据接入中断")
+                    }
+                };
+                let template = Alert {
+                    kind: Some(AlertKind::Gateway),
+                    site: u.id.to_string(),
+                    site_name,
+                    street: u.street.as_deref().unwrap_or("").to_string(),
+                    rule: crate::engine::upstream::LINK_RULE.into(),
+                    rule_name: if u.down {
+                        format!("{what}：{} 个站点无数据（{}{more}）", u.sites.len(), names.join("、"))
+                    } else {
+                        what.to_string()
+                    },
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                let key = (template.site.clone(), template.rule.clone());
+                let was = self.active.get(&key).map(|a| a.id);
+                self.level_change(template, u.down.then_some(Level::IV), now)?;
+                // Every silent site, on record in the timeline.
+                match self.active.get(&key).cloned() {
+                    Some(a) if u.down && was != Some(a.id) => {
+                        let all: Vec<&str> = u.site_names.iter().map(|n| &**n).collect();
+                        let note = format!("无数据站点：{}", all.join("、"));
+                        self.save(&a, &[Event::new(now, "sites", a.level).by(None, Some(&note))])
+                    }
+                    _ => Ok(()),
+                }
             }
             Change::District { to, .. } => {
                 points::area_level(&mut self.out.lines, "district", &self.places.district_id, *to, now);

@@ -255,7 +255,7 @@ fn modbus_sites(daemon: &DaemonConfig, sites: &SitesFile) -> Vec<(String, String
 
 /// Reads `plan.toml` section by section and compiles it for the sites.
 fn load_plan(src: &mut Source<'_>, sites: &SitesFile) -> Option<Plan> {
-    src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards", "qc"]);
+    src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards", "qc", "upstream"]);
     let mut file = PlanFile::default();
     let mut ok = true;
     if let Some(v) = src.get("defaults") {
@@ -282,6 +282,12 @@ fn load_plan(src: &mut Source<'_>, sites: &SitesFile) -> Option<Plan> {
     if let Some(v) = src.get("area") {
         match src.section("area", v) {
             Some(a) => file.area = a,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = src.get("upstream") {
+        match src.section("upstream", v) {
+            Some(u) => file.upstream = u,
             None => ok = false,
         }
     }

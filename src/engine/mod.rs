@@ -14,6 +14,7 @@ pub mod rain;
 mod rules;
 pub mod series;
 pub mod sink;
+pub mod upstream;
 mod view;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -37,6 +38,11 @@ pub enum Input<'a> {
     Readings(&'a [Reading]),
     /// Time passes.
     Tick,
+    /// floodguard's intake `id` (`mqtt`) went up or down (the daemon says so).
+    Intake {
+        id: &'a str,
+        up: bool,
+    },
 }
 
 /// Which way a metric is heading.
@@ -97,6 +103,9 @@ pub enum OfflineReason {
     Stale,
     /// The device said so (`flood/{site}/status` = offline, e.g. its last will).
     Reported,
+    /// Stale while its gateway or floodguard's intake is down: the
+    /// upstream's one 采集链路中断 alert stands for it.
+    Upstream,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +133,8 @@ pub enum Change {
     Qc(qc::QcFlag),
     /// A sensor failing quality control persistently, or passing again.
     SensorFault(qc::SensorFault),
+    /// A gateway or floodguard's intake went silent with its sites, or came back.
+    Upstream(upstream::UpstreamChange),
 }
 
 /// A change and when it happened.
@@ -158,6 +169,8 @@ pub struct SiteState {
     /// `now` of the last reading; the engine's start before any.
     pub last_seen: Option<TimestampNs>,
     pub offline: bool,
+    /// Offline because its gateway or intake is down (no alert of its own).
+    pub covered: bool,
     /// The highest level of its rules.
     pub level: Option<Level>,
     /// Parallel to the plan's `SitePlan::qc`.
@@ -172,6 +185,8 @@ pub struct State {
     pub district: Option<Level>,
     /// Offline counts from here for sites never heard from.
     pub started_at: TimestampNs,
+    /// Parallel to the plan's `upstreams`.
+    pub upstreams: Vec<upstream::UpstreamState>,
 }
 
 fn new_site(plan: &Plan, i: usize) -> SiteState {
@@ -204,6 +219,7 @@ fn new_site(plan: &Plan, i: usize) -> SiteState {
             .collect(),
         last_seen: None,
         offline: false,
+        covered: false,
         level: None,
         qc: vec![qc::QcState::default(); sp.qc.len()],
     }
@@ -216,6 +232,7 @@ impl State {
             streets: vec![None; plan.streets.len()],
             district: None,
             started_at,
+            upstreams: vec![upstream::UpstreamState::default(); plan.upstreams.len()],
         }
     }
 
@@ -224,6 +241,13 @@ impl State {
     /// levels follow from them, without transitions.
     pub fn seed(&mut self, plan: &Plan, levels: &[(String, String, Level)], offline: &[String]) {
         for (site, rule, level) in levels {
+            // A gateway's or an intake's alert still up: it is down until heard from.
+            if rule == upstream::LINK_RULE {
+                if let Some(u) = plan.upstreams.iter().position(|u| &*u.id == site) {
+                    self.upstreams[u].alerted = true;
+                }
+                continue;
+            }
             let Some((i, sp)) = plan.site(site) else { continue };
             if let Some(ri) = sp.rules.iter().position(|r| &*r.rule.id == rule) {
                 self.sites[i].rules[ri].machine = Machine::at(Some(*level));
@@ -260,6 +284,7 @@ impl State {
             st.values = std::mem::take(&mut prev.values);
             st.last_seen = prev.last_seen;
             st.offline = prev.offline;
+            st.covered = prev.covered;
             for (h, name) in sp.history.iter().enumerate() {
                 if let Some(j) = old_sp.history.iter().position(|n| n == name) {
                     st.history[h] = std::mem::take(&mut prev.history[j]);
@@ -341,6 +366,11 @@ impl State {
             }
             let _ = oi;
         }
+        for (u, up) in new.upstreams.iter().enumerate() {
+            if let Some(j) = old.upstreams.iter().position(|o| o.id == up.id && o.kind == up.kind) {
+                next.upstreams[u] = self.upstreams[j].clone();
+            }
+        }
         area::update(new, &mut next, now, &mut out);
         (next, out)
     }
@@ -375,10 +405,12 @@ pub fn step(state: &mut State, plan: &Plan, input: Input<'_>, now: TimestampNs) 
             }
         }
         Input::Tick => {
+            upstream::tick(state, plan, now, &mut out);
             for i in 0..plan.sites.len() {
                 touched |= tick_site(state, plan, i, now, &mut out);
             }
         }
+        Input::Intake { id, up } => upstream::intake(state, plan, id, up, now, &mut out),
     }
     if touched {
         area::update(plan, state, now, &mut out);
@@ -415,6 +447,7 @@ fn reading(
             }
             (Value::Bool(true), true) => {
                 st.offline = false;
+                st.covered = false;
                 out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
             }
             _ => {}
@@ -424,7 +457,11 @@ fn reading(
     }
     if st.offline {
         st.offline = false;
+        st.covered = false;
         out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
+    }
+    if sp.gateway.is_some() {
+        upstream::heard(state, plan, i, now, out);
     }
     let Value::Float(v) = r.value else {
         return judge(plan, i, &mut state.sites[i], r, now, out);

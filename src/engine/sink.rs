@@ -73,6 +73,9 @@ pub fn log(transitions: &[Transition]) {
             Change::SensorFault(f) => tracing::warn!(
                 site = %f.site, metric = %f.metric, test = %f.test, open = f.open, "suspected sensor fault"
             ),
+            Change::Upstream(u) => tracing::warn!(
+                upstream = %u.id, kind = ?u.kind, down = u.down, sites = u.sites.len(), "collection link"
+            ),
         }
     }
 }

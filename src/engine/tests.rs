@@ -9,6 +9,7 @@
 //! 00:10..00:20/2m CD-YL-01 rain_mm=5       # one reading every 2 minutes
 //! 00:40 tick                               # time passes
 //! 00:40..01:00/5m tick                     # every 5 minutes
+//! 01:00 intake mqtt down                   # the daemon says an intake is down (or up)
 //! => 00:02 CD-JS-01 depth none→IV          # the transitions, exactly, in order
 //! => 00:40 offline CD-JS-01 stale
 //! => 00:41 online CD-JS-01
@@ -17,6 +18,9 @@
 //! => 00:05 qc CD-JS-01 water_depth_cm=300 suspect spike   # quality control's flags
 //! => 00:06 qc CD-JS-01 water_depth_cm=300 confirmed spike # … a suspect one confirmed
 //! => 01:10 fault CD-JS-01 water_depth_cm flatline open     # a maintenance alert
+//! => 00:40 link DTU-07 down 12 sites: A B …                # a gateway silent with its sites
+//! => 00:40 offline A upstream                              # … stands for theirs
+//! => 01:10 link DTU-07 back
 //! ```
 //! Every transition the engine makes must be expected, and every expected
 //! one made — except sites the scenario never mentions going offline, unless
@@ -96,10 +100,12 @@ pub fn show(t: &Transition) -> String {
     match &t.change {
         Change::Site(c) => format!("{at} {} {} {}→{}", c.site, c.rule, show_level(c.from), show_level(c.to)),
         Change::Offline { site, reason, .. } => {
-            format!(
-                "{at} offline {site} {}",
-                if *reason == OfflineReason::Stale { "stale" } else { "reported" }
-            )
+            let why = match reason {
+                OfflineReason::Stale => "stale",
+                OfflineReason::Reported => "reported",
+                OfflineReason::Upstream => "upstream",
+            };
+            format!("{at} offline {site} {why}")
         }
         Change::Online { site } => format!("{at} online {site}"),
         Change::Street { street, from, to, .. } => {
@@ -116,6 +122,10 @@ pub fn show(t: &Transition) -> String {
             if f.confirmed { "confirmed" } else { f.flag.as_str() },
             f.test
         ),
+        Change::Upstream(u) if u.down => {
+            format!("{at} link {} down {} sites: {}", u.id, u.sites.len(), u.sites.join(" "))
+        }
+        Change::Upstream(u) => format!("{at} link {} back", u.id),
         Change::SensorFault(f) => {
             format!(
                 "{at} fault {} {} {} {}",
@@ -141,6 +151,13 @@ fn times(spec: &str) -> Vec<i64> {
     }
 }
 
+enum Event {
+    Readings(Vec<Reading>),
+    Tick,
+    /// The daemon reports an intake up or down.
+    Intake(String, bool),
+}
+
 struct Scenario {
     name: String,
     /// What the file adds to the sample config: (config file, fixture file).
@@ -148,7 +165,7 @@ struct Scenario {
     /// Also compare offline/online of sites the scenario never mentions.
     strict: bool,
     file: String,
-    events: Vec<(i64, Option<Vec<Reading>>)>,
+    events: Vec<(i64, Event)>,
     expected: Vec<String>,
 }
 
@@ -191,7 +208,11 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
         let what: Vec<&str> = words.collect();
         for at in times(when) {
             if what == ["tick"] {
-                sc.events.push((at, None));
+                sc.events.push((at, Event::Tick));
+                continue;
+            }
+            if let ["intake", id, state] = what.as_slice() {
+                sc.events.push((at, Event::Intake(id.to_string(), *state == "up")));
                 continue;
             }
             let site: Arc<str> = Arc::from(what[0]);
@@ -212,7 +233,7 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
                     Reading { site: site.clone(), metric: Arc::from(m), value, ts: device_ts }
                 })
                 .collect();
-            sc.events.push((at, Some(readings)));
+            sc.events.push((at, Event::Readings(readings)));
         }
     }
     // Lines with ranges interleave: run everything in time order (stable, so
@@ -224,14 +245,23 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
 }
 
 fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
-    let mentioned: std::collections::HashSet<&str> =
-        sc.events.iter().filter_map(|(_, r)| r.as_ref()).flatten().map(|r| &*r.site).collect();
+    let mentioned: std::collections::HashSet<&str> = sc
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Readings(r) => Some(r),
+            _ => None,
+        })
+        .flatten()
+        .map(|r| &*r.site)
+        .collect();
     let mut state = State::new(plan, T0);
     let mut got = Vec::new();
-    for (at, readings) in &sc.events {
-        let input = match readings {
-            Some(r) => Input::Readings(r),
-            None => Input::Tick,
+    for (at, event) in &sc.events {
+        let input = match event {
+            Event::Readings(r) => Input::Readings(r),
+            Event::Tick => Input::Tick,
+            Event::Intake(id, up) => Input::Intake { id, up: *up },
         };
         for t in step(&mut state, plan, input, *at) {
             let silent = match &t.change {

@@ -26,6 +26,7 @@ pub struct PlanFile {
     pub area: super::schema::Area,
     pub cards: Vec<(usize, CardSpec)>,
     pub qc: qc::QcSpec,
+    pub upstream: super::schema::UpstreamSpec,
 }
 
 type Errors = Vec<(String, String)>;
@@ -304,6 +305,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         sp.qc = site_qc(spec, &file.qc.overrides, site);
         plan_sites.push(sp);
     }
+    let upstreams = upstreams(sites, &mut plan_sites, streets.len());
     // Each site's street gauges (sites with a rain rule), for flatlines during rain.
     let gauges: Vec<(usize, usize, usize)> = plan_sites
         .iter()
@@ -335,7 +337,52 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         cards,
         trend_window_ns: ns(file.defaults.trend_window.get()),
         qc: qc::QcPolicy::from(&file.qc),
+        upstreams,
+        upstream_window_ns: ns(file.upstream.window.get()),
+        intake_after_ns: ns(file.upstream.intake_after.get()),
     })
+}
+
+/// Gateways that two sites or more share (a gateway of one site is the
+/// site: its offline alert says it all), then the intakes: SL 651 for the
+/// sites with a station, MQTT for the others.
+fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> Vec<super::UpstreamPlan> {
+    use super::{UpstreamKind, UpstreamPlan};
+    let mut out: Vec<UpstreamPlan> = Vec::new();
+    let mut by_id: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, s) in sites.sites.iter().enumerate() {
+        if let Some(g) = &s.gateway {
+            by_id.entry(g.as_str()).or_default().push(i);
+        }
+    }
+    for (id, members) in by_id.into_iter().filter(|(_, m)| m.len() >= 2) {
+        let mut count = vec![0usize; streets];
+        for &i in &members {
+            count[plan_sites[i].street] += 1;
+        }
+        let street = (0..streets).max_by_key(|&s| (count[s], std::cmp::Reverse(s)));
+        for &i in &members {
+            plan_sites[i].gateway = Some(out.len());
+        }
+        out.push(UpstreamPlan { id: Arc::from(id), kind: UpstreamKind::Gateway, sites: members, street });
+    }
+    for (id, sl651) in [("mqtt", false), ("sl651", true)] {
+        let members: Vec<usize> =
+            (0..sites.sites.len()).filter(|&i| sites.sites[i].sl651_station.is_some() == sl651).collect();
+        if members.is_empty() {
+            continue;
+        }
+        for &i in &members {
+            plan_sites[i].intake = Some(out.len());
+        }
+        out.push(UpstreamPlan {
+            id: Arc::from(id),
+            kind: UpstreamKind::Intake,
+            sites: members,
+            street: None,
+        });
+    }
+    out
 }
 
 /// The quality control of a site's metrics: its kind's, with the overrides
@@ -627,6 +674,8 @@ fn site_plan(
         params: site.params.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
         qc: Vec::new(),
         street_gauges: Vec::new(),
+        gateway: None,
+        intake: None,
     }
 }
 

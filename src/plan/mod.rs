@@ -200,6 +200,31 @@ pub struct SitePlan {
     /// The rain gauges of its street, as (site, rain rule): what a flatline
     /// during rain is judged against.
     pub street_gauges: Vec<(usize, usize)>,
+    /// The gateway it reports through, when it shares it with other sites
+    /// (index into [`Plan::upstreams`]).
+    pub gateway: Option<usize>,
+    /// floodguard's intake its readings come by (index into [`Plan::upstreams`]).
+    pub intake: Option<usize>,
+}
+
+/// What an upstream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// A gateway several sites report through (a 4G DTU …).
+    Gateway,
+    /// floodguard's own intake: the MQTT connection, the SL 651 listener.
+    Intake,
+}
+
+/// A gateway or an intake, and the sites behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPlan {
+    /// `DTU-07`; an intake: `mqtt`, `sl651`.
+    pub id: Arc<str>,
+    pub kind: UpstreamKind,
+    pub sites: Vec<usize>,
+    /// The street most of its sites are in (`None` for an intake: the district).
+    pub street: Option<usize>,
 }
 
 impl SitePlan {
@@ -239,6 +264,19 @@ pub struct Plan {
     pub trend_window_ns: i64,
     /// Quality control's policy: on or off, confirmation, maintenance alerts.
     pub qc: qc::QcPolicy,
+    /// Gateways shared by two sites or more, then the intakes.
+    pub upstreams: Vec<UpstreamPlan>,
+    /// Sites of a gateway silent within this of each other went silent together.
+    pub upstream_window_ns: i64,
+    /// An intake down this long is one alert.
+    pub intake_after_ns: i64,
+}
+
+impl Plan {
+    /// The intake upstream `id` (`mqtt`, `sl651`).
+    pub fn intake(&self, id: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.kind == UpstreamKind::Intake && &*u.id == id)
+    }
 }
 
 impl Plan {

@@ -225,3 +225,22 @@ pub struct CardSpec {
     /// 到岗时限: how soon the team must be on site.
     pub arrive_within: HumanDuration,
 }
+
+/// `[upstream]`: what sites report through — gateways (`gateway` in
+/// sites.toml) and floodguard's own intake (the MQTT connection, the SL 651
+/// listener) — and when their silence is one alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSpec {
+    /// Sites of one gateway that fell silent within this of each other fell
+    /// silent together (a report interval or so).
+    pub window: HumanDuration,
+    /// floodguard's intake down this long: one alert about the intake.
+    pub intake_after: HumanDuration,
+}
+
+impl Default for UpstreamSpec {
+    fn default() -> Self {
+        UpstreamSpec { window: HumanDuration::secs(15 * 60), intake_after: HumanDuration::secs(60) }
+    }
+}
