@@ -17,6 +17,7 @@ mod modbus;
 mod notify;
 mod page;
 mod push;
+mod qc;
 mod sl651;
 mod stages;
 mod storage;
