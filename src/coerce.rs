@@ -153,12 +153,14 @@ fn quoted(s: &str) -> String {
 pub fn coerce(ty: Option<MetricType>, raw: Raw<'_>) -> Result<Value, CoerceError> {
     match (ty, raw) {
         (Some(MetricType::Flag), Raw::Bool(b)) => Ok(Value::Bool(b)),
-        (Some(MetricType::Flag), Raw::Number(n)) if n == 1.0 => Ok(Value::Bool(true)),
-        (Some(MetricType::Flag), Raw::Number(n)) if n == 0.0 => Ok(Value::Bool(false)),
-        (Some(MetricType::Flag), Raw::Number(n)) => Err(CoerceError::WrongType {
-            expected: MetricType::Flag.expected(),
-            found: format!("the number {n}"),
-        }),
+        (Some(MetricType::Flag), Raw::Number(n)) => match n {
+            _ if n == 1.0 => Ok(Value::Bool(true)),
+            _ if n == 0.0 => Ok(Value::Bool(false)),
+            _ => Err(CoerceError::WrongType {
+                expected: MetricType::Flag.expected(),
+                found: format!("the number {n}"),
+            }),
+        },
         (Some(MetricType::Flag), Raw::Text(s)) => {
             flag_word(s).map(Value::Bool).ok_or_else(|| CoerceError::WrongType {
                 expected: MetricType::Flag.expected(),

@@ -186,6 +186,7 @@ impl Place<'_> {
 
 /// A failure of `metric` at `now`; opens the maintenance alert when they
 /// pile up (a flatline at once).
+#[allow(clippy::too_many_arguments)]
 fn fail(
     policy: &QcPolicy,
     qs: &mut QcState,
@@ -341,6 +342,7 @@ pub fn expire(
 
 /// A reading of `metric` was accepted: a held reading of another sensor of
 /// the site that it agrees with is confirmed — returned to be judged.
+#[allow(clippy::too_many_arguments)]
 pub fn second_sensor(
     policy: &QcPolicy,
     mq: &MetricQc,

@@ -108,13 +108,16 @@ fn coerce(site: &SiteEntry, name: &str, v: &FieldValue) -> Result<Value, DecodeE
     coerce::coerce(site.metric_type(name), raw).map_err(|e| DecodeError::from_coerce(name, e))
 }
 
+/// A line's readings, and its fields left out (named).
+type Line = (Vec<Reading>, Vec<Rejected>);
+
 /// One line of line protocol as one message, with the fields left out of it.
 fn line(
     decoder: &Decoder,
     text: &str,
     precision: Precision,
     received_at: TimestampNs,
-) -> Result<Option<(Vec<Reading>, Vec<Rejected>)>, Rejected> {
+) -> Result<Option<Line>, Rejected> {
     let at = 0;
     let l = match parse_line(text) {
         Ok(Some(l)) => l,

@@ -389,7 +389,7 @@ fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> 
 /// that name it (a metric the kind does not test may be tested at one site).
 fn site_qc(spec: &KindSpec, overrides: &[qc::QcOverride], site: &Site) -> Vec<qc::MetricQc> {
     let mut metrics: Vec<&str> = spec.qc.keys().map(String::as_str).collect();
-    for o in overrides.iter().filter(|o| o.sites.iter().any(|s| *s == site.id)) {
+    for o in overrides.iter().filter(|o| o.sites.contains(&site.id)) {
         if !metrics.contains(&o.metric.as_str()) {
             metrics.push(&o.metric);
         }

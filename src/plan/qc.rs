@@ -179,7 +179,7 @@ pub fn spec_for(
     metric: &str,
 ) -> Option<MetricQcSpec> {
     let mut spec = kind_qc.get(metric).cloned();
-    for o in overrides.iter().filter(|o| o.metric == metric && o.sites.iter().any(|s| *s == site.id)) {
+    for o in overrides.iter().filter(|o| o.metric == metric && o.sites.contains(&site.id)) {
         o.apply(spec.get_or_insert_with(MetricQcSpec::default));
     }
     spec
