@@ -30,7 +30,10 @@
 //!      │   │                  Feed (try_send; when full the engine reads the spool: outlet::Replay)
 //!      │   │                       ▼
 //!      │   │              live::stage::EngineStage (thread fg-engine)
-//!      │   │                  engine::step (pure) over plan::Plan, ticks each second
+//!      │   │                  engine::step (pure) over plan::Plan, ticks each second:
+//!      │   │                  quality control first (engine::qc: bad stored not judged,
+//!      │   │                  suspect held for confirmation), gateways and the intake
+//!      │   │                  (engine::upstream: one 采集链路中断 for silent sites)
 //!      │   │                       │ engine::sink::Judged { transitions, upto: spool position }
 //!      │   │                       ▼ (bounded inbox; the engine waits, intake does not)
 //!      │   │              alerts::stage::AlertStage (thread fg-alerts)
@@ -55,8 +58,8 @@
 //! | module | concept |
 //! |---|---|
 //! | [`config`] | the four config files, env overrides, every error with file/line/key |
-//! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
-//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::sink`, where transitions go |
+//! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules, quality control (`plan::qc`), upstreams |
+//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::qc` (quality flags, maintenance faults), `engine::upstream` (gateways and the intake), `engine::sink`, where transitions go |
 //! | [`live`] | the engine in the daemon: its state, and the engine stage (catch-up from the spool, ticks) |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
