@@ -472,7 +472,7 @@ fn reading(
         let mq = &sp.qc[q];
         // What the tests need from elsewhere: the street's rain, a second sensor.
         let st = &state.sites[i];
-        let rain = qc::needs_rain(mq, &st.qc[q], r, v).then(|| street_rain(state, sp, mq, now));
+        let rain = qc::needs_rain(mq, &st.qc[q], r, v).then(|| street_rained(state, sp, mq, now));
         let second: Vec<(TimestampNs, f64)> = mq
             .confirm_with
             .iter()
@@ -510,20 +510,20 @@ fn reading(
     (changed, newer)
 }
 
-/// The most rain any gauge of the site's street measured within the
-/// flatline window of `mq`.
-fn street_rain(
+/// Did a gauge of the site's street measure at least the flatline's
+/// `flatline_rain_mm` within its window (the first that did answers)?
+fn street_rained(
     state: &State,
     sp: &crate::plan::SitePlan,
     mq: &crate::plan::qc::MetricQc,
     now: TimestampNs,
-) -> f64 {
-    let within = mq.flatline.map_or(0, |f| f.after_ns);
+) -> bool {
+    let Some(f) = mq.flatline else { return false };
+    let Some(mm) = f.rain_mm else { return true };
     sp.street_gauges
         .iter()
         .filter_map(|&(g, ri)| state.sites[g].rules.get(ri)?.rain.as_ref())
-        .map(|rain| rain.sum(now, within))
-        .fold(0.0, f64::max)
+        .any(|rain| rain.sum(now, f.after_ns) >= mm)
 }
 
 /// Judges a reading that passed quality control (or was not tested):

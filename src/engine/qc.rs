@@ -219,8 +219,9 @@ pub fn needs_rain(mq: &MetricQc, qs: &QcState, r: &Reading, v: f64) -> bool {
     }
 }
 
-/// Screens one reading of a tested metric (`v`: its number). `rain`: the
-/// street's rain over the flatline window, when `needs_rain` said so;
+/// Screens one reading of a tested metric (`v`: its number). `rained`:
+/// whether the street's gauges measured the flatline's rain within its
+/// window, when `needs_rain` asked;
 /// `second`: the latest (time, value) of the metric's `confirm_with` sensors.
 #[allow(clippy::too_many_arguments)]
 pub fn screen(
@@ -230,7 +231,7 @@ pub fn screen(
     place: &Place<'_>,
     r: &Reading,
     v: f64,
-    rain: Option<f64>,
+    rained: Option<bool>,
     second: &[(TimestampNs, f64)],
     now: TimestampNs,
     out: &mut Vec<Transition>,
@@ -300,7 +301,7 @@ pub fn screen(
         }
     };
     if let Some(f) = mq.flatline {
-        let raining = f.rain_mm.is_none_or(|mm| rain.is_some_and(|got| got >= mm));
+        let raining = f.rain_mm.is_none() || rained == Some(true);
         if r.ts - flat_since >= f.after_ns && raining {
             out.push(Transition {
                 at: now,

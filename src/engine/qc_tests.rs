@@ -54,7 +54,8 @@ fn run_at(mq: &MetricQc, readings: &[(f64, i64)], rain: Option<f64>) -> (Vec<Str
     let (mut judged, mut out) = (Vec::new(), Vec::new());
     for &(v, t) in readings {
         let r = Reading { site: sp.id.clone(), metric: mq.metric.clone(), value: Value::Float(v), ts: t };
-        let rain = needs_rain(mq, &qs, &r, v).then_some(rain).flatten();
+        // The street's gauges against the flatline's 30 mm.
+        let rain = needs_rain(mq, &qs, &r, v).then(|| rain.is_some_and(|mm| mm >= 30.0));
         judged.push(match screen(&policy(), mq, &mut qs, &place, &r, v, rain, &[], t, &mut out) {
             Screen::Skip => "-".to_string(),
             Screen::Judge(None) => format!("{v}"),
