@@ -13,13 +13,16 @@
 #                                 driven by playwright-core from tests/browser/)
 #   python3-venv                  a venv (target/pyenv) for pymodbus from PyPI: a
 #                                 real Modbus TCP server for the Modbus polling test
+#   binutils                      objcopy/strip/readelf for the .deb (cargo-deb splits
+#                                 the debug info off; scripts/test-deb.sh checks it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib/packages.sh
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
   victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd \
-  systemd-analyze:systemd chromium:chromium node:nodejs npm:npm py.ensurepip:python3-venv
+  systemd-analyze:systemd chromium:chromium node:nodejs npm:npm py.ensurepip:python3-venv \
+  readelf:binutils
 # playwright-core only (no browser download: the test uses /usr/bin/chromium),
 # pinned by the committed lock; installed once, from npm's cache when offline.
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
@@ -39,6 +42,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 # A hung test must fail the run, not hold CI until its own limit: each
 # cargo invocation gets a generous bound (a full run here takes ~15 min).
+# tests/fuzz.rs runs 2,000 cases per property here; FLOODGUARD_FUZZ_CASES=100000
+# for a nightly-length run (docs/architecture.md, "Tests").
 echo "== unit, property and integration tests (the storm suite apart)"
 timeout --kill-after=30s 45m cargo test --locked -- --skip stages::
 # The storm tests load both cores for minutes; beside the timing-sensitive
@@ -47,5 +52,11 @@ echo "== the storm suite"
 # One at a time: two storms at once on two cores measure the machine, not
 # floodguard (a restart's catch-up ran past its bound beside another storm).
 timeout --kill-after=30s 20m cargo test --locked --test integration stages:: -- --test-threads=1
+# The .deb for closed networks (a release build; cargo-deb is installed with
+# `cargo install --locked cargo-deb` when missing), installed with dpkg on
+# this machine, check-config run on the installed files, removed again.
+echo "== the .deb: build, install, check-config, remove"
+timeout --kill-after=30s 30m scripts/package.sh
+scripts/test-deb.sh
 echo "== benchmarks compile and run once"
 timeout --kill-after=30s 20m cargo test --locked --benches

@@ -32,6 +32,7 @@ use crate::http::{self, AppState};
 use crate::ingest::modbus::Modbus;
 use crate::ingest::sl651::Sl651;
 use crate::ingest::{Decoder, Intake, Mqtt};
+use crate::live::snapshot::{Committed, Snapshots};
 use crate::live::stage::{Controls, EngineStage};
 use crate::live::Live;
 use crate::metrics::{Labels, Metrics};
@@ -131,10 +132,11 @@ impl ThreadStage {
 
 /// Runs the daemon until `shutdown` fires, or until a stage ends by itself.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    crate::redact::install(crate::redact::Redactor::from_config(&config));
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
-    let (appender, reader) =
+    let (mut appender, reader) =
         spool::open(&data_dir.join("spool"), d.spool.segment_size).map_err(DaemonError::Spool)?;
     let stats = appender.stats();
     let metrics = Arc::new(new_metrics());
@@ -147,6 +149,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         client.as_ref().map(|_| d.influxdb.max_lag.get()),
         stages,
     ));
+    // A full disk stops acknowledging, never drops (see `disk`).
+    appender.limit(health.disk.clone(), d.spool.max_bytes);
     tracing::info!(
         data_dir = %data_dir.display(),
         sites = config.sites.sites.len(),
@@ -169,20 +173,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
             .map_err(|e| DaemonError::Start("checkpoint", e))?
     };
-    let head = appender.position();
-    let engine_from = match store.cursor(crate::alerts::manager::ENGINE_CURSOR).map_err(state_err)? {
-        None => head,
-        Some((segment, offset)) => {
-            let at = spool::Position { segment, offset };
-            let oldest = appender.oldest();
-            if at < oldest {
-                tracing::warn!(cursor = ?at, oldest = ?oldest, "the spool no longer holds where the engine stopped; judging from its oldest record");
-                oldest
-            } else {
-                at.min(head)
-            }
-        }
+    // What is older than state.retention goes once a day.
+    let prune = {
+        let (path, stop, retention) =
+            (state_path.clone(), stop_checkpoints.clone(), config.daemon.state.retention.get());
+        std::thread::Builder::new()
+            .name("fg-prune".into())
+            .spawn(move || crate::alerts::prune::run(&path, retention, &stop))
+            .map_err(|e| DaemonError::Start("prune", e))?
     };
+    let head = appender.position();
+    let cursor = store
+        .cursor(crate::alerts::manager::ENGINE_CURSOR)
+        .map_err(state_err)?
+        .map(|(segment, offset)| spool::Position { segment, offset });
+    let (engine_from, rejudge_until, snapshot) = resume_at(&data_dir, cursor, appender.oldest(), head);
     let replay = Replay::new(appender.tail(engine_from));
     let retention = appender.retention("engine", engine_from);
     let fsync_interval = d.spool.fsync_interval.get();
@@ -215,15 +220,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     outbox.background_checkpoints().map_err(DaemonError::Config)?;
     // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
-    // Carry on where the last run stopped: the engine starts at the levels
-    // of the alerts still active.
-    let (levels, offline) = alerts.seed();
-    if !levels.is_empty() || !offline.is_empty() {
-        tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
-    }
+    // Carry on where the last run stopped: from the engine's snapshot, or
+    // else at the levels of the alerts still active.
     let now = to_ns(chrono::Utc::now());
-    let live =
-        Arc::new(Live::resume(config.plan.clone(), metrics.clone(), config.timezone, now, &levels, &offline));
+    let live = Arc::new(match snapshot {
+        Some(snap) => Live::restore(config.plan.clone(), metrics.clone(), config.timezone, snap),
+        None => {
+            let (levels, offline) = alerts.seed();
+            if !levels.is_empty() || !offline.is_empty() {
+                tracing::info!(active = levels.len(), offline = offline.len(), "resuming active alerts");
+            }
+            Live::resume(config.plan.clone(), metrics.clone(), config.timezone, now, &levels, &offline)
+        }
+    });
 
     let (exits, mut ended) = tokio::sync::mpsc::unbounded_channel::<Exit>();
     let outlet_stage = {
@@ -240,6 +249,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     lines.push_str(&live.baseline(now));
     let _ = outlet.handle.points(Points { lines, pending: None });
 
+    // The engine's snapshots, written once the alert stage committed them.
+    let committed = Committed::default();
+    let abandon_snapshot = CancellationToken::new();
+    let (snapshots, snapshot_thread) =
+        Snapshots::spawn(data_dir.clone(), committed.clone(), retention, abandon_snapshot.clone())
+            .map_err(|e| DaemonError::Start("snapshot", e))?;
     let (inbox, inbox_rx) = Inbox::channel();
     let depth = inbox_rx.clone();
     p_alerts.set_depth(move || depth.len());
@@ -252,7 +267,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             manager: alerts.clone(),
             inbox: inbox_rx,
             probe: p_alerts.clone(),
-            committed: Box::new(move |p| retention.set(crate::live::stage::position(p))),
+            committed: {
+                let c = committed.clone();
+                Box::new(move |p| c.set(crate::live::stage::position(p)))
+            },
+            disk: Some((health.disk.clone(), state_path.clone())),
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
             .map_err(|e| DaemonError::Start("alerts", e))?;
@@ -276,6 +295,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
                 let h = health.clone();
                 Box::new(move || h.mqtt_connected.load(std::sync::atomic::Ordering::Relaxed))
             })],
+            snapshots: Some(snapshots),
+            rejudge_until,
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
             if let Err(e) = st.run(s) {
@@ -337,15 +358,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             token: d.http.ingest_token.clone(),
             max_body: d.http.max_push_body,
         })),
+        guard: Arc::new(http::guard::Guard::new(&d.http, &d.channels.ack.base_url)),
     });
-    let http_task = tokio::spawn({
-        let stop = stop_http.clone();
-        async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }
-    });
+    if d.http.api_token.is_empty() {
+        tracing::warn!("http.api_token is empty: the write API (ack, dispose, silences, reload) is off");
+    }
+    let http_task = tokio::spawn(http::server::serve(
+        listener,
+        app,
+        http::server::Limits::from_config(&d.http),
+        metrics.clone(),
+        stop_http.clone(),
+        Duration::from_secs(1),
+    ));
 
     let stop_fsync = CancellationToken::new();
     let fsync_task = (!fsync_interval.is_zero())
@@ -389,6 +414,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     let stop_sighup = CancellationToken::new();
     let sighup_task = tokio::spawn(reload_on_sighup(reloader.clone(), stop_sighup.clone()));
+    // A full disk is told to the duty officers directly (state.db may be on it).
+    let disk_task = tokio::spawn(crate::notify::operator::watch_disk(
+        health.disk.clone(),
+        outbox.clone(),
+        stop_sighup.clone(),
+    ));
 
     let stop_intake = CancellationToken::new();
     // The SL 651 central station, when configured: an intake beside MQTT.
@@ -469,10 +500,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     }
     stop_sighup.cancel();
     let _ = sighup_task.await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), disk_task).await;
     // The engine stops between two batches (the rest is judged after the
     // restart, from the committed mark); the alert stage records what it holds.
     engine_stage.stop(deadline).await;
     alert_stage.stop(deadline).await;
+    // The snapshot taken at stop is written if the alert stage committed it.
+    abandon_snapshot.cancel();
+    let _ = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        tokio::task::spawn_blocking(move || snapshot_thread.join()),
+    )
+    .await;
     // What is due goes out while the outlet writes the last points and the
     // writer flushes the spool — each for at most shutdown_timeout.
     let outbox_done = outbox_stage.stop(deadline);
@@ -494,11 +533,56 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     stop_http.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), http_task).await;
     stop_checkpoints.cancel();
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), tokio::task::spawn_blocking(move || checkpoints.join()))
-            .await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::task::spawn_blocking(move || (checkpoints.join(), prune.join())),
+    )
+    .await;
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
+}
+
+/// Where the engine resumes, and from what state.
+///
+/// After the last reading whose judgement is on record (the cursor `C` the
+/// alert stage committed); on a first start at the head (nothing before is
+/// judged). With a snapshot of the engine at `S ≤ C` still in the spool, the
+/// engine starts from it at `S` and judges `S..C` again quietly
+/// (`live::snapshot`); otherwise it starts at `C` from the active alerts'
+/// levels.
+fn resume_at(
+    data_dir: &Path,
+    cursor: Option<spool::Position>,
+    oldest: spool::Position,
+    head: spool::Position,
+) -> (spool::Position, Option<spool::Position>, Option<crate::engine::snapshot::Snapshot>) {
+    let Some(c) = cursor else {
+        return (head, None, None);
+    };
+    let snapshot = match crate::live::snapshot::load(data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "the engine snapshot cannot be used; resuming from the active alerts");
+            None
+        }
+    };
+    match snapshot {
+        Some((s, snap)) if s <= c && s >= oldest && c <= head => {
+            tracing::info!(snapshot = ?s, cursor = ?c, "resuming the engine from its snapshot");
+            (s, Some(c), Some(snap))
+        }
+        other => {
+            if let Some((s, _)) = other {
+                tracing::warn!(snapshot = ?s, cursor = ?c, oldest = ?oldest, "the engine snapshot does not fit the spool and the alerts on record; resuming from the active alerts");
+            }
+            if c < oldest {
+                tracing::warn!(cursor = ?c, oldest = ?oldest, "the spool no longer holds where the engine stopped; judging from its oldest record");
+                (oldest, None, None)
+            } else {
+                (c.min(head), None, None)
+            }
+        }
+    }
 }
 
 /// SIGHUP re-reads the configuration.

@@ -21,12 +21,25 @@ const TEAMS_TOML: &str = include_str!("../config/teams.toml");
 /// points are filling, the first levels come within seconds.
 const JOIN_AT: Duration = Duration::from_secs(65 * 60);
 
-/// The token the demo's write API takes (printed at start).
-pub const DEMO_TOKEN: &str = "demo";
+/// The demo's secrets, fresh at every start (a fixed one would be a
+/// shipped example, which `run` refuses): the API token is printed.
+pub struct DemoSecrets {
+    pub api_token: String,
+    pub ack_secret: String,
+}
+
+impl DemoSecrets {
+    pub fn fresh() -> Self {
+        DemoSecrets {
+            api_token: crate::config::generate_secret(),
+            ack_secret: crate::config::generate_secret(),
+        }
+    }
+}
 
 /// The sample floodguard.toml, pointed at the demo's broker, storage,
 /// address and data directory, notifications to the log.
-pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path) -> String {
+pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path, secrets: &DemoSecrets) -> String {
     let mut t = FLOODGUARD_TOML.to_string();
     let channels = t.find("# Notifications.").unwrap_or(t.len());
     t.truncate(channels);
@@ -37,21 +50,31 @@ pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path) -> String {
     t = swap(t, "url = \"mqtt://127.0.0.1:1883\"", &format!("url = \"mqtt://127.0.0.1:{mqtt_port}\""));
     t = swap(t, "client_id = \"floodguard\"", "client_id = \"floodguard-demo\"");
     t = swap(t, "url = \"http://127.0.0.1:8086\"", "url = \"\"");
-    t = swap(t, "listen = \"127.0.0.1:8080\"", &format!("listen = \"{http}\"\napi_token = \"{DEMO_TOKEN}\""));
+    t = swap(
+        t,
+        "listen = \"127.0.0.1:8080\"",
+        &format!("listen = \"{http}\"\napi_token = \"{}\"", secrets.api_token),
+    );
     t = swap(t, "data_dir = \"var\"", &format!("data_dir = {:?}", data_dir.display().to_string()));
     t.push_str(&format!(
         "# demo: every SMS is written to the log and recorded in the outbox.\n\
          [channels.sms]\nprovider = \"log\"\nmin_interval = \"0s\"\n\n\
-         [channels.ack]\nbase_url = \"http://{http}\"\nttl = \"24h\"\nsecret = \"demo-ack-secret-not-for-production\"\n"
+         [channels.ack]\nbase_url = \"http://{http}\"\nttl = \"24h\"\nsecret = \"{}\"\n",
+        secrets.ack_secret
     ));
     t
 }
 
 /// Writes the embedded sample configuration for the demo under `dir`.
-pub fn write_config(dir: &Path, mqtt_port: u16, http: &str) -> std::io::Result<PathBuf> {
+pub fn write_config(
+    dir: &Path,
+    mqtt_port: u16,
+    http: &str,
+    secrets: &DemoSecrets,
+) -> std::io::Result<PathBuf> {
     let cfg = dir.join("config");
     std::fs::create_dir_all(&cfg)?;
-    std::fs::write(cfg.join("floodguard.toml"), demo_config(mqtt_port, http, &dir.join("var")))?;
+    std::fs::write(cfg.join("floodguard.toml"), demo_config(mqtt_port, http, &dir.join("var"), secrets))?;
     std::fs::write(cfg.join("sites.toml"), SITES_TOML)?;
     std::fs::write(cfg.join("plan.toml"), PLAN_TOML)?;
     std::fs::write(cfg.join("teams.toml"), TEAMS_TOML)?;
@@ -130,7 +153,10 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
     let dir = std::env::temp_dir().join(format!("floodguard-demo-{}", std::process::id()));
     let run = || -> Result<(), String> {
         let mqtt_port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let main = write_config(&dir, mqtt_port, http).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let secrets = DemoSecrets::fresh();
+        let token = secrets.api_token.clone();
+        let main =
+            write_config(&dir, mqtt_port, http, &secrets).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = crate::config::load(&main).map_err(|e| e.to_string())?;
         let mut log = config.daemon.log.clone();
         log.level = format!("{},rumqttd=warn", log.level);
@@ -149,7 +175,8 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
             println!("  floodguard demo — 某区 (sample district), a 6-hour rainstorm, joined 65 min in, over in {minutes:.0} min");
             println!("  live page:  http://{http}/");
             println!("  API:        http://{http}/api/v1/sites · /api/v1/alerts · /api/v1/notifications");
-            println!("  token:      {DEMO_TOKEN}   (ack and dispose from the page, or POST with Authorization: Bearer {DEMO_TOKEN})");
+            println!("  token:      {token}");
+            println!("              (ack and dispose from the page, or POST with Authorization: Bearer <token>)");
             println!("  MQTT:       mqtt://127.0.0.1:{mqtt_port}   data: {shown}");
             println!("  SMS go to this log (provider \"log\"); Ctrl-C stops everything.");
             println!();
@@ -208,7 +235,7 @@ mod tests {
     #[test]
     fn the_demo_config_is_the_sample_on_the_demo_broker_with_sms_to_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let main = write_config(dir.path(), 18830, "127.0.0.1:18080").unwrap();
+        let main = write_config(dir.path(), 18830, "127.0.0.1:18080", &DemoSecrets::fresh()).unwrap();
         let c = crate::config::load_with_env(&main, &HashMap::new()).unwrap();
         assert_eq!(c.daemon.mqtt.url, "mqtt://127.0.0.1:18830");
         assert_eq!(c.daemon.influxdb.url, "", "spool only");

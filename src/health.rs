@@ -1,8 +1,9 @@
 //! Liveness and readiness: what `/healthz` and `/readyz` answer.
 //!
 //! Ready means: connected to the broker, every stage making progress on
-//! the work it has (see `stage`), and — when InfluxDB is configured — the
-//! spool is not falling behind (its oldest unwritten reading is younger than
+//! the work it has (see `stage`), no writer finding its disk full (see
+//! `disk`), and — when InfluxDB is configured — the spool is not falling
+//! behind (its oldest unwritten reading is younger than
 //! `influxdb.max_lag`). The decision is a pure function of a snapshot.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct Health {
     pub spool: Arc<SpoolStats>,
     /// Every stage's probe.
     pub stages: Stages,
+    /// Writers (spool, state.db) that find their disk full.
+    pub disk: Arc<crate::disk::Disk>,
 }
 
 impl Health {
@@ -40,6 +43,7 @@ impl Health {
             max_lag,
             spool,
             stages,
+            disk: Arc::new(crate::disk::Disk::default()),
         }
     }
 
@@ -60,6 +64,7 @@ impl Health {
                 .iter()
                 .map(|p| (p.name, stage::judge(p, now_ms, stage::STALL_AFTER)))
                 .collect(),
+            disk: self.disk.problems(),
         })
     }
 }
@@ -74,6 +79,8 @@ pub struct Snapshot {
     pub max_lag: Option<Duration>,
     /// Each stage as judged at the same moment.
     pub stages: Vec<(&'static str, stage::Status)>,
+    /// "disk full: spool in …" per writer that cannot write.
+    pub disk: Vec<String>,
 }
 
 /// The body of `/readyz`.
@@ -84,6 +91,8 @@ pub struct Readiness {
     pub storage: String,
     pub spool_pending_records: i64,
     pub spool_lag_seconds: f64,
+    /// `ok`, or which disk is full (nothing new is acknowledged meanwhile).
+    pub disk: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// `{name: {"ok", "queued", "oldest_s", "problem"}}`, by stage name.
@@ -113,12 +122,15 @@ pub fn judge(s: Snapshot) -> Readiness {
             }
         }
     };
+    problems.extend(s.disk.iter().cloned());
     for (name, st) in &s.stages {
         if !st.ok {
             problems.push(st.problem.clone().unwrap_or_else(|| format!("stage {name} stalled")));
         }
     }
+    let disk = if s.disk.is_empty() { "ok".to_string() } else { s.disk.join("; ") };
     Readiness {
+        disk,
         stages: s.stages.into_iter().collect(),
         ready: problems.is_empty(),
         broker: if s.mqtt_connected { "connected" } else { "disconnected" },
@@ -141,6 +153,7 @@ mod tests {
             influx_error: None,
             max_lag: Some(Duration::from_secs(30)),
             stages: Vec::new(),
+            disk: Vec::new(),
         }
     }
 
@@ -200,6 +213,16 @@ mod tests {
         assert_eq!(json["stages"]["alerts"]["oldest_s"], 7.0);
         let r = judge(Snapshot { stages: vec![("outlet", ok)], ..snap() });
         assert!(r.ready);
+    }
+
+    #[test]
+    fn a_full_disk_fails_readiness_naming_it() {
+        let full = "disk full: spool in /var/lib/floodguard/spool: 3.0 MiB free of 32.0 MiB".to_string();
+        let r = judge(Snapshot { disk: vec![full.clone()], ..snap() });
+        assert!(!r.ready);
+        assert_eq!(r.disk, full);
+        assert_eq!(r.problems, [full]);
+        assert_eq!(judge(snap()).disk, "ok");
     }
 
     #[test]

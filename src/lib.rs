@@ -47,7 +47,7 @@
 //!      │                               ▼
 //!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook
 //!      ▼
-//!  health + stage probes ──▶ http: /healthz /readyz (names a stalled stage) /metrics,
+//!  health + stage probes + disk ──▶ http: /healthz /readyz (names a stalled stage, a full disk) /metrics,
 //!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /ack/{token},
 //!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE)
 //! ```
@@ -59,13 +59,13 @@
 //! |---|---|
 //! | [`config`] | the four config files, env overrides, every error with file/line/key |
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules, quality control (`plan::qc`), upstreams |
-//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::qc` (quality flags, maintenance faults), `engine::upstream` (gateways and the intake), `engine::sink`, where transitions go |
-//! | [`live`] | the engine in the daemon: its state, and the engine stage (catch-up from the spool, ticks) |
+//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::qc` (quality flags, maintenance faults), `engine::upstream` (gateways and the intake), `engine::sink`, where transitions go; `engine::snapshot`, its state as data |
+//! | [`live`] | the engine in the daemon: its state, the engine stage (catch-up from the spool, ticks), its snapshots on disk |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
-//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store, the alert stage |
+//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store and its daily pruning, the alert stage |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
-//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, the outbox stage |
+//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, robots by reference, operator alerts, the outbox stage |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
 //! | [`simulate`] | `floodguard simulate`: seeded scenarios (storm, pump failure, load) over MQTT or to a file |
@@ -82,12 +82,14 @@
 //! | [`tsdb`] | line protocol (write and read), the InfluxDB client, retry decision, writer |
 //! | [`stage`] | stage probes, the pure stall judgement, exit guards, the test wedge |
 //! | [`backoff`] | capped exponential backoff with full jitter |
-//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages) |
+//! | [`health`] | liveness and readiness decisions (lag, InfluxDB, stages, disk) |
+//! | [`disk`] | a full disk: the spool's limit, writers' reports of ENOSPC, for `/readyz` and the operator alert |
 //! | [`metrics`] | the Prometheus registry behind `/metrics` (a leaf: imports no module's internals) |
-//! | [`http`] | the axum server, the `/api/v1` handlers, the push endpoints, the live page and its SSE stream |
+//! | [`http`] | the HTTP server (`http::server`: accept loop, header-read timeout, connection cap), access and limits (`http::guard`: read token, Host check, security headers, rate limits), the `/api/v1` handlers, the push endpoints, the live page and its SSE stream |
 //! | [`daemon`] | `floodguard run`: one stage per function, supervision, reverse shutdown |
 //! | [`check`] | `floodguard check-config` output: sites, rules, teams |
-//! | [`logging`] | tracing set-up |
+//! | [`logging`] | tracing set-up: every line through [`redact`] |
+//! | [`redact`] | the one redaction of errors stored or logged: secrets, URL credentials and queries, phone numbers |
 //!
 //! Pure parts (decoder, line protocol, retry decision, readiness and stall
 //! judgement, config validation, plan compilation, the engine, alert
@@ -106,6 +108,7 @@ pub mod coerce;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod disk;
 pub mod engine;
 pub mod events;
 pub mod health;
@@ -120,6 +123,7 @@ pub mod notify;
 pub mod outlet;
 pub mod plan;
 pub mod reading;
+pub mod redact;
 pub mod reload;
 pub mod replay;
 pub mod report;

@@ -25,6 +25,9 @@ enum Command {
         #[arg(short, long, default_value = "config/floodguard.toml")]
         config: PathBuf,
     },
+    /// Print a fresh random secret (64 hex digits) for http.api_token,
+    /// http.read_token, http.ingest_token or channels.ack.secret.
+    GenSecret,
     /// Validate the configuration and print the sites by street and kind.
     CheckConfig {
         #[arg(short, long, default_value = "config/floodguard.toml")]
@@ -127,7 +130,10 @@ enum Command {
 
 fn load(path: &std::path::Path) -> Result<floodguard::config::Config, ExitCode> {
     floodguard::config::load(path).map_err(|errors| {
-        eprint!("{errors}");
+        // Secrets known from the environment are hidden from the errors too.
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let r = floodguard::redact::Redactor::from_env(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        eprint!("{}", r.apply(&errors.to_string()));
         ExitCode::from(2)
     })
 }
@@ -137,9 +143,14 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
+        Command::GenSecret => {
+            println!("{}", floodguard::config::generate_secret());
+            ExitCode::SUCCESS
+        }
         Command::CheckConfig { config } => match load(&config) {
             Ok(c) => {
-                print!("{}", floodguard::check::describe(&c));
+                let r = floodguard::redact::Redactor::from_config(&c);
+                print!("{}", r.apply(&floodguard::check::describe(&c)));
                 ExitCode::SUCCESS
             }
             Err(code) => code,

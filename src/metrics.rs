@@ -102,6 +102,13 @@ pub struct Metrics {
     pub notifications_sent: IntCounterVec,
     pub outbox_waiting: prometheus::IntGaugeVec,
     pub outbox_oldest_waiting_seconds: prometheus::Gauge,
+    /// Requests refused by the per-address rate limit (write API, ack links).
+    pub http_rate_limited: IntCounter,
+    /// Connections closed at accept: `http.max_connections` were open.
+    pub http_connections_refused: IntCounter,
+    pub http_connections_open: IntGauge,
+    /// 1 while a writer (spool, state.db) finds its disk full.
+    pub disk_full: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -427,6 +434,22 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
+            http_rate_limited: counter(
+                &r,
+                "floodguard_http_rate_limited_total",
+                "Write-API and ack-link requests refused (429) by the per-address rate limit.",
+            ),
+            http_connections_refused: counter(
+                &r,
+                "floodguard_http_connections_refused_total",
+                "HTTP connections closed at accept because http.max_connections were open.",
+            ),
+            http_connections_open: gauge(&r, "floodguard_http_connections", "HTTP connections open."),
+            disk_full: gauge(
+                &r,
+                "floodguard_disk_full",
+                "1 while the spool or state.db cannot write for a full disk (nothing new is acknowledged).",
+            ),
             registry: r,
         }
     }

@@ -114,6 +114,9 @@ impl Reloader {
             }
         };
         let mut current = self.current.lock().expect("config lock");
+        let mut redactor = crate::redact::Redactor::from_config(&new);
+        redactor.extend(&crate::redact::Redactor::from_config(&current));
+        crate::redact::install(redactor);
         let mut report = ReloadReport {
             sites: new.sites.sites.len(),
             streets: new.sites.streets.len(),

@@ -92,7 +92,8 @@ pub enum Mute {
 /// Does a silence's matchers cover the alert? `kind` is the site's kind
 /// (`pump_station`); an absent matcher matches anything.
 pub fn matches(m: &Matchers, alert: &Alert) -> bool {
-    m.site.as_ref().is_none_or(|s| *s == alert.site)
+    !m.unreadable
+        && m.site.as_ref().is_none_or(|s| *s == alert.site)
         && m.rule.as_ref().is_none_or(|r| *r == alert.rule)
         && m.street.as_ref().is_none_or(|s| *s == alert.street)
         && m.kind.as_ref().is_none_or(|k| *k == alert.site_kind)

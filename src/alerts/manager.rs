@@ -212,6 +212,7 @@ fn config_silences(teams: &TeamsFile) -> Vec<Silence> {
                     rule: s.rule.clone(),
                     street: s.street.clone(),
                     kind: s.kind.clone(),
+                    unreadable: false,
                 },
                 starts_at: start.timestamp_nanos_opt()?,
                 ends_at: end.timestamp_nanos_opt()?,
@@ -476,6 +477,22 @@ impl AlertManager {
         }
         if s.created_by.trim().is_empty() || s.comment.trim().is_empty() {
             return Err(OpError::Invalid("say who silences and why (created_by, comment)".into()));
+        }
+        // A matcher naming nothing that exists would silently silence nothing.
+        {
+            let inner = self.inner.lock().expect("alerts lock");
+            let m = &s.matchers;
+            if let Some(site) = m.site.as_ref().filter(|x| !inner.places.sites.contains_key(*x)) {
+                return Err(OpError::Invalid(format!("matchers.site: no site {site:?}")));
+            }
+            if let Some(street) = m.street.as_ref().filter(|x| !inner.places.streets.contains_key(*x)) {
+                return Err(OpError::Invalid(format!("matchers.street: no street {street:?}")));
+            }
+            if let Some(kind) = m.kind.as_ref().filter(|k| k.parse::<crate::config::Kind>().is_err()) {
+                return Err(OpError::Invalid(format!(
+                    "matchers.kind: {kind:?} is not a site kind (waterlogging, rain_gauge, river, pump_station, manhole)"
+                )));
+            }
         }
         let id = self.with(|w| Ok(w.tx.insert_silence(&s, now)?))?;
         tracing::info!(id, matchers = ?s.matchers, by = %s.created_by, "silence added");

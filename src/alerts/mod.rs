@@ -6,11 +6,13 @@
 //! - [`decide`]: the pure decisions (table-tested);
 //! - [`route`]: which teams and members are told;
 //! - [`store`]: SQLite persistence and migrations;
+//! - [`prune`]: the daily pruning of what is older than `state.retention`;
 //! - [`manager`]: applies transitions, ticks and operators' acts;
 //! - [`stage`]: the alert stage's thread — batches, retries, follow-ups.
 pub mod decide;
 pub mod manager;
 pub mod model;
+pub mod prune;
 pub mod route;
 mod schema;
 pub mod stage;

@@ -151,11 +151,27 @@ pub struct Matchers {
     pub rule: Option<String>,
     pub street: Option<String>,
     pub kind: Option<String>,
+    /// A stored silence whose matchers could not be read: it matches
+    /// nothing (fails closed) and is reported, rather than matching
+    /// everything as empty matchers would.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub unreadable: bool,
 }
 
 impl Matchers {
     pub fn is_empty(&self) -> bool {
-        self.site.is_none() && self.rule.is_none() && self.street.is_none() && self.kind.is_none()
+        !self.unreadable
+            && self.site.is_none()
+            && self.rule.is_none()
+            && self.street.is_none()
+            && self.kind.is_none()
+    }
+
+    /// Matchers that match nothing: what a stored silence that cannot be
+    /// read becomes (its `unreadable` flag set).
+    pub fn unreadable() -> Matchers {
+        Matchers { unreadable: true, ..Default::default() }
     }
 }
 

@@ -128,4 +128,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_open ON outbox (state, channel, next_attempt_at, priority, created_at)
         WHERE state IN ('queued', 'sending');
      CREATE INDEX outbox_recipient ON outbox (channel, recipient) WHERE state = 'queued';",
+    // 4: robot rows name their robot (`robot:<team>#<n>`) instead of holding
+    // its URL and signing key; stored errors that may name a URL with its
+    // key are dropped (new ones are stored redacted); indexes for the daily
+    // pruning of what is older than `state.retention`.
+    "UPDATE outbox SET body = json_set(json_remove(body, '$.secret'), '$.to', 'robot:' || recipient)
+        WHERE channel IN ('wecom', 'dingtalk', 'webhook') AND json_extract(body, '$.to') NOT LIKE 'robot:%';
+     UPDATE deliveries SET response = '(removed at upgrade: it may have named a key)' WHERE response LIKE '%://%';
+     UPDATE outbox SET last_error = '(removed at upgrade: it may have named a key)' WHERE last_error LIKE '%://%';
+     CREATE INDEX outbox_created ON outbox (created_at);
+     CREATE INDEX ack_tokens_created ON ack_tokens (created_at);
+     CREATE INDEX alerts_resolved ON alerts (resolved_at) WHERE state = 'resolved';
+     CREATE INDEX notifications_created ON notifications (created_at);",
 ];

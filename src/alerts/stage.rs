@@ -62,6 +62,8 @@ pub struct AlertStage {
     pub probe: Arc<Probe>,
     /// Told the engine's committed progress (the spool keeps what is after it).
     pub committed: Box<dyn Fn(Progress) + Send>,
+    /// Told while `state.db` (at the path) cannot be written for a full disk.
+    pub disk: Option<(Arc<crate::disk::Disk>, std::path::PathBuf)>,
 }
 
 impl AlertStage {
@@ -134,6 +136,9 @@ impl AlertStage {
                         held.clear();
                         retry = Duration::from_millis(200);
                         self.probe.set_problem(None);
+                        if let Some((disk, _)) = &self.disk {
+                            disk.clear("state.db");
+                        }
                         self.probe.set_oldest(None);
                         self.probe.done(n as u64);
                         if last_log.take().is_some() {
@@ -142,6 +147,11 @@ impl AlertStage {
                     }
                     Err(e) => {
                         let msg = format!("cannot record alert changes ({e}); holding them and retrying");
+                        if let Some((disk, path)) = &self.disk {
+                            if crate::disk::is_full_message(&e.to_string()) {
+                                disk.report_full("state.db", path, e.to_string());
+                            }
+                        }
                         if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                             tracing::error!(batches = held.len(), "{msg}");
                             last_log = Some(Instant::now());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
-use super::model::{Alert, AlertKind, Event, Intent, Notification, Silence};
+use super::model::{Alert, AlertKind, Event, Intent, Matchers, Notification, Silence};
 use crate::level::Level;
 use crate::reading::TimestampNs;
 
@@ -282,9 +282,13 @@ fn silences(conn: &Connection, now: Option<TimestampNs>) -> Result<Vec<Silence>>
     )?;
     let rows = stmt.query_map(params![now], |r| {
         let m: String = r.get(1)?;
+        let id: i64 = r.get(0)?;
         Ok(Silence {
-            id: r.get(0)?,
-            matchers: serde_json::from_str(&m).unwrap_or_default(),
+            id,
+            matchers: serde_json::from_str(&m).unwrap_or_else(|e: serde_json::Error| {
+                report_unreadable(id, &e.to_string());
+                Matchers::unreadable()
+            }),
             starts_at: r.get(2)?,
             ends_at: r.get(3)?,
             created_by: r.get(4)?,
@@ -293,6 +297,21 @@ fn silences(conn: &Connection, now: Option<TimestampNs>) -> Result<Vec<Silence>>
         })
     })?;
     rows.collect()
+}
+
+/// Logs a stored silence that cannot be read, once per silence: it fails
+/// closed (silences nothing) and shows as `unreadable` in the API.
+fn report_unreadable(id: i64, error: &str) {
+    static REPORTED: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = REPORTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.contains(&id) {
+        seen.push(id);
+        tracing::error!(
+            silence = id,
+            error,
+            "a stored silence cannot be read: it silences nothing until replaced"
+        );
+    }
 }
 
 /// Copies the write-ahead log of `state.db` into the database every half

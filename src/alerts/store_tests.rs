@@ -77,6 +77,25 @@ fn a_failed_transaction_leaves_nothing() {
 }
 
 #[test]
+fn a_stored_silence_that_cannot_be_read_silences_nothing() {
+    let s = Store::memory().unwrap();
+    s.conn
+        .execute(
+            "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at)
+             VALUES ('{\"site\": 42, \"colour\": \"blue\"}', 0, 100, 'a', 'b', 0)",
+            [],
+        )
+        .unwrap();
+    let got = s.silences(Some(50)).unwrap();
+    assert_eq!(got.len(), 1, "it is listed (and reported)");
+    assert!(got[0].matchers.unreadable);
+    assert!(!got[0].matchers.is_empty(), "not taken for empty matchers");
+    let alert =
+        Alert { site: "BH-BZ-01".into(), rule: "forebay".into(), street: "binhe".into(), ..Alert::default() };
+    assert!(!crate::alerts::decide::matches(&got[0].matchers, &alert), "fails closed: it matches no alert");
+}
+
+#[test]
 fn silences_expire() {
     let mut s = Store::memory().unwrap();
     let m = Matchers { site: Some("BH-BZ-01".into()), ..Matchers::default() };
@@ -111,4 +130,44 @@ fn reopening_a_file_keeps_everything() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.active().unwrap().len(), 1);
     assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+}
+
+#[test]
+fn the_upgrade_takes_robot_keys_out_of_stored_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        // A state.db of the release before: schema 3, a robot row with its URL and key.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..3] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        let body = r#"{"rendered":{"subject":"s","text":"t","html":"h","sms":"m","markdown":"md","params":{}},"to":"https://oapi.dingtalk.com/robot/send?access_token=KEY123","secret":"SECsign","alert_ids":[1]}"#;
+        c.execute(
+            "INSERT INTO outbox (notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, next_attempt_at, created_at, last_error)
+             VALUES (1, 'dingtalk', 'team1#0', '城东（群）', 'team1', ?1, 'k1', 'queued', 0, 0, 'error sending request for url (https://oapi.dingtalk.com/robot/send?access_token=KEY123)')",
+            [body],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO outbox (notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, next_attempt_at, created_at)
+             VALUES (1, 'sms', '13800000101', '张', 'team1', '{\"rendered\":{\"subject\":\"\",\"text\":\"\",\"html\":\"\",\"sms\":\"x\",\"markdown\":\"\",\"params\":{}},\"to\":\"13800000101\",\"alert_ids\":[1]}', 'k2', 'queued', 0, 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+    drop(s);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let all: String = c
+        .query_row("SELECT group_concat(body || coalesce(last_error, ''), '|') FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert!(!all.contains("KEY123") && !all.contains("SECsign"), "{all}");
+    let db = crate::notify::outbox::OutboxDb::open(&path).unwrap();
+    let rows = db.due(&["dingtalk", "sms"], 1, 10).unwrap();
+    assert_eq!(rows[0].body.to, "robot:team1#0", "the robot row names its robot");
+    assert_eq!(rows[0].body.secret, None);
+    assert_eq!(rows[1].body.to, "13800000101", "other rows as they were");
 }

@@ -28,8 +28,13 @@ pub struct EmailChannel {
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// PEM file of a CA to trust besides the public ones (a mail server
-    /// with an internal CA, common on government networks).
+    /// with an internal CA, common on government networks), for every TLS
+    /// mode (`smtps://`, `?tls=required`, `?tls=opportunistic`).
     pub ca_file: Option<std::path::PathBuf>,
+    /// Send the password over plain `smtp://` without TLS (a relay on
+    /// the same host); refused otherwise.
+    #[serde(default)]
+    pub allow_insecure_auth: bool,
 }
 
 string_enum! {
@@ -113,19 +118,22 @@ impl Default for RobotsChannel {
 #[serde(default)]
 pub struct AckLinks {
     /// Where phones reach the live page: `https://flood.example.gov.cn`.
+    /// Empty: messages carry no ack link.
     pub base_url: String,
-    /// HMAC key of the tokens; set it through the environment or a file.
+    /// HMAC key of the tokens, needed with a `base_url`; set it through the
+    /// environment or a file (`floodguard gen-secret`).
     pub secret: Secret,
+    /// How long a link works (at most `MAX_ACK_TTL`).
     pub ttl: HumanDuration,
 }
 
+/// The longest an ack link may live: a flood season (a longer one would
+/// overflow the token's expiry, or never expire in practice).
+pub const MAX_ACK_TTL: HumanDuration = HumanDuration::secs(180 * 24 * 3600);
+
 impl Default for AckLinks {
     fn default() -> Self {
-        AckLinks {
-            base_url: "http://127.0.0.1:8080".into(),
-            secret: Secret::default(),
-            ttl: HumanDuration::secs(24 * 3600),
-        }
+        AckLinks { base_url: String::new(), secret: Secret::default(), ttl: HumanDuration::secs(24 * 3600) }
     }
 }
 

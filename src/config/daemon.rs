@@ -1,6 +1,6 @@
 //! `floodguard.toml`: the daemon's own sections — `[daemon]`, `[log]`,
 //! `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[modbus]`,
-//! `[channels.*]`.
+//! `[state]`, `[channels.*]`.
 //!
 //! Every section has defaults, so a file with only the keys an operator wants
 //! to change is complete. The connection keys are the contract of DESIGN.md;
@@ -26,7 +26,24 @@ pub struct DaemonConfig {
     pub http: HttpSection,
     pub sl651: Sl651Section,
     pub modbus: ModbusSection,
+    pub state: StateSection,
     pub channels: ChannelsSection,
+}
+
+/// `[state]`: the alert state in `data_dir/state.db`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StateSection {
+    /// Delivered outbox rows, their delivery logs, spent or expired ack
+    /// nonces and resolved alerts older than this are pruned once a day
+    /// (default 400 days: a flood season and its report).
+    pub retention: HumanDuration,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        StateSection { retention: HumanDuration::secs(400 * 24 * 3600) }
+    }
 }
 
 string_enum! {
@@ -263,11 +280,19 @@ pub struct SpoolSection {
     pub fsync_interval: HumanDuration,
     /// A segment file is closed and a new one started past this size.
     pub segment_size: u64,
+    /// The spool's size at most, bytes. Unset (or 0): as much as leaves
+    /// 10 % of its filesystem free. When reached, intake stops
+    /// acknowledging (senders keep their data) until the writer frees room.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for SpoolSection {
     fn default() -> Self {
-        SpoolSection { fsync_interval: HumanDuration::millis(200), segment_size: 16 * 1024 * 1024 }
+        SpoolSection {
+            fsync_interval: HumanDuration::millis(200),
+            segment_size: 16 * 1024 * 1024,
+            max_bytes: None,
+        }
     }
 }
 
@@ -284,6 +309,32 @@ pub struct HttpSection {
     pub ingest_token: Secret,
     /// Largest push body, in bytes, compressed and after gzip alike.
     pub max_push_body: usize,
+    /// Token for reading: when set, every `/api/v1` read, the event stream
+    /// and the live page's data need it (or the API token); `/healthz`,
+    /// `/readyz` and the page itself stay open. Empty: reads are open.
+    pub read_token: Secret,
+    /// Token of `/metrics` for a Prometheus scraper, apart from the read
+    /// token (which also works). Empty: `/metrics` needs the read token
+    /// when one is set, nothing otherwise.
+    pub metrics_token: Secret,
+    /// Host names the server answers to besides IP addresses, `localhost`
+    /// and the host of `channels.ack.base_url` (`flood.example.gov.cn`): a
+    /// request naming another host is refused (DNS rebinding).
+    pub hosts: Vec<String>,
+    /// A connection must send a request's headers within this long; an
+    /// idle keep-alive connection is closed after it too.
+    pub header_read_timeout: HumanDuration,
+    /// A request must be answered within this long (the event stream's
+    /// body is exempt once it started).
+    pub request_timeout: HumanDuration,
+    /// Connections open at once at most; more are closed at accept.
+    pub max_connections: usize,
+    /// Event-stream (`/api/v1/events`) clients at once at most; more get 503.
+    pub max_sse_clients: usize,
+    /// Requests per minute per client address to the write API and
+    /// `/ack/…` (0: no limit); bursts of `rate_burst` pass at once.
+    pub rate_limit: u32,
+    pub rate_burst: u32,
 }
 
 impl Default for HttpSection {
@@ -294,6 +345,15 @@ impl Default for HttpSection {
             max_body: 64 * 1024,
             ingest_token: Secret::default(),
             max_push_body: 8 * 1024 * 1024,
+            read_token: Secret::default(),
+            metrics_token: Secret::default(),
+            hosts: Vec::new(),
+            header_read_timeout: HumanDuration::secs(10),
+            request_timeout: HumanDuration::secs(30),
+            max_connections: 1024,
+            max_sse_clients: 64,
+            rate_limit: 120,
+            rate_burst: 30,
         }
     }
 }

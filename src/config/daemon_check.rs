@@ -199,6 +199,55 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if c.http.listen.parse::<std::net::SocketAddr>().is_err() {
         err("http.listen", format!("{:?} is not an address like 127.0.0.1:8080", c.http.listen));
     }
+    http(&c.http, &mut err);
+    // Tokens and signing secrets: off while empty, but never short or a
+    // shipped example (whoever reads the examples would know them).
+    let ack = &c.channels.ack;
+    for (key, secret) in [
+        ("http.api_token", &c.http.api_token),
+        ("http.read_token", &c.http.read_token),
+        ("http.metrics_token", &c.http.metrics_token),
+        ("http.ingest_token", &c.http.ingest_token),
+        ("channels.ack.secret", &ack.secret),
+    ] {
+        if !secret.is_empty() {
+            if let Some(p) = super::values::secret_problem(secret) {
+                err(key, p);
+            }
+        }
+    }
+    if !ack.base_url.trim().is_empty() {
+        match reqwest::Url::parse(&ack.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+            _ => err(
+                "channels.ack.base_url",
+                format!(
+                    "{:?} is not a URL like https://flood.example.gov.cn (empty: no ack links)",
+                    ack.base_url
+                ),
+            ),
+        }
+        if ack.secret.is_empty() {
+            err(
+                "channels.ack.secret",
+                "ack links (channels.ack.base_url) need a signing secret: set \
+                 FLOODGUARD__CHANNELS__ACK__SECRET (`floodguard gen-secret` makes one)"
+                    .into(),
+            );
+        }
+    }
+    if ack.ttl.get().is_zero() || ack.ttl > MAX_ACK_TTL {
+        err("channels.ack.ttl", format!("must be above 0 and at most {MAX_ACK_TTL}"));
+    }
+    if c.state.retention.get() < std::time::Duration::from_secs(24 * 3600) {
+        err("state.retention", "must be at least 1d (the report needs the season's alerts)".into());
+    }
+    if c.spool.max_bytes.is_some_and(|m| m != 0 && m < 4 * c.spool.segment_size) {
+        err(
+            "spool.max_bytes",
+            format!("must be at least 4 × spool.segment_size ({}), or unset", 4 * c.spool.segment_size),
+        );
+    }
     if let Some(sms) = &c.channels.sms {
         match sms.provider {
             SmsProvider::Http => {
@@ -247,6 +296,21 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
                 err("channels.email.ca_file", format!("no such file {}", p.display()));
             }
         }
+        let url = reqwest::Url::parse(&e.smtp_url).ok();
+        let tls_mode =
+            url.as_ref().and_then(|u| u.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.to_string()));
+        let encrypted = e.smtp_url.starts_with("smtps://") || tls_mode.as_deref() == Some("required");
+        let credentials = e.password.is_some()
+            || e.username.is_some()
+            || url.as_ref().is_some_and(|u| !u.username().is_empty() || u.password().is_some());
+        if credentials && !encrypted && !e.allow_insecure_auth {
+            err(
+                "channels.email.smtp_url",
+                "credentials would cross the network unencrypted: use smtps:// or ?tls=required, \
+                 or set allow_insecure_auth = true for a relay on this host"
+                    .into(),
+            );
+        }
         if !e.from.contains('@') {
             err(
                 "channels.email.from",
@@ -258,6 +322,37 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
         err("channels.retry.min", "must be at most channels.retry.max".into());
     }
     errs
+}
+
+/// `[http]` limits and host names.
+fn http(h: &HttpSection, err: &mut impl FnMut(&str, String)) {
+    for (i, host) in h.hosts.iter().enumerate() {
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+        if !ok {
+            err(
+                &format!("http.hosts[{i}]"),
+                format!("{host:?} is not a host name like flood.example.gov.cn"),
+            );
+        }
+    }
+    for (key, d) in
+        [("http.header_read_timeout", h.header_read_timeout), ("http.request_timeout", h.request_timeout)]
+    {
+        if d.get().is_zero() {
+            err(key, "must be above 0".into());
+        }
+    }
+    for (key, n) in [("http.max_connections", h.max_connections), ("http.max_sse_clients", h.max_sse_clients)]
+    {
+        if n == 0 {
+            err(key, "must be at least 1".into());
+        }
+    }
+    if h.rate_limit > 0 && h.rate_burst == 0 {
+        err("http.rate_burst", "must be at least 1 while http.rate_limit is on".into());
+    }
 }
 
 /// Is `s` a `host:port` (a name, an IPv4 address or a bracketed IPv6 one)?
@@ -406,6 +501,93 @@ mod tests {
                 "mqtt.mappings[0].scale",
                 "influxdb.database",
                 "http.listen"
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod hardening_tests {
+    use super::*;
+    use crate::config::{HumanDuration, Secret};
+
+    fn keys(c: &DaemonConfig) -> Vec<String> {
+        validate(c).into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn tokens_must_be_long_and_not_an_example() {
+        let mut c = DaemonConfig::default();
+        c.http.api_token = Secret::new("change-me-long-random");
+        c.http.read_token = Secret::new("short");
+        c.http.ingest_token = Secret::new("x".repeat(40));
+        c.channels.ack.secret = Secret::new("change-me-64-hex-chars");
+        let errs = validate(&c);
+        let text = format!("{errs:?}");
+        assert_eq!(keys(&c), ["http.api_token", "http.read_token", "channels.ack.secret"], "{text}");
+        assert!(!text.contains("change-me"), "the errors never repeat a secret: {text}");
+    }
+
+    #[test]
+    fn ack_links_need_a_secret_and_a_bounded_ttl() {
+        let mut c = DaemonConfig::default();
+        assert_eq!(keys(&c), Vec::<String>::new(), "no base_url: no links, no secret needed");
+        c.channels.ack.base_url = "https://flood.example.gov.cn".into();
+        assert_eq!(keys(&c), ["channels.ack.secret"]);
+        c.channels.ack.secret = Secret::new(crate::config::generate_secret());
+        assert_eq!(keys(&c), Vec::<String>::new());
+        c.channels.ack.ttl = HumanDuration::secs(u64::MAX / 4);
+        assert_eq!(keys(&c), ["channels.ack.ttl"], "a huge ttl would overflow the expiry");
+        c.channels.ack.ttl = HumanDuration::secs(0);
+        assert_eq!(keys(&c), ["channels.ack.ttl"]);
+        c.channels.ack.ttl = HumanDuration::secs(3600);
+        c.channels.ack.base_url = "flood.example.gov.cn".into();
+        assert_eq!(keys(&c), ["channels.ack.base_url"]);
+    }
+
+    #[test]
+    fn smtp_credentials_only_over_tls_unless_allowed() {
+        let mut c = DaemonConfig::default();
+        let email = |url: &str, pw: bool, allow: bool| EmailChannel {
+            smtp_url: url.into(),
+            from: "x <flood@example.gov.cn>".into(),
+            username: pw.then(|| "flood".to_string()),
+            password: pw.then(|| Secret::new("pw")),
+            ca_file: None,
+            allow_insecure_auth: allow,
+        };
+        for (url, pw, allow, bad) in [
+            ("smtp://127.0.0.1:25", false, false, false),
+            ("smtp://mail:25", true, false, true),
+            ("smtp://mail:587?tls=opportunistic", true, false, true),
+            ("smtp://mail:587?tls=required", true, false, false),
+            ("smtps://mail:465", true, false, false),
+            ("smtp://127.0.0.1:25", true, true, false),
+            ("smtp://user:pw@mail:25", false, false, true),
+        ] {
+            c.channels.email = Some(email(url, pw, allow));
+            assert_eq!(keys(&c).contains(&"channels.email.smtp_url".to_string()), bad, "{url} {pw} {allow}");
+        }
+    }
+
+    #[test]
+    fn http_limits_and_hosts_are_checked() {
+        let mut c = DaemonConfig::default();
+        c.http.hosts = vec!["flood.example.gov.cn".into(), "bad host".into()];
+        c.http.header_read_timeout = HumanDuration::secs(0);
+        c.http.max_sse_clients = 0;
+        c.http.rate_burst = 0;
+        c.state.retention = HumanDuration::secs(3600);
+        c.spool.max_bytes = Some(1000);
+        assert_eq!(
+            keys(&c),
+            [
+                "http.hosts[1]",
+                "http.header_read_timeout",
+                "http.max_sse_clients",
+                "http.rate_burst",
+                "state.retention",
+                "spool.max_bytes"
             ]
         );
     }

@@ -2,7 +2,7 @@
 //!
 //! | file | edited by | holds |
 //! |---|---|---|
-//! | `floodguard.toml` (`-c`) | IT operator | `[daemon]`, `[log]`, `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[[modbus.devices]]`, `[channels.*]` |
+//! | `floodguard.toml` (`-c`) | IT operator | `[daemon]`, `[log]`, `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[[modbus.devices]]`, `[state]`, `[channels.*]` |
 //! | `sites.toml` | engineer | `[district]`, `[[streets]]`, `[[sites]]` |
 //! | `plan.toml` | engineer | the emergency plan: rules, cards, area rules |
 //! | `teams.toml` | flood office | `[[teams]]` and their members |
@@ -31,7 +31,9 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{env_var_for, ENV_PREFIX};
 pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
 pub use teams::{Alerting, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile};
-pub use values::{redact_url, HumanDuration, Secret};
+pub use values::{
+    example_secrets, generate_secret, redact_url, secret_problem, HumanDuration, Secret, MIN_SECRET_LEN,
+};
 
 use load::Source;
 
@@ -75,7 +77,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
     let mut main_src = Source::read(main, Some(env), &mut main_errors);
     if let Some(src) = main_src.as_mut() {
         src.reject_unknown_top_level(&[
-            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "modbus", "channels",
+            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "modbus", "state", "channels",
         ]);
         // Section by section, so one bad section hides nothing in the others.
         let mut failed: Vec<&str> = Vec::new();
@@ -103,6 +105,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
                 None => failed.push("modbus"),
             }
         }
+        section!(state);
         section!(channels);
         for (key, reason) in daemon_check::validate(&daemon) {
             if !failed.iter().any(|f| key.split('.').next() == Some(f)) {

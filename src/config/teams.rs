@@ -330,6 +330,15 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<
                 errs.push((at("ends_at"), "must be after starts_at".into()));
             }
         }
+        if let Some(k) = sc.kind.as_ref().filter(|k| k.parse::<super::Kind>().is_err()) {
+            errs.push((
+                at("kind"),
+                format!("{k:?} is not a site kind (waterlogging, rain_gauge, river, pump_station, manhole)"),
+            ));
+        }
+        if let Some(st) = sc.street.as_ref().filter(|st| !streets.contains(st.as_str())) {
+            errs.push((at("street"), format!("no street {st:?} in sites.toml")));
+        }
         if sc.site.is_none() && sc.rule.is_none() && sc.street.is_none() && sc.kind.is_none() {
             errs.push((
                 format!("silences[{i}]"),

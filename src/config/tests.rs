@@ -51,13 +51,13 @@ fn environment_overrides_keys_of_the_main_file() {
     let env = HashMap::from([
         ("FLOODGUARD__MQTT__URL".to_string(), "mqtts://broker.example:8884".to_string()),
         ("FLOODGUARD__INFLUXDB__BATCH_SIZE".to_string(), "77".to_string()),
-        ("FLOODGUARD__HTTP__API_TOKEN".to_string(), "t0ken".to_string()),
+        ("FLOODGUARD__HTTP__API_TOKEN".to_string(), "t0ken-0123456789abcdef0123456789abcdef".to_string()),
         ("FLOODGUARD__SPOOL__FSYNC_INTERVAL".to_string(), "1s".to_string()),
     ]);
     let c = load_with_env(&sample_dir().join("floodguard.toml"), &env).unwrap();
     assert_eq!(c.daemon.mqtt.url, "mqtts://broker.example:8884");
     assert_eq!(c.daemon.influxdb.batch_size, 77);
-    assert_eq!(c.daemon.http.api_token.expose(), "t0ken");
+    assert_eq!(c.daemon.http.api_token.expose(), "t0ken-0123456789abcdef0123456789abcdef");
     assert_eq!(c.daemon.spool.fsync_interval.get(), std::time::Duration::from_secs(1));
 }
 
@@ -324,4 +324,25 @@ fn modbus_keys_and_values_serde_refuses_are_named() {
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
+}
+
+#[test]
+fn a_silence_in_teams_toml_that_names_no_kind_or_street_is_an_error() {
+    let dir = broken(&[(
+        "teams.toml",
+        "site = \"XC-BZ-01\"\nstarts_at",
+        "kind = \"pumpstation\"\nstreet = \"xinchen\"\nstarts_at",
+    )]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let text = errs.to_string();
+    assert!(text.contains("silences[0].kind: \"pumpstation\" is not a site kind"), "{text}");
+    assert!(text.contains("silences[0].street: no street \"xinchen\""), "{text}");
+}
+
+#[test]
+fn a_site_of_an_unknown_street_is_an_error_not_a_panic() {
+    // Found by tests/fuzz.rs: the plan's assembly indexed the street.
+    let dir = broken(&[("sites.toml", "street = \"chengdong\"", "street = \"chengdung\"")]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    assert!(errs.to_string().contains("chengdung"), "{errs}");
 }

@@ -97,6 +97,61 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// The shortest token or signing secret accepted (`floodguard gen-secret`
+/// makes 64 hex digits).
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The environment example as shipped: every value in it is an example.
+const ENV_EXAMPLE: &str = include_str!("../../deploy/floodguard.env.example");
+
+/// Secrets that ship as examples (deploy/floodguard.env.example, the docs,
+/// earlier releases and the demo): a token equal to one is refused, since
+/// whoever read the examples knows it.
+pub fn example_secrets() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = ENV_EXAMPLE
+        .lines()
+        .filter_map(|l| l.trim_start_matches(['#', ' ']).split_once('='))
+        .filter(|(k, _)| k.trim().starts_with("FLOODGUARD__"))
+        .map(|(_, v)| v.split(" #").next().unwrap_or("").trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    v.extend([
+        "change-me-long-random",
+        "change-me-64-hex-chars",
+        "demo",
+        "demo-ack-secret-not-for-production",
+        "<ingest token>",
+    ]);
+    v
+}
+
+/// Why `s` cannot serve as a token or signing secret: too short, or one
+/// of the shipped examples. `None` when it is fit (an empty one is judged
+/// by the caller: empty means "off" for most of them).
+pub fn secret_problem(s: &Secret) -> Option<String> {
+    let v = s.expose();
+    if example_secrets().contains(&v) {
+        return Some(
+            "is an example value shipped with floodguard; make one with `floodguard gen-secret`".into(),
+        );
+    }
+    let n = v.chars().count();
+    if n < MIN_SECRET_LEN {
+        return Some(format!(
+            "is {n} characters long; use at least {MIN_SECRET_LEN} (`floodguard gen-secret` makes one)"
+        ));
+    }
+    None
+}
+
+/// A fresh random secret: 32 bytes from the operating system's generator,
+/// as 64 hex digits (`floodguard gen-secret`).
+pub fn generate_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// Hides the password in a URL's user-info part (`smtps://user:pass@host`),
 /// for logs and printed plans.
 pub fn redact_url(url: &str) -> String {
@@ -147,6 +202,34 @@ mod tests {
         assert_eq!(Secret::deserialize(v).unwrap().expose(), "s3cret");
         let v = serde_json::json!({ "file": "/nonexistent/token" });
         assert!(Secret::deserialize(v).unwrap_err().to_string().contains("cannot read secret file"));
+    }
+
+    #[test]
+    fn short_and_example_secrets_are_refused() {
+        assert!(secret_problem(&Secret::new("change-me-long-random")).unwrap().contains("example"));
+        assert!(secret_problem(&Secret::new("change-me-64-hex-chars")).unwrap().contains("example"));
+        assert!(secret_problem(&Secret::new("x".repeat(31))).unwrap().contains("31 characters"));
+        assert_eq!(secret_problem(&Secret::new(generate_secret())), None);
+        // Every value the environment example shows is refused, so a copied
+        // example never reaches production.
+        let shown: Vec<&str> = ENV_EXAMPLE
+            .lines()
+            .filter_map(|l| l.trim_start_matches(['#', ' ']).split_once('='))
+            .filter(|(k, v)| k.starts_with("FLOODGUARD__") && !v.trim().is_empty())
+            .map(|(_, v)| v.split(" #").next().unwrap().trim())
+            .collect();
+        assert!(!shown.is_empty());
+        for v in shown {
+            assert!(secret_problem(&Secret::new(v)).is_some(), "{v:?} from the env example passes");
+        }
+    }
+
+    #[test]
+    fn generated_secrets_are_fresh_hex() {
+        let (a, b) = (generate_secret(), generate_secret());
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -41,13 +41,13 @@ fn level_at(i: usize) -> Level {
     Level::ALL[i]
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Run {
     first: TimestampNs,
     count: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct DownRun {
     run: Run,
     /// The highest level the value held during the run: where it drops to.
@@ -64,7 +64,8 @@ fn sustained(run: Run, now: TimestampNs, hold: Hold) -> bool {
 /// A change of level: `(from, to)`.
 pub type Change = (Option<Level>, Option<Level>);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serializable for the engine's snapshot (`engine::snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     pub level: Option<Level>,
     up: [Option<Run>; 4],

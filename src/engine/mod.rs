@@ -14,6 +14,7 @@ pub mod rain;
 mod rules;
 pub mod series;
 pub mod sink;
+pub mod snapshot;
 pub mod upstream;
 mod view;
 

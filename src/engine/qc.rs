@@ -139,6 +139,62 @@ pub struct QcState {
     pub confirmed: Option<(TimestampNs, QcTest)>,
 }
 
+/// A metric's quality-control state as data (`engine::snapshot`): the held
+/// reading as its time and value, tests by name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedQc {
+    last: Option<(TimestampNs, f64)>,
+    /// (reading time, value, test, when it came)
+    held: Option<(TimestampNs, f64, String, TimestampNs)>,
+    flat: Option<(TimestampNs, f64)>,
+    failures: Vec<TimestampNs>,
+    last_failure: Option<TimestampNs>,
+    fault: Option<(String, TimestampNs)>,
+    /// (value, time, flag, test)
+    shown: Option<(f64, TimestampNs, String, String)>,
+    confirmed: Option<(TimestampNs, String)>,
+}
+
+impl QcState {
+    pub fn save(&self) -> SavedQc {
+        SavedQc {
+            last: self.last,
+            held: self.held.as_ref().map(|h| (h.reading.ts, h.value, h.test.to_string(), h.at)),
+            flat: self.flat,
+            failures: self.failures.iter().copied().collect(),
+            last_failure: self.last_failure,
+            fault: self.fault.map(|(t, since)| (t.to_string(), since)),
+            shown: self.shown.map(|s| (s.value, s.ts, s.flag.to_string(), s.test.to_string())),
+            confirmed: self.confirmed.map(|(at, t)| (at, t.to_string())),
+        }
+    }
+
+    /// The state saved of `metric` at `site` (a test name this build does
+    /// not know drops what carries it).
+    pub fn load(s: SavedQc, site: &Arc<str>, metric: &Arc<str>) -> QcState {
+        QcState {
+            last: s.last,
+            held: s.held.and_then(|(ts, value, test, at)| {
+                let reading = Reading {
+                    site: site.clone(),
+                    metric: metric.clone(),
+                    value: crate::reading::Value::Float(value),
+                    ts,
+                };
+                Some(Held { reading, value, test: test.parse().ok()?, at })
+            }),
+            flat: s.flat,
+            failures: s.failures.into(),
+            last_failure: s.last_failure,
+            fault: s.fault.and_then(|(t, since)| Some((t.parse().ok()?, since))),
+            shown: s.shown.and_then(|(value, ts, flag, test)| {
+                Some(Shown { value, ts, flag: flag.parse().ok()?, test: test.parse().ok()? })
+            }),
+            confirmed: s.confirmed.and_then(|(at, t)| Some((at, t.parse().ok()?))),
+        }
+    }
+}
+
 /// What to do with a reading.
 #[derive(Debug, PartialEq)]
 pub enum Screen {

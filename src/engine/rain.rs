@@ -104,6 +104,11 @@ impl Rain {
         }
     }
 
+    /// Every sample as reported, oldest first (for the engine's snapshot).
+    pub fn samples(&self) -> impl Iterator<Item = (TimestampNs, f64)> + '_ {
+        self.samples.iter().copied()
+    }
+
     /// The running sum at time `t`: the rain of every sample up to and including `t`.
     fn cum_at(&self, t: TimestampNs) -> f64 {
         let n = self.samples.partition_point(|s| s.0 <= t);

@@ -49,6 +49,11 @@ impl Series {
         self.points.len()
     }
 
+    /// Every point, oldest first (for the engine's snapshot).
+    pub fn points(&self) -> impl Iterator<Item = (TimestampNs, f64)> + '_ {
+        self.points.iter().copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }

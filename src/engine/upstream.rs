@@ -27,7 +27,7 @@ use crate::reading::TimestampNs;
 pub const LINK_RULE: &str = "link";
 
 /// What the engine remembers of one upstream.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UpstreamState {
     /// Intakes: reported down since (by `Input::Intake`).
     pub reported_down: Option<TimestampNs>,

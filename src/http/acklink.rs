@@ -1,11 +1,21 @@
 //! `/ack/{token}`: the page a team lead reaches from the link in an SMS,
 //! e-mail or robot message. GET shows the alert and a confirm button; POST
 //! acknowledges it under the member's name. The token is the credential:
-//! signed, expiring and good for one ack (see `notify::acklink`).
+//! signed, expiring, bound to its alert and member, and good for one ack
+//! (see `notify::acklink`).
+//!
+//! The confirm is CSRF-safe: the form carries a one-time token issued with
+//! the page (and bound to the link), so neither a link preview that follows
+//! the URL nor a form on another site can ack; a POST whose `Origin` names
+//! another site is refused too.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
@@ -84,17 +94,55 @@ fn words(s: &AppState) -> &'static Words {
     }
 }
 
+/// How long the form of an ack page may be sent.
+const FORM_TTL: Duration = Duration::from_secs(30 * 60);
+/// Forms open at once at most (the oldest are forgotten beyond).
+const FORMS: usize = 10_000;
+
+/// One-time tokens of the ack page's form: issued with the page, bound to
+/// the link's nonce, taken by the POST.
+#[derive(Default)]
+pub struct FormTokens {
+    open: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl FormTokens {
+    /// A fresh token for the form of the link with `nonce`.
+    pub fn issue(&self, nonce: &str) -> String {
+        let token = crate::notify::acklink::nonce();
+        let mut open = self.open.lock().expect("forms lock");
+        if open.len() >= FORMS {
+            open.retain(|_, (_, at)| at.elapsed() < FORM_TTL);
+            if open.len() >= FORMS {
+                let mut ages: Vec<Instant> = open.values().map(|(_, at)| *at).collect();
+                ages.sort();
+                let cut = ages[ages.len() / 2];
+                open.retain(|_, (_, at)| *at > cut);
+            }
+        }
+        open.insert(token.clone(), (nonce.to_string(), Instant::now()));
+        token
+    }
+
+    /// Takes `token` if it was issued for `nonce` and is fresh: once only.
+    pub fn take(&self, token: &str, nonce: &str) -> bool {
+        match self.open.lock().expect("forms lock").remove(token) {
+            Some((n, at)) => n == nonce && at.elapsed() < FORM_TTL,
+            None => false,
+        }
+    }
+}
+
 fn page(w: &Words, code: StatusCode, body: &str) -> Response {
+    // Styles from a file: the Content-Security-Policy allows no inline style.
     let html = format!(
         "<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>body{{font-family:sans-serif;max-width:36em;margin:1em auto;padding:0 1em;\
-         font-size:18px}}table td{{padding:.2em .6em .2em 0;vertical-align:top}}button{{font-size:1.2em;\
-         padding:.6em 1.2em;width:100%}}textarea{{width:100%}}.lvl{{font-weight:bold}}</style></head>\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"/assets/ack.css\"></head>\
          <body><h1>{title}</h1>{body}</body></html>",
         title = w.title
     );
-    (code, Html(html)).into_response()
+    (code, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
 }
 
 fn refused(w: &Words, e: &TokenError) -> Response {
@@ -171,11 +219,14 @@ fn show_now(s: &AppState, token: &str) -> Response {
     let Some(a) = alert else {
         return page(w, StatusCode::NOT_FOUND, &format!("<p>{}</p>", esc(w.invalid)));
     };
+    let form = s.guard.forms.issue(&claims.n);
     let body = format!(
-        "{table}<form method=\"post\" action=\"/ack/{token}\"><p><label>{note}<br>\
-         <textarea name=\"note\" rows=\"2\"></textarea></label></p><button type=\"submit\">{confirm}</button></form>",
+        "{table}<form method=\"post\" action=\"/ack/{token}\"><input type=\"hidden\" name=\"form\" value=\"{form}\">\
+         <p><label>{note}<br><textarea name=\"note\" rows=\"2\"></textarea></label></p>\
+         <button type=\"submit\">{confirm}</button></form>",
         table = alert_table(&s, w, &a, &claims.m),
         token = esc(&token),
+        form = esc(&form),
         note = esc(w.note),
         confirm = esc(w.confirm),
     );
@@ -186,25 +237,52 @@ fn show_now(s: &AppState, token: &str) -> Response {
 pub struct AckForm {
     #[serde(default)]
     note: String,
+    /// The one-time token of the page's form.
+    #[serde(default)]
+    form: String,
 }
 
 /// Acknowledges the alert under the member's name; the link is spent.
 pub async fn confirm(
     State(s): State<AppState>,
     Path(token): Path<String>,
+    headers: HeaderMap,
     form: Result<Form<AckForm>, FormRejection>,
 ) -> Response {
-    let note = form.ok().map(|f| f.0.note);
-    super::blocking(move || confirm_now(&s, &token, note)).await
+    let form = form.ok().map(|f| f.0).unwrap_or_default();
+    let same_site = same_origin(&headers);
+    super::blocking(move || confirm_now(&s, &token, form, same_site)).await
 }
 
-fn confirm_now(s: &AppState, token: &str, note: Option<String>) -> Response {
+/// A POST from this server's own page: no `Origin`, or one naming the host
+/// the request was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    origin.split_once("://").is_some_and(|(_, o)| o.eq_ignore_ascii_case(host))
+}
+
+fn confirm_now(s: &AppState, token: &str, form: AckForm, same_site: bool) -> Response {
     let s = s.clone();
     let token = token.to_string();
     let w = words(&s);
-    if let Err(r) = check(&s, &token) {
-        return r;
+    let claims = match check(&s, &token) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    // Taken first: a token seen in a cross-site try is burnt too.
+    let fresh = s.guard.forms.take(&form.form, &claims.n);
+    if !same_site || !fresh {
+        let text = if std::ptr::eq(w, &EN) {
+            "Open the link from the message again, then confirm."
+        } else {
+            "请重新打开消息中的链接，再点确认。"
+        };
+        return page(w, StatusCode::FORBIDDEN, &format!("<p>{}</p>", esc(text)));
     }
+    let note = Some(form.note);
     let (Some(outbox), Some(manager)) = (&s.outbox, &s.alerts) else {
         return page(w, StatusCode::SERVICE_UNAVAILABLE, &format!("<p>{}</p>", esc(w.unavailable)));
     };
@@ -238,5 +316,41 @@ fn confirm_now(s: &AppState, token: &str, note: Option<String>) -> Response {
             tracing::error!(error = %e, "ack through a link failed");
             page(w, StatusCode::INTERNAL_SERVER_ERROR, &format!("<p>{}</p>", esc(w.unavailable)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_token_works_once_and_for_its_link_only() {
+        let f = FormTokens::default();
+        let t = f.issue("nonce-a");
+        assert!(!f.take(&t, "nonce-b"), "another link's form");
+        let t = f.issue("nonce-a");
+        assert!(f.take(&t, "nonce-a"));
+        assert!(!f.take(&t, "nonce-a"), "once");
+        assert!(!f.take("", "nonce-a"));
+        for i in 0..(FORMS + 10) {
+            f.issue(&format!("n{i}"));
+        }
+        assert!(f.open.lock().unwrap().len() <= FORMS, "bounded");
+    }
+
+    #[test]
+    fn a_post_from_another_site_is_told_apart() {
+        let h = |origin: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, "flood.example.gov.cn".parse().unwrap());
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().unwrap());
+            }
+            h
+        };
+        assert!(same_origin(&h(None)));
+        assert!(same_origin(&h(Some("https://flood.example.gov.cn"))));
+        assert!(!same_origin(&h(Some("https://evil.example"))));
+        assert!(!same_origin(&h(Some("null"))));
     }
 }

@@ -133,6 +133,10 @@ pub struct SilenceView {
     pub comment: String,
     /// From teams.toml; ends by editing the file.
     pub from_config: bool,
+    /// Stored matchers that cannot be read: it silences nothing (fails
+    /// closed); delete it and add it again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
 }
 
 impl SilenceView {
@@ -145,6 +149,7 @@ impl SilenceView {
             created_by: s.created_by.clone(),
             comment: s.comment.clone(),
             from_config: s.from_config,
+            unreadable: s.matchers.unreadable,
         }
     }
 }

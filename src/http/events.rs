@@ -16,12 +16,15 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::api::ApiError;
 use super::AppState;
 use crate::events::{self, Event as LiveEvent};
 use crate::live::Live;
@@ -42,6 +45,9 @@ struct Feed {
     /// When the next snapshot may go.
     next_snapshot: Instant,
     started: bool,
+    /// This client's place among `http.max_sse_clients`, given back when
+    /// the stream ends.
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 async fn recv(
@@ -104,8 +110,20 @@ fn resync() -> Event {
 
 /// Live updates for the page: level changes, alert changes, throttled
 /// snapshots of every site.
-#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, content_type = "text/event-stream")))]
-pub async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+#[utoipa::path(get, path = "/api/v1/events", responses((status = 200, content_type = "text/event-stream"), (status = 503)))]
+pub async fn events(State(s): State<AppState>) -> Response {
+    let Some(place) = s.guard.sse_permit() else {
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many live pages follow the event stream")
+            .detail(serde_json::json!("http.max_sse_clients"))
+            .into_response();
+    };
+    stream(&s, place).into_response()
+}
+
+fn stream(
+    s: &AppState,
+    place: tokio::sync::OwnedSemaphorePermit,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut changes = s.live.watch_changes();
     changes.mark_unchanged();
     let feed = Feed {
@@ -117,6 +135,7 @@ pub async fn events(State(s): State<AppState>) -> Sse<impl Stream<Item = Result<
         dirty: false,
         next_snapshot: Instant::now(),
         started: false,
+        _place: place,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let e = feed.next().await?;

@@ -5,17 +5,20 @@ pub mod acklink;
 pub mod alerts;
 pub mod api;
 pub mod events;
+pub mod guard;
 pub mod openapi;
 pub mod page;
 pub mod push;
 pub mod series;
+pub mod server;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 
 use crate::config::Secret;
@@ -41,11 +44,19 @@ pub struct AppState {
     pub max_body: usize,
     /// `None` where pushed readings have nowhere to go (tests of other parts).
     pub push: Option<Arc<push::Push>>,
+    /// Read token, Host check, rate limits, event-stream places (`guard`).
+    pub guard: Arc<guard::Guard>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.max_body;
     let max_push = state.push.as_ref().map_or(max_body, |p| p.max_body);
+    // Reads need the read token when one is set; writes and ack links are
+    // rate limited per client address (they check their own tokens).
+    let read =
+        |m: MethodRouter<AppState>| m.route_layer(from_fn_with_state(state.clone(), guard::require_read));
+    let limited =
+        |m: MethodRouter<AppState>| m.route_layer(from_fn_with_state(state.clone(), guard::rate_limit));
     let push_routes = Router::new()
         .route("/write", post(push::write_v1))
         .route("/api/v2/write", post(push::write_v2))
@@ -58,26 +69,31 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/map.js", get(page::map_js))
         .route("/assets/chart.js", get(page::chart_js))
         .route("/assets/app.css", get(page::app_css))
-        .route("/api/v1/events", get(events::events))
-        .route("/api/v1/sites/{id}/series", get(series::series))
+        .route("/assets/ack.css", get(page::ack_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/sites", get(api::sites))
-        .route("/api/v1/sites/{id}", get(api::site))
-        .route("/api/v1/reload", post(api::reload))
-        .route("/api/v1/alerts", get(alerts::list))
-        .route("/api/v1/alerts/{id}", get(alerts::one))
-        .route("/api/v1/alerts/{id}/ack", post(alerts::ack))
-        .route("/api/v1/alerts/{id}/dispose", post(alerts::dispose))
-        .route("/api/v1/silences", get(alerts::silences).post(alerts::add_silence))
-        .route("/api/v1/silences/{id}", axum::routing::delete(alerts::delete_silence))
-        .route("/api/v1/notifications", get(alerts::notifications))
-        .route("/api/v1/outbox", get(alerts::outbox))
-        .route("/ack/{token}", get(acklink::show).post(acklink::confirm))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(from_fn_with_state(state.clone(), guard::require_metrics)),
+        )
         .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/events", read(get(events::events)))
+        .route("/api/v1/sites/{id}/series", read(get(series::series)))
+        .route("/api/v1/sites", read(get(api::sites)))
+        .route("/api/v1/sites/{id}", read(get(api::site)))
+        .route("/api/v1/alerts", read(get(alerts::list)))
+        .route("/api/v1/alerts/{id}", read(get(alerts::one)))
+        .route("/api/v1/notifications", read(get(alerts::notifications)))
+        .route("/api/v1/outbox", read(get(alerts::outbox)))
+        .route("/api/v1/silences", read(get(alerts::silences)).merge(limited(post(alerts::add_silence))))
+        .route("/api/v1/silences/{id}", limited(delete(alerts::delete_silence)))
+        .route("/api/v1/reload", limited(post(api::reload)))
+        .route("/api/v1/alerts/{id}/ack", limited(post(alerts::ack)))
+        .route("/api/v1/alerts/{id}/dispose", limited(post(alerts::dispose)))
+        .route("/ack/{token}", limited(get(acklink::show).post(acklink::confirm)))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(push_routes)
+        .layer(from_fn_with_state(state.clone(), guard::outer))
         .with_state(state)
 }
 
@@ -106,6 +122,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         s.metrics.set_spool(&s.health.spool.figures(now_ms));
+        s.metrics.disk_full.set(i64::from(s.health.disk.is_full()));
         for p in s.health.stages.snapshots() {
             let st = crate::stage::judge(&p, now_ms, crate::stage::STALL_AFTER);
             s.metrics.set_stage(&crate::metrics::StageFigures {
@@ -167,6 +184,7 @@ mod tests {
             api_token: Secret::new("t0ken"),
             max_body: 1024,
             push: None,
+            guard: Default::default(),
         }
     }
 
@@ -407,6 +425,18 @@ mod tests {
             send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), empty)).await.0,
             StatusCode::UNPROCESSABLE_ENTITY
         );
+        // Matchers that do not parse, or name nothing that exists: 422, never "silence everything".
+        for bad in [
+            r#"{"matchers":{"sitee":"BH-BZ-01"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"site":42},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"site":"BH-BZ-1"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"street":"nowhere"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+            r#"{"matchers":{"kind":"pumpstation"},"ends_at":"2099-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#,
+        ] {
+            let (code, out) =
+                send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), bad)).await;
+            assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {out}");
+        }
         let past = r#"{"matchers":{"site":"x"},"ends_at":"2000-01-01T00:00:00+08:00","created_by":"a","comment":"b"}"#;
         assert_eq!(
             send(router(s.clone()), post_json("/api/v1/silences", Some("t0ken"), past)).await.0,
@@ -424,6 +454,143 @@ mod tests {
         assert_eq!(send(router(s.clone()), del(id + 50, Some("t0ken"))).await.0, StatusCode::NOT_FOUND);
         let (_, list) = get(router(s), "/api/v1/silences").await;
         assert!(!list.contains("\"comment\":\"检修\""), "ended: {list}");
+    }
+
+    /// Every read of DESIGN.md's API (and the page's data).
+    const READS: [&str; 10] = [
+        "/api/v1/sites",
+        "/api/v1/sites/CD-JS-01",
+        "/api/v1/sites/CD-JS-01/series?metric=water_depth_cm",
+        "/api/v1/alerts",
+        "/api/v1/alerts/1",
+        "/api/v1/silences",
+        "/api/v1/notifications",
+        "/api/v1/outbox",
+        "/api/v1/events",
+        "/metrics",
+    ];
+
+    fn guarded(read: &str, metrics: &str) -> AppState {
+        let h = crate::config::HttpSection {
+            read_token: Secret::new(read),
+            metrics_token: Secret::new(metrics),
+            ..Default::default()
+        };
+        AppState { guard: Arc::new(guard::Guard::new(&h, "https://ack.example.gov.cn")), ..state() }
+    }
+
+    async fn status(app: Router, path: &str, headers: &[(&str, &str)]) -> StatusCode {
+        let mut b = Request::get(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        app.oneshot(b.body(Body::empty()).unwrap()).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn with_a_read_token_every_read_needs_it_and_health_stays_open() {
+        let s = guarded("read-token", "");
+        let app = router(s);
+        for path in READS {
+            assert_eq!(
+                status(app.clone(), path, &[]).await,
+                StatusCode::UNAUTHORIZED,
+                "{path} without a token"
+            );
+            assert_eq!(
+                status(app.clone(), path, &[("authorization", "Bearer wrong")]).await,
+                StatusCode::UNAUTHORIZED,
+                "{path} with a wrong token"
+            );
+        }
+        let resp =
+            app.clone().oneshot(Request::get("/api/v1/sites").body(Body::empty()).unwrap()).await.unwrap();
+        assert!(resp.headers().get("www-authenticate").is_some());
+        // The read token as a bearer or the page's cookie; the API token too.
+        for auth in [
+            ("authorization", "Bearer read-token"),
+            ("cookie", "x=1; fg_read=read-token"),
+            ("authorization", "Bearer t0ken"),
+        ] {
+            assert_eq!(status(app.clone(), "/api/v1/sites", &[auth]).await, StatusCode::OK, "{auth:?}");
+            assert_eq!(status(app.clone(), "/metrics", &[auth]).await, StatusCode::OK, "{auth:?}");
+        }
+        // The outbox names recipients: it needs the API token, the read token is not enough.
+        assert_eq!(
+            status(app.clone(), "/api/v1/outbox", &[("cookie", "fg_read=read-token")]).await,
+            StatusCode::UNAUTHORIZED
+        );
+        for open in ["/healthz", "/", "/assets/app.js", "/assets/ack.css", "/api/v1/openapi.json"] {
+            assert_eq!(status(app.clone(), open, &[]).await, StatusCode::OK, "{open} stays open");
+        }
+        assert_eq!(
+            status(app.clone(), "/readyz", &[]).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "open (not ready here)"
+        );
+        // Without a read token, reads are open as before.
+        assert_eq!(status(router(state()), "/api/v1/sites", &[]).await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_may_have_a_token_of_its_own() {
+        let app = router(guarded("", "scrape-token"));
+        assert_eq!(status(app.clone(), "/metrics", &[]).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            status(app.clone(), "/metrics", &[("authorization", "Bearer scrape-token")]).await,
+            StatusCode::OK
+        );
+        assert_eq!(status(app.clone(), "/api/v1/sites", &[]).await, StatusCode::OK, "reads stay open");
+        assert_eq!(
+            status(app, "/api/v1/sites", &[("authorization", "Bearer scrape-token")]).await,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_the_security_headers_and_hosts_are_checked() {
+        let app = router(guarded("", ""));
+        for path in ["/", "/healthz", "/api/v1/sites", "/nope"] {
+            let resp = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+            let h = resp.headers();
+            let csp = h.get("content-security-policy").unwrap().to_str().unwrap();
+            assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+            assert_eq!(h.get("x-frame-options").unwrap(), "DENY");
+            assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+            assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
+        }
+        for (host, code) in [
+            ("127.0.0.1:8080", StatusCode::OK),
+            ("localhost:8080", StatusCode::OK),
+            ("ack.example.gov.cn", StatusCode::OK),
+            ("attacker.example:8080", StatusCode::MISDIRECTED_REQUEST),
+        ] {
+            assert_eq!(status(app.clone(), "/api/v1/sites", &[("host", host)]).await, code, "{host}");
+            assert_eq!(status(app.clone(), "/", &[("host", host)]).await, code, "{host}");
+        }
+        // Monitoring and devices reach their paths by any name.
+        assert_eq!(status(app.clone(), "/healthz", &[("host", "floodguard.lan:8080")]).await, StatusCode::OK);
+        assert_eq!(status(app.clone(), "/metrics", &[("host", "floodguard.lan:8080")]).await, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn the_page_has_no_inline_script_or_style() {
+        for (name, html) in [("index.html", include_str!("page/index.html"))] {
+            let lower = html.to_lowercase();
+            assert!(!lower.contains("<style"), "{name}: inline <style>");
+            assert!(!lower.contains(" style="), "{name}: a style attribute");
+            assert!(!lower.contains(" onclick=") && !lower.contains(" onload="), "{name}: an inline handler");
+            for tag in lower.split("<script").skip(1) {
+                let head = &tag[..tag.find('>').unwrap()];
+                assert!(head.contains("src="), "{name}: an inline <script>");
+            }
+        }
+        for js in [include_str!("page/app.js"), include_str!("page/map.js"), include_str!("page/chart.js")] {
+            assert!(
+                !js.contains("setAttribute(\"style\"") && !js.contains("innerHTML"),
+                "scripts build DOM nodes, no markup"
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! `GET /`: the command-center live page, embedded in the binary (closed
 //! networks: no CDN, no map tiles). Plain HTML, CSS and JavaScript in
 //! `src/http/page/`; the page reads `/api/v1/*` and follows `/api/v1/events`.
+//! No inline script or style anywhere (the Content-Security-Policy forbids
+//! them): `ack.css` styles the ack page of a message's link.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -10,6 +12,7 @@ const APP_JS: &str = include_str!("page/app.js");
 const APP_CSS: &str = include_str!("page/app.css");
 const MAP_JS: &str = include_str!("page/map.js");
 const CHART_JS: &str = include_str!("page/chart.js");
+const ACK_CSS: &str = include_str!("page/ack.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     // Revalidate every time: a new binary serves a new page.
@@ -34,4 +37,8 @@ pub async fn chart_js() -> Response {
 
 pub async fn app_css() -> Response {
     asset("text/css; charset=utf-8", APP_CSS)
+}
+
+pub async fn ack_css() -> Response {
+    asset("text/css; charset=utf-8", ACK_CSS)
 }

@@ -8,6 +8,7 @@
 //! levels reach InfluxDB as `area_level` points through the alert stage,
 //! with the transitions they come from.
 
+pub mod snapshot;
 pub mod stage;
 
 use std::sync::{Arc, Mutex};
@@ -154,6 +155,21 @@ impl Live {
     ) -> Self {
         let mut state = State::new(&plan, now);
         state.seed(&plan, levels, offline);
+        Self::with_state(plan, state, metrics, timezone)
+    }
+
+    /// With the engine's state from a snapshot (`live::snapshot`).
+    pub fn restore(
+        plan: Arc<Plan>,
+        metrics: Arc<Metrics>,
+        timezone: chrono_tz::Tz,
+        snapshot: engine::snapshot::Snapshot,
+    ) -> Self {
+        let state = snapshot.restore(&plan);
+        Self::with_state(plan, state, metrics, timezone)
+    }
+
+    fn with_state(plan: Arc<Plan>, state: State, metrics: Arc<Metrics>, timezone: chrono_tz::Tz) -> Self {
         Live {
             inner: Mutex::new(Inner { plan, state }),
             metrics,
@@ -207,6 +223,23 @@ impl Live {
         }
         self.version.send_modify(|v| *v += 1);
         engine::sink::log(transitions);
+    }
+
+    /// The engine's state as it is now.
+    pub fn snapshot(&self) -> engine::snapshot::Snapshot {
+        let inner = self.inner.lock().expect("live lock");
+        engine::snapshot::Snapshot::of(&inner.state, &inner.plan)
+    }
+
+    /// Judges readings whose transitions are already on record (after a
+    /// restart from a snapshot): the state moves, nothing is told.
+    pub fn rejudge(&self, readings: &[Reading], now: TimestampNs) {
+        let mut inner = self.inner.lock().expect("live lock");
+        let Inner { plan, state } = &mut *inner;
+        engine::step(state, plan, Input::Readings(readings), now);
+        let plan = plan.clone();
+        drop(inner);
+        self.record_history(&plan, readings);
     }
 
     /// Judges readings at `now`; the transitions they made.

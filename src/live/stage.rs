@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::snapshot::{Snapshots, SNAPSHOT_EVERY};
 use super::Live;
 use crate::engine::{Judged, Progress, Transition, TransitionSink};
 use crate::outlet::{Feed, Position, Replay};
@@ -86,6 +87,12 @@ pub struct EngineStage {
     /// a change goes to the engine at the next tick, so a broker down is
     /// one alert about the intake, not one per site.
     pub intakes: Vec<(&'static str, IntakeUp)>,
+    /// Where snapshots of the engine's state go (`live::snapshot`).
+    pub snapshots: Option<Snapshots>,
+    /// Started from a snapshot behind the committed cursor: the readings up
+    /// to here were judged and their transitions are on record; they are
+    /// judged again to rebuild the state, and nothing is handed on.
+    pub rejudge_until: Option<Position>,
 }
 
 /// Says whether an intake is up now.
@@ -112,6 +119,9 @@ impl EngineStage {
 
     fn work(&mut self, stop: &CancellationToken) -> Result<(), Stopped> {
         let wedge = Wedge::from_env("engine");
+        if let Some(until) = self.rejudge_until.take() {
+            self.rejudge(until, stop)?;
+        }
         // What was spooled and not judged before this start.
         let head = self.replay.head();
         if self.replay.position() < head {
@@ -123,6 +133,7 @@ impl EngineStage {
         let mut known: Vec<Option<bool>> = Vec::new();
         let mut sent_at = Instant::now();
         let mut sent_pos = self.replay.position();
+        let mut snapshot_at = Instant::now();
         while !stop.is_cancelled() {
             while let Ok(c) = self.controls.try_recv() {
                 self.control(c)?;
@@ -173,21 +184,60 @@ impl EngineStage {
                     sent_pos = pos;
                     sent_at = Instant::now();
                 }
+                if snapshot_at.elapsed() >= SNAPSHOT_EVERY {
+                    snapshot_at = Instant::now();
+                    self.offer_snapshot();
+                }
                 self.probe.beat();
             }
         }
-        if stop.is_cancelled() && !self.drain_for.is_zero() {
-            self.drain()?;
+        if stop.is_cancelled() {
+            if !self.drain_for.is_zero() {
+                self.drain()?;
+            }
+            self.flush()?;
+            let pos = self.replay.position();
+            self.deliver(Vec::new(), Some(pos))?;
+            self.offer_snapshot();
+        }
+        Ok(())
+    }
+
+    /// Offers the state as it is at the position: everything judged before
+    /// it has been handed to the alert stage.
+    fn offer_snapshot(&self) {
+        debug_assert!(self.held.0.is_empty());
+        if let Some(s) = &self.snapshots {
+            s.offer(self.replay.position(), &self.live.snapshot());
+        }
+    }
+
+    /// Judges the spool up to `until` again, handing nothing on (see
+    /// `rejudge_until`).
+    fn rejudge(&mut self, until: Position, stop: &CancellationToken) -> Result<(), Stopped> {
+        tracing::info!(from = ?self.replay.position(), to = ?until, "rebuilding the engine's state from its snapshot");
+        let mut readings: Vec<Reading> = Vec::new();
+        while self.replay.position() < until && !stop.is_cancelled() {
+            let before = self.replay.position();
+            readings.clear();
+            let end = self.replay.read(until, CATCH_UP_RECORDS, &mut readings).map_err(|e| {
+                tracing::error!(error = %e, "cannot read the spool to judge it");
+                Stopped::Spool(e.to_string())
+            })?;
+            if !readings.is_empty() {
+                self.live.rejudge(&readings, to_ns(chrono::Utc::now()));
+            }
+            if end == before {
+                break;
+            }
         }
         Ok(())
     }
 
     /// At stop (intake has stopped, so the spool's head stays put): judges
-    /// the rest of the spool, for at most `drain_for`, and commits the mark.
-    /// A restart then starts from a quiet engine — the state the engine
-    /// rebuilds from the active alerts knows levels, not a rule's run of
-    /// readings toward its sustain, so judging across a restart can differ
-    /// from judging straight through.
+    /// the rest of the spool, for at most `drain_for`, so what intake took
+    /// is on record before the daemon ends. What is left is judged after the
+    /// restart, from the snapshot taken at stop.
     fn drain(&mut self) -> Result<(), Stopped> {
         let head = self.replay.head();
         if self.replay.position() >= head {
@@ -204,8 +254,7 @@ impl EngineStage {
         if give_up.is_cancelled() {
             tracing::warn!("stopping with readings not yet judged: they are judged after the restart");
         }
-        let pos = self.replay.position();
-        self.deliver(Vec::new(), Some(pos))
+        Ok(())
     }
 
     fn control(&mut self, c: Control) -> Result<(), Stopped> {
@@ -229,6 +278,12 @@ impl EngineStage {
         }
         if pos < f.prev_end {
             self.catch_up(f.start, stop)?;
+            if self.replay.position() < f.prev_end {
+                // Stopped before getting there: these records are judged
+                // from the spool (at stop, or after the restart), never
+                // skipped.
+                return Ok(());
+            }
         }
         // The roll to a new segment leaves nothing between prev_end and start.
         self.replay.seek(f.end);
@@ -364,6 +419,8 @@ mod tests {
             held: Default::default(),
             drain_for: Duration::ZERO,
             intakes: Vec::new(),
+            snapshots: None,
+            rejudge_until: None,
         };
         let stop = CancellationToken::new();
         let t = std::thread::spawn({
@@ -398,5 +455,60 @@ mod tests {
         assert_eq!(changes, vec![(None, Some(Level::IV)), (Some(Level::IV), Some(Level::III))]);
         assert_eq!(last, Some(progress(a4.end)), "the mark covers everything judged");
         assert!(live.closed().is_cancelled());
+    }
+
+    /// SIGTERM while the engine is behind, in the middle of catching up for
+    /// a feed: the records between it and the feed are judged at stop (or
+    /// after the restart), never skipped by jumping to the feed.
+    #[test]
+    fn a_stop_in_the_middle_of_a_catch_up_skips_nothing() {
+        let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+        let config = crate::config::load(&main).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut appender, _reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
+        let start = appender.position();
+        let t0 = to_ns(chrono::Utc::now()) - 60_000_000_000;
+        let s = 1_000_000_000;
+        // Ⅳ, Ⅲ, Ⅱ, two readings each (the sample plan's sustain): the feed
+        // carries only the last append, the engine has judged none.
+        let values = [12.0, 13.0, 22.0, 23.0, 28.0, 29.0];
+        let mut last = None;
+        for (i, v) in values.into_iter().enumerate() {
+            let r = depth(v, t0 + i as i64 * s);
+            let a = appender.append([line(&r).as_bytes()], 0).unwrap();
+            last = Some(Feed { prev_end: a.prev_end, start: a.start, end: a.end, readings: vec![r] });
+        }
+        let live = Arc::new(Live::new(config.plan.clone(), Arc::new(Metrics::new()), config.timezone, t0));
+        let capture = Arc::new(Capture::default());
+        let (_feed_tx, feed_rx) = flume::bounded(8);
+        let (_controls, controls_rx) = Controls::channel();
+        let mut stage = EngineStage {
+            live,
+            feed: feed_rx,
+            controls: controls_rx,
+            replay: Replay::new(appender.tail(start)),
+            sink: capture.clone(),
+            probe: Probe::new("engine"),
+            held: Default::default(),
+            drain_for: Duration::from_secs(10),
+            intakes: Vec::new(),
+            snapshots: None,
+            rejudge_until: None,
+        };
+        let stop = CancellationToken::new();
+        stop.cancel();
+        stage.take(last.unwrap(), &stop).unwrap();
+        assert_eq!(stage.replay.position(), start, "nothing skipped, nothing judged yet");
+        stage.drain().unwrap();
+        stage.flush().unwrap();
+        let (changes, _) = seen(&capture);
+        assert_eq!(
+            changes,
+            vec![
+                (None, Some(Level::IV)),
+                (Some(Level::IV), Some(Level::III)),
+                (Some(Level::III), Some(Level::II))
+            ]
+        );
     }
 }

@@ -60,7 +60,7 @@ pub fn verify(secret: &[u8], token: &str, now: TimestampNs) -> Result<Claims, To
     m.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
-    if claims.e * 1_000_000_000 < now {
+    if claims.e.saturating_mul(1_000_000_000) < now {
         return Err(TokenError::Expired);
     }
     Ok(claims)

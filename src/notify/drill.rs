@@ -80,7 +80,10 @@ impl Outbox {
         let ch = self.ch();
         for p in self.plan(&n, true, now()) {
             let key = format!("drill-{}-{}-{}", now(), p.channel, p.recipient);
-            let outcome = ch.senders.send(p.channel, &p.body, &p.name, &key).await;
+            let outcome = match super::robots::resolve(&teams, &p.body) {
+                Ok(body) => ch.senders.send(p.channel, &body, &p.name, &key).await,
+                Err(reason) => Outcome::Failed(reason),
+            };
             out.push(DrillResult {
                 name: p.name,
                 channel: p.channel.to_string(),
@@ -92,11 +95,13 @@ impl Outbox {
     }
 }
 
-/// The address as shown: robots' URLs carry their key, so only the host.
+/// The address as shown: robots by their name in teams.toml (their URLs
+/// carry their key), phone numbers in full (the drill's table is for the
+/// operator who runs it, not for a log).
 fn address(channel: &str, to: &str) -> String {
     match channel {
         "sms" | "email" => to.to_string(),
-        _ => crate::config::redact_url(to),
+        _ => crate::redact::url(to),
     }
 }
 

@@ -7,13 +7,17 @@
 //! - [`sign`]: Aliyun, Tencent and DingTalk signatures;
 //! - [`outbox`]: the rows in SQLite and their delivery log;
 //! - [`acklink`]: signed, expiring, single-use ack links;
-//! - [`drill`]: `notify-test`, a drill message to a whole team.
+//! - [`robots`]: robot rows name their robot; its URL and key stay in config;
+//! - [`drill`]: `notify-test`, a drill message to a whole team;
+//! - [`operator`]: floodguard's own problems (a full disk) to the duty officers.
 
 pub mod acklink;
 pub mod drill;
 pub mod merge;
 pub mod message;
+pub mod operator;
 pub mod outbox;
+pub mod robots;
 pub mod send;
 pub mod sign;
 pub mod stage;
@@ -209,7 +213,7 @@ impl Outbox {
     fn link(&self, alert_id: i64, member: &str, now: TimestampNs) -> Option<String> {
         let ch = self.ch();
         let ack = &ch.section.ack;
-        if ack.secret.is_empty() || alert_id <= 0 {
+        if ack.secret.is_empty() || ack.base_url.trim().is_empty() || alert_id <= 0 {
             return None;
         }
         let nonce = acklink::nonce();
@@ -281,10 +285,11 @@ impl Outbox {
             for (k, robot) in team.robots.iter().enumerate() {
                 let name = format!("{}（群）", team.name);
                 let rendered = self.render(n, &name, drill, now);
+                // The row names the robot; its URL and key stay in teams.toml.
                 let body = Body {
                     rendered,
-                    to: robot.url.expose().to_string(),
-                    secret: robot.secret.as_ref().map(|s| s.expose().to_string()),
+                    to: robots::reference(&team.id, k),
+                    secret: None,
                     alert_ids: alert_ids.clone(),
                     merged: 1,
                 };
@@ -432,7 +437,12 @@ impl Outbox {
         };
         self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ch = self.ch();
-        let outcome = ch.senders.send(&row.channel, &row.body, &row.recipient_name, &row.key).await;
+        let resolved =
+            robots::resolve(&self.teams.read().expect("teams lock"), &row.body).map(|b| b.into_owned());
+        let outcome = match resolved {
+            Ok(body) => ch.senders.send(&row.channel, &body, &row.recipient_name, &row.key).await,
+            Err(reason) => Outcome::Failed(reason),
+        };
         self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let done = crate::reading::to_ns(chrono::Utc::now());
         let (state, next, label, text) = match &outcome {
@@ -531,7 +541,7 @@ impl Outbox {
     /// Checks an ack link (signature, expiry, not used).
     pub fn check_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
         let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().nonce_unused(&claims.n) {
+        match self.db().nonce_unused(&claims.n, claims.a, &claims.m) {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
@@ -540,7 +550,7 @@ impl Outbox {
     /// Uses an ack link: valid once.
     pub fn use_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
         let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().use_nonce(&claims.n, now) {
+        match self.db().use_nonce(&claims.n, claims.a, &claims.m, now) {
             Ok(true) => Ok(claims),
             _ => Err(acklink::TokenError::Used),
         }
@@ -570,7 +580,8 @@ impl Outbox {
                 serde_json::json!({
                     "id": r.id, "notification": r.notification_id, "channel": r.channel, "to": r.recipient_name,
                     "team": r.team, "state": r.state, "attempts": r.attempts, "subject": r.body.rendered.subject,
-                    "text": r.body.rendered.sms, "error": error, "created_at": time(r.created_at),
+                    "text": r.body.rendered.sms, "error": error.map(|e| crate::redact::text(&e)),
+                    "created_at": time(r.created_at),
                     "sent_at": sent_at.map(time),
                 })
             })

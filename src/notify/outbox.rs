@@ -309,6 +309,9 @@ impl OutboxDb {
         response: &str,
         now: TimestampNs,
     ) -> Result<()> {
+        // Providers' answers and errors may carry URLs with keys, or the
+        // phone number: stored only as redacted.
+        let response = &crate::redact::text(response);
         let _turn = write_turn();
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -361,23 +364,27 @@ impl OutboxDb {
         Ok(())
     }
 
-    /// Whether the nonce is known and unused.
-    pub fn nonce_unused(&self, nonce: &str) -> Result<bool> {
+    /// Whether the nonce was issued for this alert and member, and is unused
+    /// (a nonce re-signed for another alert or name is unknown).
+    pub fn nonce_unused(&self, nonce: &str, alert_id: i64, member: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row("SELECT used_at IS NULL FROM ack_tokens WHERE nonce = ?1", params![nonce], |r| {
-                r.get::<_, bool>(0)
-            })
+            .query_row(
+                "SELECT used_at IS NULL FROM ack_tokens WHERE nonce = ?1 AND alert_id = ?2 AND member = ?3",
+                params![nonce, alert_id, member],
+                |r| r.get::<_, bool>(0),
+            )
             .optional()?
             .unwrap_or(false))
     }
 
-    /// Uses a nonce; false when it was unknown or used before.
-    pub fn use_nonce(&self, nonce: &str, now: TimestampNs) -> Result<bool> {
+    /// Uses a nonce issued for this alert and member; false when it was
+    /// unknown, issued for another, or used before.
+    pub fn use_nonce(&self, nonce: &str, alert_id: i64, member: &str, now: TimestampNs) -> Result<bool> {
         let _turn = write_turn();
         Ok(self.conn.execute(
-            "UPDATE ack_tokens SET used_at = ?2 WHERE nonce = ?1 AND used_at IS NULL",
-            params![nonce, now],
+            "UPDATE ack_tokens SET used_at = ?4 WHERE nonce = ?1 AND alert_id = ?2 AND member = ?3 AND used_at IS NULL",
+            params![nonce, alert_id, member, now],
         )? == 1)
     }
 }

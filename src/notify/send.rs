@@ -290,7 +290,13 @@ impl Senders {
             SmsProvider::Aliyun => self.aliyun(c, body, key).await,
             SmsProvider::Tencent => self.tencent(c, body, key).await,
             SmsProvider::Log => {
-                tracing::info!(to = %body.to, key, text = %body.rendered.sms, "SMS (provider \"log\": not sent)");
+                // Masked: the log is no place for a phone number or a live ack link.
+                tracing::info!(
+                    to = %crate::redact::phone(&body.to),
+                    key,
+                    text = %crate::redact::text(&body.rendered.sms),
+                    "SMS (provider \"log\": not sent)"
+                );
                 Outcome::Sent("written to the log".into())
             }
         }
@@ -388,7 +394,8 @@ async fn respond(req: reqwest::RequestBuilder) -> Result<(u16, Option<String>, S
                 .map(str::to_string);
             Ok((status, retry, r.text().await.unwrap_or_default()))
         }
-        Err(e) => Err(Outcome::Retry { after: None, reason: short(&chain(&e)) }),
+        // reqwest's errors name the URL, with its key: redacted whole, before shortening.
+        Err(e) => Err(Outcome::Retry { after: None, reason: short(&crate::redact::text(&chain(&e))) }),
     }
 }
 
@@ -472,6 +479,20 @@ mod tests {
             classify_dingtalk(200, r#"{"errcode":310000,"errmsg":"sign not match"}"#, T),
             Outcome::Failed(_)
         ));
+    }
+
+    #[test]
+    fn the_private_ca_is_trusted_in_every_tls_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["mail.example".into()]).unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.cert.pem()).unwrap();
+        let tls = |url: &str| smtp_tls(url, &path).unwrap();
+        assert!(matches!(tls("smtps://mail.example:465"), Tls::Wrapper(_)));
+        assert!(matches!(tls("smtp://mail.example:587?tls=required"), Tls::Required(_)));
+        assert!(matches!(tls("smtp://mail.example:587?tls=opportunistic"), Tls::Opportunistic(_)));
+        assert!(matches!(tls("smtp://127.0.0.1:25"), Tls::None));
+        assert!(smtp_tls("smtps://mail.example", &dir.path().join("missing.pem")).is_err());
     }
 
     #[test]

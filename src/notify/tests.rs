@@ -117,11 +117,24 @@ fn merging_needs_every_row_still_queued() {
 fn an_ack_link_nonce_is_used_once() {
     let (_d, db) = db();
     db.add_nonce("n1", 7, "张队长", 100).unwrap();
-    assert!(db.nonce_unused("n1").unwrap());
-    assert!(!db.nonce_unused("never-made").unwrap());
-    assert!(db.use_nonce("n1", 200).unwrap());
-    assert!(!db.use_nonce("n1", 201).unwrap(), "second use refused");
-    assert!(!db.nonce_unused("n1").unwrap());
+    assert!(db.nonce_unused("n1", 7, "张队长").unwrap());
+    assert!(!db.nonce_unused("never-made", 7, "张队长").unwrap());
+    assert!(db.use_nonce("n1", 7, "张队长", 200).unwrap());
+    assert!(!db.use_nonce("n1", 7, "张队长", 201).unwrap(), "second use refused");
+    assert!(!db.nonce_unused("n1", 7, "张队长").unwrap());
+}
+
+#[test]
+fn an_ack_link_nonce_works_only_for_its_alert_and_member() {
+    // With a known secret, one real link's nonce re-signed for another alert
+    // or name must not ack it.
+    let (_d, db) = db();
+    db.add_nonce("n2", 7, "张队长", 100).unwrap();
+    assert!(!db.nonce_unused("n2", 8, "张队长").unwrap(), "another alert");
+    assert!(!db.nonce_unused("n2", 7, "李四").unwrap(), "another member");
+    assert!(!db.use_nonce("n2", 8, "张队长", 200).unwrap());
+    assert!(!db.use_nonce("n2", 7, "李四", 200).unwrap());
+    assert!(db.use_nonce("n2", 7, "张队长", 200).unwrap(), "still good for its own");
 }
 
 #[test]

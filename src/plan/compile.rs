@@ -276,6 +276,11 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
     // Assemble.
     let street_index: HashMap<&str, usize> =
         sites.streets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    if sites.sites.iter().any(|s| !street_index.contains_key(s.street.as_str())) {
+        // A site of an unknown street: sites.toml's own check names it; there
+        // is no plan to make (found by tests/fuzz.rs: it panicked here).
+        return Err(Vec::new());
+    }
     let mut streets: Vec<StreetPlan> = sites
         .streets
         .iter()

@@ -70,6 +70,8 @@ pub struct SpoolStats {
     /// Frames found damaged (torn tail or corruption) and skipped.
     pub corrupt_frames: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// Bytes of every segment file on disk (what `spool.max_bytes` limits).
+    pub disk_bytes: AtomicI64,
 }
 
 impl SpoolStats {
@@ -134,8 +136,12 @@ impl Shared {
             if seg >= floor {
                 break;
             }
-            match fs::remove_file(segment_path(&self.dir, seg)) {
-                Ok(()) => {}
+            let path = segment_path(&self.dir, seg);
+            let len = fs::metadata(&path).map_or(0, |m| m.len());
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    self.stats.disk_bytes.fetch_sub(len as i64, Ordering::Relaxed);
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -202,6 +208,9 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     }
     stats.pending_records.store(pending_records, Ordering::Relaxed);
     stats.pending_bytes.store(pending_bytes, Ordering::Relaxed);
+    let on_disk: u64 =
+        segments.iter().filter_map(|&seg| fs::metadata(segment_path(dir, seg)).ok()).map(|m| m.len()).sum();
+    stats.disk_bytes.store(on_disk as i64, Ordering::Relaxed);
 
     // Appends always go to a new segment.
     let next = segments.last().map_or(start.segment.max(1), |l| l + 1);
@@ -220,8 +229,15 @@ pub fn open(dir: &Path, segment_size: u64) -> io::Result<(Appender, Reader)> {
     if pending_records > 0 {
         shared.appended.notify_one();
     }
-    let appender =
-        Appender { shared: shared.clone(), file, segment: next, offset: 0, segment_size, buf: Vec::new() };
+    let appender = Appender {
+        shared: shared.clone(),
+        file,
+        segment: next,
+        offset: 0,
+        segment_size,
+        buf: Vec::new(),
+        room: None,
+    };
     let reader = Reader::new(shared, start);
     Ok((appender, reader))
 }
@@ -295,9 +311,74 @@ pub struct Appender {
     offset: u64,
     segment_size: u64,
     buf: Vec<u8>,
+    /// The spool's limit, when one is kept (`limit`).
+    room: Option<Room>,
+}
+
+/// Keeps the spool within `spool.max_bytes`, or 10 % of its filesystem
+/// free, and tells `disk` while it cannot write.
+struct Room {
+    disk: Arc<crate::disk::Disk>,
+    max_bytes: Option<u64>,
+    /// The filesystem's free and whole size when last measured.
+    avail: u64,
+    total: u64,
+    measured: Option<std::time::Instant>,
+    /// Bytes appended since then.
+    since: u64,
+    full: bool,
+}
+
+/// The free space is measured again after this long or this much written.
+const MEASURE_EVERY: Duration = Duration::from_millis(100);
+const MEASURE_BYTES: u64 = 1 << 20;
+
+impl Room {
+    /// `Err` (StorageFull) when `incoming` bytes would pass the limit.
+    fn check(&mut self, dir: &Path, spool_bytes: u64, incoming: u64) -> io::Result<()> {
+        let stale = self.full
+            || self.since >= MEASURE_BYTES
+            || self.measured.is_none_or(|t| t.elapsed() >= MEASURE_EVERY);
+        if stale && self.max_bytes.is_none_or(|m| m == 0) {
+            let (avail, total) = crate::disk::space(dir)?;
+            (self.avail, self.total, self.since, self.measured) =
+                (avail, total, 0, Some(std::time::Instant::now()));
+        }
+        let avail = self.avail.saturating_sub(self.since);
+        match crate::disk::judge(self.max_bytes, spool_bytes, avail, self.total, incoming) {
+            None => Ok(()),
+            Some(why) => {
+                self.full = true;
+                self.disk.report_full("spool", dir, why.clone());
+                Err(io::Error::new(io::ErrorKind::StorageFull, format!("spool full: {why}")))
+            }
+        }
+    }
+
+    fn wrote(&mut self, bytes: u64) {
+        self.since += bytes;
+        if self.full {
+            self.full = false;
+            self.disk.clear("spool");
+        }
+    }
+
+    /// A write failed: a full disk is reported as one.
+    fn failed(&mut self, dir: &Path, e: &io::Error) {
+        if e.kind() == io::ErrorKind::StorageFull || crate::disk::is_full_message(&e.to_string()) {
+            self.full = true;
+            self.disk.report_full("spool", dir, e.to_string());
+        }
+    }
 }
 
 impl Appender {
+    /// Keeps the spool within `max_bytes` (None or 0: as much as leaves 10 %
+    /// of its filesystem free); `disk` hears while it is full.
+    pub fn limit(&mut self, disk: Arc<crate::disk::Disk>, max_bytes: Option<u64>) {
+        self.room = Some(Room { disk, max_bytes, avail: 0, total: 0, measured: None, since: 0, full: false });
+    }
+
     /// Appends `payloads` as records with one `write`. When this returns Ok
     /// the records survive a crash of the process.
     pub fn append<'a>(
@@ -318,19 +399,35 @@ impl Appender {
         if n == 0 {
             return Ok(Appended { prev_end, start: prev_end, end: prev_end });
         }
+        if let Some(room) = &mut self.room {
+            let on_disk = self.shared.stats.disk_bytes.load(Ordering::Relaxed).max(0) as u64;
+            room.check(&self.shared.dir, on_disk, self.buf.len() as u64)?;
+        }
         if self.offset > 0 && self.offset + self.buf.len() as u64 > self.segment_size {
-            self.roll()?;
+            if let Err(e) = self.roll() {
+                if let Some(room) = &mut self.room {
+                    room.failed(&self.shared.dir, &e);
+                }
+                return Err(e);
+            }
         }
         let start = self.position();
         if let Err(e) = (&*self.file).write_all(&self.buf) {
             // A partial write leaves a torn frame: cut it so the next append
             // starts clean.
             let _ = self.file.set_len(self.offset);
+            if let Some(room) = &mut self.room {
+                room.failed(&self.shared.dir, &e);
+            }
             return Err(e);
         }
         self.offset += self.buf.len() as u64;
         let bytes = self.buf.len() as i64;
+        if let Some(room) = &mut self.room {
+            room.wrote(bytes as u64);
+        }
         let stats = &self.shared.stats;
+        stats.disk_bytes.fetch_add(bytes, Ordering::Relaxed);
         stats.appended_records.fetch_add(n as u64, Ordering::Relaxed);
         stats.appended_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         stats.pending_records.fetch_add(n, Ordering::Relaxed);

@@ -241,3 +241,36 @@ async fn segments_the_engine_still_needs_are_kept_after_the_writer_commits() {
     let b = tail.read_until(Position::MAX, 1000).unwrap();
     assert_eq!(String::from_utf8(b.body).unwrap(), recs(100..210).concat());
 }
+
+#[tokio::test]
+async fn a_full_spool_refuses_appends_until_the_writer_frees_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = 64 * 1024;
+    let (mut a, mut r) = open(dir.path(), segment).unwrap();
+    let disk = Arc::new(crate::disk::Disk::default());
+    a.limit(disk.clone(), Some(4 * segment));
+    let line = format!("telemetry,site=S x=1 {}\n", "9".repeat(1000));
+    let mut written = 0;
+    let err = loop {
+        match a.append([line.as_bytes()], T0) {
+            Ok(_) => written += 1,
+            Err(e) => break e,
+        }
+        assert!(written < 10_000, "the limit never came");
+    };
+    assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+    assert!(err.to_string().contains("spool.max_bytes"), "{err}");
+    let on_disk: u64 =
+        segments(dir.path()).iter().map(|s| fs::metadata(segment_path(dir.path(), *s)).unwrap().len()).sum();
+    assert!(on_disk <= 4 * segment, "{on_disk} bytes on disk");
+    assert_eq!(a.stats().disk_bytes.load(Ordering::Relaxed) as u64, on_disk);
+    assert!(disk.problems()[0].starts_with("disk full: spool in"), "{:?}", disk.problems());
+    // Refused again while nothing is freed; nothing was half written.
+    assert!(a.append([line.as_bytes()], T0).is_err());
+    let (lines, batches) = drain(&mut r, 100_000).await;
+    assert_eq!(lines.len(), written, "every record appended before the limit is there, none after");
+    // The writer commits: whole segments go, there is room again.
+    r.commit(batches.last().unwrap()).unwrap();
+    a.append([line.as_bytes()], T0).unwrap();
+    assert!(!disk.is_full(), "the disk is cleared by the next write");
+}

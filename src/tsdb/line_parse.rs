@@ -127,21 +127,27 @@ pub fn parse_line(line: &str) -> Result<Option<Line<'_>>, String> {
     Ok(Some(Line { measurement, tags, fields, ts }))
 }
 
-/// Index of the first unescaped `stop` (outside quotes when `quotes`), or the length.
+/// Index of the first unescaped `stop` (outside quoted field values when
+/// `quotes`), or the length. A quote opens a string only where a field's
+/// value starts (right after `=`): a field key may hold a quote itself
+/// (found by tests/fuzz.rs).
 fn raw_until(s: &str, stop: char, quotes: bool) -> usize {
     let mut in_quotes = false;
     let mut escaped = false;
+    let mut after_eq = false;
     for (i, c) in s.char_indices() {
         if escaped {
             escaped = false;
+            after_eq = false;
             continue;
         }
         match c {
             '\\' => escaped = true,
-            '"' if quotes => in_quotes = !in_quotes,
+            '"' if quotes && (in_quotes || after_eq) => in_quotes = !in_quotes,
             c if c == stop && !in_quotes => return i,
             _ => {}
         }
+        after_eq = c == '=' && !in_quotes;
     }
     s.len()
 }

@@ -10,7 +10,7 @@ use crate::support::mosquitto::Mosquitto;
 use crate::support::publish::Publisher;
 use crate::support::{http_get, wait_for};
 
-const TOKEN: &str = "alert-test-token";
+const TOKEN: &str = "alert-test-token-0123456789abcdef0123";
 
 /// The sample teams with the follow-up times of a test.
 fn teams(alerting: &str) -> String {

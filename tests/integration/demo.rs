@@ -29,10 +29,30 @@ async fn demo_needs_nothing_installed_and_its_storm_raises_levels_and_sends_mess
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Its output, line by line: the token is made fresh at each start and printed.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = demo.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let token = loop {
+        let line = lines_rx.recv_timeout(Duration::from_secs(30)).expect("the demo prints its token");
+        if let Some(t) = line.trim().strip_prefix("token:") {
+            break t.trim().to_string();
+        }
+    };
+    assert!(token.len() >= 32 && token != "demo", "a fresh token, not an example: {token}");
     // Within 60 s of storm (the default speed: an hour of storm a minute).
     let (levels, sent) =
         wait_for("levels above normal and messages in the outbox", Duration::from_secs(60), || {
-            let base = base.clone();
+            let (base, token) = (base.clone(), token.clone());
             async move {
                 let sites = json(&format!("{base}/api/v1/sites")).await?;
                 let raised: Vec<String> = sites["sites"]
@@ -45,7 +65,7 @@ async fn demo_needs_nothing_installed_and_its_storm_raises_levels_and_sends_mess
                     .collect();
                 let resp = reqwest::Client::new()
                     .get(format!("{base}/api/v1/outbox"))
-                    .bearer_auth("demo")
+                    .bearer_auth(&token)
                     .send()
                     .await
                     .ok()?;
@@ -72,8 +92,7 @@ async fn demo_needs_nothing_installed_and_its_storm_raises_levels_and_sends_mess
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(status.code(), Some(0));
-    let mut out = String::new();
-    std::io::Read::read_to_string(demo.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let out = reader.join().unwrap();
     assert!(out.contains(&format!("http://127.0.0.1:{port}/")), "the page's address is printed: {out}");
 }
 

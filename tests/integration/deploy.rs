@@ -52,8 +52,10 @@ fn every_key_of_the_environment_example_is_one_floodguard_reads() {
     let out = Command::new(BIN)
         .args(["check-config", "-c"])
         .arg(sample_config_dir().join("floodguard.toml"))
-        .envs(keys.iter().map(|k| (k.as_str(), "placeholder-value")))
+        .envs(keys.iter().map(|k| (k.as_str(), "placeholder-value-0123456789abcdef0123456789")))
         .env("FLOODGUARD__DAEMON__DATA_DIR", data.path())
+        // The SMTP account needs an encrypted connection (the sample's relay is plain).
+        .env("FLOODGUARD__CHANNELS__EMAIL__SMTP_URL", "smtps://mail.example.gov.cn:465")
         .output()
         .unwrap();
     assert!(
@@ -70,6 +72,59 @@ fn every_key_of_the_environment_example_is_one_floodguard_reads() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("channels.sms.key_secrets: unknown key"));
+}
+
+/// The secrets the environment example shows, uncommented as they are:
+/// `run` refuses each, naming its key, before it starts anything.
+#[test]
+fn the_shipped_example_secrets_stop_run_naming_the_key() {
+    let example = deploy("floodguard.env.example");
+    let shown: Vec<(String, String)> = example
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| k.starts_with("FLOODGUARD__") && (k.contains("TOKEN") || k.contains("ACK__SECRET")))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    assert!(shown.len() >= 5, "the example shows the tokens and the ack secret: {shown:?}");
+    for (var, value) in &shown {
+        let data = crate::support::tempdir("example-secret-");
+        let key = var.trim_start_matches("FLOODGUARD__").to_lowercase().replacen("__", ".", 2);
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "-c"])
+            .arg(sample_config_dir().join("floodguard.toml"))
+            .env("FLOODGUARD__DAEMON__DATA_DIR", data.path())
+            .env("FLOODGUARD__CHANNELS__ACK__BASE_URL", "https://flood.example.gov.cn")
+            .env("FLOODGUARD__CHANNELS__ACK__SECRET", "a-fresh-ack-secret-of-the-right-length-1")
+            .env("FLOODGUARD__HTTP__LISTEN", "127.0.0.1:1")
+            .env(var, value);
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: run must refuse it\n{err}");
+        assert!(err.contains(&key) && err.contains("example"), "{var}: the error names {key}:\n{err}");
+        assert!(!err.contains(value.as_str()), "the error does not repeat the value:\n{err}");
+        assert!(!data.path().join("spool").exists(), "nothing started");
+    }
+    // A short one is refused for its length; a generated one passes check-config.
+    let out = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(sample_config_dir().join("floodguard.toml"))
+        .env("FLOODGUARD__HTTP__API_TOKEN", "short-token")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http.api_token: is 11 characters long"));
+    let secret = Command::new(BIN).arg("gen-secret").output().unwrap();
+    let secret = String::from_utf8(secret.stdout).unwrap().trim().to_string();
+    assert_eq!(secret.len(), 64, "{secret}");
+    let out = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(sample_config_dir().join("floodguard.toml"))
+        .env("FLOODGUARD__HTTP__API_TOKEN", &secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret), "check-config never prints a secret");
 }
 
 fn which(cmd: &str) -> Result<std::path::PathBuf, ()> {

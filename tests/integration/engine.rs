@@ -110,7 +110,7 @@ async fn readings_raise_levels_that_the_api_and_influxdb_show() {
 async fn reload_applies_a_valid_plan_keeps_state_and_refuses_an_invalid_one() {
     let broker = Mosquitto::start();
     let mut opts = Options::new(broker.url());
-    opts.http_extra = "api_token = \"s3cret-token\"\n".into();
+    opts.http_extra = "api_token = \"s3cret-token-0123456789abcdef0123456789\"\n".into();
     let fg = Floodguard::start(opts);
     fg.wait_connected().await;
     let p = Publisher::connect(&broker.url(), "pub-reload");
@@ -137,7 +137,7 @@ async fn reload_applies_a_valid_plan_keeps_state_and_refuses_an_invalid_one() {
         )
         .replace("when = \"sensor_fault\"", "when = \"sensor_faulty\"");
     std::fs::write(&plan, &bad).unwrap();
-    let (code, body) = post(&fg, "/api/v1/reload", Some("s3cret-token")).await;
+    let (code, body) = post(&fg, "/api/v1/reload", Some("s3cret-token-0123456789abcdef0123456789")).await;
     assert_eq!(code, 422, "{body}");
     let detail: Vec<String> =
         body["detail"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
@@ -159,7 +159,7 @@ async fn reload_applies_a_valid_plan_keeps_state_and_refuses_an_invalid_one() {
         ),
     )
     .unwrap();
-    let (code, body) = post(&fg, "/api/v1/reload", Some("s3cret-token")).await;
+    let (code, body) = post(&fg, "/api/v1/reload", Some("s3cret-token-0123456789abcdef0123456789")).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["report"]["sites"], 15);
     let v = sites(&fg).await;

@@ -12,6 +12,7 @@ mod demo;
 mod deploy;
 mod engine;
 mod faults;
+mod hardening;
 mod malformed;
 mod modbus;
 mod notify;

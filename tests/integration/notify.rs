@@ -15,7 +15,7 @@ use crate::support::publish::Publisher;
 use crate::support::smtp::{Mode, Smtp};
 use crate::support::{http_get, wait_for};
 
-const TOKEN: &str = "notify-test-token";
+const TOKEN: &str = "notify-test-token-0123456789abcdef0123";
 const SITE: &str = "人民路铁路桥下穿";
 
 /// The sample teams with an `[alerting]` of the test's and, optionally,
@@ -518,7 +518,7 @@ async fn an_ack_link_acks_once_and_a_reused_expired_or_forged_one_is_refused() {
     let broker = Mosquitto::start();
     let peer = Peer::start().await;
     let channels = format!(
-        "{}[channels.ack]\nbase_url = \"https://flood.example.gov.cn\"\nsecret = \"ack-test-secret\"\nttl = \"6s\"\n",
+        "{}[channels.ack]\nbase_url = \"https://flood.example.gov.cn\"\nsecret = \"ack-test-secret-0123456789abcdef0123456789\"\nttl = \"6s\"\n",
         http_sms(&peer, "")
     );
     let fg = Floodguard::start(options(&broker, channels, teams(QUICK, "")));
@@ -547,13 +547,30 @@ async fn an_ack_link_acks_once_and_a_reused_expired_or_forged_one_is_refused() {
             (r.status().as_u16(), r.text().await.unwrap())
         }
     };
-    let post = |path: String, note: &str| {
+    // A POST with the page's one-time form token (and an Origin, as browsers send).
+    let post_with = |path: String, note: &str, form: Option<String>, origin: &str| {
         let c = client.clone();
         let url = fg.url(&path);
-        let form = [("note", note.to_string())];
+        let mut fields = vec![("note", note.to_string())];
+        if let Some(f) = form {
+            fields.push(("form", f));
+        }
+        let origin = origin.to_string();
         async move {
-            let r = c.post(url).form(&form).send().await.unwrap();
+            let r = c.post(url).header("origin", origin).form(&fields).send().await.unwrap();
             (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let form_of = |page: &str| -> Option<String> {
+        let at = page.find("name=\"form\" value=\"")? + "name=\"form\" value=\"".len();
+        Some(page[at..at + page[at..].find('"')?].to_string())
+    };
+    let own = format!("http://127.0.0.1:{}", fg.http_port);
+    let post = |path: String, note: &'static str| {
+        let own = own.clone();
+        async move {
+            let (_, page) = get(path.clone()).await;
+            post_with(path, note, form_of(&page), &own).await
         }
     };
 
@@ -561,6 +578,13 @@ async fn an_ack_link_acks_once_and_a_reused_expired_or_forged_one_is_refused() {
     assert_eq!(code, 200, "{page}");
     assert!(page.contains(SITE) && page.contains("Ⅲ级 黄色") && page.contains("张队长"), "{page}");
     assert!(page.contains("确认收到（签收）") && page.contains("<form method=\"post\""), "{page}");
+    // CSRF: no form token, another site's Origin, a token used up — refused,
+    // and the link is not spent by them.
+    let form = form_of(&page).expect("the form carries a one-time token");
+    assert_eq!(post_with(leader.clone(), "x", None, &own).await.0, 403, "without the form token");
+    assert_eq!(post_with(leader.clone(), "x", Some(form.clone()), "https://evil.example").await.0, 403);
+    assert_eq!(post_with(leader.clone(), "x", Some(form), &own).await.0, 403, "burnt by the cross-site try");
+    assert_ne!(alert_of(&fg, "CD-JS-01").await["state"], "acked", "nothing acked by those");
     let (code, page) = post(leader.clone(), "已出发").await;
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("已确认"), "{page}");

@@ -14,7 +14,7 @@ use crate::support::mosquitto::Mosquitto;
 use crate::support::publish::Publisher;
 use crate::support::{http_get, wait_for};
 
-const TOKEN: &str = "page-test-token";
+const TOKEN: &str = "page-test-token-0123456789abcdef0123";
 
 /// The sample teams, told at once (no group wait), so the page's
 /// notification panel fills during the test.
@@ -266,4 +266,50 @@ async fn the_live_page_in_chromium() {
     let ack = a["timeline"].as_array().unwrap().iter().find(|e| e["event"] == "acked").unwrap();
     assert_eq!(ack["note"], "已通知抢险一队");
     assert!(dir.join("02-yellow.png").exists());
+}
+
+/// With `http.read_token` the page asks once for it (tests/browser/read_token.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_asks_once_for_the_read_token() {
+    const READ: &str = "page-read-token-0123456789abcdef012345";
+    let browser_dir = repo().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs chromium and tests/browser/node_modules: run scripts/test.sh, which installs them"
+    );
+    let broker = Mosquitto::start();
+    let mut o = Options::new(broker.url());
+    o.http_extra = format!("api_token = \"{TOKEN}\"\nread_token = \"{READ}\"\n");
+    let mut fg = Floodguard::start(o);
+    wait_for("the daemon answering", Duration::from_secs(30), || async {
+        matches!(http_get(&fg.url("/healthz")).await, Some((200, _))).then_some(())
+    })
+    .await;
+    let dir = artifacts();
+    let out = tokio::process::Command::new("node")
+        .arg(browser_dir.join("read_token.mjs"))
+        .current_dir(&browser_dir)
+        .env("FG_URL", fg.url(""))
+        .env("FG_READ_TOKEN", READ)
+        .env("ARTIFACTS", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the browser took 2 minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\nscreenshots in {}", dir.display());
+    let result: Value =
+        serde_json::from_str(stdout.lines().find_map(|l| l.strip_prefix("RESULT ")).unwrap()).unwrap();
+    eprintln!("read token page: {result}");
+    assert_eq!(result["sites"], 15);
+    assert_eq!(result["wrong_token_error"], "令牌无效，请重新输入");
+    assert_eq!(result["asked_after_reload"], false);
+    assert!(result["csp"].as_str().unwrap().contains("script-src 'self'"), "{result}");
+    assert_eq!(result["frame"], "DENY");
+    assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0));
 }

@@ -12,11 +12,12 @@ use crate::support::influx::Influx;
 use crate::support::mosquitto::Mosquitto;
 use crate::support::{http_get, wait_for};
 
-pub const INGEST: &str = "push-ingest-token-0123456789";
+pub const INGEST: &str = "push-ingest-token-0123456789abcdef";
 
 pub fn options(broker: &Mosquitto, influx: &Influx) -> Options {
     let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
-    o.http_extra = format!("api_token = \"api-token-not-for-push\"\ningest_token = \"{INGEST}\"\n");
+    o.http_extra =
+        format!("api_token = \"api-token-not-for-push-0123456789abcdef\"\ningest_token = \"{INGEST}\"\n");
     o
 }
 
@@ -159,7 +160,7 @@ async fn line_protocol_and_json_pushes_are_stored_and_judged() {
     .await;
 
     // Wrong or missing token, the API token: 401, nothing stored.
-    for auth in [Some("Token wrong"), None, Some("Bearer api-token-not-for-push")] {
+    for auth in [Some("Token wrong"), None, Some("Bearer api-token-not-for-push-0123456789abcdef")] {
         let mut req = http.post(fg.url("/write?db=flood"));
         if let Some(a) = auth {
             req = req.header("Authorization", a);

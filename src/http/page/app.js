@@ -36,6 +36,8 @@
       qc: { suspect: "可疑", bad: "异常" },
       qc_test: { range: "超出量程", spike: "突变，待下一读数确认", rate: "变化过快，待确认", flatline: "数值长时间不变" },
       fault: "疑似传感器故障",
+      read_title: "查看令牌", read_hint: "本页数据需要查看令牌（向系统管理员索取），输入一次即可。",
+      read_token: "查看令牌（read token）", bad_read_token: "令牌无效，请重新输入",
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
@@ -61,6 +63,8 @@
       qc: { suspect: "suspect", bad: "bad" },
       qc_test: { range: "out of range", spike: "spike, awaiting the next reading", rate: "too fast, awaiting confirmation", flatline: "stuck value" },
       fault: "suspected sensor fault",
+      read_title: "Read token", read_hint: "This page's data needs the read token (ask the administrator); enter it once.",
+      read_token: "Read token", bad_read_token: "Wrong token, enter it again",
     },
   };
 
@@ -245,6 +249,7 @@
     c.loading = true;
     try {
       const r = await fetch(`/api/v1/sites/${encodeURIComponent(id)}/series?since=3h`);
+      if (r.status === 401) needReadToken();
       if (r.ok) {
         c.series = await r.json();
         c.at = Date.now();
@@ -268,9 +273,40 @@
     }
   }
 
+  // ── the read token ───────────────────────────────────────────────────
+  // When the server has http.read_token, every read answers 401 without it:
+  // the page asks once and keeps it in a cookie (sent with every request of
+  // this origin, the event stream too, which cannot send a header).
+  const READ_COOKIE = "fg_read";
+  const hasReadCookie = () => document.cookie.split(";").some((c) => c.trim().startsWith(READ_COOKIE + "="));
+  function setReadCookie(token) {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${READ_COOKIE}=${encodeURIComponent(token)}; path=/; max-age=31536000; SameSite=Strict${secure}`;
+  }
+  let askingRead = false;
+  function needReadToken() {
+    if (askingRead) return;
+    askingRead = true;
+    $("read-token").value = "";
+    $("read-error").textContent = hasReadCookie() ? T().bad_read_token : "";
+    $("read-dialog").showModal();
+    $("read-token").focus();
+  }
+  function submitRead(ev) {
+    ev.preventDefault();
+    const t = $("read-token").value.trim();
+    if (!t) return;
+    setReadCookie(t);
+    $("read-dialog").close();
+    askingRead = false;
+    refreshAll();
+    connect();
+  }
+
   // ── data ─────────────────────────────────────────────────────────────
   async function getJSON(path, headers) {
     const r = await fetch(path, { headers: headers || {} });
+    if (r.status === 401 && !(headers && headers.Authorization)) needReadToken();
     if (!r.ok) throw new Error(`${path}: ${r.status}`);
     return r.json();
   }
@@ -331,8 +367,12 @@
     source.onopen = () => { lastEvent = Date.now(); setConnected(true); refreshAll(); };
     source.onerror = () => {
       setConnected(false);
-      // The browser retries by itself unless the stream was refused.
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+      // The browser retries by itself unless the stream was refused (a
+      // missing read token among the reasons: a read tells).
+      if (source.readyState === EventSource.CLOSED) {
+        if (!askingRead) getJSON("/api/v1/sites").catch(() => {});
+        setTimeout(() => { if (!askingRead) connect(); }, 2000);
+      }
     };
     const on = (name, f) => source.addEventListener(name, (e) => {
       lastEvent = Date.now();
@@ -419,6 +459,8 @@
 
   // ── start ────────────────────────────────────────────────────────────
   $("act-form").addEventListener("submit", submitAct);
+  $("read-form").addEventListener("submit", submitRead);
+  $("read-dialog").addEventListener("cancel", (e) => e.preventDefault());
   $("act-cancel").addEventListener("click", () => { $("act").close(); acting = null; });
   $("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
