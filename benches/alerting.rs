@@ -91,6 +91,7 @@ async fn run() {
     o.sites_toml = Some(common::sites_toml(&streets, sites));
     o.teams_toml = Some(teams_toml());
     o.plan_toml = Some(common::plan_toml("S-0001"));
+    o.materials_toml = Some(String::new());
     o.channels = format!(
         "[channels.sms]\nprovider = \"http\"\nurl = \"{}\"\nformat = \"json\"\nmin_interval = \"0s\"\n\
          fields = {{ mobile = \"{{phone}}\", content = \"{{text}}\", request_id = \"{{id}}\" }}\n",

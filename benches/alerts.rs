@@ -28,7 +28,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path();
-    for f in ["plan.toml", "teams.toml"] {
+    for f in ["plan.toml", "teams.toml", "materials.toml"] {
         std::fs::copy(support::floodguard::sample_config_dir().join(f), cfg.join(f)).unwrap();
     }
     std::fs::write(cfg.join("sites.toml"), burst::sites_toml()).unwrap();

@@ -117,6 +117,7 @@ async fn run() {
     o.sites_toml = Some(sites_toml());
     o.teams_toml = Some(teams_toml());
     o.plan_toml = Some(common::plan_toml("S-0001"));
+    o.materials_toml = Some(String::new());
 
     // 1. Backlog drain: the broker holds 200,000 messages for a persistent
     //    session; how fast does each consumer take them?

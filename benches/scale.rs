@@ -48,6 +48,7 @@ async fn measure(broker: &Mosquitto, sites: usize) -> Row {
     ));
     o.teams_toml = Some(teams_toml(streets));
     o.plan_toml = Some(common::plan_toml("S-000001"));
+    o.materials_toml = Some(String::new());
     if let Ok(bin) = std::env::var("SCALE_BIN") {
         o.bin = bin; // e.g. a wrapper running floodguard under heaptrack
     }

@@ -26,6 +26,7 @@ use crate::alerts::stage::{AlertStage, Inbox};
 use crate::alerts::store::Store;
 use crate::alerts::{AlertManager, Places, PointsOut};
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, AppState};
@@ -39,7 +40,6 @@ use crate::metrics::{Labels, Metrics};
 use crate::notify::stage::OutboxStage;
 use crate::notify::{Outbox, Wake};
 use crate::outlet::{Outlet, Points, Replay};
-use crate::reading::to_ns;
 use crate::reload::Reloader;
 use crate::spool;
 use crate::stage::{self, Exit, Stages};
@@ -132,6 +132,11 @@ impl ThreadStage {
 
 /// Runs the daemon until `shutdown` fires, or until a stage ends by itself.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    run_on(config, shutdown, Clock::wall()).await
+}
+
+/// [`run`] on `clock`: the demo's storm time (see [`crate::clock`]).
+pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -> Result<(), DaemonError> {
     crate::redact::install(crate::redact::Redactor::from_config(&config));
     let d = &config.daemon;
     let data_dir = config.data_dir().to_path_buf();
@@ -204,7 +209,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             Some(PointsOut { outlet: outlet.handle.clone(), spooled: outlet.spooled_points.clone() }),
             Some(metrics.clone()),
         )
-        .map_err(state_err)?,
+        .map_err(state_err)?
+        .with_materials(config.materials.clone())
+        .map_err(|e| DaemonError::Config(format!("materials: {e}")))?,
     );
     let outbox = Arc::new(
         Outbox::new(
@@ -215,14 +222,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             d.daemon.language,
             Some(metrics.clone()),
         )
-        .map_err(DaemonError::Config)?,
+        .map_err(DaemonError::Config)?
+        .with_clock(clock),
     );
     outbox.background_checkpoints().map_err(DaemonError::Config)?;
     // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
     // Carry on where the last run stopped: from the engine's snapshot, or
     // else at the levels of the alerts still active.
-    let now = to_ns(chrono::Utc::now());
+    let now = clock.now();
     let live = Arc::new(match snapshot {
         Some(snap) => Live::restore(config.plan.clone(), metrics.clone(), config.timezone, snap),
         None => {
@@ -251,6 +259,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     // The engine's snapshots, written once the alert stage committed them.
     let committed = Committed::default();
+    if let Some(c) = cursor {
+        committed.set(c.min(head));
+    }
     let abandon_snapshot = CancellationToken::new();
     let (snapshots, snapshot_thread) =
         Snapshots::spawn(data_dir.clone(), committed.clone(), retention, abandon_snapshot.clone())
@@ -271,6 +282,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
                 let c = committed.clone();
                 Box::new(move |p| c.set(crate::live::stage::position(p)))
             },
+            clock,
             disk: Some((health.disk.clone(), state_path.clone())),
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
@@ -297,6 +309,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             })],
             snapshots: Some(snapshots),
             rejudge_until,
+            clock,
         };
         let handle = stage::spawn_thread("engine", &exits, move |g| {
             if let Err(e) = st.run(s) {
@@ -358,6 +371,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             token: d.http.ingest_token.clone(),
             max_body: d.http.max_push_body,
         })),
+        clock,
         guard: Arc::new(http::guard::Guard::new(&d.http, &d.channels.ack.base_url)),
     });
     if d.http.api_token.is_empty() {
@@ -472,6 +486,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         health: health.clone(),
         resubscribe,
         probe: p_intake.clone(),
+        clock,
     };
     let intake_task = stage::spawn_task("intake", &exits, mqtt.run(stop_intake.clone()));
     drop(exits);

@@ -3,7 +3,15 @@
 //! district's configuration embedded in the binary, the daemon on it with
 //! spool-only storage and SMS written to the log (the outbox still records
 //! each message, so the page and `/api/v1/notifications` show them), and
-//! the `rainstorm` simulator, time-compressed. Ctrl-C stops it all.
+//! the `rainstorm` simulator. Ctrl-C stops it all.
+//!
+//! The demo runs in storm time: the daemon and the simulator share one
+//! compressed clock ([`crate::clock`], `--speed` storm seconds a wall
+//! second from the demo's start), so the 6-hour storm at 60× takes six
+//! minutes and looks as the real one would — rain levels build over their
+//! windows and fall as the windows slide past the peak, the gauge that
+//! goes silent goes offline after its `stale_after` / 60, unacknowledged
+//! alerts escalate at their plan times / 60.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,10 +24,11 @@ const FLOODGUARD_TOML: &str = include_str!("../config/floodguard.toml");
 const SITES_TOML: &str = include_str!("../config/sites.toml");
 const PLAN_TOML: &str = include_str!("../config/plan.toml");
 const TEAMS_TOML: &str = include_str!("../config/teams.toml");
+const MATERIALS_TOML: &str = include_str!("../config/materials.toml");
 
-/// The demo joins the storm this far in: the rain is falling, the first
-/// points are filling, the first levels come within seconds.
-const JOIN_AT: Duration = Duration::from_secs(65 * 60);
+/// The demo starts with the storm: every rain window holds all the rain
+/// that fell, as a real gauge's would.
+const JOIN_AT: Duration = Duration::ZERO;
 
 /// The demo's secrets, fresh at every start (a fixed one would be a
 /// shipped example, which `run` refuses): the API token is printed.
@@ -49,6 +58,12 @@ pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path, secrets: &DemoSe
     };
     t = swap(t, "url = \"mqtt://127.0.0.1:1883\"", &format!("url = \"mqtt://127.0.0.1:{mqtt_port}\""));
     t = swap(t, "client_id = \"floodguard\"", "client_id = \"floodguard-demo\"");
+    // The embedded broker (rumqttd) listens for MQTT 3.1.1.
+    t = swap(t, "protocol = \"5\"", "protocol = \"3.1.1\"");
+    // A throwaway spool in a temporary directory: a limit of its own, not
+    // the service's "leave 10 % of the disk free", which a laptop's or a
+    // shared machine's disk may already be past.
+    t = swap(t, "# max_bytes = 10737418240 ", "max_bytes = 1073741824    ");
     t = swap(t, "url = \"http://127.0.0.1:8086\"", "url = \"\"");
     t = swap(
         t,
@@ -78,6 +93,7 @@ pub fn write_config(
     std::fs::write(cfg.join("sites.toml"), SITES_TOML)?;
     std::fs::write(cfg.join("plan.toml"), PLAN_TOML)?;
     std::fs::write(cfg.join("teams.toml"), TEAMS_TOML)?;
+    std::fs::write(cfg.join("materials.toml"), MATERIALS_TOML)?;
     Ok(cfg.join("floodguard.toml"))
 }
 
@@ -133,6 +149,19 @@ async fn wait_listening(port: u16) {
     }
 }
 
+/// Waits (at most 10 s) until the daemon says it is ready: its MQTT
+/// subscription is up.
+async fn wait_ready(http: &str) {
+    let url = format!("http://{http}/readyz");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn ctrl_c(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     if let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
@@ -169,16 +198,20 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
             wait_listening(mqtt_port).await;
             let stop = CancellationToken::new();
             tokio::spawn(ctrl_c(stop.clone()));
-            let daemon = tokio::spawn(crate::daemon::run(config, stop.clone()));
+            let Some(clock) = crate::clock::Clock::compressed(crate::clock::wall_ns(), speed) else {
+                return Err(format!("--speed {speed}: must be above 0"));
+            };
+            let daemon = tokio::spawn(crate::daemon::run_on(config, stop.clone(), clock));
             let minutes = (crate::simulate::model::STORM_S - JOIN_AT.as_secs_f64()) / 60.0 / speed;
             println!();
-            println!("  floodguard demo — 某区 (sample district), a 6-hour rainstorm, joined 65 min in, over in {minutes:.0} min");
+            println!("  floodguard demo — 某区 (sample district), a 6-hour rainstorm in storm time at {speed}×, over in {minutes:.1} min");
             println!("  live page:  http://{http}/");
             println!("  API:        http://{http}/api/v1/sites · /api/v1/alerts · /api/v1/notifications");
             println!("  token:      {token}");
             println!("              (ack and dispose from the page, or POST with Authorization: Bearer <token>)");
             println!("  MQTT:       mqtt://127.0.0.1:{mqtt_port}   data: {shown}");
             println!("  SMS go to this log (provider \"log\"); Ctrl-C stops everything.");
+            println!("  readiness:  floodguard report --kind readiness -c {shown}/config/floodguard.toml   (汛前准备情况)");
             println!();
             let o = crate::simulate::Options {
                 broker: Some(format!("mqtt://127.0.0.1:{mqtt_port}")),
@@ -196,7 +229,13 @@ pub fn main(http: &str, speed: f64, seed: u64) -> ExitCode {
                 sl651: None,
                 sl651_centre: 1,
                 timezone: chrono_tz::Asia::Shanghai,
+                start_ms: None,
+                clock: Some(clock),
+                rain_scale: 1.0,
             };
+            // The daemon subscribed before the first reading goes (a reading
+            // published late still carries its storm time).
+            wait_ready(http).await;
             let sim_stop = stop.clone();
             let simulator = tokio::spawn(async move { crate::simulate::run(&o, &sites, sim_stop).await });
             tokio::select! {
@@ -245,5 +284,7 @@ mod tests {
         assert_eq!(sms.provider, crate::config::SmsProvider::Log);
         assert!(c.daemon.channels.email.is_none());
         assert_eq!(c.sites.sites.len(), 15);
+        assert_eq!(c.daemon.mqtt.protocol, crate::config::MqttProtocol::V311, "rumqttd speaks 3.1.1");
+        assert_eq!(c.daemon.spool.max_bytes, Some(1 << 30), "a limit of its own, whatever the disk");
     }
 }

@@ -49,15 +49,23 @@
 //!      ▼
 //!  health + stage probes + disk ──▶ http: /healthz /readyz (names a stalled stage, a full disk) /metrics,
 //!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /ack/{token},
-//!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE)
+//!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE),
+//!        /api/v1/{materials,drills,clock}
+//!
+//!  Off the pipeline (commands): report (alerts from state.db + analysis of the
+//!  readings from InfluxDB / the spool / files), report --kind readiness
+//!  (config + drills and materials' movements in state.db), compare-storms.
 //! ```
+//! Every edge that reads the time for the plan reads a [`clock::Clock`]:
+//! the wall, or in `floodguard demo` a compressed storm-time clock shared
+//! with the simulator.
 //! A stage that panics or returns ends the daemon non-zero; SIGTERM stops the
 //! stages in reverse order within `shutdown_timeout` plus a few seconds.
 //!
 //! # Modules
 //! | module | concept |
 //! |---|---|
-//! | [`config`] | the four config files, env overrides, every error with file/line/key |
+//! | [`config`] | the config files (and optional materials.toml), env overrides, every error with file/line/key |
 //! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules, quality control (`plan::qc`), upstreams |
 //! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::qc` (quality flags, maintenance faults), `engine::upstream` (gateways and the intake), `engine::sink`, where transitions go; `engine::snapshot`, its state as data |
 //! | [`live`] | the engine in the daemon: its state, the engine stage (catch-up from the spool, ticks), its snapshots on disk |
@@ -66,7 +74,12 @@
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store and its daily pruning, the alert stage |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
 //! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, robots by reference, operator alerts, the outbox stage |
-//! | [`report`] | `floodguard report`: the 汛情报告 from the alert history |
+//! | [`report`] | `floodguard report`: the 汛情报告 from the alert history (with [`analysis`]'s sections) |
+//! | [`analysis`] | a rain event's readings: rainfall, waterlogging (the engine's levels), pumps; their sources (InfluxQL, spool, files); `compare-storms` |
+//! | [`readiness`] | `report --kind readiness`: 汛前准备情况, every blank filled from config and state |
+//! | [`materials`] | flood materials in use: stock, issues and returns, the nearest depots for a card |
+//! | [`drills`] | drills on record (`notify-test`) and their summary |
+//! | [`clock`] | the daemon's clock: wall time, or the demo's compressed storm time |
 //! | [`reload`] | SIGHUP / `POST /api/v1/reload`: re-read, validate, swap, carry state |
 //! | [`simulate`] | `floodguard simulate`: seeded scenarios (storm, pump failure, load) over MQTT or to a file |
 //! | [`demo`] | `floodguard demo`: rumqttd in-process, the embedded sample, the storm, the live page |
@@ -101,14 +114,17 @@
 mod macros;
 
 pub mod alerts;
+pub mod analysis;
 pub mod backoff;
 pub mod catalog;
 pub mod check;
+pub mod clock;
 pub mod coerce;
 pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod disk;
+pub mod drills;
 pub mod engine;
 pub mod events;
 pub mod health;
@@ -118,10 +134,12 @@ pub mod ingest;
 pub mod level;
 pub mod live;
 pub mod logging;
+pub mod materials;
 pub mod metrics;
 pub mod notify;
 pub mod outlet;
 pub mod plan;
+pub mod readiness;
 pub mod reading;
 pub mod redact;
 pub mod reload;

@@ -53,15 +53,42 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         tick: std::time::Duration,
     },
-    /// The 汛情报告 of a period, from the alert history in data_dir/state.db.
+    /// The 汛情报告 of a period (alerts from data_dir/state.db; rainfall,
+    /// waterlogging and pumps from InfluxDB or the spool), or with `--kind
+    /// readiness` the 汛前准备情况 with every blank filled.
     Report {
-        /// Start: RFC 3339, or "2026-07-21 12:00" in the configured time zone.
+        /// `event`: a rain event's report; `readiness`: the pre-season report.
+        #[arg(long, default_value = "event", value_parser = ["event", "readiness"])]
+        kind: String,
+        /// Start: RFC 3339, or "2026-07-21 12:00" in the configured time zone (event).
         #[arg(long)]
-        since: String,
+        since: Option<String>,
         /// End, likewise; now when absent.
         #[arg(long)]
         until: Option<String>,
-        #[arg(long, default_value = "md", value_parser = ["md", "html"])]
+        /// `json`: the numbers for other systems (readiness; an event's
+        /// rainfall, waterlogging and pumps).
+        #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+        format: String,
+        /// Readings from these line-protocol files instead of InfluxDB or the spool (event).
+        #[arg(long)]
+        input: Vec<PathBuf>,
+        #[arg(short, long, default_value = "config/floodguard.toml")]
+        config: PathBuf,
+    },
+    /// Two rain events side by side per waterlogging point: rain at the
+    /// nearest gauge, peak depth, time at Ⅳ or above, drain time.
+    CompareStorms {
+        /// A storm as START..END (RFC 3339, or "2026-07-21 12:00"): twice.
+        #[arg(long = "storm", required = true)]
+        storms: Vec<String>,
+        /// Only these points (default: every waterlogging point).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+        /// Readings from these line-protocol files instead of InfluxDB or the spool.
+        #[arg(long)]
+        input: Vec<PathBuf>,
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
         format: String,
         #[arg(short, long, default_value = "config/floodguard.toml")]
         config: PathBuf,
@@ -97,6 +124,15 @@ enum Command {
         /// `load`: write a sites.toml of the synthetic sites and exit.
         #[arg(long)]
         sites_toml: Option<PathBuf>,
+        /// Stamp model time: the scenario starts at T (RFC 3339, or
+        /// "2026-07-21 12:00" in the configured time zone), each site at its
+        /// reporting interval whatever --speed is. Default with --output and
+        /// no broker: the scenario ends now.
+        #[arg(long)]
+        start: Option<String>,
+        /// The rain as many times as heavy (0.6: a weaker storm of the same shape).
+        #[arg(long, default_value_t = 1.0)]
+        rain_scale: f64,
         /// `host:port` of an SL 651 central station: the sites with an
         /// `sl651_station` report there as RTUs (timed, 加报, hourly frames),
         /// the others over MQTT.
@@ -158,9 +194,27 @@ fn main() -> ExitCode {
         Command::Replay { input, config, compare, format, tick } => {
             replay(&input, &config, compare.as_deref(), &format, tick)
         }
-        Command::Report { since, until, format, config } => {
-            report(&config, &since, until.as_deref(), &format)
-        }
+        Command::Report { kind, since, until, format, input, config } => match (kind.as_str(), since) {
+            ("readiness", _) => readiness(&config, &format),
+            (_, Some(since)) => report(&config, &since, until.as_deref(), &format, &input),
+            (_, None) => {
+                eprintln!("--since is needed for an event report");
+                ExitCode::from(2)
+            }
+        },
+        Command::CompareStorms { storms, sites, input, format, config } => match load(&config) {
+            Ok(c) => match floodguard::analysis::compare::command(&c, &storms, &sites, &input, &format) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("compare-storms: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            Err(code) => code,
+        },
         Command::NotifyTest { team, config } => notify_test(&config, &team),
         Command::Simulate {
             broker,
@@ -172,6 +226,8 @@ fn main() -> ExitCode {
             rate,
             output,
             sites_toml,
+            start,
+            rain_scale,
             skip,
             sl651,
             config,
@@ -193,7 +249,21 @@ fn main() -> ExitCode {
                     Err(code) => return code,
                 }
             };
+            let start_ms = match start.as_deref().map(|t| parse_when(t, timezone)) {
+                None => None,
+                Some(Some(ns)) => Some(ns / 1_000_000),
+                Some(None) => {
+                    eprintln!(
+                        "--start {:?}: use RFC 3339 or \"2026-07-21 12:00\"",
+                        start.unwrap_or_default()
+                    );
+                    return ExitCode::from(2);
+                }
+            };
             let o = floodguard::simulate::Options {
+                start_ms,
+                clock: None,
+                rain_scale,
                 broker,
                 scenario,
                 duration,
@@ -303,10 +373,16 @@ fn notify_test(config: &std::path::Path, team: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let held_at = floodguard::clock::wall_ns();
     match rt.block_on(outbox.drill(team)) {
         Ok(results) => {
             let (text, all) = floodguard::notify::drill::table(&results, c.daemon.daemon.language);
             print!("{text}");
+            // On record for the page and the readiness report.
+            let t = c.teams.teams.iter().find(|t| t.id == team).expect("checked above");
+            if let Err(e) = floodguard::drills::record(&path, t, held_at, &results) {
+                eprintln!("{}: the drill could not be recorded: {e}", path.display());
+            }
             if all {
                 ExitCode::SUCCESS
             } else {
@@ -409,7 +485,30 @@ fn parse_when(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
     tz.from_local_datetime(&naive).earliest()?.timestamp_nanos_opt()
 }
 
-fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &str) -> ExitCode {
+fn readiness(config: &std::path::Path, format: &str) -> ExitCode {
+    let c = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match floodguard::readiness::command(&c, format, floodguard::clock::wall_ns()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(
+    config: &std::path::Path,
+    since: &str,
+    until: Option<&str>,
+    format: &str,
+    input: &[PathBuf],
+) -> ExitCode {
     let c = match load(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -459,6 +558,22 @@ fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &s
     };
     let streets: Vec<(String, String)> =
         c.sites.streets.iter().map(|s| (s.id.clone(), s.name.clone())).collect();
+    // Rainfall, waterlogging and pumps from the readings (InfluxDB, the spool or files).
+    let warm = floodguard::analysis::WARM_UP_NS;
+    let analysis = floodguard::analysis::source::load(&c, since - warm, until, input)
+        .map(|(readings, source)| floodguard::analysis::analyse(&c.plan, &readings, since, until, &source));
+    if let Err(e) = &analysis {
+        eprintln!("the readings of the period cannot be read ({e}): the report has the alerts only");
+    }
+    if format == "json" {
+        return match &analysis {
+            Ok(a) => {
+                println!("{}", serde_json::to_string_pretty(a).expect("serializable"));
+                ExitCode::SUCCESS
+            }
+            Err(_) => ExitCode::FAILURE,
+        };
+    }
     let input = floodguard::report::Input {
         district_name: &c.sites.district.name,
         streets: &streets,
@@ -468,6 +583,7 @@ fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &s
         since,
         until,
         tz,
+        analysis: analysis.as_ref().ok(),
     };
     let text = if format == "html" {
         floodguard::report::html(&input)
@@ -475,5 +591,8 @@ fn report(config: &std::path::Path, since: &str, until: Option<&str>, format: &s
         floodguard::report::markdown(&input)
     };
     print!("{text}");
+    if analysis.is_err() {
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }

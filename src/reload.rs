@@ -129,6 +129,9 @@ impl Reloader {
         self.resubscribe.notify_one();
         if let Some(alerts) = &self.alerts {
             alerts.reload(new.teams.clone(), crate::alerts::Places::from_config(&new));
+            if let Err(e) = alerts.reload_materials(new.materials.clone()) {
+                tracing::error!(error = %e, "cannot read the materials' movements; the stock is the old one");
+            }
         }
         // Channels apply at once where the outbox runs.
         let mut channels_applied = false;

@@ -9,7 +9,7 @@ const MIN: i64 = 60_000_000_000;
 fn plan_with(edits: &[(&str, &str)]) -> Arc<Plan> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let dir = tempfile::tempdir().unwrap();
-    for f in ["floodguard.toml", "sites.toml", "plan.toml", "teams.toml"] {
+    for f in ["floodguard.toml", "sites.toml", "plan.toml", "teams.toml", "materials.toml"] {
         let mut text = std::fs::read_to_string(src.join(f)).unwrap();
         if f == "plan.toml" {
             for (a, b) in edits {

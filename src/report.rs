@@ -23,6 +23,8 @@ pub struct Input<'a> {
     pub since: TimestampNs,
     pub until: TimestampNs,
     pub tz: chrono_tz::Tz,
+    /// The period's readings (rainfall, waterlogging, pumps), when read.
+    pub analysis: Option<&'a crate::analysis::Analysis>,
 }
 
 fn time(ts: TimestampNs, tz: chrono_tz::Tz) -> String {
@@ -288,6 +290,10 @@ pub fn markdown(i: &Input<'_>) -> String {
             );
         }
     }
+    if let Some(a) = i.analysis {
+        let _ = writeln!(o);
+        o.push_str(&crate::analysis::render::markdown(a, tz, 7));
+    }
     o
 }
 
@@ -296,9 +302,14 @@ use crate::notify::message::esc as escape;
 /// The report as a standalone HTML page (the Markdown's headings,
 /// paragraphs and tables).
 pub fn html(i: &Input<'_>) -> String {
-    let md = markdown(i);
-    let mut o = String::from(
-        "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>汛情报告</title>\n<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #999;padding:.3em .6em}</style></head><body>\n",
+    md_to_html(&markdown(i), "汛情报告")
+}
+
+/// A report's Markdown (headings, paragraphs, tables) as a standalone HTML page.
+pub fn md_to_html(md: &str, title: &str) -> String {
+    let mut o = format!(
+        "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #999;padding:.3em .6em}}</style></head><body>\n",
+        escape(title)
     );
     let mut in_table = false;
     for line in md.lines() {

@@ -167,6 +167,7 @@ fn input<'a>(
         since: T0,
         until: T0 + 180 * MIN,
         tz: chrono_tz::Asia::Shanghai,
+        analysis: None,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct Places {
     pub sites: HashMap<String, (String, String, String)>,
     /// The district's time zone: the duty roster is in local time.
     pub tz: chrono_tz::Tz,
+    /// Site id → (lat, lon): where the nearest depots are looked up from.
+    pub locations: HashMap<String, (f64, f64)>,
 }
 
 impl Places {
@@ -123,6 +125,7 @@ impl Places {
                     (s.id.to_string(), (s.name.to_string(), street, s.kind.as_str().to_string()))
                 })
                 .collect(),
+            locations: plan.sites.iter().map(|s| (s.id.to_string(), s.location)).collect(),
         }
     }
 }
@@ -145,6 +148,8 @@ struct Inner {
     /// When each team was last told (storm mode's gap; after a restart
     /// the first message goes as `group_wait` says).
     last_told: HashMap<String, TimestampNs>,
+    /// Flood materials and their stock, for messages and the API.
+    supplies: Supplies,
 }
 
 impl Inner {
@@ -154,6 +159,8 @@ impl Inner {
         self.pending = self.store.pending_intents()?;
         self.active = active;
         self.offline = offline;
+        let moves = self.store.movements()?;
+        self.supplies.stock = crate::materials::Stock::new(&self.supplies.materials, &moves);
         self.stale = false;
         Ok(())
     }
@@ -236,6 +243,10 @@ impl AlertManager {
         let (active, offline) = memory(&store)?;
         let pending = store.pending_intents()?;
         let config_silences = config_silences(&teams);
+        let supplies = Supplies {
+            stock: crate::materials::Stock::new(&Default::default(), &store.movements()?),
+            ..Default::default()
+        };
         Ok(AlertManager {
             inner: Mutex::new(Inner {
                 store,
@@ -248,6 +259,7 @@ impl AlertManager {
                 points_deleted: 0,
                 stale: false,
                 last_told: HashMap::new(),
+                supplies,
             }),
             notifier,
             points,
@@ -355,6 +367,7 @@ impl AlertManager {
                 dirty: HashMap::new(),
                 pending_changed: HashSet::new(),
                 last_told: &mut inner.last_told,
+                supplies: &mut inner.supplies,
             };
             let v = f(&mut w)?;
             w.write_pending()?;
@@ -513,6 +526,11 @@ impl AlertManager {
         })
     }
 
+    /// The drills on record (`floodguard notify-test`), oldest first.
+    pub fn drills(&self) -> Result<Vec<crate::drills::Drill>, OpError> {
+        Ok(self.inner.lock().expect("alerts lock").store.drills(None)?)
+    }
+
     pub fn notifications(&self, limit: usize) -> Result<Vec<Notification>, OpError> {
         Ok(self.inner.lock().expect("alerts lock").store.notifications(limit)?)
     }
@@ -534,10 +552,15 @@ struct Work<'a> {
     /// Waiting intents on disk that this transaction changed (by row).
     pending_changed: HashSet<i64>,
     last_told: &'a mut HashMap<String, TimestampNs>,
+    supplies: &'a mut Supplies,
 }
 
 #[path = "work.rs"]
 mod work;
+
+#[path = "supply.rs"]
+mod supply;
+pub use supply::{NewMovement, Supplies};
 
 #[cfg(test)]
 #[path = "manager_tests.rs"]

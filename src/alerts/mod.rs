@@ -6,6 +6,8 @@
 //! - [`decide`]: the pure decisions (table-tested);
 //! - [`route`]: which teams and members are told;
 //! - [`store`]: SQLite persistence and migrations;
+//! - [`records`]: issues and returns of flood materials, drills — kept
+//!   beside the alerts in `state.db`;
 //! - [`prune`]: the daily pruning of what is older than `state.retention`;
 //! - [`manager`]: applies transitions, ticks and operators' acts;
 //! - [`stage`]: the alert stage's thread — batches, retries, follow-ups.
@@ -13,9 +15,10 @@ pub mod decide;
 pub mod manager;
 pub mod model;
 pub mod prune;
+pub mod records;
 pub mod route;
 mod schema;
 pub mod stage;
 pub mod store;
 
-pub use manager::{AlertManager, LogNotifier, Notifier, OpError, Places, PointsOut};
+pub use manager::{AlertManager, LogNotifier, NewMovement, Notifier, OpError, Places, PointsOut, Supplies};

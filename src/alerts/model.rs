@@ -241,6 +241,9 @@ pub struct AlertSnapshot {
     /// was confirmed: the test, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect: Option<String>,
+    /// The nearest depots holding the card's materials (防汛物资).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supply: Vec<crate::materials::Supply>,
 }
 
 impl From<&Alert> for AlertSnapshot {
@@ -264,6 +267,7 @@ impl From<&Alert> for AlertSnapshot {
             started_at: a.started_at,
             members: Vec::new(),
             suspect: a.suspect.clone(),
+            supply: Vec::new(),
         }
     }
 }

@@ -140,4 +140,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX ack_tokens_created ON ack_tokens (created_at);
      CREATE INDEX alerts_resolved ON alerts (resolved_at) WHERE state = 'resolved';
      CREATE INDEX notifications_created ON notifications (created_at);",
+    // 5: the command center's records: issues and returns of flood
+    // materials, drills (notify-test)
+    "CREATE TABLE IF NOT EXISTS material_moves (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        depot TEXT NOT NULL,
+        item TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        alert_id INTEGER,
+        by TEXT NOT NULL,
+        note TEXT
+     );
+     CREATE INDEX IF NOT EXISTS material_moves_alert ON material_moves (alert_id) WHERE alert_id IS NOT NULL;
+     CREATE TABLE IF NOT EXISTS drills (
+        id INTEGER PRIMARY KEY,
+        ts INTEGER NOT NULL,
+        team TEXT NOT NULL,
+        team_name TEXT NOT NULL,
+        results TEXT NOT NULL
+     );",
 ];

@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 use super::AlertManager;
 use crate::engine::sink::Closed;
 use crate::engine::{Judged, Progress, Transition, TransitionSink};
-use crate::reading::to_ns;
 use crate::stage::{now_ms, Probe, Wedge};
 
 /// Batches that may wait for the stage; then the engine waits.
@@ -64,6 +63,8 @@ pub struct AlertStage {
     pub committed: Box<dyn Fn(Progress) + Send>,
     /// Told while `state.db` (at the path) cannot be written for a full disk.
     pub disk: Option<(Arc<crate::disk::Disk>, std::path::PathBuf)>,
+    /// The time follow-ups are due by: the wall, or storm time in the demo.
+    pub clock: crate::clock::Clock,
 }
 
 impl AlertStage {
@@ -169,7 +170,7 @@ impl AlertStage {
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + Duration::from_secs(1);
-                if let Err(e) = self.manager.tick(to_ns(chrono::Utc::now())) {
+                if let Err(e) = self.manager.tick(self.clock.now()) {
                     // Follow-ups are worked out from the state: the next tick does them.
                     if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                         tracing::error!(error = %e, "cannot run alert follow-ups; trying again each second");

@@ -168,6 +168,11 @@ impl Store {
         Ok(out)
     }
 
+    /// The connection, for the records kept beside the alerts (`records`).
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// A stored cursor: (segment, offset).
     pub fn cursor(&self, name: &str) -> Result<Option<(u64, u64)>> {
         self.conn
@@ -371,6 +376,11 @@ impl CardCache {
 }
 
 impl Tx<'_> {
+    /// The transaction, for the records kept beside the alerts (`records`).
+    pub(super) fn raw(&self) -> &Transaction<'_> {
+        self.tx
+    }
+
     /// Runs a statement, compiled once per connection.
     fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize> {
         self.tx.prepare_cached(sql)?.execute(p)

@@ -54,7 +54,7 @@ impl Work<'_> {
 
     /// Writes the alert and its new events; lifecycle events also become
     /// `alert_event` points.
-    fn save(&mut self, alert: &Alert, events: &[Event]) -> Result<(), OpError> {
+    pub(super) fn save(&mut self, alert: &Alert, events: &[Event]) -> Result<(), OpError> {
         // Written once at the end of the transaction, however often it
         // changed within it (a storm changes an alert several times a batch).
         let mut row = alert.clone();
@@ -362,6 +362,7 @@ impl Work<'_> {
                 .collect();
             snapshot.members.sort();
         }
+        snapshot.supply = self.supplies.for_site(self.places, &alert.site, alert.card.as_deref());
         let local = chrono::DateTime::from_timestamp_nanos(now).with_timezone(&self.places.tz);
         let mut teams = route::teams(self.teams, alert, level);
         if escalation.is_some() {
@@ -563,7 +564,7 @@ impl Work<'_> {
         self.flush_due(now)
     }
 
-    fn load(&self, id: i64) -> Result<Alert, OpError> {
+    pub(super) fn load(&self, id: i64) -> Result<Alert, OpError> {
         let cached = self.active.values().find(|a| a.id == id).cloned();
         match cached {
             Some(a) => Ok(a),

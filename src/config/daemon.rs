@@ -107,9 +107,16 @@ impl Default for LogSection {
 pub struct MqttSection {
     /// `mqtt://host:1883` or `mqtts://host:8883`.
     pub url: String,
-    /// Stable client id: with `clean_session = false` the broker keeps our
-    /// subscriptions and queued messages across reconnects under this id.
+    /// Stable client id: the broker keeps our subscriptions and queued
+    /// messages across reconnects under this id (a persistent session).
     pub client_id: String,
+    /// MQTT version: `"5"`, or `"3.1.1"` for brokers without version 5.
+    pub protocol: MqttProtocol,
+    /// MQTT 5: how many unacknowledged messages the broker may send at once
+    /// (the CONNECT's Receive Maximum). Large windows let floodguard take
+    /// messages in big groups; with 3.1.1 the broker decides (Mosquitto's
+    /// `max_inflight_messages`, 20 by default).
+    pub receive_maximum: u16,
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// PEM file of the CA that signed the broker's certificate (mqtts). Without
@@ -141,6 +148,8 @@ impl Default for MqttSection {
         MqttSection {
             url: "mqtt://127.0.0.1:1883".into(),
             client_id: "floodguard".into(),
+            protocol: MqttProtocol::V5,
+            receive_maximum: 1000,
             username: None,
             password: None,
             ca_file: None,
@@ -155,6 +164,18 @@ impl Default for MqttSection {
             default_topics: true,
             mappings: Vec::new(),
         }
+    }
+}
+
+string_enum! {
+    /// The MQTT version floodguard speaks to the broker.
+    pub enum MqttProtocol ("MQTT protocol") {
+        /// MQTT 5: a persistent session (clean start off, a session that
+        /// never expires) and floodguard's own Receive Maximum.
+        V5 = "5",
+        /// MQTT 3.1.1: a persistent session (clean session off); the broker
+        /// sets how many messages travel unacknowledged.
+        V311 = "3.1.1",
     }
 }
 

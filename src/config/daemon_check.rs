@@ -62,6 +62,9 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if m.reconnect_min > m.reconnect_max || m.reconnect_min.get().is_zero() {
         err("mqtt.reconnect_min", "must be above 0 and at most mqtt.reconnect_max".into());
     }
+    if m.receive_maximum == 0 {
+        err("mqtt.receive_maximum", "must be at least 1 (1000 lets messages come in large groups)".into());
+    }
     if m.keep_alive.get().as_secs() < 5 {
         err("mqtt.keep_alive", "must be at least 5s".into());
     }

@@ -5,9 +5,12 @@
 //! | `floodguard.toml` (`-c`) | IT operator | `[daemon]`, `[log]`, `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[[modbus.devices]]`, `[state]`, `[channels.*]` |
 //! | `sites.toml` | engineer | `[district]`, `[[streets]]`, `[[sites]]` |
 //! | `plan.toml` | engineer | the emergency plan: rules, cards, area rules |
-//! | `teams.toml` | flood office | `[[teams]]` and their members |
+//! | `teams.toml` | flood office | `[[teams]]` and their members, `[hq]` and its member units |
+//! | `materials.toml` (optional) | flood office | `[items.*]` and `[[depots]]`: flood materials |
 //!
-//! The three others are read from the directory of the main file. Environment
+//! sites.toml also holds `[[pump_works]]` and `[[renovations]]` (what the
+//! readiness report counts). The others are read from the directory of the
+//! main file. Environment
 //! variables `FLOODGUARD__SECTION__KEY` override keys of the main file. Loading
 //! never stops at the first problem: [`load`] returns every error, each with
 //! its file, line, key path and reason.
@@ -17,7 +20,9 @@ mod daemon;
 mod daemon_check;
 mod error;
 mod load;
+mod materials;
 mod modbus;
+pub mod readiness;
 mod sites;
 mod teams;
 mod values;
@@ -29,6 +34,7 @@ use std::sync::Arc;
 pub use daemon::*;
 pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{env_var_for, ENV_PREFIX};
+pub use materials::{Depot, Item, MaterialsFile};
 pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
 pub use teams::{Alerting, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile};
 pub use values::{
@@ -47,6 +53,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub sites: SitesFile,
     pub teams: TeamsFile,
+    /// Flood materials and their depots (empty without materials.toml).
+    pub materials: Arc<MaterialsFile>,
     /// The emergency plan, compiled for the sites.
     pub plan: Arc<Plan>,
     /// `daemon.timezone`, resolved.
@@ -56,6 +64,7 @@ pub struct Config {
 pub const SITES_FILE: &str = "sites.toml";
 pub const PLAN_FILE: &str = "plan.toml";
 pub const TEAMS_FILE: &str = "teams.toml";
+pub const MATERIALS_FILE: &str = "materials.toml";
 
 /// Loads and validates the configuration whose main file is `main`, with the
 /// process environment's overrides.
@@ -118,7 +127,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
     let mut sites_read = false;
     if let Some(mut src) = Source::read(&dir.join(SITES_FILE), None, &mut errors) {
         sites_read = true;
-        src.reject_unknown_top_level(&["district", "streets", "sites"]);
+        src.reject_unknown_top_level(&["district", "streets", "sites", "pump_works", "renovations"]);
         if let Some(v) = src.get("district") {
             if let Some(d) = src.section("district", v) {
                 sites.district = d;
@@ -137,6 +146,14 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
             let key = load::remap_index(&key, "sites", &index);
             src.error(&load::remap_index(&key, "streets", &street_index), reason);
         }
+        let (work_index, works): (Vec<usize>, Vec<_>) = src.array("pump_works").into_iter().unzip();
+        let (reno_index, renovations): (Vec<usize>, Vec<_>) = src.array("renovations").into_iter().unzip();
+        sites.pump_works = works;
+        sites.renovations = renovations;
+        for (key, reason) in readiness::validate_sites(&sites) {
+            let key = load::remap_index(&key, "pump_works", &work_index);
+            src.error(&load::remap_index(&key, "renovations", &reno_index), reason);
+        }
     }
 
     if let (Some(src), true) = (main_src.as_mut(), sites_read) {
@@ -150,11 +167,14 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut teams = TeamsFile::default();
     if let Some(mut src) = Source::read(&dir.join(TEAMS_FILE), None, &mut errors) {
-        src.reject_unknown_top_level(&["teams", "alerting", "silences", "maintenance"]);
+        src.reject_unknown_top_level(&["teams", "alerting", "silences", "hq", "maintenance"]);
         if let Some(v) = src.get("alerting") {
             if let Some(a) = src.section("alerting", v) {
                 teams.alerting = a;
             }
+        }
+        if let Some(v) = src.get("hq") {
+            teams.hq = src.section("hq", v);
         }
         teams.silences = src.array("silences").into_iter().map(|(_, s)| s).collect();
         let (index, parsed): (Vec<usize>, Vec<Team>) = src.array("teams").into_iter().unzip();
@@ -169,19 +189,36 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
             let key = load::remap_index(&key, "teams", &index);
             src.error(&load::remap_index(&key, "maintenance", &maintenance_index), reason);
         }
+        for (key, reason) in readiness::validate_hq(&teams) {
+            src.error(&key, reason);
+        }
+    }
+
+    let mut materials = MaterialsFile::default();
+    let materials_path = dir.join(MATERIALS_FILE);
+    if materials_path.exists() {
+        if let Some(mut src) = Source::read(&materials_path, None, &mut errors) {
+            materials = load_materials(&mut src, &sites);
+        }
     }
 
     let mut plan = None;
     if let Some(mut src) = Source::read(&dir.join(PLAN_FILE), None, &mut errors) {
-        plan = load_plan(&mut src, &sites);
+        plan = load_plan(&mut src, &sites, &materials);
     }
 
     let timezone = daemon.daemon.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
 
     match plan {
-        Some(plan) if errors.is_empty() => {
-            Ok(Config { main_file: main.to_path_buf(), daemon, sites, teams, plan: Arc::new(plan), timezone })
-        }
+        Some(plan) if errors.is_empty() => Ok(Config {
+            main_file: main.to_path_buf(),
+            daemon,
+            sites,
+            teams,
+            materials: Arc::new(materials),
+            plan: Arc::new(plan),
+            timezone,
+        }),
         _ => Err(errors),
     }
 }
@@ -256,8 +293,32 @@ fn modbus_sites(daemon: &DaemonConfig, sites: &SitesFile) -> Vec<(String, String
         .collect()
 }
 
+/// `materials.toml`: each item and each depot alone, then their checks.
+fn load_materials(src: &mut Source<'_>, sites: &SitesFile) -> MaterialsFile {
+    src.reject_unknown_top_level(&["items", "depots"]);
+    let mut file = MaterialsFile::default();
+    match src.get("items").map(|v| v.kind) {
+        None => {}
+        Some(config::ValueKind::Table(t)) => {
+            for (id, spec) in t {
+                if let Some(item) = src.section(&format!("items.{id}"), spec) {
+                    file.items.push((id, item));
+                }
+            }
+        }
+        Some(_) => src.error("items", "expected tables [items.<id>]"),
+    }
+    let (index, depots): (Vec<usize>, Vec<Depot>) = src.array("depots").into_iter().unzip();
+    file.depots = depots;
+    let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();
+    for (key, reason) in materials::validate(&file, &streets) {
+        src.error(&load::remap_index(&key, "depots", &index), reason);
+    }
+    file
+}
+
 /// Reads `plan.toml` section by section and compiles it for the sites.
-fn load_plan(src: &mut Source<'_>, sites: &SitesFile) -> Option<Plan> {
+fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile) -> Option<Plan> {
     src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards", "qc", "upstream"]);
     let mut file = PlanFile::default();
     let mut ok = true;
@@ -302,6 +363,28 @@ fn load_plan(src: &mut Source<'_>, sites: &SitesFile) -> Option<Plan> {
     }
     file.rules = src.array("rules");
     file.cards = src.array("cards");
+    // The materials a card calls for are items of materials.toml.
+    for (i, c) in &file.cards {
+        for (item, q) in &c.materials {
+            if materials.item(item).is_none() {
+                let known: Vec<&str> = materials.items.iter().map(|(id, _)| id.as_str()).collect();
+                let reason = if known.is_empty() {
+                    format!("unknown item {item:?}: {MATERIALS_FILE} defines none")
+                } else {
+                    format!("unknown item {item:?} (items of {MATERIALS_FILE}: {})", known.join(", "))
+                };
+                src.error(&format!("cards[{i}].materials.{item}"), reason);
+                ok = false;
+            }
+            if !(q.is_finite() && *q > 0.0) {
+                src.error(
+                    &format!("cards[{i}].materials.{item}"),
+                    format!("{q} is not a quantity (above 0)"),
+                );
+                ok = false;
+            }
+        }
+    }
     match crate::plan::compile(&file, sites) {
         Ok(plan) if ok => Some(plan),
         Ok(_) => None,

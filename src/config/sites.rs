@@ -158,6 +158,10 @@ pub struct SitesFile {
     pub district: District,
     pub streets: Vec<Street>,
     pub sites: Vec<Site>,
+    /// `[[pump_works]]`: upgrades and repairs of pump stations.
+    pub pump_works: Vec<super::readiness::PumpWork>,
+    /// `[[renovations]]`: waterlogging points' renovation projects.
+    pub renovations: Vec<super::readiness::Renovation>,
 }
 
 /// Is `id` usable as a topic segment, tag value and URL path segment?
@@ -306,6 +310,7 @@ mod tests {
             district: District::default(),
             streets: vec![Street { id: "s".into(), name: "s".into(), name_en: None }],
             sites: vec![a, b, c],
+            ..SitesFile::default()
         };
         let errs = validate(&file);
         let keys: Vec<&str> = errs.iter().map(|(k, _)| k.as_str()).collect();
@@ -336,6 +341,7 @@ mod tests {
             district: District::default(),
             streets: vec![Street { id: "a".into(), name: "A".into(), name_en: None }],
             sites: vec![site("A", Kind::Waterlogging, "a"), site("A", Kind::Manhole, "a"), river],
+            ..SitesFile::default()
         };
         let errs = validate(&file);
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();

@@ -199,6 +199,8 @@ pub struct TeamsFile {
     pub teams: Vec<Team>,
     pub alerting: Alerting,
     pub silences: Vec<SilenceConfig>,
+    /// `[hq]`: the flood HQ and its member units (成员单位).
+    pub hq: Option<super::readiness::Hq>,
     /// `[[maintenance]]`: who looks after the monitoring equipment (监测设备
     /// 运维), per street or for the whole district — told about suspected
     /// sensor faults and broken collection links, never about flood levels;
@@ -352,7 +354,7 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<
     errs
 }
 
-fn is_phone(s: &str) -> bool {
+pub(super) fn is_phone(s: &str) -> bool {
     let digits: String = s.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     let digits = digits.strip_prefix('+').unwrap_or(&digits);
     (5..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())

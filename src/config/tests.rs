@@ -12,7 +12,7 @@ fn sample_dir() -> PathBuf {
 /// Copies the sample config to a temp dir, applying `(file, from, to)` edits.
 fn broken(edits: &[(&str, &str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["floodguard.toml", SITES_FILE, PLAN_FILE, TEAMS_FILE] {
+    for f in ["floodguard.toml", SITES_FILE, PLAN_FILE, TEAMS_FILE, MATERIALS_FILE] {
         let mut text = std::fs::read_to_string(sample_dir().join(f)).unwrap();
         for (file, from, to) in edits {
             if *file == f {
@@ -44,6 +44,61 @@ fn the_sample_district_loads() {
     assert_eq!(c.timezone, chrono_tz::Asia::Shanghai);
     assert_eq!(c.daemon.mqtt.mappings.len(), 2);
     assert_eq!(c.daemon.influxdb.flush_interval.get(), std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn the_sample_materials_hq_and_works_load() {
+    let c = load_with_env(&sample_dir().join("floodguard.toml"), &HashMap::new()).unwrap();
+    assert_eq!(c.materials.items.len(), 8);
+    assert_eq!(c.materials.depots.len(), 3);
+    let cd = c.materials.depot("depot-cd").unwrap();
+    assert_eq!((cd.keeper.as_str(), cd.phone.as_str()), ("王保管", "13800000501"));
+    assert_eq!(cd.items["sandbag"], 3000.0);
+    assert_eq!(c.materials.item("pump_truck").unwrap().unit, "台");
+    let card = c.plan.card(Kind::Waterlogging, crate::level::Level::II).unwrap();
+    assert_eq!(card.materials["sandbag"], 200.0);
+    assert_eq!(card.materials["pump_truck"], 1.0);
+    let hq = c.teams.hq.as_ref().unwrap();
+    assert_eq!(hq.units.len(), 12);
+    assert_eq!(hq.team.as_deref(), Some("hq"));
+    let rescue: Vec<&str> = readiness::rescue_teams(&c.teams).iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(rescue, ["team1", "team2", "team3"]);
+    assert_eq!(c.sites.pump_works.len(), 4);
+    assert_eq!(c.sites.renovations.len(), 3);
+}
+
+#[test]
+fn materials_hq_and_works_mistakes_are_named_by_file_line_and_key() {
+    let dir = broken(&[
+        (PLAN_FILE, "materials = { sandbag = 1000 }", "materials = { sandbags = 1000 }"),
+        (MATERIALS_FILE, "keeper = \"赵保管\"", "keeper = \" \""),
+        (MATERIALS_FILE, "street = \"xincheng\"", "street = \"xinchen\""),
+        (MATERIALS_FILE, "unit = \"块\"", "unit = \"块\"\nweight = 1"),
+        (SITES_FILE, "actual_percent = 65", "actual_percent = 165"),
+        (
+            SITES_FILE,
+            "site = \"XC-BZ-01\"\ndate = \"2026-04-02\"",
+            "site = \"XC-JS-01\"\ndate = \"2026-04-32\"",
+        ),
+        (TEAMS_FILE, "team = \"hq\"", "team = \"hqq\""),
+        (TEAMS_FILE, "duties = \"负责暴雨预报预警信息发布\"", "duties = \"\""),
+    ]);
+    let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+    let text = errs.to_string();
+    for want in [
+        "sites.toml:234: renovations[1].actual_percent: 165 is not a percentage (0–100)",
+        "sites.toml:195: pump_works[1].site: \"XC-JS-01\" is a waterlogging site, not a pump station",
+        "sites.toml:196: pump_works[1].date: \"2026-04-32\" is not a date (2026-04-10)",
+        "teams.toml:177: hq.team: no team \"hqq\" in [[teams]]",
+        "teams.toml:205: hq.units[6].duties: say what the unit answers for (职责)",
+        "materials.toml:57: items.warning_sign.weight: unknown key",
+        "materials.toml:76: depots[1].keeper: who opens the depot (仓库管理员) must be given",
+        "materials.toml:84: depots[2].street: unknown street \"xinchen\"",
+        "plan.toml:216: cards[5].materials.sandbags: unknown item \"sandbags\" (items of materials.toml: sandbag,",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert_eq!(errs.iter().count(), 9, "{text}");
 }
 
 #[test]
@@ -104,8 +159,8 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         })
         .collect();
     let expected = [
-        "floodguard.toml:24: mqtt.keep_alive: invalid duration \"30 seconds-ish\"",
-        "floodguard.toml:67: influxdb.compression: unknown key",
+        "floodguard.toml:26: mqtt.keep_alive: invalid duration \"30 seconds-ish\"",
+        "floodguard.toml:69: influxdb.compression: unknown key",
         "floodguard.toml:12: daemon.timezone: unknown time zone \"Asia/Shanghia\"",
         "sites.toml:54: sites[2].kind: unknown kind \"rain_bucket\" (expected one of: waterlogging, rain_gauge,",
         "sites.toml:170: sites[13].height: unknown key",
@@ -166,7 +221,7 @@ fn plan_mistakes_are_listed_with_file_line_and_key() {
         "plan.toml:104: rules[4].when: unknown metric \"forebay_levl_m\" in the condition for pump_station sites",
         "plan.toml:122: rules[6].metric: unknown metric \"distance_cm\" for manhole sites",
         "plan.toml:156: area.street.mode: unknown key",
-        "plan.toml:285: cards[15]: a second card for manhole at level II",
+        "plan.toml:296: cards[15]: a second card for manhole at level II",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

@@ -53,16 +53,17 @@ fn plan_with(overlays: &[(String, String)]) -> Arc<Plan> {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
-    for f in ["floodguard.toml", "sites.toml", "plan.toml", "teams.toml"] {
-        let mut text = std::fs::read_to_string(root.join("config").join(f)).unwrap();
-        for (file, extra) in overlays.iter().filter(|(file, _)| file == f) {
+    let files = std::fs::read_dir(root.join("config")).unwrap().map(|e| e.unwrap().file_name());
+    for f in files.filter_map(|f| f.into_string().ok()).filter(|f| f.ends_with(".toml")) {
+        let mut text = std::fs::read_to_string(root.join("config").join(&f)).unwrap();
+        for (file, extra) in overlays.iter().filter(|(file, _)| *file == f) {
             let path = root.join("tests/scenarios").join(extra);
             let more = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!file.is_empty());
             text.push('\n');
             text.push_str(&more);
         }
-        std::fs::write(dir.path().join(f), text).unwrap();
+        std::fs::write(dir.path().join(&f), text).unwrap();
     }
     match config::load_with_env(&dir.path().join("floodguard.toml"), &Default::default()) {
         Ok(c) => c.plan,

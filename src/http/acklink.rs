@@ -27,11 +27,6 @@ use crate::config::Language;
 use crate::engine::rfc3339;
 use crate::notify::acklink::{Claims, TokenError};
 use crate::notify::message::esc;
-use crate::reading::{to_ns, TimestampNs};
-
-fn now() -> TimestampNs {
-    to_ns(chrono::Utc::now())
-}
 
 /// Words of the page in one language.
 struct Words {
@@ -198,7 +193,7 @@ fn check(s: &AppState, token: &str) -> Result<Claims, Response> {
     let Some(outbox) = &s.outbox else {
         return Err(page(w, StatusCode::SERVICE_UNAVAILABLE, &format!("<p>{}</p>", esc(w.unavailable))));
     };
-    outbox.check_link(token, now()).map_err(|e| refused(w, &e))
+    outbox.check_link(token, s.clock.now()).map_err(|e| refused(w, &e))
 }
 
 /// The alert and a confirm button.
@@ -287,7 +282,7 @@ fn confirm_now(s: &AppState, token: &str, form: AckForm, same_site: bool) -> Res
         return page(w, StatusCode::SERVICE_UNAVAILABLE, &format!("<p>{}</p>", esc(w.unavailable)));
     };
     // Spend the link first: of two taps at once, one acks.
-    let claims = match outbox.use_link(&token, now()) {
+    let claims = match outbox.use_link(&token, s.clock.now()) {
         Ok(c) => c,
         Err(e) => return refused(w, &e),
     };
@@ -299,7 +294,7 @@ fn confirm_now(s: &AppState, token: &str, form: AckForm, same_site: bool) -> Res
             "经消息链接确认".into()
         }
     });
-    match manager.ack(claims.a, &claims.m, Some(&note), now()) {
+    match manager.ack(claims.a, &claims.m, Some(&note), s.clock.now()) {
         Ok(a) => {
             tracing::info!(alert = a.id, by = %claims.m, "acknowledged through a message link");
             let body = format!("<p><b>{} ✔</b></p>{}", esc(w.done), alert_table(&s, w, &a, &claims.m));

@@ -18,11 +18,7 @@ use crate::alerts::model::{Alert, Matchers, Silence};
 use crate::alerts::{AlertManager, OpError};
 use crate::engine::rfc3339;
 use crate::level::Level;
-use crate::reading::{to_ns, TimestampNs};
-
-fn now() -> TimestampNs {
-    to_ns(chrono::Utc::now())
-}
+use crate::reading::TimestampNs;
 
 /// One timeline entry.
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +49,9 @@ pub struct AlertView {
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub unit: String,
+    /// The value when the episode reached its highest level (the report's
+    /// 峰值 column); the highest reading is in the event report.
+    pub peak_value: Option<f64>,
     pub started_at: String,
     pub acked_at: Option<String>,
     pub acked_by: Option<String>,
@@ -60,6 +59,10 @@ pub struct AlertView {
     pub disposed_by: Option<String>,
     pub resolved_at: Option<String>,
     pub timeline: Vec<EventView>,
+    /// While active with a plan card naming materials: the nearest depots
+    /// that hold them, with their keepers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supply: Vec<crate::materials::Supply>,
 }
 
 impl AlertView {
@@ -79,6 +82,7 @@ impl AlertView {
             value: a.value,
             threshold: a.threshold,
             unit: a.unit.clone(),
+            peak_value: a.peak_value,
             started_at: rfc3339(a.started_at, tz),
             acked_at: t(a.acked_at),
             acked_by: a.acked_by.clone(),
@@ -96,7 +100,16 @@ impl AlertView {
                     note: e.note.clone(),
                 })
                 .collect(),
+            supply: Vec::new(),
         }
+    }
+
+    /// With the nearest depots for the card's materials, while active.
+    fn supplied(mut self, m: &AlertManager, a: &Alert) -> Self {
+        if a.is_active() {
+            self.supply = m.supply_for(&a.site, a.card.as_deref());
+        }
+        self
     }
 }
 
@@ -171,7 +184,7 @@ pub struct SilenceBody {
     pub comment: String,
 }
 
-fn manager(s: &AppState) -> Result<Arc<AlertManager>, ApiError> {
+pub(super) fn manager(s: &AppState) -> Result<Arc<AlertManager>, ApiError> {
     s.alerts.clone().ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "alerting is not running"))
 }
 
@@ -189,7 +202,7 @@ impl From<OpError> for ApiError {
 
 /// A JSON body, or the error that says what is wrong with it: 400 for
 /// broken JSON, 413 past `http.max_body`, 422 for the wrong fields.
-fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     match b {
         Ok(Json(t)) => Ok(t),
         Err(r) => {
@@ -218,17 +231,24 @@ pub async fn list(State(s): State<AppState>, Query(q): Query<AlertQuery>) -> Res
     };
     let m = manager(&s)?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let alerts = blocking(move || m.alerts(active, limit)).await?;
     let tz = s.live.timezone;
-    Ok(Json(AlertList { alerts: alerts.iter().map(|a| AlertView::new(a, tz)).collect() }).into_response())
+    let views = blocking(move || -> Result<Vec<AlertView>, OpError> {
+        Ok(m.alerts(active, limit)?.iter().map(|a| AlertView::new(a, tz).supplied(&m, a)).collect())
+    })
+    .await?;
+    Ok(Json(AlertList { alerts: views }).into_response())
 }
 
 /// One alert.
 #[utoipa::path(get, path = "/api/v1/alerts/{id}", responses((status = 200, body = AlertView), (status = 404)))]
 pub async fn one(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    let m = manager(&s)?;
-    match blocking(move || m.alert(id)).await? {
-        Some(a) => Ok(Json(AlertView::new(&a, s.live.timezone)).into_response()),
+    let (m, tz) = (manager(&s)?, s.live.timezone);
+    let view = blocking(move || -> Result<Option<AlertView>, OpError> {
+        Ok(m.alert(id)?.map(|a| AlertView::new(&a, tz).supplied(&m, &a)))
+    })
+    .await?;
+    match view {
+        Some(v) => Ok(Json(v).into_response()),
         None => Err(OpError::NoAlert(id).into()),
     }
 }
@@ -245,8 +265,8 @@ pub async fn ack(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let m = manager(&s)?;
-    let a = blocking(move || m.ack(id, &b.by, b.note.as_deref(), now())).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    let a = blocking(move || m.ack(id, &b.by, b.note.as_deref(), now)).await?;
     Ok(Json(AlertView::new(&a, s.live.timezone)).into_response())
 }
 
@@ -262,8 +282,8 @@ pub async fn dispose(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let m = manager(&s)?;
-    let a = blocking(move || m.dispose(id, &b.by, b.note.as_deref().unwrap_or(""), now())).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    let a = blocking(move || m.dispose(id, &b.by, b.note.as_deref().unwrap_or(""), now)).await?;
     Ok(Json(AlertView::new(&a, s.live.timezone)).into_response())
 }
 
@@ -271,8 +291,8 @@ pub async fn dispose(
 #[utoipa::path(get, path = "/api/v1/silences", responses((status = 200, body = SilenceList)))]
 pub async fn silences(State(s): State<AppState>) -> Result<Response, ApiError> {
     let tz = s.live.timezone;
-    let m = manager(&s)?;
-    let list = blocking(move || m.silences(now(), false)).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    let list = blocking(move || m.silences(now, false)).await?;
     Ok(Json(SilenceList { silences: list.iter().map(|x| SilenceView::new(x, tz)).collect() }).into_response())
 }
 
@@ -296,7 +316,7 @@ pub async fn add_silence(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let b = body(b)?;
-    let now = now();
+    let now = s.clock.now();
     let starts_at = match &b.starts_at {
         Some(t) => parse_time("starts_at", t)?,
         None => now,
@@ -326,8 +346,8 @@ pub async fn delete_silence(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
-    let m = manager(&s)?;
-    blocking(move || m.expire_silence(id, now())).await?;
+    let (m, now) = (manager(&s)?, s.clock.now());
+    blocking(move || m.expire_silence(id, now)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -12,7 +12,6 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::reading::to_ns;
 
 /// A JSON error response.
 pub struct ApiError {
@@ -57,21 +56,43 @@ pub fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> 
     }
 }
 
-fn now() -> i64 {
-    to_ns(chrono::Utc::now())
-}
-
 /// District, streets and every site with its values, level, trend and ETA.
 #[utoipa::path(get, path = "/api/v1/sites", responses((status = 200, body = crate::live::SitesView)))]
 pub async fn sites(State(s): State<AppState>) -> Response {
-    let body = s.live.sites_json(now());
+    let body = s.live.sites_json(s.clock.now());
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The daemon's clock: wall time, or the demo's storm time.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClockView {
+    /// The clock's time now, RFC 3339 with offset.
+    pub now: String,
+    /// Clock seconds per wall second (1: wall time; 60 in the demo).
+    pub speed: f64,
+    /// Where the clock and the wall agree, RFC 3339.
+    pub epoch: String,
+    /// The same, ms since the Unix epoch (for the page's clock).
+    pub epoch_ms: i64,
+}
+
+/// The time the daemon judges by: in the demo, storm time.
+#[utoipa::path(get, path = "/api/v1/clock", responses((status = 200, body = ClockView)))]
+pub async fn clock(State(s): State<AppState>) -> Response {
+    let tz = s.live.timezone;
+    Json(ClockView {
+        now: crate::engine::rfc3339(s.clock.now(), tz),
+        speed: s.clock.speed(),
+        epoch: crate::engine::rfc3339(s.clock.epoch_ns(), tz),
+        epoch_ms: s.clock.epoch_ns() / 1_000_000,
+    })
+    .into_response()
 }
 
 /// One site.
 #[utoipa::path(get, path = "/api/v1/sites/{id}", responses((status = 200, body = crate::engine::SiteView), (status = 404)))]
 pub async fn site(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    match s.live.site(&id, now()) {
+    match s.live.site(&id, s.clock.now()) {
         Some(v) => Ok(Json(v).into_response()),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no site {id:?}"))),
     }

@@ -28,7 +28,6 @@ use super::api::ApiError;
 use super::AppState;
 use crate::events::{self, Event as LiveEvent};
 use crate::live::Live;
-use crate::reading::to_ns;
 
 /// At most one `sites` snapshot per this interval.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
@@ -48,6 +47,8 @@ struct Feed {
     /// This client's place among `http.max_sse_clients`, given back when
     /// the stream ends.
     _place: tokio::sync::OwnedSemaphorePermit,
+    /// The time the snapshots are judged at (storm time in the demo).
+    clock: crate::clock::Clock,
 }
 
 async fn recv(
@@ -64,7 +65,7 @@ impl Feed {
         self.dirty = false;
         self.next_snapshot = Instant::now() + SNAPSHOT_EVERY;
         // Written site by site (the views of 10,000 sites at once cost 28 MB).
-        let json = self.live.sites_json(to_ns(chrono::Utc::now()));
+        let json = self.live.sites_json(self.clock.now());
         Event::default().event("sites").data(String::from_utf8_lossy(&json))
     }
 
@@ -136,6 +137,7 @@ fn stream(
         next_snapshot: Instant::now(),
         started: false,
         _place: place,
+        clock: s.clock,
     };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
         let e = feed.next().await?;

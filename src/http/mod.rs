@@ -9,6 +9,7 @@ pub mod guard;
 pub mod openapi;
 pub mod page;
 pub mod push;
+pub mod records;
 pub mod series;
 pub mod server;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub push: Option<Arc<push::Push>>,
     /// Read token, Host check, rate limits, event-stream places (`guard`).
     pub guard: Arc<guard::Guard>,
+    /// The time of acks, disposals and views: the wall, or storm time in the demo.
+    pub clock: crate::clock::Clock,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -69,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/map.js", get(page::map_js))
         .route("/assets/chart.js", get(page::chart_js))
         .route("/assets/app.css", get(page::app_css))
+        .route("/assets/records.js", get(page::records_js))
         .route("/assets/ack.css", get(page::ack_css))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -85,6 +89,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}", read(get(alerts::one)))
         .route("/api/v1/notifications", read(get(alerts::notifications)))
         .route("/api/v1/outbox", read(get(alerts::outbox)))
+        .route("/api/v1/clock", read(get(api::clock)))
+        .route("/api/v1/materials", read(get(records::materials)).merge(limited(post(records::record))))
+        .route("/api/v1/drills", read(get(records::drills)))
         .route("/api/v1/silences", read(get(alerts::silences)).merge(limited(post(alerts::add_silence))))
         .route("/api/v1/silences/{id}", limited(delete(alerts::delete_silence)))
         .route("/api/v1/reload", limited(post(api::reload)))
@@ -118,7 +125,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let body = tokio::task::spawn_blocking(move || {
         if let Some(outbox) = &s.outbox {
             // A query of state.db: off the async workers.
-            outbox.observe(&s.metrics, crate::reading::to_ns(chrono::Utc::now()));
+            outbox.observe(&s.metrics, s.clock.now());
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         s.metrics.set_spool(&s.health.spool.figures(now_ms));
@@ -155,7 +162,7 @@ mod tests {
     use axum::http::Request;
     use tower::ServiceExt;
 
-    fn state() -> AppState {
+    pub(crate) fn state() -> AppState {
         let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
         let config = crate::config::load_with_env(&main, &Default::default()).unwrap();
         let metrics = Arc::new(Metrics::new());
@@ -168,6 +175,8 @@ mod tests {
                 None,
                 None,
             )
+            .unwrap()
+            .with_materials(config.materials.clone())
             .unwrap(),
         );
         let live = Arc::new(Live::new(config.plan.clone(), metrics.clone(), config.timezone, 0));
@@ -185,24 +194,25 @@ mod tests {
             max_body: 1024,
             push: None,
             guard: Default::default(),
+            clock: crate::clock::Clock::wall(),
         }
     }
 
     /// Judges readings and records the transitions, as the engine and the
     /// alert stage do in the daemon.
-    fn feed(s: &AppState, readings: &[Reading], now: i64) {
+    pub(crate) fn feed(s: &AppState, readings: &[Reading], now: i64) {
         let t = s.live.readings(readings, now);
         s.alerts.as_ref().unwrap().handle(&t, None).unwrap();
     }
 
-    async fn send(app: Router, req: Request<Body>) -> (StatusCode, String) {
+    pub(crate) async fn send(app: Router, req: Request<Body>) -> (StatusCode, String) {
         let resp = app.oneshot(req).await.unwrap();
         let code = resp.status();
         let body = axum::body::to_bytes(resp.into_body(), 1 << 22).await.unwrap();
         (code, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    async fn get(app: Router, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(app: Router, path: &str) -> (StatusCode, String) {
         send(app, Request::get(path).body(Body::empty()).unwrap()).await
     }
 
@@ -288,7 +298,7 @@ mod tests {
         assert!(body.contains("write endpoints are disabled"), "{body}");
     }
 
-    fn post_json(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    pub(crate) fn post_json(path: &str, token: Option<&str>, body: &str) -> Request<Body> {
         let mut b = Request::post(path).header("content-type", "application/json");
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));

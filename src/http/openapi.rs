@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, api, events, push, series};
+use super::{alerts, api, events, push, records, series};
 
 struct Bearer;
 
@@ -33,11 +33,12 @@ impl Modify for Bearer {
 #[openapi(
     info(
         title = "floodguard",
-        description = "District flood-control monitoring and alerting: live site levels, alerts with their timelines, maintenance windows. Write endpoints need `Authorization: Bearer <http.api_token>`. Errors are `{\"error\": \"...\", \"detail\": ...}`."
+        description = "District flood-control monitoring and alerting: live site levels, alerts with their timelines, maintenance windows, flood materials, drills. Write endpoints need `Authorization: Bearer <http.api_token>`. Errors are `{\"error\": \"...\", \"detail\": ...}`."
     ),
     paths(
         api::sites,
         api::site,
+        api::clock,
         series::series,
         events::events,
         api::reload,
@@ -50,6 +51,9 @@ impl Modify for Bearer {
         alerts::delete_silence,
         alerts::notifications,
         alerts::outbox,
+        records::materials,
+        records::record,
+        records::drills,
         push::readings
     ),
     modifiers(&Bearer)

@@ -12,6 +12,7 @@ const APP_JS: &str = include_str!("page/app.js");
 const APP_CSS: &str = include_str!("page/app.css");
 const MAP_JS: &str = include_str!("page/map.js");
 const CHART_JS: &str = include_str!("page/chart.js");
+const RECORDS_JS: &str = include_str!("page/records.js");
 const ACK_CSS: &str = include_str!("page/ack.css");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -33,6 +34,10 @@ pub async fn map_js() -> Response {
 
 pub async fn chart_js() -> Response {
     asset("text/javascript; charset=utf-8", CHART_JS)
+}
+
+pub async fn records_js() -> Response {
+    asset("text/javascript; charset=utf-8", RECORDS_JS)
 }
 
 pub async fn app_css() -> Response {

@@ -38,7 +38,6 @@ use crate::ingest::mqtt::Decoder;
 use crate::ingest::push::{self, Decoded, Precision, Rejected};
 use crate::ingest::Intake;
 use crate::outlet::Confirm;
-use crate::reading::to_ns;
 
 /// Messages handed to the outlet per submission at most.
 const GROUP: usize = 1000;
@@ -173,7 +172,7 @@ async fn receive(
     };
     let decoder = p.decoder.read().expect("decoder lock").clone();
     let catalog = decoder.catalog().clone();
-    let received_at = to_ns(chrono::Utc::now());
+    let received_at = s.clock.now();
     // Parsing megabytes of text is CPU work: off the async workers.
     let decoded = super::blocking(move || -> Result<Decoded, Rejected> {
         match format {

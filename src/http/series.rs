@@ -144,7 +144,7 @@ pub async fn series(
     Path(id): Path<String>,
     Query(q): Query<SeriesQuery>,
 ) -> Result<Response, ApiError> {
-    let now = to_ns(chrono::Utc::now());
+    let now = s.clock.now();
     let since =
         parse_since(q.since.as_deref(), now).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let plan = s.live.plan();

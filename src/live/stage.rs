@@ -21,10 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::snapshot::{Snapshots, SNAPSHOT_EVERY};
 use super::Live;
+use crate::clock::Clock;
 use crate::engine::{Judged, Progress, Transition, TransitionSink};
 use crate::outlet::{Feed, Position, Replay};
 use crate::plan::Plan;
-use crate::reading::{to_ns, Reading};
+use crate::reading::Reading;
 use crate::stage::{Probe, Wedge};
 
 /// Records read from the spool per step when catching up.
@@ -93,6 +94,8 @@ pub struct EngineStage {
     /// to here were judged and their transitions are on record; they are
     /// judged again to rebuild the state, and nothing is handed on.
     pub rejudge_until: Option<Position>,
+    /// The time the engine judges by: the wall, or storm time in the demo.
+    pub clock: Clock,
 }
 
 /// Says whether an intake is up now.
@@ -122,6 +125,9 @@ impl EngineStage {
         if let Some(until) = self.rejudge_until.take() {
             self.rejudge(until, stop)?;
         }
+        // The state it starts from, at once: a kill in the next seconds
+        // then resumes from here rather than from the alerts' levels.
+        self.offer_snapshot();
         // What was spooled and not judged before this start.
         let head = self.replay.head();
         if self.replay.position() < head {
@@ -167,7 +173,7 @@ impl EngineStage {
                 if self.feed.is_empty() && self.replay.position() < head {
                     self.catch_up(head, stop)?;
                 }
-                let now = to_ns(chrono::Utc::now());
+                let now = self.clock.now();
                 let mut t = Vec::new();
                 for (k, (id, up)) in self.intakes.iter().enumerate() {
                     let up = up();
@@ -225,7 +231,7 @@ impl EngineStage {
                 Stopped::Spool(e.to_string())
             })?;
             if !readings.is_empty() {
-                self.live.rejudge(&readings, to_ns(chrono::Utc::now()));
+                self.live.rejudge(&readings, self.clock.now());
             }
             if end == before {
                 break;
@@ -261,7 +267,7 @@ impl EngineStage {
         match c {
             Control::Reload(plan, reply) => {
                 self.flush()?;
-                let t = self.live.reload(plan, to_ns(chrono::Utc::now()));
+                let t = self.live.reload(plan, self.clock.now());
                 let _ = reply.send(());
                 self.deliver(t, None)
             }
@@ -322,7 +328,7 @@ impl EngineStage {
 
     /// Judges readings; their transitions wait in `held` for `flush`.
     fn judge(&mut self, readings: &[Reading], end: Position) -> Result<(), Stopped> {
-        let t = self.live.readings(readings, to_ns(chrono::Utc::now()));
+        let t = self.live.readings(readings, self.clock.now());
         if !t.is_empty() {
             self.held.0.extend(t);
             self.held.1 = Some(end);
@@ -399,7 +405,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut appender, _reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
         let start = appender.position();
-        let t0 = to_ns(chrono::Utc::now()) - 60_000_000_000;
+        let t0 = crate::reading::to_ns(chrono::Utc::now()) - 60_000_000_000;
         let s = 1_000_000_000;
         // Spooled before the engine starts (a crash left them unjudged): Ⅳ.
         for (i, v) in [12.0, 13.0].into_iter().enumerate() {
@@ -417,6 +423,7 @@ mod tests {
             sink: capture.clone(),
             probe: Probe::new("engine"),
             held: Default::default(),
+            clock: Clock::wall(),
             drain_for: Duration::ZERO,
             intakes: Vec::new(),
             snapshots: None,
@@ -467,7 +474,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut appender, _reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
         let start = appender.position();
-        let t0 = to_ns(chrono::Utc::now()) - 60_000_000_000;
+        let t0 = crate::reading::to_ns(chrono::Utc::now()) - 60_000_000_000;
         let s = 1_000_000_000;
         // Ⅳ, Ⅲ, Ⅱ, two readings each (the sample plan's sustain): the feed
         // carries only the last append, the engine has judged none.
@@ -494,6 +501,7 @@ mod tests {
             intakes: Vec::new(),
             snapshots: None,
             rejudge_until: None,
+            clock: Clock::wall(),
         };
         let stop = CancellationToken::new();
         stop.cancel();

@@ -62,6 +62,7 @@ impl Outbox {
             started_at: now(),
             members: vec![],
             suspect: None,
+            supply: vec![],
         };
         let n = Notification {
             id: 0,

@@ -176,6 +176,52 @@ fn card_phrase(c: &Context<'_>, a: &AlertSnapshot) -> Option<String> {
     })
 }
 
+/// The nearest depots holding the card's materials, with their keepers:
+/// "物资：城东防汛物资仓库（王保管 13800000501）".
+fn supply_phrase(c: &Context<'_>, a: &AlertSnapshot) -> Option<String> {
+    if a.supply.is_empty() {
+        return None;
+    }
+    let depots: Vec<String> =
+        a.supply.iter().map(|s| format!("{}（{} {}）", s.name, s.keeper, s.phone)).collect();
+    Some(if zh(c) {
+        format!("物资：{}", depots.join("、"))
+    } else {
+        format!("Materials: {}", depots.join(", "))
+    })
+}
+
+/// Each depot with what to take from it: "城东防汛物资仓库（王保管
+/// 13800000501，0.1 km）：编织袋（沙袋）200 条、移动泵车 1 台".
+fn supply_lines(c: &Context<'_>, a: &AlertSnapshot) -> Vec<String> {
+    a.supply
+        .iter()
+        .map(|s| {
+            let items: Vec<String> =
+                s.items.iter().map(|i| format!("{} {} {}", i.name, num(i.quantity), i.unit)).collect();
+            if zh(c) {
+                format!(
+                    "{}（{} {}，{} km）：{}",
+                    s.name,
+                    s.keeper,
+                    s.phone,
+                    num(s.distance_km),
+                    items.join("、")
+                )
+            } else {
+                format!(
+                    "{} ({} {}, {} km): {}",
+                    s.name,
+                    s.keeper,
+                    s.phone,
+                    num(s.distance_km),
+                    items.join(", ")
+                )
+            }
+        })
+        .collect()
+}
+
 fn prefix(c: &Context<'_>) -> String {
     match (zh(c), c.drill) {
         (true, true) => format!("【{}防汛·演练】", c.district),
@@ -298,9 +344,11 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
             }
         }
     }
-    // The card of a summary and the link go last but are never cut.
+    // The card of a summary, the depots and the link go last but are never cut.
+    let supply = if top.kind != IntentKind::Resolved { supply_phrase(c, a) } else { None };
     let stop = if zh(c) { "。" } else { ". " };
-    let tail: String = card_tail.iter().chain(ack_line.iter()).map(|t| format!("{stop}{t}")).collect();
+    let tail: String =
+        card_tail.iter().chain(supply.iter()).chain(ack_line.iter()).map(|t| format!("{stop}{t}")).collect();
     let budget = SMS_MAX_CHARS.saturating_sub(tail.chars().count());
     let sms = format!("{}{tail}", cut_chars(&sms, budget));
 
@@ -367,6 +415,12 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
                 esc(&card.measures.join("；")),
                 esc(&when)
             );
+            let depots = supply_lines(c, &i.alert);
+            if !depots.is_empty() {
+                let label = if zh(c) { "物资" } else { "Materials" };
+                let _ = writeln!(text, "  {label}：{}", depots.join("；"));
+                let _ = write!(html, "<p><b>{label}</b>：{}</p>", esc(&depots.join("；")));
+            }
         }
         if let Some(l) = (c.ack_link)(i.alert.id) {
             let label = if zh(c) { "确认收到" } else { "Acknowledge" };
@@ -391,6 +445,9 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
         if let (Some(card), true) = (card_phrase(c, a), top.kind != IntentKind::Resolved) {
             let _ = writeln!(md, "\n**{}**", card);
         }
+        if let Some(s) = &supply {
+            let _ = writeln!(md, "{s}");
+        }
     } else {
         for d in &details {
             let _ = writeln!(md, "> {d}");
@@ -411,6 +468,11 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
                     card.unit,
                     card.measures.join("; ")
                 );
+            }
+            let depots = supply_lines(c, a);
+            if !depots.is_empty() {
+                let label = if zh(c) { "物资" } else { "Materials" };
+                let _ = writeln!(md, "**{label}**：{}", depots.join("；"));
             }
         }
     }

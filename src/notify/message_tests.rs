@@ -10,6 +10,7 @@ fn card() -> Card {
         duties: vec!["抢险队到场排水，交警现场疏导交通".into()],
         measures: vec!["启动移动泵车强排".into(), "下穿通道入口显示屏发布“积水慢行”".into()],
         arrive_within_s: 1800,
+        materials: Default::default(),
     }
 }
 
@@ -43,6 +44,7 @@ fn intent(kind: IntentKind, site: &str, name: &str, level: Option<Level>, value:
             started_at: 0,
             members: vec![],
             suspect: None,
+            supply: vec![],
         },
         escalation_role: None,
         created_at: 0,
@@ -227,4 +229,42 @@ fn a_sensor_fault_and_a_broken_link_say_what_they_are_not_a_flood_level() {
     assert!(!r.sms.contains("预警"), "not a flood warning: {}", r.sms);
     n.intents[0].kind = IntentKind::Resolved;
     assert!(render(&c, &n).sms.contains("已恢复 城东街道 人民路铁路桥下穿"), "{}", render(&c, &n).sms);
+}
+
+#[test]
+fn an_alert_names_the_nearest_depot_and_its_keeper_and_the_link_stays_whole() {
+    let s = streets();
+    let link = |id: i64| Some(format!("http://hq/ack/T{id}"));
+    let mut n = one(IntentKind::Escalated);
+    n.intents[0].alert.level = Some(Level::II);
+    n.intents[0].alert.supply = vec![crate::materials::Supply {
+        depot: "depot-cd".into(),
+        name: "城东防汛物资仓库".into(),
+        keeper: "王保管".into(),
+        phone: "13800000501".into(),
+        distance_km: 0.14,
+        items: vec![crate::materials::Supplied {
+            item: "sandbag".into(),
+            name: "编织袋（沙袋）".into(),
+            unit: "条".into(),
+            quantity: 200.0,
+            on_hand: 3000.0,
+        }],
+    }];
+    let r = render(&ctx(&s, &link, Language::ZhCn), &n);
+    assert!(
+        r.sms.contains("。物资：城东防汛物资仓库（王保管 13800000501）。确认收到：http://hq/ack/T7"),
+        "{}",
+        r.sms
+    );
+    assert!(r.sms.chars().count() <= SMS_MAX_CHARS);
+    assert!(
+        r.text.contains("物资：城东防汛物资仓库（王保管 13800000501，0.14 km）：编织袋（沙袋） 200 条"),
+        "{}",
+        r.text
+    );
+    assert!(r.markdown.contains("**物资**：城东防汛物资仓库（王保管 13800000501"), "{}", r.markdown);
+    // Once it is over, no depot.
+    let r = render(&ctx(&s, &link, Language::ZhCn), &one(IntentKind::Resolved));
+    assert!(!r.sms.contains("物资"));
 }

@@ -92,6 +92,8 @@ pub struct Outbox {
     nonces: Mutex<Vec<(String, i64, String)>>,
     /// Attempts started or finished, for the stage's heartbeat.
     pub(crate) activity: std::sync::atomic::AtomicU64,
+    /// When rows are due and were sent: the wall, or storm time in the demo.
+    clock: crate::clock::Clock,
 }
 
 /// One row to make for a notification.
@@ -128,7 +130,24 @@ impl Outbox {
             metrics,
             activity: std::sync::atomic::AtomicU64::new(0),
             nonces: Mutex::new(Vec::new()),
+            clock: crate::clock::Clock::wall(),
         })
+    }
+
+    /// The outbox on `clock` (the demo's storm time) instead of the wall.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The outbox's time now.
+    pub fn now(&self) -> TimestampNs {
+        self.clock.now()
+    }
+
+    /// The wall time of `t` on the outbox's clock (for stall figures).
+    pub fn wall_at(&self, t: TimestampNs) -> TimestampNs {
+        self.clock.wall_at(t)
     }
 
     /// Takes a reloaded configuration. New channels apply to the next send;
@@ -181,7 +200,7 @@ impl Outbox {
 
     /// After a crash: sends cut off are queued again (same idempotency key).
     pub fn recover(&self) -> Result<(), String> {
-        let n = self.db().requeue_sending(now()).map_err(|e| e.to_string())?;
+        let n = self.db().requeue_sending(self.now()).map_err(|e| e.to_string())?;
         if n > 0 {
             tracing::warn!(rows = n, "messages cut off mid-send are queued again (same idempotency key)");
         }
@@ -418,7 +437,7 @@ impl Outbox {
 
     /// Sends one due row and records how it went.
     async fn deliver(&self, mut row: Row) {
-        let now = now();
+        let now = self.now();
         if let Some(until) = self.held_until(&row, now) {
             self.merge_into(&mut row);
             if let Err(e) = self.db().hold(row.id, until) {
@@ -444,7 +463,7 @@ impl Outbox {
             Err(reason) => Outcome::Failed(reason),
         };
         self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let done = crate::reading::to_ns(chrono::Utc::now());
+        let done = self.now();
         let (state, next, label, text) = match &outcome {
             Outcome::Sent(r) => {
                 self.record_sent(&row, done);
@@ -495,11 +514,13 @@ impl Outbox {
             if stop.is_cancelled() {
                 return;
             }
-            let due = self.db().due(channels, now(), 20).unwrap_or_default();
+            let due = self.db().due(channels, self.now(), 20).unwrap_or_default();
             if due.is_empty() {
                 let next = self.db().next_due(channels).ok().flatten();
                 let wait = next.map_or(Duration::from_secs(1), |t| {
-                    Duration::from_nanos((t - now()).clamp(0, 1_000_000_000) as u64)
+                    self.clock
+                        .wall_duration(Duration::from_nanos((t - self.now()).max(0) as u64))
+                        .min(Duration::from_secs(1))
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -524,14 +545,14 @@ impl Outbox {
 
     /// Nothing due or being sent (messages waiting for a retry later do not count).
     pub fn is_drained(&self) -> bool {
-        self.db().in_flight(now()).unwrap_or(0) == 0
+        self.db().in_flight(self.now()).unwrap_or(0) == 0
     }
 
     /// Returns once nothing is due or being sent (messages waiting for a
     /// retry later do not count).
     pub async fn drained(&self) {
         loop {
-            if self.db().in_flight(now()).unwrap_or(0) == 0 {
+            if self.db().in_flight(self.now()).unwrap_or(0) == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -15,7 +15,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Outbox, GROUPS};
-use crate::reading::to_ns;
 use crate::stage::{Probe, Wedge};
 
 pub struct OutboxStage {
@@ -71,7 +70,7 @@ impl OutboxStage {
                 });
             }
             wedge.hold();
-            let now = to_ns(chrono::Utc::now());
+            let now = self.outbox.now();
             match self.outbox.enqueue_pending(now, ROUND) {
                 Ok(n) => {
                     more = n == ROUND;
@@ -93,14 +92,14 @@ impl OutboxStage {
             // Progress: nothing due, or an attempt started or finished since.
             let (due, oldest) = self.outbox.due_figures(now);
             self.probe.set_queued(due as usize);
-            self.probe.set_oldest(oldest.map(|t| t / 1_000_000));
+            self.probe.set_oldest(oldest.map(|t| self.outbox.wall_at(t) / 1_000_000));
             let a = self.outbox.activity.load(Ordering::Relaxed);
             if due == 0 || a != activity {
                 self.probe.beat();
             }
             activity = a;
         }
-        while self.outbox.enqueue_pending(to_ns(chrono::Utc::now()), ROUND).is_ok_and(|n| n == ROUND) {}
+        while self.outbox.enqueue_pending(self.outbox.now(), ROUND).is_ok_and(|n| n == ROUND) {}
         let until = std::time::Instant::now() + self.drain_for;
         while !self.outbox.is_drained() {
             if std::time::Instant::now() >= until {

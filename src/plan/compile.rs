@@ -162,6 +162,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 duties: c.duties.clone(),
                 measures: c.measures.clone(),
                 arrive_within_s: c.arrive_within.get().as_secs(),
+                materials: c.materials.clone(),
             };
             if cards.insert((*k, c.level), Arc::new(card)).is_some() {
                 errs.push((format!("cards[{i}]"), format!("a second card for {k} at level {}", c.level)));

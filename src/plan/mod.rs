@@ -48,6 +48,9 @@ pub struct Card {
     pub measures: Vec<String>,
     /// 到岗时限, seconds.
     pub arrive_within_s: u64,
+    /// 物资: item id of materials.toml → quantity the level calls for.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub materials: std::collections::BTreeMap<String, f64>,
 }
 
 /// How long a change must hold, in the engine's units.

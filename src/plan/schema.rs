@@ -224,6 +224,9 @@ pub struct CardSpec {
     pub measures: Vec<String>,
     /// 到岗时限: how soon the team must be on site.
     pub arrive_within: HumanDuration,
+    /// 物资: item id of materials.toml → quantity the level calls for.
+    #[serde(default)]
+    pub materials: BTreeMap<String, f64>,
 }
 
 /// `[upstream]`: what sites report through — gateways (`gateway` in

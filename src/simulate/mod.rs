@@ -2,15 +2,22 @@
 //! MQTT (rumqttc, QoS1) and/or as line protocol for `replay`.
 //!
 //! [`model`] computes what each site reports at which *simulated* second,
-//! purely from the scenario and the seed. Here those seconds become wall
-//! time: message `at_s` is published at `start + at_s / speed`, stamped
-//! with that wall time. A compressed storm is thus a storm whose weather
-//! runs faster — the daemon's own clocks (staleness, sustain in time,
-//! escalation, retries) run unchanged, and rolling rain windows and rates
-//! see the compressed hours as they are (a 6-hour storm in 6 minutes fills
-//! every rain window at once). `--output` writes the messages with the
-//! same timestamps, so `replay` of the file judges exactly what the daemon
-//! was sent.
+//! purely from the scenario and the seed. Here those seconds get a
+//! timestamp and a wall time to be sent at:
+//! - **published to a daemon on the wall clock** (`--broker`, no
+//!   `--start`): message `at_s` goes at `now + at_s / speed`, stamped with
+//!   that wall time. A compressed storm is then a storm whose weather runs
+//!   faster: the daemon's own clocks run unchanged and its rain windows see
+//!   the compressed hours as they are (a 6-hour storm in 6 minutes fills
+//!   every window at once);
+//! - **model time** (`--start T`, or `--output` with no broker: the storm
+//!   ends now by default): stamped `T + at_s`, each site at its reporting
+//!   interval whatever `--speed` is, so `replay` of the file reads as the
+//!   real storm would; with a broker it is still paced by `--speed`;
+//! - **storm time** (the demo: [`Options::clock`]): stamped with the
+//!   compressed clock's time when sent, which is model time from the
+//!   clock's epoch — the daemon on the same clock judges it as the real
+//!   storm.
 
 pub mod model;
 pub mod sl651;
@@ -48,6 +55,13 @@ pub struct Options {
     /// The centre address the RTUs send to, and their clocks' zone.
     pub sl651_centre: u8,
     pub timezone: chrono_tz::Tz,
+    /// Model time: the storm starts at this time (ms); see the module's doc.
+    pub start_ms: Option<i64>,
+    /// Storm time: send on this compressed clock, whose epoch is where the
+    /// daemon joins the storm (after `skip`); see [`crate::clock`].
+    pub clock: Option<crate::clock::Clock>,
+    /// The rain as many times as heavy as the scenario's (1: as it is).
+    pub rain_scale: f64,
 }
 
 /// What was sent.
@@ -58,6 +72,15 @@ pub struct Summary {
     /// SL 651 frames sent, and those the central station confirmed.
     pub sl651_frames: u64,
     pub sl651_confirmed: u64,
+}
+
+/// How long a scenario runs by default, simulated seconds.
+pub fn default_seconds(scenario: Scenario) -> f64 {
+    match scenario {
+        Scenario::Steady => 3600.0,
+        Scenario::Rainstorm => model::STORM_S + 1800.0,
+        Scenario::PumpFailure => 5.0 * 3600.0,
+    }
 }
 
 /// The messages of a scenario for `sites`, with their wall-clock
@@ -71,18 +94,68 @@ pub fn timeline(
     start_ms: i64,
     skip: Duration,
 ) -> Vec<(i64, Message)> {
-    let default = match scenario {
-        Scenario::Steady => 3600.0,
-        Scenario::Rainstorm => model::STORM_S + 1800.0,
-        Scenario::PumpFailure => 5.0 * 3600.0,
-    };
-    let secs = duration.map_or(default, |d| d.as_secs_f64());
+    let secs = duration.map_or(default_seconds(scenario), |d| d.as_secs_f64());
     let skip = skip.as_secs_f64();
     model::generate(scenario, sites, seed, secs)
         .into_iter()
         .filter(|m| m.at_s >= skip)
         .map(|m| (start_ms + ((m.at_s - skip) * 1000.0 / speed).round() as i64, m))
         .collect()
+}
+
+/// The messages of a scenario in model time: stamped `origin_ms + at_s`,
+/// whatever the speed they are sent at.
+pub fn model_timeline(
+    scenario: Scenario,
+    sites: &[Site],
+    seed: u64,
+    duration: Option<Duration>,
+    origin_ms: i64,
+    skip: Duration,
+    rain_scale: f64,
+) -> Vec<(i64, Message)> {
+    let secs = duration.map_or(default_seconds(scenario), |d| d.as_secs_f64());
+    let skip = skip.as_secs_f64();
+    model::generate_scaled(scenario, sites, seed, secs, rain_scale)
+        .into_iter()
+        .filter(|m| m.at_s >= skip)
+        .map(|m| (origin_ms + (m.at_s * 1000.0).round() as i64, m))
+        .collect()
+}
+
+/// Each message's timestamp and the wall time (ms) to send it at.
+fn schedule(o: &Options, scenario: Scenario, sites: &[Site], now_ms: i64) -> Vec<(i64, i64, Message)> {
+    let secs = o.duration.map_or(default_seconds(scenario), |d| d.as_secs_f64());
+    let skip_ms = o.skip.as_millis() as i64;
+    let only_a_file = o.broker.is_none() && o.sl651.is_none();
+    let origin = match (o.clock, o.start_ms) {
+        (Some(c), _) => Some(c.epoch_ns() / 1_000_000 - skip_ms),
+        (None, Some(start)) => Some(start),
+        // A file only: the storm ends now.
+        (None, None) if only_a_file => Some(now_ms - (secs * 1000.0).round() as i64),
+        (None, None) => None,
+    };
+    let wall = |at_s: f64| now_ms + ((at_s * 1000.0 - skip_ms as f64) / o.speed).round() as i64;
+    match origin {
+        Some(origin) => model_timeline(scenario, sites, o.seed, o.duration, origin, o.skip, o.rain_scale)
+            .into_iter()
+            .map(|(ts, m)| {
+                let send_at = match o.clock {
+                    Some(c) => c.wall_at(ts * 1_000_000) / 1_000_000,
+                    None => wall(m.at_s),
+                };
+                (ts, send_at, m)
+            })
+            .collect(),
+        None => model::generate_scaled(scenario, sites, o.seed, secs, o.rain_scale)
+            .into_iter()
+            .filter(|m| m.at_s * 1000.0 >= skip_ms as f64)
+            .map(|m| {
+                let at = wall(m.at_s);
+                (at, at, m)
+            })
+            .collect(),
+    }
 }
 
 /// The JSON payload of `flood/{site}/telemetry` for a message at `ts_ms`.
@@ -175,8 +248,10 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
     let scenario = Scenario::parse(&o.scenario).ok_or_else(|| {
         format!("--scenario {:?}: one of steady, rainstorm, pump-failure, load", o.scenario)
     })?;
-    let start_ms = chrono::Utc::now().timestamp_millis();
-    let messages = timeline(scenario, sites, o.seed, o.duration, o.speed, start_ms, o.skip);
+    if !(o.rain_scale.is_finite() && o.rain_scale >= 0.0) {
+        return Err(format!("--rain-scale {}: a factor of 0 or more", o.rain_scale));
+    }
+    let messages = schedule(o, scenario, sites, chrono::Utc::now().timestamp_millis());
     let mut out = match &o.output {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).map_err(|e| format!("--output {}: {e}", p.display()))?,
@@ -199,12 +274,12 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
     };
     let mut sum = Summary::default();
     let mut published = 0u64;
-    for (ts_ms, m) in &messages {
+    for (ts_ms, send_at, m) in &messages {
         if let Some(w) = out.as_mut() {
             writeln!(w, "{}", line(m, *ts_ms)).map_err(|e| format!("--output: {e}"))?;
         }
         if let Some(r) = rtus.as_mut().filter(|r| r.has(&m.site)) {
-            let wait = *ts_ms - chrono::Utc::now().timestamp_millis();
+            let wait = *send_at - chrono::Utc::now().timestamp_millis();
             if wait > 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
@@ -213,7 +288,7 @@ pub async fn run(o: &Options, sites: &[Site], stop: CancellationToken) -> Result
             }
             r.take(m, *ts_ms).await?;
         } else if let Some(p) = &publisher {
-            let wait = *ts_ms - chrono::Utc::now().timestamp_millis();
+            let wait = *send_at - chrono::Utc::now().timestamp_millis();
             if wait > 0 {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}

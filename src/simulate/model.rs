@@ -110,6 +110,18 @@ fn param(site: &Site, name: &str, default: f64) -> f64 {
 /// Every message of `scenario` over `duration_s` simulated seconds for
 /// `sites`, in time order. The same seed gives the same messages.
 pub fn generate(scenario: Scenario, sites: &[Site], seed: u64, duration_s: f64) -> Vec<Message> {
+    generate_scaled(scenario, sites, seed, duration_s, 1.0)
+}
+
+/// [`generate`] with the rain `rain_scale` times as heavy (0.6: a weaker
+/// storm of the same shape over the same district, the same seed's sites).
+pub fn generate_scaled(
+    scenario: Scenario,
+    sites: &[Site],
+    seed: u64,
+    duration_s: f64,
+    rain_scale: f64,
+) -> Vec<Message> {
     let mut rng = StdRng::seed_from_u64(seed);
     let storm = scenario != Scenario::Steady;
     let mut sims: Vec<SiteSim> = sites
@@ -147,7 +159,8 @@ pub fn generate(scenario: Scenario, sites: &[Site], seed: u64, duration_s: f64) 
         }
     }
     let minutes = (duration_s / 60.0).ceil() as usize;
-    let rain_min: Vec<f64> = (0..minutes + 60).map(|m| intensity(scenario, m as f64 * 60.0) / 60.0).collect();
+    let rain_min: Vec<f64> =
+        (0..minutes + 60).map(|m| intensity(scenario, m as f64 * 60.0) * rain_scale / 60.0).collect();
     let mut out = Vec::new();
     for m in 0..minutes {
         let t = m as f64 * 60.0;

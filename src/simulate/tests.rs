@@ -132,3 +132,65 @@ fn payload_and_line_carry_the_same_readings() {
     let (site, depth) = model::load_message(1_000_001, 1000);
     assert_eq!((site.as_str(), depth), ("L-000001", 0.5 + (1000 % 8) as f64));
 }
+
+fn options(speed: f64) -> Options {
+    Options {
+        broker: None,
+        scenario: "rainstorm".into(),
+        duration: None,
+        speed,
+        seed: 1,
+        sites: 0,
+        rate: 0,
+        output: None,
+        client_id: "t".into(),
+        skip: Duration::ZERO,
+        sl651: None,
+        sl651_centre: 1,
+        timezone: chrono_tz::Asia::Shanghai,
+        start_ms: None,
+        clock: None,
+        rain_scale: 1.0,
+    }
+}
+
+#[test]
+fn a_file_with_no_broker_is_in_model_time_whatever_the_speed() {
+    let sites = sample().sites.sites;
+    let now = START_MS;
+    let a = schedule(&options(1.0), Scenario::Rainstorm, &sites, now);
+    let b = schedule(&options(100_000.0), Scenario::Rainstorm, &sites, now);
+    let stamps =
+        |v: &[(i64, i64, Message)]| v.iter().map(|(ts, _, m)| (*ts, m.site.clone())).collect::<Vec<_>>();
+    assert_eq!(stamps(&a), stamps(&b), "the speed does not change a file's times");
+    // The storm ends now: 6.5 hours of it, up to now, never after.
+    let (first, last) = (a.first().unwrap().0, a.last().unwrap().0);
+    assert!(last <= now && now - last < 60_000, "{last} vs {now}");
+    assert!(first - (now - 6 * 3_600_000 - 1_800_000) < 5 * 60_000, "starts 6 h 30 min before");
+    // A pump station reports every model minute.
+    let pump: Vec<i64> = a.iter().filter(|(_, _, m)| m.site == "BH-BZ-01").map(|(ts, _, _)| *ts).collect();
+    assert!(pump.windows(2).all(|w| w[1] - w[0] == 60_000));
+    // `--start` puts it where asked.
+    let mut o = options(7.0);
+    o.start_ms = Some(START_MS);
+    let c = schedule(&o, Scenario::Rainstorm, &sites, now + 99);
+    assert_eq!(c[0].0 - START_MS, (c[0].2.at_s * 1000.0) as i64);
+}
+
+#[test]
+fn on_a_compressed_clock_readings_carry_storm_time_and_go_at_its_wall_time() {
+    let sites = sample().sites.sites;
+    let epoch = START_MS;
+    let mut o = options(60.0);
+    o.broker = Some("mqtt://127.0.0.1:1".into());
+    o.clock = crate::clock::Clock::compressed(epoch * 1_000_000, 60.0);
+    let v = schedule(&o, Scenario::Rainstorm, &sites, epoch);
+    for (ts, send_at, m) in v.iter().step_by(97) {
+        assert_eq!(*ts, epoch + (m.at_s * 1000.0).round() as i64, "storm time from the epoch");
+        assert!((send_at - (epoch + (m.at_s * 1000.0 / 60.0).round() as i64)).abs() <= 1, "sent at / 60");
+    }
+    // Without a clock or a start, a publisher stamps the wall time it sends at.
+    o.clock = None;
+    let w = schedule(&o, Scenario::Rainstorm, &sites, epoch);
+    assert!(w.iter().all(|(ts, send_at, _)| ts == send_at));
+}

@@ -30,6 +30,9 @@ pub struct InfluxClient {
     /// v1 only: `/query`, for `CREATE DATABASE`.
     query_url: Url,
     database: String,
+    /// The database InfluxQL reads: v1 `database`; v2 the bucket (through
+    /// the v1-compatible `/query`, which needs a DBRP mapping on 2.x).
+    query_db: String,
     auth: Option<String>,
     basic: Option<(String, String)>,
     gzip: bool,
@@ -99,6 +102,10 @@ impl InfluxClient {
             write_url,
             query_url: join("/query"),
             database: c.database.clone(),
+            query_db: match c.api {
+                InfluxApi::V1 => c.database.clone(),
+                InfluxApi::V2 => c.bucket.clone(),
+            },
             auth,
             basic,
             gzip: c.gzip,
@@ -141,6 +148,23 @@ impl InfluxClient {
     }
 
     /// v1: `CREATE DATABASE` (idempotent in InfluxDB).
+    /// Runs an InfluxQL query (`/query`, answered in chunks with epoch-ns
+    /// times); the body, or why it failed.
+    pub async fn query(&self, q: &str) -> Result<String, String> {
+        let form = [("db", self.query_db.as_str()), ("q", q), ("epoch", "ns"), ("chunked", "true")];
+        let resp = self
+            .authorize(self.http.post(self.query_url.clone()).form(&form))
+            .send()
+            .await
+            .map_err(|e| format!("InfluxDB query: {e}"))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| format!("InfluxDB query: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("InfluxDB query: {status}: {}", body.trim()));
+        }
+        Ok(body)
+    }
+
     pub async fn create_database(&self) -> Outcome {
         let q = format!("CREATE DATABASE \"{}\"", self.database.replace('\\', "\\\\").replace('"', "\\\""));
         send(self.authorize(self.http.post(self.query_url.clone()).form(&[("q", q)]))).await

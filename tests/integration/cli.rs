@@ -24,7 +24,7 @@ fn check_config_prints_the_sample_by_street_and_kind() {
 #[test]
 fn check_config_lists_every_mistake_and_fails() {
     let dir = crate::support::tempdir("bad-config-");
-    for f in ["floodguard.toml", "sites.toml", "plan.toml", "teams.toml"] {
+    for f in ["floodguard.toml", "sites.toml", "plan.toml", "teams.toml", "materials.toml"] {
         let mut text = std::fs::read_to_string(sample_config_dir().join(f)).unwrap();
         match f {
             "floodguard.toml" => {
@@ -53,7 +53,7 @@ fn check_config_lists_every_mistake_and_fails() {
         "5 configuration errors:".to_string(),
         format!("{d}/floodguard.toml:21: mqtt.url: scheme \"http\" is not mqtt:// or mqtts://"),
         format!(
-            "{d}/floodguard.toml:63: influxdb.batch_size: invalid type: string \"many\", expected an integer"
+            "{d}/floodguard.toml:65: influxdb.batch_size: invalid type: string \"many\", expected an integer"
         ),
         format!("{d}/sites.toml:85: sites[5].kind: unknown kind \"stream\""),
         format!("{d}/sites.toml:39: sites[0].location.lat: 300.6021 is not a latitude"),
@@ -152,7 +152,7 @@ fn replay_prints_level_changes_as_text_and_json_and_compares_plans() {
     // Plan B: underpasses at Ⅲ from 15 cm.
     let b = dir.path().join("b");
     std::fs::create_dir_all(&b).unwrap();
-    for f in ["floodguard.toml", "sites.toml", "teams.toml", "plan.toml"] {
+    for f in ["floodguard.toml", "sites.toml", "teams.toml", "plan.toml", "materials.toml"] {
         let mut t = std::fs::read_to_string(sample_config_dir().join(f)).unwrap();
         if f == "plan.toml" {
             t = t.replacen(

@@ -104,9 +104,22 @@ async fn influxdb_down_for_20_s_loses_nothing_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_restart_keeps_every_reading() {
+    sigkill_mid_stream("5").await;
+}
+
+/// The same over MQTT 3.1.1 (`mqtt.protocol`), for brokers without 5: its
+/// persistent session keeps what the kill left unacked just the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_over_mqtt_3_1_1_keeps_every_reading() {
+    sigkill_mid_stream("3.1.1").await;
+}
+
+async fn sigkill_mid_stream(protocol: &str) {
     let broker = Mosquitto::start();
     let influx = Influx::start();
-    let mut fg = Floodguard::start(Options::new(broker.url()).influx(influx.url(), "v1"));
+    let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
+    o.mqtt_extra = format!("protocol = \"{protocol}\"\n");
+    let mut fg = Floodguard::start(o);
     fg.wait_connected().await;
     let publisher = Publisher::connect(&broker.url(), "pub-kill");
     let base = base_ms();
@@ -163,8 +176,23 @@ async fn a_broker_restart_is_survived_with_a_new_subscription() {
     })
     .await;
     drop(p);
-    // Phase 3: after the restart.
+    // Phase 3: after the restart, once floodguard's new subscription is in
+    // place (what the broker takes before that has no subscriber to go to):
+    // markers until one arrives.
     let p = Publisher::connect(&broker.url(), "pub-restart-3");
+    let before = fg.metric("floodguard_mqtt_messages_received_total").await.unwrap_or(0.0);
+    let mut marker = 20_000;
+    wait_for("floodguard subscribed again", Duration::from_secs(30), || {
+        marker += 1;
+        let (topic, payload) = reading(marker, base);
+        let (p, fg) = (&p, &fg);
+        async move {
+            p.send(&topic, payload).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (fg.metric("floodguard_mqtt_messages_received_total").await? > before).then_some(())
+        }
+    })
+    .await;
     publish_paced(&p, 10_000..15_000, base, 5_000).await;
     p.wait_acked(5_000, Duration::from_secs(30)).await;
 

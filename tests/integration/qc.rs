@@ -343,8 +343,10 @@ const MIN_MS: i64 = 60_000;
 /// shallow point CD-JS-09 that stays below Ⅳ through the storm.
 fn storm_config(dir: &Path, qc: bool) {
     std::fs::create_dir_all(dir).unwrap();
-    for f in ["floodguard.toml", "teams.toml"] {
-        std::fs::copy(sample_config_dir().join(f), dir.join(f)).unwrap();
+    for f in ["floodguard.toml", "teams.toml", "materials.toml"] {
+        if sample_config_dir().join(f).exists() {
+            std::fs::copy(sample_config_dir().join(f), dir.join(f)).unwrap();
+        }
     }
     let mut sites = std::fs::read_to_string(sample_config_dir().join("sites.toml")).unwrap();
     sites.push_str(

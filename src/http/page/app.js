@@ -14,7 +14,7 @@
   const TEXT = {
     zh: {
       title: "防汛实时监测", hq: "防汛指挥部", district: "全区", sites: "监测点", alerts: "当前告警",
-      map: "区域示意图", notifications: "通知记录", disconnected: "连接中断，正在重连…",
+      map: "区域示意图", notifications: "通知记录", disconnected: "连接中断，正在重连…", materials: "防汛物资", drills: "演练记录",
       operator_name: "值班员姓名", token: "操作令牌（API token）", note: "备注", cancel: "取消", submit: "提交",
       lang: "English", normal: "正常", offline: "离线",
       level: (l) => `${SYMBOL[l]}级 ${{ IV: "蓝色", III: "黄色", II: "橙色", I: "红色" }[l]}`,
@@ -24,6 +24,7 @@
       event: {
         firing: "触发", escalated: "升级", deescalated: "降级", acked: "确认", disposed: "处置完成",
         resolved: "解除", notified: "已通知", repeated: "重复提醒", escalation: "逐级上报", offline: "离线", held: "不另行通知", silenced: "静默", inhibited: "抑制",
+        material_issued: "物资领用", material_returned: "物资归还",
       },
       intent: { firing: "告警", escalated: "升级", deescalated: "降级", resolved: "解除", repeat: "重复提醒", escalation: "逐级上报" },
       ack: "确认", dispose: "处置完成", ack_title: "确认告警", dispose_title: "处置完成",
@@ -41,7 +42,7 @@
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
-      map: "Schematic map", notifications: "Notifications", disconnected: "Connection lost — reconnecting…",
+      map: "Schematic map", notifications: "Notifications", disconnected: "Connection lost — reconnecting…", materials: "Flood materials", drills: "Drills",
       operator_name: "Operator name", token: "API token", note: "Note", cancel: "Cancel", submit: "Submit",
       lang: "中文", normal: "Normal", offline: "Offline",
       level: (l) => `Level ${l} ${{ IV: "blue", III: "yellow", II: "orange", I: "red" }[l]}`,
@@ -51,6 +52,7 @@
       event: {
         firing: "fired", escalated: "escalated", deescalated: "de-escalated", acked: "acked", disposed: "disposed",
         resolved: "resolved", notified: "notified", repeated: "repeated", escalation: "escalated to next tier", offline: "offline", held: "held", silenced: "silenced", inhibited: "inhibited",
+        material_issued: "materials issued", material_returned: "materials returned",
       },
       intent: { firing: "alert", escalated: "escalated", deescalated: "de-escalated", resolved: "resolved", repeat: "repeat", escalation: "escalation" },
       ack: "Ack", dispose: "Disposed", ack_title: "Acknowledge alert", dispose_title: "Disposal done",
@@ -73,7 +75,8 @@
   if (!TEXT[lang]) lang = "zh";
   const T = () => TEXT[lang];
 
-  const state = { view: null, alerts: [], notes: [], outbox: [], seen: {}, charts: {}, connected: false };
+  const state = { view: null, alerts: [], notes: [], outbox: [], seen: {}, charts: {}, connected: false, materials: null, drills: null };
+  const records = window.FG.records;
 
   // ── texts ────────────────────────────────────────────────────────────
   const levelText = (l) => (l ? T().level(l) : T().normal);
@@ -200,6 +203,7 @@
         h("div", { class: "head" }, badge(a.level || a.peak_level), h("span", { class: "what" }, alertTitle(a)),
           h("span", { class: "state" }, T().state[a.state] || a.state)),
         h("div", { class: "detail" }, value),
+        records.supplyLine(a, lang, h),
         h("ol", { class: "timeline" }, (a.timeline || []).slice(-6).map((e) => h("li", {},
           `${time(e.ts)} ${T().event[e.event] || e.event}${e.level ? " " + SYMBOL[e.level] : ""}${e.by ? " · " + e.by : ""}${e.note ? " · " + e.note : ""}`))),
         h("div", { class: "actions" },
@@ -228,18 +232,24 @@
     box.append(ul);
   }
 
+  function renderRecords() {
+    records.renderMaterials($("materials"), state.materials, lang, h, time);
+    records.renderDrills($("drills"), state.drills, lang, h, time);
+  }
+
   function renderAll() {
     renderAreas();
     renderSites();
     renderMap();
     renderAlerts();
     renderNotes();
+    renderRecords();
   }
 
   // ── charts ───────────────────────────────────────────────────────────
   const CHART_SPAN_MS = 3 * 3600 * 1000;
   function drawChart(svg, series) {
-    const now = Date.now();
+    const now = records.now();
     window.FG.chart.draw(svg, series, now - CHART_SPAN_MS, now);
   }
 
@@ -339,16 +349,24 @@
     renderNotes();
   }
 
+  async function loadRecords() {
+    records.loadClock();
+    try { state.materials = await getJSON("/api/v1/materials"); } catch (e) { /* alerting may be off */ }
+    try { state.drills = await getJSON("/api/v1/drills"); } catch (e) { /* alerting may be off */ }
+    renderRecords();
+  }
+
   let alertTimer = null;
   function alertsChanged() {
     clearTimeout(alertTimer);
-    alertTimer = setTimeout(() => { loadAlerts(); loadNotes(); }, 100);
+    alertTimer = setTimeout(() => { loadAlerts(); loadNotes(); loadRecords(); }, 100);
   }
 
   async function refreshAll() {
     try { applySites(await getJSON("/api/v1/sites")); } catch (e) { /* retried on reconnect */ }
     loadAlerts();
     loadNotes();
+    loadRecords();
   }
 
   // ── live updates ─────────────────────────────────────────────────────
@@ -471,15 +489,19 @@
     const name = window.prompt(T().operator_name, store.get("fg.operator"));
     if (name !== null) { store.set("fg.operator", name.trim()); $("operator").textContent = T().operator(name.trim()); }
   });
+  // The daemon's clock: in the demo, storm time (a storm hour a minute).
   setInterval(() => {
     if (!state.view || !state.view.timezone) return;
+    const now = records.now();
+    $("clock").dataset.now = String(Math.round(now));
+    $("clock-mode").textContent = records.clockLabel(lang);
     try {
       $("clock").textContent = new Intl.DateTimeFormat("zh-CN", {
         timeZone: state.view.timezone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
-      }).format(new Date());
-    } catch (e) { $("clock").textContent = new Date().toTimeString().slice(0, 8); }
-  }, 1000);
-  setInterval(() => { if (state.connected) { loadNotes(); refreshCharts(false); } }, 15000);
+      }).format(new Date(now));
+    } catch (e) { $("clock").textContent = new Date(now).toTimeString().slice(0, 8); }
+  }, 500);
+  setInterval(() => { if (state.connected) { loadNotes(); loadRecords(); refreshCharts(false); } }, 15000);
   setConnected(false);
   applyTexts();
   refreshAll();

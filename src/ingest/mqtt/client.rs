@@ -33,20 +33,26 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS, SubscribeFilter, SubscribeReasonCode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::decode::Decoder;
+use super::link::{Ev, Link, Message};
 use crate::backoff::Backoff;
 use crate::config::MqttSection;
 use crate::health::Health;
 use crate::ingest::intake::{DropLog, Intake};
 use crate::metrics::Metrics;
 use crate::outlet::Confirm;
-use crate::reading::{to_ns, Reading, TimestampNs};
+use crate::reading::{Reading, TimestampNs};
 use crate::stage::Probe;
 
+/// How long the worker waits for more messages before it hands a small
+/// group to the outlet (MQTT 5 only, see `Worker::linger_for`): at 35,000
+/// messages a second a group then holds dozens, not a handful, and each
+/// hand-off's wake-ups are shared by all of them — a third of the CPU a
+/// message costs (docs/performance.md). An alert waits this much longer.
+const LINGER: Duration = Duration::from_millis(2);
 /// Messages handed to the outlet per submission at most.
 const GROUP: usize = 512;
 /// Past this many messages waiting for the worker, the poll task stops
@@ -71,6 +77,8 @@ pub struct Mqtt {
     pub resubscribe: Arc<tokio::sync::Notify>,
     /// The intake stage's probe.
     pub probe: Arc<Probe>,
+    /// Receive times: the wall, or storm time in the demo.
+    pub clock: crate::clock::Clock,
 }
 
 /// Events handled per turn of the poll loop at most.
@@ -110,26 +118,18 @@ impl Confirm for AckOnSpool {
     }
 }
 
-/// A publish as far as an ack needs it.
-fn ack_of(pkid: u16) -> Publish {
-    let mut p = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
-    p.pkid = pkid;
-    p
-}
-
 impl Mqtt {
     /// Runs until `stop` fires: then stops reading, lets the worker hand over
     /// the group in hand, sends the acks of everything spooled (for at most
     /// `ACK_FLUSH`), disconnects, and returns.
     pub async fn run(self, stop: CancellationToken) -> Result<(), String> {
-        let options = super::options::options(&self.mqtt)?;
-        let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        let (fwd_tx, fwd_rx) = flume::unbounded::<(Publish, TimestampNs)>();
+        let mut link = Link::new(&self.mqtt, REQUEST_CAPACITY)?;
+        let (fwd_tx, fwd_rx) = flume::unbounded::<(Message, TimestampNs)>();
         let (ack_tx, ack_rx) = flume::unbounded::<Vec<u16>>();
         let depth = fwd_rx.clone();
         self.probe.set_depth(move || depth.len());
         let filters = self.decoder.read().expect("decoder lock").filters();
-        tracing::info!(broker = %self.mqtt.url, client_id = %self.mqtt.client_id, ?filters, "connecting to the MQTT broker");
+        tracing::info!(broker = %self.mqtt.url, client_id = %self.mqtt.client_id, protocol = %self.mqtt.protocol, ?filters, "connecting to the MQTT broker");
 
         // Messages the worker handed to the outlet, and those confirmed.
         let submitted = Arc::new(AtomicU64::new(0));
@@ -144,6 +144,13 @@ impl Mqtt {
             submitted: submitted.clone(),
             confirmed: confirmed.clone(),
             drops: DropLog::default(),
+            // With MQTT 5 floodguard sets the broker's window, and waits a
+            // moment for more to come in groups; with 3.1.1 the broker's
+            // window (20 on Mosquitto) would make any wait a lost round trip.
+            linger_for: match self.mqtt.protocol {
+                crate::config::MqttProtocol::V5 => usize::from(self.mqtt.receive_maximum / 2).min(GROUP / 2),
+                crate::config::MqttProtocol::V311 => 0,
+            },
         };
         let mut worker_task = tokio::spawn(worker.run(fwd_rx, worker_stop.clone()));
         let mut worker_done = false;
@@ -167,7 +174,7 @@ impl Mqtt {
             }
             let mut moved = 0;
             for pkid in &owed {
-                if client.try_ack(&ack_of(*pkid)).is_err() {
+                if link.try_ack(*pkid).is_err() {
                     break;
                 }
                 moved += 1;
@@ -213,7 +220,7 @@ impl Mqtt {
                     continue;
                 }
                 _ = self.resubscribe.notified() => {
-                    conn.filters = self.resubscribe_changed(&client, std::mem::take(&mut conn.filters));
+                    conn.filters = self.resubscribe_changed(&link, std::mem::take(&mut conn.filters));
                     continue;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(5)), if !poll => {
@@ -221,16 +228,16 @@ impl Mqtt {
                     self.probe.beat();
                     continue;
                 }
-                e = eventloop.poll(), if poll => e,
+                e = link.poll(), if poll => e,
             };
             self.probe.beat();
             // Take what else is ready without going round the select:
             // a read brings up to ten packets, and the select's futures cost
             // more than the packets.
-            let now = to_ns(chrono::Utc::now());
+            let now = self.clock.now();
             let mut event = event;
             for k in 0..DRAIN {
-                let publish = self.on_event(&mut conn, &client, event);
+                let publish = self.on_event(&mut conn, &link, event);
                 if let Some(p) = publish {
                     // After stop, what is read is not taken: unacked, the
                     // broker sends it again to the next session.
@@ -243,7 +250,7 @@ impl Mqtt {
                 if k + 1 == DRAIN || fwd_tx.len() >= HIGH_WATER || conn.retry_at.is_some() {
                     break;
                 }
-                match eventloop.poll().now_or_never() {
+                match link.poll().now_or_never() {
                     Some(e) => event = e,
                     None => break,
                 }
@@ -260,11 +267,11 @@ impl Mqtt {
                 "disconnecting with messages unacked; the broker sends them again"
             );
         }
-        let _ = client.try_disconnect();
+        let _ = link.try_disconnect();
         let flush = async {
             loop {
-                match eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                match link.poll().await {
+                    Ok(Ev::DisconnectSent) | Err(_) => break,
                     Ok(_) => {}
                 }
             }
@@ -278,23 +285,18 @@ impl Mqtt {
     }
 
     /// One event of the event loop; a publish is handed back to be queued.
-    fn on_event(
-        &self,
-        c: &mut Conn,
-        client: &AsyncClient,
-        event: Result<Event, rumqttc::ConnectionError>,
-    ) -> Option<Publish> {
+    fn on_event(&self, c: &mut Conn, link: &Link, event: Result<Ev, String>) -> Option<Message> {
         let m = &self.metrics;
         match event {
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Ok(Ev::Publish(p)) => {
                 m.mqtt_messages.inc();
                 return Some(p);
             }
-            Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+            Ok(Ev::PubAckSent) => {
                 c.unsent = c.unsent.saturating_sub(1);
                 m.mqtt_acks.inc();
             }
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Ev::ConnAck { session_present }) => {
                 c.backoff.reset();
                 c.retry_at = None;
                 m.mqtt_connections.inc();
@@ -303,21 +305,20 @@ impl Mqtt {
                 // The broker forgot us (restart, expiry, first contact):
                 // subscribe again — rumqttc does not. Also once per start,
                 // in case the filters changed since the session was made.
-                if !ack.session_present || !c.subscribed_once {
-                    let subs = c.filters.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-                    match client.try_subscribe_many(subs) {
+                if !session_present || !c.subscribed_once {
+                    match link.try_subscribe(&c.filters) {
                         Ok(()) => {
                             c.subscribed_once = true;
                             m.mqtt_subscribes.inc();
                         }
-                        Err(e) => tracing::error!(error = %e, "cannot queue the subscription"),
+                        Err(_) => tracing::error!("cannot queue the subscription"),
                     }
                 }
-                tracing::info!(session_present = ack.session_present, "connected to the MQTT broker");
+                tracing::info!(session_present, "connected to the MQTT broker");
             }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                for (f, code) in c.filters.iter().zip(&ack.return_codes) {
-                    if matches!(code, SubscribeReasonCode::Failure) {
+            Ok(Ev::SubAck(taken)) => {
+                for (f, ok) in c.filters.iter().zip(&taken) {
+                    if !ok {
                         tracing::error!(filter = %f, "the broker refused the subscription (ACL?)");
                     }
                 }
@@ -341,18 +342,15 @@ impl Mqtt {
     }
 
     /// A reload changed the topics: subscribe to the new, leave the old.
-    fn resubscribe_changed(&self, client: &AsyncClient, filters: Vec<String>) -> Vec<String> {
+    fn resubscribe_changed(&self, link: &Link, filters: Vec<String>) -> Vec<String> {
         let next = self.decoder.read().expect("decoder lock").filters();
         let added: Vec<_> = next.iter().filter(|f| !filters.contains(f)).cloned().collect();
         let removed: Vec<_> = filters.iter().filter(|f| !next.contains(f)).cloned().collect();
-        if !added.is_empty() {
-            let subs = added.iter().map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
-            if let Err(e) = client.try_subscribe_many(subs) {
-                tracing::error!(error = %e, "cannot queue the new subscriptions");
-            }
+        if !added.is_empty() && link.try_subscribe(&added).is_err() {
+            tracing::error!("cannot queue the new subscriptions");
         }
         for f in &removed {
-            let _ = client.try_unsubscribe(f.clone());
+            let _ = link.try_unsubscribe(f);
         }
         if !added.is_empty() || !removed.is_empty() {
             tracing::info!(?added, ?removed, "subscriptions changed by reload");
@@ -370,13 +368,15 @@ struct Worker {
     submitted: Arc<AtomicU64>,
     confirmed: Arc<AtomicU64>,
     drops: DropLog,
+    /// Below this many messages in hand, wait up to `LINGER` for more.
+    linger_for: usize,
 }
 
 impl Worker {
     /// Decodes groups of messages and submits them, until `stop` (the group
     /// in hand is still submitted) or the outlet is gone.
-    async fn run(mut self, rx: flume::Receiver<(Publish, TimestampNs)>, stop: CancellationToken) {
-        let mut group: Vec<(Publish, TimestampNs)> = Vec::with_capacity(GROUP);
+    async fn run(mut self, rx: flume::Receiver<(Message, TimestampNs)>, stop: CancellationToken) {
+        let mut group: Vec<(Message, TimestampNs)> = Vec::with_capacity(GROUP);
         loop {
             let first = tokio::select! {
                 biased;
@@ -384,10 +384,15 @@ impl Worker {
                 m = rx.recv_async() => match m { Ok(m) => m, Err(_) => return },
             };
             group.push(first);
+            let until = Instant::now() + LINGER;
             while group.len() < GROUP {
                 match rx.try_recv() {
                     Ok(m) => group.push(m),
-                    Err(_) => break,
+                    Err(_) if group.len() >= self.linger_for => break,
+                    Err(_) => match tokio::time::timeout_at(until, rx.recv_async()).await {
+                        Ok(Ok(m)) => group.push(m),
+                        _ => break,
+                    },
                 }
             }
             let received_ms = group[0].1 / 1_000_000;
@@ -396,22 +401,23 @@ impl Worker {
             let mut messages: Vec<Vec<Reading>> = Vec::with_capacity(group.len());
             let mut pkids = Vec::with_capacity(group.len());
             for (p, received_at) in group.drain(..) {
-                if p.qos != QoS::AtMostOnce {
-                    pkids.push(p.pkid);
+                if let Some(pkid) = p.pkid {
+                    pkids.push(pkid);
                 }
-                match decoder.decode(&p.topic, &p.payload, received_at) {
+                let topic = p.topic();
+                match decoder.decode(topic, &p.payload, received_at) {
                     Ok(d) => {
                         // Fields left out; the rest of the message is kept.
                         for e in &d.skipped {
                             self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();
-                            self.drops.log(e.cause(), &p.topic, e);
+                            self.drops.log(e.cause(), topic, e);
                         }
-                        self.intake.seen(&d.readings[0].site, &p.topic, received_at / 1_000_000);
+                        self.intake.seen(&d.readings[0].site, topic, received_at / 1_000_000);
                         messages.push(d.readings);
                     }
                     Err(e) => {
                         self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();
-                        self.drops.log(e.cause(), &p.topic, &e);
+                        self.drops.log(e.cause(), topic, &e);
                     }
                 }
             }

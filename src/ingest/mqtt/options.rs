@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -12,10 +12,10 @@ use crate::config::MqttSection;
 /// Largest packet we send (subscribe, acks): small.
 const MAX_OUTGOING_PACKET: usize = 256 * 1024;
 
-/// Builds the client options. Errors name the config key at fault.
-pub fn options(m: &MqttSection) -> Result<MqttOptions, String> {
+/// MQTT 3.1.1 options. Errors name the config key at fault.
+pub fn options_v311(m: &MqttSection) -> Result<rumqttc::MqttOptions, String> {
     let broker = m.broker().map_err(|e| format!("mqtt.url: {e}"))?;
-    let mut o = MqttOptions::new(m.client_id.clone(), broker.host.clone(), broker.port);
+    let mut o = rumqttc::MqttOptions::new(m.client_id.clone(), broker.host.clone(), broker.port);
     o.set_keep_alive(m.keep_alive.get());
     // Persistent session: the broker keeps our subscriptions and queues QoS1
     // messages while we are away; unacked ones come back after a reconnect.
@@ -26,15 +26,40 @@ pub fn options(m: &MqttSection) -> Result<MqttOptions, String> {
     // the connection and getting them again forever (a poison message).
     o.set_max_packet_size(m.max_packet_size, MAX_OUTGOING_PACKET);
     if let Some(user) = &m.username {
-        o.set_credentials(
-            user.clone(),
-            m.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default(),
-        );
+        o.set_credentials(user.clone(), password(m));
     }
     if broker.tls {
         o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(m)?))));
     }
     Ok(o)
+}
+
+/// MQTT 5 options: the same persistent session (clean start off, a session
+/// that never expires), and floodguard's own Receive Maximum.
+pub fn options_v5(m: &MqttSection) -> Result<rumqttc::v5::MqttOptions, String> {
+    let broker = m.broker().map_err(|e| format!("mqtt.url: {e}"))?;
+    let mut o = rumqttc::v5::MqttOptions::new(m.client_id.clone(), broker.host.clone(), broker.port);
+    o.set_keep_alive(m.keep_alive.get());
+    o.set_clean_start(false);
+    // 0xFFFFFFFF: the session does not expire (as a 3.1.1 persistent session).
+    o.set_session_expiry_interval(Some(u32::MAX));
+    o.set_receive_maximum(Some(m.receive_maximum));
+    o.set_manual_acks(true);
+    // The broker sends nothing larger (MQTT 5 drops such a message for us
+    // instead of failing the connection); smaller oversized payloads are
+    // received, counted and dropped by the decoder.
+    o.set_max_packet_size(Some(u32::try_from(m.max_packet_size).unwrap_or(u32::MAX)));
+    if let Some(user) = &m.username {
+        o.set_credentials(user.clone(), password(m));
+    }
+    if broker.tls {
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(m)?))));
+    }
+    Ok(o)
+}
+
+fn password(m: &MqttSection) -> String {
+    m.password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default()
 }
 
 /// A rustls client config on the ring provider (the one provider of every
@@ -85,10 +110,16 @@ mod tests {
 
     #[test]
     fn plain_options_keep_the_session_and_ack_by_hand() {
-        let o = options(&MqttSection::default()).unwrap();
+        let o = options_v311(&MqttSection::default()).unwrap();
         assert!(!o.clean_session());
         assert!(o.manual_acks());
         assert_eq!(o.broker_address(), ("127.0.0.1".to_string(), 1883));
+        assert_eq!(o.client_id(), "floodguard");
+        let o = options_v5(&MqttSection::default()).unwrap();
+        assert!(!o.clean_start());
+        assert!(o.manual_acks());
+        assert_eq!(o.session_expiry_interval(), Some(u32::MAX), "a session that never expires");
+        assert_eq!(o.receive_maximum(), Some(1000));
         assert_eq!(o.client_id(), "floodguard");
     }
 
@@ -99,7 +130,7 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..Default::default()
         };
-        let e = options(&m).unwrap_err();
+        let e = options_v5(&m).unwrap_err();
         assert!(e.starts_with("mqtt.ca_file: /nonexistent/ca.pem"), "{e}");
     }
 }

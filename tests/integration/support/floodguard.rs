@@ -36,6 +36,9 @@ pub struct Options {
     pub sites_toml: Option<String>,
     pub teams_toml: Option<String>,
     pub plan_toml: Option<String>,
+    /// materials.toml: the sample district's by default; `Some("")` for
+    /// none (a district of other streets, with a plan naming no materials).
+    pub materials_toml: Option<String>,
     /// The binary to run (the test build's by default).
     pub bin: String,
     /// Environment variables for the daemon (test hooks).
@@ -57,6 +60,7 @@ impl Options {
             sites_toml: None,
             teams_toml: None,
             plan_toml: None,
+            materials_toml: None,
             // FLOODGUARD_TEST_BIN: run the tests against another build (the release one).
             bin: std::env::var("FLOODGUARD_TEST_BIN").unwrap_or_else(|_| BIN.to_string()),
             env: Vec::new(),
@@ -92,7 +96,7 @@ impl Floodguard {
         let dir = tempdir("floodguard-");
         let cfg = dir.path().join("config");
         std::fs::create_dir_all(&cfg).unwrap();
-        for f in ["sites.toml", "plan.toml", "teams.toml"] {
+        for f in ["sites.toml", "plan.toml", "teams.toml", "materials.toml"] {
             std::fs::copy(sample_config_dir().join(f), cfg.join(f)).unwrap();
         }
         if let Some(sites) = &o.sites_toml {
@@ -103,6 +107,9 @@ impl Floodguard {
         }
         if let Some(plan) = &o.plan_toml {
             std::fs::write(cfg.join("plan.toml"), plan).unwrap();
+        }
+        if let Some(materials) = &o.materials_toml {
+            std::fs::write(cfg.join("materials.toml"), materials).unwrap();
         }
         let http_port = free_port();
         let client_id = format!("fg-test-{}-{http_port}", std::process::id());
@@ -119,7 +126,7 @@ impl Floodguard {
              [log]\nlevel = \"info\"\n\n\
              [mqtt]\nurl = \"{mqtt}\"\nclient_id = \"{client_id}\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n{mqtt_extra}\n\
              [influxdb]\n{influx}{influx_extra}\n\
-             [spool]\nfsync_interval = \"200ms\"\n\n\
+             [spool]\nfsync_interval = \"200ms\"\n# Not the default (10 % of the filesystem left free): the tests\n# must not depend on what else fills this machine's disk.\nmax_bytes = 8589934592\n\n\
              [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http_extra}\n{channels}\n{extra}",
             channels = o.channels,
             data = dir.path().join("var").display(),
