@@ -88,6 +88,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         voice_level: level(r.get(33)?),
         next_voice_at: r.get(34)?,
         timeline: Vec::new(),
+        suspect: None,
     })
 }
 

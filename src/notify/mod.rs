@@ -370,11 +370,7 @@ impl Outbox {
             return out;
         }
         for r in &recipients {
-            let member = teams
-                .teams
-                .iter()
-                .find(|t| t.id == r.team)
-                .and_then(|t| t.members.iter().find(|m| m.name == r.name));
+            let member = teams.team(&r.team).and_then(|t| t.members.iter().find(|m| m.name == r.name));
             let wants =
                 |c: &str| member.and_then(|m| m.channels.as_ref()).is_none_or(|cs| cs.iter().any(|x| x == c));
             let rendered = self.render(n, &r.name, drill, now);
@@ -415,7 +411,7 @@ impl Outbox {
                 });
             }
         }
-        if let Some(team) = teams.teams.iter().find(|t| t.id == n.team) {
+        if let Some(team) = teams.team(&n.team) {
             for (k, robot) in team.robots.iter().enumerate() {
                 let name = format!("{}（群）", team.name);
                 let rendered = self.render(n, &name, drill, now);

@@ -64,7 +64,7 @@ impl Outbox {
             }
         };
         let teams = self.teams.read().expect("teams lock").clone();
-        let Some(team) = teams.teams.iter().find(|t| t.id == row.team) else {
+        let Some(team) = teams.team(&row.team) else {
             tracing::warn!(team = %row.team, "cannot reroute: no such team now");
             return false;
         };

@@ -26,7 +26,7 @@ pub fn resolve<'a>(teams: &TeamsFile, body: &'a Body) -> Result<Cow<'a, Body>, S
     };
     let robot = name.rsplit_once('#').and_then(|(team, n)| {
         let n: usize = n.parse().ok()?;
-        teams.teams.iter().find(|t| t.id == team)?.robots.get(n)
+        teams.team(team)?.robots.get(n)
     });
     match robot {
         Some(r) => Ok(Cow::Owned(Body {

@@ -18,6 +18,7 @@ mod modbus;
 mod notify;
 mod page;
 mod push;
+mod qc;
 mod reach;
 mod records;
 mod sl651;
