@@ -558,6 +558,9 @@ struct Work<'a> {
 #[path = "work.rs"]
 mod work;
 
+#[path = "followup.rs"]
+mod followup;
+
 #[path = "supply.rs"]
 mod supply;
 pub use supply::{NewMovement, Supplies};
