@@ -263,6 +263,6 @@ mod tests {
     fn a_point_is_eight_bytes() {
         // 10k series × CAPACITY points stays small (see the module docs).
         assert_eq!(std::mem::size_of::<Point>(), 8);
-        assert!(10_000 * CAPACITY * 8 < 16 << 20);
+        const { assert!(10_000 * CAPACITY * 8 < 16 << 20) };
     }
 }

@@ -115,7 +115,7 @@ impl Store {
         while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
             tries += 1;
             if tries > 100 || e.sqlite_error_code() != Some(rusqlite::ErrorCode::DatabaseBusy) {
-                return Err(e.into());
+                return Err(e);
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

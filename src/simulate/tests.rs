@@ -71,7 +71,7 @@ fn the_storm_drives_the_sample_plan_to_orange_and_red() {
     let orange = points.iter().filter(|s| top.get(**s).is_some_and(|l| *l >= Level::II)).count();
     assert!(orange >= 3, "several points close (Ⅱ or Ⅰ): {top:?}");
     assert!(top.get("BH-SW-01").is_some_and(|l| *l >= Level::III), "the river passes 警戒: {top:?}");
-    assert!(top.get("BH-BZ-01").is_some(), "滨河 pump station: {top:?}");
+    assert!(top.contains_key("BH-BZ-01"), "滨河 pump station: {top:?}");
     let districts: Vec<_> = ts.iter().filter(|t| matches!(t.change, Change::District { .. })).collect();
     assert!(!districts.is_empty(), "the district level moves");
     // And everything clears once it drains.
