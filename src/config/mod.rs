@@ -210,7 +210,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut plan = None;
     if let Some(mut src) = Source::read(&dir.join(PLAN_FILE), None, &mut errors) {
-        plan = load_plan(&mut src, &sites, &materials);
+        let polled: Vec<(&str, &str)> =
+            daemon.modbus.devices.iter().map(|d| (d.address.as_str(), d.site.as_str())).collect();
+        plan = load_plan(&mut src, &sites, &materials, &polled);
     }
 
     let timezone = daemon.daemon.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
@@ -324,7 +326,12 @@ fn load_materials(src: &mut Source<'_>, sites: &SitesFile) -> MaterialsFile {
 }
 
 /// Reads `plan.toml` section by section and compiles it for the sites.
-fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile) -> Option<Plan> {
+fn load_plan(
+    src: &mut Source<'_>,
+    sites: &SitesFile,
+    materials: &MaterialsFile,
+    polled: &[(&str, &str)],
+) -> Option<Plan> {
     src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards", "qc", "upstream"]);
     let mut file = PlanFile::default();
     let mut ok = true;
@@ -391,7 +398,7 @@ fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile)
             }
         }
     }
-    match crate::plan::compile(&file, sites) {
+    match crate::plan::compile(&file, sites, polled) {
         Ok(plan) if ok => Some(plan),
         Ok(_) => None,
         Err(errs) => {

@@ -77,7 +77,10 @@ fn override_for<'r>(rule: &'r RuleSpec, site: &str) -> Option<(usize, &'r Overri
 }
 
 /// Compiles the plan for the sites. All problems are returned, not the first.
-pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
+/// `polled` are the Modbus devices of floodguard.toml as (address, site):
+/// those sites do not come by MQTT, and sites behind one address share a
+/// gateway.
+pub fn compile(file: &PlanFile, sites: &SitesFile, polled: &[(&str, &str)]) -> Result<Plan, Errors> {
     let mut errs: Errors = Vec::new();
     let site_ids: HashSet<&str> = sites.sites.iter().map(|s| s.id.as_str()).collect();
 
@@ -311,7 +314,7 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         sp.qc = site_qc(spec, &file.qc.overrides, site);
         plan_sites.push(sp);
     }
-    let upstreams = upstreams(sites, &mut plan_sites, streets.len());
+    let upstreams = upstreams(sites, polled, &mut plan_sites, streets.len());
     // Each site's street gauges (sites with a rain rule), for flatlines during rain.
     let gauges: Vec<(usize, usize, usize)> = plan_sites
         .iter()
@@ -350,15 +353,35 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
 }
 
 /// Gateways that two sites or more share (a gateway of one site is the
-/// site: its offline alert says it all), then the intakes: SL 651 for the
-/// sites with a station, MQTT for the others.
-fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> Vec<super::UpstreamPlan> {
+/// site: its offline alert says it all) — named by `gateway` in sites.toml,
+/// or implicitly a Modbus address polled for several sites' devices (a
+/// serial gateway with unit ids behind it) —, then the intakes: SL 651 for
+/// the sites with a station, MQTT for the others that are not polled by
+/// Modbus (a poller is no one connection: each device fails on its own).
+fn upstreams(
+    sites: &SitesFile,
+    polled: &[(&str, &str)],
+    plan_sites: &mut [SitePlan],
+    streets: usize,
+) -> Vec<super::UpstreamPlan> {
     use super::{UpstreamKind, UpstreamPlan};
     let mut out: Vec<UpstreamPlan> = Vec::new();
-    let mut by_id: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    let mut by_id: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     for (i, s) in sites.sites.iter().enumerate() {
         if let Some(g) = &s.gateway {
-            by_id.entry(g.as_str()).or_default().push(i);
+            by_id.entry(g.clone()).or_default().push(i);
+        }
+    }
+    let index = |id: &str| sites.sites.iter().position(|s| s.id == id);
+    let mut modbus = vec![false; sites.sites.len()];
+    for &(address, site) in polled {
+        let Some(i) = index(site) else { continue };
+        modbus[i] = true;
+        if sites.sites[i].gateway.is_none() {
+            let members = by_id.entry(format!("modbus:{address}")).or_default();
+            if !members.contains(&i) {
+                members.push(i);
+            }
         }
     }
     for (id, members) in by_id.into_iter().filter(|(_, m)| m.len() >= 2) {
@@ -370,11 +393,17 @@ fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> 
         for &i in &members {
             plan_sites[i].gateway = Some(out.len());
         }
-        out.push(UpstreamPlan { id: Arc::from(id), kind: UpstreamKind::Gateway, sites: members, street });
+        out.push(UpstreamPlan {
+            id: Arc::from(id.as_str()),
+            kind: UpstreamKind::Gateway,
+            sites: members,
+            street,
+        });
     }
     for (id, sl651) in [("mqtt", false), ("sl651", true)] {
-        let members: Vec<usize> =
-            (0..sites.sites.len()).filter(|&i| sites.sites[i].sl651_station.is_some() == sl651).collect();
+        let members: Vec<usize> = (0..sites.sites.len())
+            .filter(|&i| sites.sites[i].sl651_station.is_some() == sl651 && (sl651 || !modbus[i]))
+            .collect();
         if members.is_empty() {
             continue;
         }
