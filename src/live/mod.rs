@@ -225,10 +225,10 @@ impl Live {
         engine::sink::log(transitions);
     }
 
-    /// The engine's state as it is now.
-    pub fn snapshot(&self) -> engine::snapshot::Snapshot {
+    /// The engine's state as it is now, encoded (`Snapshot::encode_of`).
+    pub fn snapshot(&self, size_hint: usize) -> Vec<u8> {
         let inner = self.inner.lock().expect("live lock");
-        engine::snapshot::Snapshot::of(&inner.state, &inner.plan)
+        engine::snapshot::Snapshot::encode_of(&inner.state, &inner.plan, size_hint)
     }
 
     /// Judges readings whose transitions are already on record (after a
