@@ -120,7 +120,7 @@ impl Series {
 pub fn keep_for(site: &crate::plan::SitePlan, metric: &str) -> Option<Keep> {
     use crate::plan::{Check, Direction, RainInput};
     let mut charted = site.primary.as_deref() == Some(metric);
-    for r in &site.rules {
+    for r in site.rules.iter() {
         match &r.check {
             Check::Level { metric: m, direction, .. } if &**m == metric => {
                 return Some(if *direction == Direction::Below { Keep::Min } else { Keep::Max });

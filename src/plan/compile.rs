@@ -297,6 +297,8 @@ pub fn compile(file: &PlanFile, sites: &SitesFile, polled: &[(&str, &str)]) -> R
         .collect();
     let mut plan_sites = Vec::with_capacity(sites.sites.len());
     let mut kind_units = HashMap::default();
+    let mut kind_qc: HashMap<Kind, Arc<Vec<qc::MetricQc>>> = HashMap::default();
+    let mut kind_checks: HashMap<Kind, Vec<Checks>> = HashMap::default();
     for (si, (site, rules)) in sites.sites.iter().zip(per_site).enumerate() {
         let street = street_index[site.street.as_str()];
         streets[street].sites.push(si);
@@ -310,8 +312,13 @@ pub fn compile(file: &PlanFile, sites: &SitesFile, polled: &[(&str, &str)]) -> R
                 (Arc::new(units_of(spec)), Arc::new(types))
             })
             .clone();
-        let mut sp = site_plan(site, street, spec, units, types, rules);
-        sp.qc = site_qc(spec, &file.qc.overrides, site);
+        let checks = checks(kind_checks.entry(site.kind).or_default(), spec, rules);
+        let mut sp = site_plan(site, street, spec, units, types, checks);
+        sp.qc = if file.qc.overrides.iter().any(|o| o.sites.contains(&site.id)) {
+            Arc::new(site_qc(spec, &file.qc.overrides, site))
+        } else {
+            kind_qc.entry(site.kind).or_insert_with(|| Arc::new(site_qc(spec, &[], site))).clone()
+        };
         plan_sites.push(sp);
     }
     let upstreams = upstreams(sites, polled, &mut plan_sites, streets.len());
@@ -652,14 +659,34 @@ fn units_of(spec: &KindSpec) -> HashMap<Arc<str>, Arc<str>> {
         .collect()
 }
 
-fn site_plan(
-    site: &Site,
-    street: usize,
-    spec: &KindSpec,
-    units: Arc<HashMap<Arc<str>, Arc<str>>>,
-    types: Arc<MetricTypes>,
-    rules: Vec<SiteRule>,
-) -> SitePlan {
+/// A site's rules and what follows from them (`SitePlan::rules`,
+/// `by_metric`, `conditions`, `history`), shareable between sites.
+#[derive(Clone)]
+struct Checks {
+    rules: Arc<Vec<SiteRule>>,
+    by_metric: Arc<HashMap<Arc<str>, Vec<usize>>>,
+    conditions: Arc<Vec<usize>>,
+    history: Arc<Vec<Arc<str>>>,
+}
+
+/// Variants of a kind's checks kept for sharing: a district whose every
+/// site has thresholds of its own compares each site with a few, not all.
+const SHARED_VARIANTS: usize = 8;
+
+/// The checks of `rules`: one already made for an earlier site of the kind
+/// if its rules are the same, else new ones (kept for the next sites).
+fn checks(variants: &mut Vec<Checks>, spec: &KindSpec, rules: Vec<SiteRule>) -> Checks {
+    if let Some(c) = variants.iter().find(|c| *c.rules == rules) {
+        return c.clone();
+    }
+    let c = site_checks(spec, rules);
+    if variants.len() < SHARED_VARIANTS {
+        variants.push(c.clone());
+    }
+    c
+}
+
+fn site_checks(spec: &KindSpec, rules: Vec<SiteRule>) -> Checks {
     let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::default();
     let mut conditions = Vec::new();
     let mut history: Vec<Arc<str>> = Vec::new();
@@ -690,6 +717,23 @@ fn site_plan(
             }
         }
     }
+    Checks {
+        rules: Arc::new(rules),
+        by_metric: Arc::new(by_metric),
+        conditions: Arc::new(conditions),
+        history: Arc::new(history),
+    }
+}
+
+fn site_plan(
+    site: &Site,
+    street: usize,
+    spec: &KindSpec,
+    units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    types: Arc<MetricTypes>,
+    checks: Checks,
+) -> SitePlan {
+    let Checks { rules, by_metric, conditions, history } = checks;
     SitePlan {
         id: Arc::from(site.id.as_str()),
         name: Arc::from(site.name.as_str()),
@@ -707,7 +751,7 @@ fn site_plan(
         conditions,
         history,
         params: site.params.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
-        qc: Vec::new(),
+        qc: Arc::default(),
         street_gauges: Vec::new(),
         gateway: None,
         intake: None,
