@@ -54,7 +54,7 @@ pub struct Config {
     /// The main file, as given with `-c`.
     pub main_file: PathBuf,
     pub daemon: DaemonConfig,
-    pub sites: SitesFile,
+    pub sites: Arc<SitesFile>,
     pub teams: TeamsFile,
     /// Flood materials and their depots (empty without materials.toml).
     pub materials: Arc<MaterialsFile>,
@@ -221,7 +221,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         Some(plan) if errors.is_empty() => Ok(Config {
             main_file: main.to_path_buf(),
             daemon,
-            sites,
+            sites: Arc::new(sites),
             teams,
             materials: Arc::new(materials),
             plan: Arc::new(plan),
