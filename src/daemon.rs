@@ -149,11 +149,12 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     let probes: Vec<_> = STAGES.iter().map(|s| stages.add(s)).collect();
     let [p_intake, p_outlet, p_engine, p_alerts, p_outbox] = [0, 1, 2, 3, 4].map(|i| probes[i].clone());
     let client = InfluxClient::new(&d.influxdb).map_err(DaemonError::Config)?;
-    let health = Arc::new(Health::with_stages(
-        stats.clone(),
-        client.as_ref().map(|_| d.influxdb.max_lag.get()),
-        stages,
-    ));
+    // This node among the nodes sharing the state: with SQLite, the only one.
+    let cluster = crate::cluster::Cluster::single(d.cluster.node()).with_metrics(metrics.clone());
+    let health = Arc::new(
+        Health::with_stages(stats.clone(), client.as_ref().map(|_| d.influxdb.max_lag.get()), stages)
+            .with_cluster(cluster.clone()),
+    );
     // A full disk stops acknowledging, never drops (see `disk`).
     appender.limit(health.disk.clone(), d.spool.max_bytes);
     tracing::info!(

@@ -87,6 +87,12 @@ pub struct Cluster {
     metrics: Option<Arc<Metrics>>,
 }
 
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("node", &self.node).field("backend", &self.backend).finish()
+    }
+}
+
 impl Cluster {
     /// One node on the SQLite state: always the leader, epoch 0.
     pub fn single(node: String) -> Arc<Cluster> {
