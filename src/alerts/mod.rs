@@ -21,4 +21,9 @@ mod schema;
 pub mod stage;
 pub mod store;
 
+/// How many migrations `state.db` has (PostgreSQL must have as many).
+pub fn schema_versions() -> usize {
+    schema::MIGRATIONS.len()
+}
+
 pub use manager::{AlertManager, LogNotifier, NewMovement, Notifier, OpError, Places, PointsOut, Supplies};

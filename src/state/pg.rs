@@ -9,15 +9,17 @@
 //! thread that is itself inside a small runtime (the outbox's senders).
 //! No database call ever waits on an async worker of the daemon.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
+use super::db::{Backend, Dialect, Fence, Row as DbRow, Value};
 use crate::config::{Secret, StateSection};
 
 pub use tokio_postgres::Error;
@@ -86,7 +88,8 @@ impl Target {
 /// opened with.
 pub struct Conn {
     client: Arc<Client>,
-    statements: HashMap<String, Statement>,
+    /// Prepared statements by their SQLite-dialect text (see `state::db`).
+    statements: RefCell<HashMap<String, Statement>>,
 }
 
 impl Conn {
@@ -113,7 +116,7 @@ impl Conn {
             let _ = tx.send(result);
         });
         let client = rx.recv().expect("the PostgreSQL runtime answers")?;
-        Ok(Conn { client: Arc::new(client), statements: HashMap::new() })
+        Ok(Conn { client: Arc::new(client), statements: RefCell::new(HashMap::new()) })
     }
 
     /// The connection has ended (the server went away or closed it).
@@ -121,30 +124,33 @@ impl Conn {
         self.client.is_closed()
     }
 
-    fn statement(&mut self, sql: &str) -> Result<Statement, Error> {
-        if let Some(s) = self.statements.get(sql) {
+    /// The statement of `sql` (written as for SQLite: `?1`), prepared once
+    /// per connection.
+    fn statement(&self, sql: &str) -> Result<Statement, Error> {
+        if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let s = block(self.client.prepare(sql))?;
-        if self.statements.len() >= 256 {
-            self.statements.clear();
+        let s = block(self.client.prepare(&super::db::to_postgres(sql)))?;
+        let mut cache = self.statements.borrow_mut();
+        if cache.len() >= 512 {
+            cache.clear();
         }
-        self.statements.insert(sql.to_string(), s.clone());
+        cache.insert(sql.to_string(), s.clone());
         Ok(s)
     }
 
-    /// Runs a statement (prepared once per connection); rows changed.
-    pub fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
+    /// Runs a statement with tokio-postgres' own parameters; rows changed.
+    pub fn execute_pg(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
         let s = self.statement(sql)?;
         block(self.client.execute(&s, params))
     }
 
-    pub fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+    pub fn query_pg(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
         let s = self.statement(sql)?;
         block(self.client.query(&s, params))
     }
 
-    pub fn query_opt(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, Error> {
+    pub fn query_opt_pg(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, Error> {
         let s = self.statement(sql)?;
         block(self.client.query_opt(&s, params))
     }
@@ -195,4 +201,138 @@ pub fn is_connection(e: &Error) -> bool {
                 || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
         })
         || e.code().is_none()
+}
+
+/// A [`Value`] as PostgreSQL wants it for the parameter's type.
+#[derive(Debug)]
+struct Param<'a>(&'a Value);
+
+impl ToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let bad = || format!("{:?} cannot be a {ty}", self.0);
+        match self.0 {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => i.to_string().to_sql(ty, out),
+                _ => Err(bad().into()),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => Err(bad().into()),
+            },
+            Value::Text(t) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    t.as_str().to_sql(ty, out)
+                }
+                _ => Err(bad().into()),
+            },
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(
+            *ty,
+            Type::INT8
+                | Type::INT4
+                | Type::INT2
+                | Type::FLOAT8
+                | Type::FLOAT4
+                | Type::BOOL
+                | Type::TEXT
+                | Type::VARCHAR
+                | Type::BPCHAR
+                | Type::NAME
+                | Type::UNKNOWN
+        )
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn value(row: &Row, i: usize) -> Result<Value, super::db::Error> {
+    let ty = row.columns()[i].type_().clone();
+    let bad = |e: Error| super::db::Error::Postgres(e);
+    Ok(match ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(bad)?.map_or(Value::Null, Value::Int),
+        Type::INT4 => {
+            row.try_get::<_, Option<i32>>(i).map_err(bad)?.map_or(Value::Null, |v| Value::Int(v.into()))
+        }
+        Type::INT2 => {
+            row.try_get::<_, Option<i16>>(i).map_err(bad)?.map_or(Value::Null, |v| Value::Int(v.into()))
+        }
+        Type::OID => {
+            row.try_get::<_, Option<u32>>(i).map_err(bad)?.map_or(Value::Null, |v| Value::Int(v.into()))
+        }
+        Type::BOOL => {
+            row.try_get::<_, Option<bool>>(i).map_err(bad)?.map_or(Value::Null, |v| Value::Int(v.into()))
+        }
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(bad)?.map_or(Value::Null, Value::Real),
+        Type::FLOAT4 => {
+            row.try_get::<_, Option<f32>>(i).map_err(bad)?.map_or(Value::Null, |v| Value::Real(v.into()))
+        }
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
+            row.try_get::<_, Option<String>>(i).map_err(bad)?.map_or(Value::Null, Value::Text)
+        }
+        other => {
+            return Err(super::db::Error::Decode(format!(
+                "column {} has type {other}, which the state does not use",
+                row.columns()[i].name()
+            )))
+        }
+    })
+}
+
+impl Backend for Conn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> super::db::Result<u64> {
+        let p: Vec<Param<'_>> = params.iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|x| x as &(dyn ToSql + Sync)).collect();
+        Ok(self.execute_pg(sql, &refs)?)
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> super::db::Result<Vec<DbRow>> {
+        let p: Vec<Param<'_>> = params.iter().map(Param).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|x| x as &(dyn ToSql + Sync)).collect();
+        let rows = self.query_pg(sql, &refs)?;
+        rows.iter()
+            .map(|r| (0..r.len()).map(|i| value(r, i)).collect::<super::db::Result<Vec<_>>>().map(DbRow))
+            .collect()
+    }
+
+    fn batch(&self, sql: &str) -> super::db::Result<()> {
+        Ok(Conn::batch(self, sql)?)
+    }
+
+    fn begin(&self, fence: Fence) -> super::db::Result<()> {
+        match fence {
+            Fence::Leader(epoch) => Conn::batch(self, &crate::cluster::sql::begin_fenced(epoch))?,
+            Fence::Open => Conn::batch(self, "BEGIN")?,
+        }
+        Ok(())
+    }
+
+    fn commit(&self) -> super::db::Result<()> {
+        Ok(Conn::batch(self, "COMMIT")?)
+    }
+
+    fn rollback(&self) -> super::db::Result<()> {
+        Ok(Conn::batch(self, "ROLLBACK")?)
+    }
+
+    fn is_broken(&self) -> bool {
+        self.is_closed()
+    }
 }
