@@ -2,7 +2,9 @@
 //!
 //! `cargo bench --bench engine` prints:
 //! - `engine/step`: readings per second through `engine::step` (criterion's
-//!   thrpt), on 1,000 sites of every kind under the sample district's plan;
+//!   thrpt), on 1,000 sites of every kind under the sample district's plan
+//!   (quality control on, as shipped); `engine/step, QC off`: the same with
+//!   `[qc] enabled = false` — what quality control costs;
 //! - `replay/24h of 1000 sites`: the time to load and replay 24 h of 1,000
 //!   sites at one reading per minute (1.44 M readings) from line protocol.
 //! Recorded in docs/performance.md.
@@ -48,11 +50,20 @@ fn value(i: usize, m: i64) -> f64 {
 }
 
 fn plan() -> Arc<Plan> {
+    plan_qc(true)
+}
+
+/// The bench plan with quality control on or off.
+fn plan_qc(qc: bool) -> Arc<Plan> {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     // The sample plan, its one per-site override moved to a bench site.
-    let plan_text =
+    let mut plan_text =
         std::fs::read_to_string(cfg.join("plan.toml")).unwrap().replace("\"CD-JS-02\"", "\"S0001\"");
+    if !qc {
+        assert!(plan_text.contains("[qc]\nenabled = true"));
+        plan_text = plan_text.replacen("[qc]\nenabled = true", "[qc]\nenabled = false", 1);
+    }
     // A bench district has no depots: the cards' materials go.
     let plan_text: String =
         plan_text.lines().filter(|l| !l.starts_with("materials = ")).map(|l| format!("{l}\n")).collect();
@@ -101,20 +112,22 @@ fn readings(minutes: i64) -> Vec<Reading> {
 }
 
 fn step(c: &mut Criterion) {
-    let plan = plan();
     let rs = readings(120);
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(rs.len() as u64));
-    g.bench_function("step", |b| {
-        b.iter(|| {
-            let mut state = State::new(&plan, T0);
-            let mut n = 0;
-            for r in &rs {
-                n += engine::step(&mut state, &plan, Input::Readings(std::slice::from_ref(r)), r.ts).len();
-            }
-            black_box(n)
-        })
-    });
+    for (name, plan) in [("step", plan_qc(true)), ("step, QC off", plan_qc(false))] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut state = State::new(&plan, T0);
+                let mut n = 0;
+                for r in &rs {
+                    n +=
+                        engine::step(&mut state, &plan, Input::Readings(std::slice::from_ref(r)), r.ts).len();
+                }
+                black_box(n)
+            })
+        });
+    }
     g.finish();
 }
 

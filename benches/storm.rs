@@ -73,7 +73,7 @@ fn teams_toml() -> String {
 
 fn options(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) -> Options {
     let mut o = Options::new(broker.url()).influx(influx.url(), "v1");
-    o.http_extra = "api_token = \"storm-bench-token\"\n".into();
+    o.http_extra = "api_token = \"storm-bench-token-0123456789abcdef\"\n".into();
     o.sites_toml = Some(sites_toml());
     o.teams_toml = Some(teams_toml());
     o.channels = format!(
@@ -153,6 +153,61 @@ async fn stored(influx: &Influx, q: &str, n: u64) {
     .await;
 }
 
+/// The same burst and the same probes to `mosquitto_sub` printing each
+/// message's arrival time (`%U`): how long a probe's crossing reading waits
+/// in the broker's queue for a subscriber that takes the whole stream — the
+/// latency no subscriber of this broker beats in this burst (ms, sorted).
+async fn floor(broker: &Mosquitto) -> Vec<f64> {
+    let base = chrono::Utc::now().timestamp_millis() - 7_200_000;
+    let total = N + 2 * PROBES as u64;
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-q", "1", "-t", "flood/+/telemetry"])
+        .args(["-C", &total.to_string(), "-i", "bench-floor", "-F", "%U %t"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = publish(broker.port, "bench-floor-pub", burst::messages(N, base));
+    let probe = Publisher::connect(&broker.url(), "bench-floor-probe");
+    let mut sent: Vec<f64> = Vec::new();
+    for i in 0..PROBES {
+        let topic = format!("flood/P-{i:02}/telemetry");
+        let ms = chrono::Utc::now().timestamp_millis();
+        probe.send(&topic, format!(r#"{{"ts":{},"water_depth_cm":45}}"#, ms - 1000).into_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sent.push(unix_now());
+        probe.send(&topic, format!(r#"{{"ts":{ms},"water_depth_cm":46}}"#).into_bytes()).await;
+        tokio::time::sleep(Duration::from_millis(80)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || sub.wait_with_output()).await.unwrap().unwrap();
+    publisher.join().unwrap();
+    // The second arrival of each probe's topic is its crossing reading.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    let mut floor: Vec<f64> = Vec::new();
+    for line in text.lines() {
+        let Some((at, topic)) = line.split_once(' ') else { continue };
+        let Some(i) =
+            topic.strip_prefix("flood/P-").and_then(|r| r.get(..2)).and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let n = seen.entry(topic).or_insert(0);
+        *n += 1;
+        if let (2, Ok(at)) = (*n, at.parse::<f64>()) {
+            floor.push((at - sent[i]) * 1000.0);
+        }
+    }
+    floor.sort_by(f64::total_cmp);
+    floor
+}
+
+/// Seconds since the epoch, as mosquitto_sub's `%U` prints them.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -207,6 +262,7 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
     tokio::task::spawn_blocking(move || sub.wait()).await.unwrap().unwrap();
     let ceiling = N as f64 / t0.elapsed().as_secs_f64();
     publisher.join().unwrap();
+    let floor = floor(broker).await;
 
     // floodguard (a session of its own, created now) takes the same burst.
     let mut fg = Floodguard::start(options(broker, influx, peer, smtp));
@@ -253,7 +309,7 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
             async move {
                 reqwest::Client::new()
                     .get(url)
-                    .bearer_auth("storm-bench-token")
+                    .bearer_auth("storm-bench-token-0123456789abcdef")
                     .send()
                     .await
                     .ok()?
@@ -317,6 +373,18 @@ async fn storm(broker: &Mosquitto, influx: &Influx, peer: &Peer, smtp: &Smtp) {
         percentile(&ms, 0.99),
         ms[ms.len() - 1]
     );
+    if floor.is_empty() {
+        println!("  the same crossings to mosquitto_sub: none timed (its output had no probe lines)");
+    } else {
+        println!(
+            "  the same crossings' readings to a mosquitto_sub stamping each arrival (the broker's queue, the floor): p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} of {PROBES})",
+            percentile(&floor, 0.5),
+            percentile(&floor, 0.9),
+            percentile(&floor, 0.99),
+            floor[floor.len() - 1],
+            floor.len()
+        );
+    }
     println!(
         "  CPU over those {:.2} s: floodguard {:.2} s, mosquitto {:.2} s, influxd {:.2} s (2 cores: {:.2} s in all)",
         judged.as_secs_f64(),

@@ -4,6 +4,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
+use crate::coerce::{MetricType, MetricTypes};
 use crate::config::{Config, Kind};
 use crate::outlet::points::{self, SiteInfo};
 use crate::reading::TimestampNs;
@@ -37,6 +38,15 @@ pub struct SiteEntry {
     pub street: Arc<str>,
     /// `telemetry,kind=…,site=…,street=…`, escaped, ready for line protocol.
     pub series: Box<str>,
+    /// Its kind's metric types: how its values are coerced.
+    pub types: Arc<MetricTypes>,
+}
+
+impl SiteEntry {
+    /// The type of `metric` at this site (`None`: not declared by its kind).
+    pub fn metric_type(&self, metric: &str) -> Option<MetricType> {
+        self.types.get(metric)
+    }
 }
 
 /// An SL 651 station's site and its element → metric overrides.
@@ -59,6 +69,11 @@ impl Catalog {
     pub fn from_config(config: &Config) -> Self {
         let mut c =
             Self::from_sites(config.sites.sites.iter().map(|s| (s.id.as_str(), s.kind, s.street.as_str())));
+        for sp in &config.plan.sites {
+            if let Some(e) = c.sites.get_mut(&*sp.id) {
+                e.types = sp.types.clone();
+            }
+        }
         for s in &config.sites.sites {
             if let Some(station) = &s.sl651_station {
                 let elements = s
@@ -94,6 +109,7 @@ impl Catalog {
                     kind,
                     street: Arc::from(street),
                     series: series.into_boxed_str(),
+                    types: Arc::default(),
                 };
                 (id, entry)
             })
@@ -103,6 +119,19 @@ impl Catalog {
 
     pub fn get(&self, id: &str) -> Option<&SiteEntry> {
         self.sites.get(id)
+    }
+
+    /// The type of `metric` at `site` (`None`: unknown site or undeclared metric).
+    pub fn metric_type(&self, site: &str, metric: &str) -> Option<MetricType> {
+        self.sites.get(site)?.metric_type(metric)
+    }
+
+    /// Gives the sites of `kind` the metric types `types` (for tests and
+    /// tools that build a catalogue without a plan).
+    pub fn set_types(&mut self, kind: Kind, types: Arc<MetricTypes>) {
+        for e in self.sites.values_mut().filter(|e| e.kind == kind) {
+            e.types = types.clone();
+        }
     }
 
     pub fn len(&self) -> usize {

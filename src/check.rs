@@ -90,6 +90,27 @@ fn describe_rule(sp: &SitePlan, r: &SiteRule) -> String {
     }
 }
 
+/// A metric's quality control: `water_depth_cm [-5, 500] · spike 50 cm in 10m · flatline 1h while ≥ 30 mm`.
+fn describe_qc(sp: &crate::plan::SitePlan, q: &crate::plan::qc::MetricQc) -> String {
+    let unit = sp.unit(&q.metric);
+    let d = |ns: i64| humantime::format_duration(std::time::Duration::from_nanos(ns as u64)).to_string();
+    let mut parts = vec![q.metric.to_string()];
+    if let Some((lo, hi)) = q.range {
+        parts.push(format!("[{lo}, {hi}] {unit}"));
+    }
+    if let Some((max, within)) = q.spike {
+        parts.push(format!("spike > {max} {unit} in {}", d(within)));
+    }
+    if let Some(r) = q.rate_per_h {
+        parts.push(format!("rate > {r} {unit}/h"));
+    }
+    if let Some(f) = q.flatline {
+        let rain = f.rain_mm.map_or(String::new(), |mm| format!(" while the street's rain ≥ {mm} mm"));
+        parts.push(format!("flatline {}{rain}", d(f.after_ns)));
+    }
+    parts.join(" · ")
+}
+
 /// The sites by street and kind, and the teams covering each street.
 pub fn describe(c: &Config) -> String {
     let mut out = String::new();
@@ -135,6 +156,26 @@ pub fn describe(c: &Config) -> String {
             street.id,
             if teams.is_empty() { "none!".into() } else { teams.join(", ") }
         );
+        // Who is told of suspected sensor faults there (not the rescue teams).
+        let maintenance: Vec<String> = c
+            .teams
+            .maintenance
+            .iter()
+            .filter(|t| t.streets.contains(&street.id))
+            .map(|t| {
+                let names: Vec<&str> = t.members.iter().map(|m| m.name.as_str()).collect();
+                format!("{} {} ({})", t.id, t.name, names.join(", "))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  sensor faults to: {}",
+            if maintenance.is_empty() {
+                "nobody ([[maintenance]] in teams.toml)".into()
+            } else {
+                maintenance.join(", ")
+            }
+        );
         for kind in Kind::ALL {
             let sites: Vec<_> =
                 c.sites.sites.iter().filter(|s| s.street == street.id && s.kind == *kind).collect();
@@ -156,6 +197,16 @@ pub fn describe(c: &Config) -> String {
                 if let Some((_, sp)) = c.plan.site(&s.id) {
                     for r in &sp.rules {
                         let _ = writeln!(out, "               {}", describe_rule(sp, r));
+                    }
+                    if c.plan.qc.enabled {
+                        for q in &sp.qc {
+                            let _ = writeln!(out, "               qc {}", describe_qc(sp, q));
+                        }
+                    }
+                    if let Some(g) = sp.gateway {
+                        let n = c.plan.upstreams[g].sites.len();
+                        let _ =
+                            writeln!(out, "               gateway {} ({n} sites)", c.plan.upstreams[g].id);
                     }
                 }
             }
@@ -190,6 +241,13 @@ mod tests {
             "CD-JS-02's override:\n{text}"
         );
         assert!(text.contains("level_m ≥ Ⅳ 4.2 · Ⅲ 4.5 · Ⅱ 5 · Ⅰ 5.2 m"), "{text}");
+        assert!(text.contains("sensor faults to: iot 监测设备运维班 (运维值班工程师 何工)"), "{text}");
+        assert!(
+            text.contains(
+                "qc water_depth_cm · [-5, 500] cm · spike > 50 cm in 10m · flatline 1h while the street's rain ≥ 30 mm"
+            ),
+            "{text}"
+        );
         assert!(text.contains("distance_m ≤ Ⅳ 1.8 · Ⅲ 1 · Ⅱ 0.5 · Ⅰ 0.1 m"), "{text}");
         assert!(
             text.contains("rain_mm: 12 h ≥ 50 mm → Ⅳ · 6 h ≥ 50 mm → Ⅲ · 3 h ≥ 50 mm → Ⅱ · 3 h ≥ 100 mm → Ⅰ"),

@@ -304,6 +304,10 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             held: Default::default(),
             // Half the stop's time: the alert stage and the outbox need theirs.
             drain_for: d.daemon.shutdown_timeout.get() / 2,
+            intakes: vec![("mqtt", {
+                let h = health.clone();
+                Box::new(move || h.mqtt_connected.load(std::sync::atomic::Ordering::Relaxed))
+            })],
             snapshots: Some(snapshots),
             rejudge_until,
             clock,

@@ -43,12 +43,14 @@ impl LevelChange {
         };
         transitions
             .iter()
-            .map(|t| match &t.change {
-                Change::Site(s) => c("site", &s.site, Some(&s.rule), s.from, s.to, t.at),
-                Change::Offline { site, .. } => c("offline", site, None, None, None, t.at),
-                Change::Online { site } => c("online", site, None, None, None, t.at),
-                Change::Street { street, from, to, .. } => c("street", street, None, *from, *to, t.at),
-                Change::District { from, to } => c("district", district, None, *from, *to, t.at),
+            .filter_map(|t| match &t.change {
+                Change::Site(s) => Some(c("site", &s.site, Some(&s.rule), s.from, s.to, t.at)),
+                Change::Offline { site, .. } => Some(c("offline", site, None, None, None, t.at)),
+                Change::Online { site } => Some(c("online", site, None, None, None, t.at)),
+                Change::Street { street, from, to, .. } => Some(c("street", street, None, *from, *to, t.at)),
+                Change::District { from, to } => Some(c("district", district, None, *from, *to, t.at)),
+                // Seen in the `sites` snapshots (values flagged) and as alerts.
+                Change::Qc(_) | Change::SensorFault(_) | Change::Upstream(_) => None,
             })
             .collect()
     }

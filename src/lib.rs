@@ -30,7 +30,10 @@
 //!      │   │                  Feed (try_send; when full the engine reads the spool: outlet::Replay)
 //!      │   │                       ▼
 //!      │   │              live::stage::EngineStage (thread fg-engine)
-//!      │   │                  engine::step (pure) over plan::Plan, ticks each second
+//!      │   │                  engine::step (pure) over plan::Plan, ticks each second:
+//!      │   │                  quality control first (engine::qc: bad stored not judged,
+//!      │   │                  suspect held for confirmation), gateways and the intake
+//!      │   │                  (engine::upstream: one 采集链路中断 for silent sites)
 //!      │   │                       │ engine::sink::Judged { transitions, upto: spool position }
 //!      │   │                       ▼ (bounded inbox; the engine waits, intake does not)
 //!      │   │              alerts::stage::AlertStage (thread fg-alerts)
@@ -63,8 +66,8 @@
 //! | module | concept |
 //! |---|---|
 //! | [`config`] | the config files (and optional materials.toml), env overrides, every error with file/line/key |
-//! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules |
-//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::sink`, where transitions go; `engine::snapshot`, its state as data |
+//! | [`plan`] | `plan.toml` compiled per site: rules, thresholds, cards, area rules, quality control (`plan::qc`), upstreams |
+//! | [`engine`] | the pure engine: `step(state, plan, input, now) -> transitions`; `engine::qc` (quality flags, maintenance faults), `engine::upstream` (gateways and the intake), `engine::sink`, where transitions go; `engine::snapshot`, its state as data |
 //! | [`live`] | the engine in the daemon: its state, the engine stage (catch-up from the spool, ticks), its snapshots on disk |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
@@ -82,6 +85,7 @@
 //! | [`demo`] | `floodguard demo`: rumqttd in-process, the embedded sample, the storm, the live page |
 //! | [`replay`] | `floodguard replay`: backtest recorded line protocol, compare plans |
 //! | [`reading`] | `Reading { site, metric, value, ts }`, the unit of data |
+//! | [`coerce`] | values as devices send them: each metric's type (flag or number) from the plan, one coercion for every intake |
 //! | [`level`] | response levels Ⅳ … Ⅰ |
 //! | [`catalog`] | sites by id, with their precomputed InfluxDB series key |
 //! | [`ingest`] | intake: the protocol-independent hand-off to the outlet, `ingest::mqtt`, `ingest::push` (HTTP bodies into readings), `ingest::sl651` (the SL 651 central station), `ingest::modbus` (Modbus TCP polling of PLCs: register map, pollers) |
@@ -116,6 +120,7 @@ pub mod catalog;
 pub mod check;
 pub mod clock;
 pub mod cluster;
+pub mod coerce;
 pub mod config;
 pub mod daemon;
 pub mod demo;

@@ -406,8 +406,9 @@ fn notify_test(config: &std::path::Path, team: &str) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if !c.teams.teams.iter().any(|t| t.id == team) {
-        let ids: Vec<&str> = c.teams.teams.iter().map(|t| t.id.as_str()).collect();
+    if c.teams.team(team).is_none() {
+        let ids: Vec<&str> =
+            c.teams.teams.iter().chain(&c.teams.maintenance).map(|t| t.id.as_str()).collect();
         eprintln!("no team {team:?} in teams.toml (teams: {})", ids.join(", "));
         return ExitCode::from(2);
     }

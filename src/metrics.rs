@@ -373,7 +373,7 @@ impl Metrics {
                 "floodguard_engine_transitions_total",
                 "Changes the plan engine made, by type.",
                 "type",
-                &["site", "offline", "online", "street", "district"],
+                &["site", "offline", "online", "street", "district", "qc", "sensor_fault", "upstream"],
             ),
             sites_offline: gauge(
                 &r,

@@ -156,16 +156,33 @@ pub fn write_json(
     tz: chrono_tz::Tz,
 ) -> std::io::Result<()> {
     for t in transitions {
-        if let Change::Site(c) = &t.change {
-            let line = serde_json::json!({
-                "ts": engine::rfc3339(t.at, tz),
-                "site": &*c.site,
-                "rule": &*c.rule,
-                "from": json_level(c.from),
-                "to": json_level(c.to),
-                "value": c.value,
-            });
-            writeln!(out, "{line}")?;
+        match &t.change {
+            Change::Site(c) => {
+                let line = serde_json::json!({
+                    "ts": engine::rfc3339(t.at, tz),
+                    "site": &*c.site,
+                    "rule": &*c.rule,
+                    "from": json_level(c.from),
+                    "to": json_level(c.to),
+                    "value": c.value,
+                });
+                writeln!(out, "{line}")?;
+            }
+            // Maintenance alerts: the rule `qc.<metric>`, the fault opening or closing.
+            Change::SensorFault(f) => {
+                let line = serde_json::json!({
+                    "ts": engine::rfc3339(t.at, tz),
+                    "site": &*f.site,
+                    "rule": fault_rule(&f.metric),
+                    "from": serde_json::Value::Null,
+                    "to": serde_json::Value::Null,
+                    "value": f.value,
+                    "fault": if f.open { "open" } else { "closed" },
+                    "test": f.test.as_str(),
+                });
+                writeln!(out, "{line}")?;
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -205,8 +222,20 @@ pub fn write_text(
     let mut by_site: Vec<(usize, Vec<&Transition>)> = Vec::new();
     let mut areas: Vec<&Transition> = Vec::new();
     let mut offline = 0;
+    let mut faults: Vec<&Transition> = Vec::new();
+    // (site, metric, flag, test) → (flagged, confirmed)
+    let mut flags: std::collections::BTreeMap<(&str, &str, &str, &str), (usize, usize)> = Default::default();
     for t in transitions {
         match &t.change {
+            Change::Qc(f) => {
+                let e = flags.entry((&f.site, &f.metric, f.flag.as_str(), f.test.as_str())).or_default();
+                if f.confirmed {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                }
+            }
+            Change::SensorFault(_) | Change::Upstream(_) => faults.push(t),
             Change::Site(c) => {
                 let i = plan.site(&c.site).map_or(usize::MAX, |(i, _)| i);
                 match by_site.iter_mut().find(|(j, _)| *j == i) {
@@ -277,16 +306,58 @@ pub fn write_text(
             }
         }
     }
+    if !flags.is_empty() || !faults.is_empty() {
+        writeln!(out, "\nquality control and collection links")?;
+        for ((site, metric, flag, test), (n, confirmed)) in &flags {
+            let confirmed = if *confirmed > 0 { format!(", {confirmed} confirmed") } else { String::new() };
+            writeln!(out, "  {site:<10} {metric:<16} {n} {flag} ({test}){confirmed}")?;
+        }
+        for t in &faults {
+            match &t.change {
+                Change::SensorFault(f) => writeln!(
+                    out,
+                    "  {}  {:<10} 疑似传感器故障 {} ({}) {}",
+                    time(t.at, tz, false),
+                    f.site,
+                    f.metric,
+                    f.test,
+                    if f.open { "opens" } else { "closes" }
+                )?,
+                Change::Upstream(u) => writeln!(
+                    out,
+                    "  {}  {:<10} 采集链路中断 {} ({} sites)",
+                    time(t.at, tz, false),
+                    u.id,
+                    if u.down { "down" } else { "back" },
+                    u.sites.len()
+                )?,
+                _ => {}
+            }
+        }
+    }
     let changes: usize = by_site.iter().map(|(_, v)| v.len()).sum();
     write!(out, "\nsummary: {changes} level changes at {} sites", by_site.len())?;
     if let Some((l, site, at)) = peak {
         write!(out, ", highest {}级 at {site} {}", l.roman(), time(at, tz, false))?;
     }
-    writeln!(out, ", {offline} offline episodes")?;
+    let opened = faults
+        .iter()
+        .filter(|t| {
+            matches!(&t.change, Change::SensorFault(f) if f.open)
+                || matches!(&t.change, Change::Upstream(u) if u.down)
+        })
+        .count();
+    writeln!(out, ", {offline} offline episodes, {opened} maintenance alerts")?;
     Ok(())
 }
 
-/// An alert of a replay: a site reaching a level by a rule, the n-th time.
+/// The rule id of a metric's maintenance alert (疑似传感器故障): `qc.<metric>`.
+pub fn fault_rule(metric: &str) -> String {
+    format!("{}{metric}", crate::alerts::model::QC_RULE_PREFIX)
+}
+
+/// An alert of a replay: a site reaching a level by a rule, the n-th time
+/// (a maintenance alert: rule `qc.<metric>` at Ⅳ, as the alert manager keeps it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AlertKey {
     pub site: Arc<str>,
@@ -300,13 +371,20 @@ pub fn alerts(transitions: &[Transition]) -> Vec<(AlertKey, TimestampNs)> {
     let mut count: HashMap<(Arc<str>, Arc<str>, Level), usize> = HashMap::new();
     let mut out = Vec::new();
     for t in transitions {
-        if let Change::Site(c) = &t.change {
-            if let Some(to) = c.to.filter(|to| Some(*to) > c.from) {
-                let n = count.entry((c.site.clone(), c.rule.clone(), to)).or_default();
-                *n += 1;
-                out.push((AlertKey { site: c.site.clone(), rule: c.rule.clone(), level: to, nth: *n }, t.at));
+        let (site, rule, to) = match &t.change {
+            Change::Site(c) => match c.to.filter(|to| Some(*to) > c.from) {
+                Some(to) => (c.site.clone(), c.rule.clone(), to),
+                None => continue,
+            },
+            Change::SensorFault(f) if f.open => (f.site.clone(), Arc::from(fault_rule(&f.metric)), Level::IV),
+            Change::Upstream(u) if u.down => {
+                (u.id.clone(), Arc::from(engine::upstream::LINK_RULE), Level::IV)
             }
-        }
+            _ => continue,
+        };
+        let n = count.entry((site.clone(), rule.clone(), to)).or_default();
+        *n += 1;
+        out.push((AlertKey { site, rule, level: to, nth: *n }, t.at));
     }
     out
 }
@@ -343,7 +421,11 @@ pub fn compare(a: &[Transition], b: &[Transition]) -> Comparison {
 
 fn alert_name(k: &AlertKey) -> String {
     let nth = if k.nth > 1 { format!(" (#{})", k.nth) } else { String::new() };
-    format!("{} {} {}级{nth}", k.site, k.rule, k.level.roman())
+    match k.rule.strip_prefix(crate::alerts::model::QC_RULE_PREFIX) {
+        Some(metric) => format!("{} 疑似传感器故障 {metric}{nth}", k.site),
+        None if &*k.rule == engine::upstream::LINK_RULE => format!("{} 采集链路中断{nth}", k.site),
+        None => format!("{} {} {}级{nth}", k.site, k.rule, k.level.roman()),
+    }
 }
 
 pub fn write_comparison_text(

@@ -145,8 +145,12 @@ proptest! {
     fn mqtt_payloads(topic in topic(), payload in payload()) {
         let c = sample();
         match decoder().decode(&topic, &payload, NOW) {
-            Ok(readings) => {
-                for r in readings {
+            Ok(decoded) => {
+                // Fields left out (a bad value) are each named by a cause.
+                for e in &decoded.skipped {
+                    prop_assert!(!e.cause().is_empty());
+                }
+                for r in decoded.readings {
                     prop_assert!(c.site(&r.site).is_some(), "unknown site {}", r.site);
                     prop_assert!(is_valid_metric(&r.metric), "metric {:?}", r.metric);
                     if let Value::Float(f) = r.value {

@@ -281,7 +281,8 @@ impl AlertManager {
         let levels = inner
             .active
             .values()
-            .filter(|a| a.kind == Some(AlertKind::Site))
+            // Gateways' and intakes' alerts too: the engine keeps them down until heard from.
+            .filter(|a| matches!(a.kind, Some(AlertKind::Site | AlertKind::Gateway)))
             .filter_map(|a| Some((a.site.clone(), a.rule.clone(), a.level?)))
             .collect();
         (levels, inner.offline.iter().cloned().collect())

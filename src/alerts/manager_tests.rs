@@ -78,6 +78,7 @@ fn site(site: &str, street: &str, from: Option<Level>, to: Option<Level>, value:
             trend: None,
             eta: None,
             card: None,
+            suspect: None,
         }),
     }
 }
@@ -327,6 +328,101 @@ fn an_offline_site_inhibits_its_alerts_and_raises_its_own() {
     let sent = cap.take();
     assert!(sent.iter().any(|s| s.contains("firing XC-JS-01 I")), "{sent:?}");
     assert!(sent.iter().any(|s| s.contains("resolved XC-JS-01")), "{sent:?}");
+}
+
+#[test]
+fn a_suspected_sensor_fault_goes_to_maintenance_never_to_the_rescue_teams() {
+    let (m, cap) = manager();
+    let fault = |open: bool, at: i64| Transition {
+        at,
+        change: Change::SensorFault(crate::engine::qc::SensorFault {
+            site: "CD-JS-01".into(),
+            site_name: "人民路铁路桥下穿".into(),
+            street: "chengdong".into(),
+            kind: Kind::Waterlogging,
+            metric: "water_depth_cm".into(),
+            unit: "cm".into(),
+            test: crate::engine::qc::QcTest::Flatline,
+            open,
+            value: Some(0.0),
+        }),
+    };
+    handle(&m, &[fault(true, T0)]);
+    m.tick(T0 + 31 * S).unwrap();
+    assert_eq!(cap.take(), ["iot@31s: firing CD-JS-01 IV → 运维值班工程师 何工"]);
+    let a = m.alerts(true, 10).unwrap().into_iter().find(|a| a.rule == "qc.water_depth_cm").unwrap();
+    assert_eq!(a.kind, Some(AlertKind::Maintenance));
+    assert_eq!(a.rule_name, "疑似传感器故障（water_depth_cm 数值长时间不变）");
+    // Unacked: repeated to maintenance, never escalated up the flood chain.
+    m.tick(T0 + 3 * 3600 * S).unwrap();
+    let sent = cap.take();
+    assert!(sent.iter().all(|s| s.starts_with("iot@") && !s.contains("escalation")), "{sent:?}");
+    handle(&m, &[fault(false, T0 + 4 * 3600 * S)]);
+    m.tick(T0 + 4 * 3600 * S + 31 * S).unwrap();
+    assert_eq!(
+        cap.take(),
+        ["iot@14400s: resolved CD-JS-01 - → 运维值班工程师 何工"],
+        "a resolve goes at once"
+    );
+    // A flood level at the same site still goes to the rescue teams only.
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(IV), 12.0, T0 + 5 * 3600 * S)]);
+    m.tick(T0 + 5 * 3600 * S + 31 * S).unwrap();
+    let sent = cap.take();
+    assert!(!sent.is_empty() && sent.iter().all(|s| !s.starts_with("iot@")), "{sent:?}");
+}
+
+#[test]
+fn a_gateway_down_is_one_alert_its_sites_offline_are_none_and_their_levels_are_held() {
+    let (m, cap) = manager();
+    let sites = ["XC-JS-01", "XC-JS-02", "XC-JC-01"];
+    let link = |down: bool, at: i64| Transition {
+        at,
+        change: Change::Upstream(crate::engine::upstream::UpstreamChange {
+            id: "DTU-07".into(),
+            kind: crate::plan::UpstreamKind::Gateway,
+            down,
+            sites: sites.iter().map(|s| Arc::from(*s)).collect(),
+            site_names: vec!["高铁站北广场地下通道".into(), "x".into(), "y".into()],
+            street: Some("xincheng".into()),
+        }),
+    };
+    let mut batch = vec![link(true, T0)];
+    for s in sites {
+        batch.push(Transition {
+            at: T0,
+            change: Change::Offline {
+                site: s.into(),
+                last_seen: None,
+                reason: crate::engine::OfflineReason::Upstream,
+            },
+        });
+    }
+    handle(&m, &batch);
+    m.tick(T0 + 31 * S).unwrap();
+    let sent = cap.take();
+    assert_eq!(
+        sent,
+        [
+            "hq@31s: firing DTU-07 IV → 区值班员",
+            "iot@31s: firing DTU-07 IV → 运维值班工程师 何工",
+            "team3@31s: firing DTU-07 IV → 周队长",
+        ],
+        "one alert, to the rescue teams (duty officer) and maintenance"
+    );
+    let active = m.alerts(true, 10).unwrap();
+    assert_eq!(active.len(), 1, "no offline alert per site: {active:?}");
+    let a = &active[0];
+    assert_eq!((a.kind, a.rule.as_str(), a.street.as_str()), (Some(AlertKind::Gateway), "link", "xincheng"));
+    assert!(a.rule_name.starts_with("采集链路中断：3 个站点无数据（高铁站北广场地下通道"), "{}", a.rule_name);
+    assert!(a.timeline.iter().any(|e| e.event == "sites"), "{:?}", a.timeline);
+    // A covered site's level is held back like any offline site's.
+    handle(&m, &[site("XC-JS-01", "xincheng", None, Some(II), 30.0, T0 + MIN)]);
+    m.tick(T0 + 2 * MIN).unwrap();
+    assert!(cap.take().is_empty());
+    handle(&m, &[link(false, T0 + 10 * MIN)]);
+    m.tick(T0 + 10 * MIN + 31 * S).unwrap();
+    let sent = cap.take();
+    assert_eq!(sent.iter().filter(|s| s.contains("resolved DTU-07")).count(), 3, "{sent:?}");
 }
 
 #[test]

@@ -41,6 +41,12 @@ string_enum! {
         Street = "street",
         /// The district's level.
         District = "district",
+        /// 疑似传感器故障: a sensor failing quality control persistently
+        /// (told to the maintenance contacts, not the rescue teams).
+        Maintenance = "maintenance",
+        /// 采集链路中断: a gateway (DTU, RTU, PLC) or floodguard's own intake
+        /// went silent with most of its sites.
+        Gateway = "gateway",
     }
 }
 
@@ -48,6 +54,8 @@ string_enum! {
 pub const OFFLINE_RULE: &str = "offline";
 /// The rule id of street and district alerts.
 pub const AREA_RULE: &str = "area";
+/// Maintenance alerts (疑似传感器故障) are per metric: rule `qc.<metric>`.
+pub const QC_RULE_PREFIX: &str = "qc.";
 
 /// One entry of an alert's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -119,6 +127,10 @@ pub struct Alert {
     pub eta_level: Option<Level>,
     pub eta_seconds: Option<f64>,
     pub timeline: Vec<Event>,
+    /// The last rise rested on a value quality control found suspect and
+    /// the next reading confirmed: the test, in words (for the message;
+    /// on record in the timeline's note).
+    pub suspect: Option<String>,
 }
 
 impl Alert {
@@ -222,9 +234,13 @@ pub struct AlertSnapshot {
     pub card: Option<Card>,
     pub started_at: TimestampNs,
     /// For street and district alerts: the alerts they stand for
-    /// (`"人民路铁路桥下穿 Ⅲ"`).
+    /// (`"人民路铁路桥下穿 Ⅲ"`); for a gateway's: its silent sites.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// The level rests on a value that was suspect (spike, fast rise) and
+    /// was confirmed: the test, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect: Option<String>,
     /// The nearest depots holding the card's materials (防汛物资).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supply: Vec<crate::materials::Supply>,
@@ -250,6 +266,7 @@ impl From<&Alert> for AlertSnapshot {
             card: a.card.as_deref().cloned(),
             started_at: a.started_at,
             members: Vec::new(),
+            suspect: a.suspect.clone(),
             supply: Vec::new(),
         }
     }

@@ -1,6 +1,8 @@
 //! Who is told: the teams covering an alert's street from their lowest
 //! level up, their members by level and duty roster, and the tiers of the
-//! escalation chain.
+//! escalation chain. A suspected sensor fault goes to the maintenance
+//! contacts (`[[maintenance]]`) of its street, never to the rescue teams; a
+//! broken collection link (采集链路中断) to both.
 
 use chrono::DateTime;
 use chrono_tz::Tz;
@@ -20,17 +22,35 @@ fn recipient(team: &Team, m: &Member) -> Recipient {
     }
 }
 
-/// The level an alert is routed at (device-offline alerts as Ⅳ).
+/// The level an alert is routed at (device-offline, maintenance and
+/// collection-link alerts as Ⅳ).
 pub fn routing_level(alert: &Alert) -> Option<Level> {
     match alert.kind {
-        Some(AlertKind::Offline) => Some(Level::IV),
+        Some(AlertKind::Offline | AlertKind::Maintenance | AlertKind::Gateway) => Some(Level::IV),
         _ => alert.level.or(alert.peak_level),
     }
 }
 
 /// Teams told about the alert at `level`: those covering its street (for
 /// the district, those covering every street) whose lowest level it reaches.
+/// Sensor faults: the maintenance contacts covering the street instead.
 pub fn teams<'t>(teams: &'t TeamsFile, alert: &Alert, level: Level) -> Vec<&'t Team> {
+    // An intake's alert has no street: the district's.
+    let district = alert.kind == Some(AlertKind::Gateway) && alert.street.is_empty();
+    let maintenance = teams.maintenance.iter().filter(|t| district || t.streets.contains(&alert.street));
+    match alert.kind {
+        Some(AlertKind::Maintenance) => return maintenance.collect(),
+        Some(AlertKind::Gateway) => {
+            let as_district = Alert { kind: Some(AlertKind::District), ..Alert::default() };
+            let rescue = rescue(teams, if district { &as_district } else { alert }, level);
+            return rescue.into_iter().chain(maintenance).collect();
+        }
+        _ => {}
+    }
+    rescue(teams, alert, level)
+}
+
+fn rescue<'t>(teams: &'t TeamsFile, alert: &Alert, level: Level) -> Vec<&'t Team> {
     teams
         .teams
         .iter()
@@ -91,9 +111,14 @@ pub fn tier(
     teams_file.teams.iter().filter(|t| t.streets.iter().any(|s| s == street)).flat_map(of).collect()
 }
 
-/// The escalation chain of a team.
+/// The escalation chain of a team (a maintenance contact has none unless it
+/// gives its own: a sensor fault does not climb the flood chain).
 pub fn chain<'t>(teams_file: &'t TeamsFile, team: &'t Team) -> &'t [Role] {
-    team.chain.as_deref().unwrap_or(&teams_file.alerting.chain)
+    match &team.chain {
+        Some(c) => c,
+        None if teams_file.is_maintenance(&team.id) => &[],
+        None => &teams_file.alerting.chain,
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +160,23 @@ mod tests {
             ["区值班员", "区防汛办 刘主任", "区指挥部 陈副指挥", "区指挥部 林指挥"],
             "the district goes to the team covering every street"
         );
+    }
+
+    #[test]
+    fn sensor_faults_go_to_maintenance_links_to_both_levels_to_the_rescue_teams() {
+        let t = sample();
+        let ids = |kind: AlertKind| -> Vec<String> {
+            let a = Alert { kind: Some(kind), ..alert("binhe", Level::IV) };
+            teams(&t, &a, Level::IV).iter().map(|team| team.id.clone()).collect()
+        };
+        assert_eq!(ids(AlertKind::Maintenance), ["iot"]);
+        assert_eq!(ids(AlertKind::Gateway), ["team2", "hq", "iot"]);
+        assert_eq!(ids(AlertKind::Site), ["team2", "hq"]);
+        assert_eq!(ids(AlertKind::Offline), ["team2", "hq"]);
+        let district = Alert { kind: Some(AlertKind::District), ..alert("", Level::I) };
+        assert_eq!(teams(&t, &district, Level::I).iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["hq"]);
+        let iot = t.maintenance.iter().find(|m| m.id == "iot").unwrap();
+        assert!(chain(&t, iot).is_empty(), "a sensor fault does not climb the flood chain");
     }
 
     #[test]

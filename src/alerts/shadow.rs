@@ -17,48 +17,56 @@ use crate::level::Level;
 
 use super::model::{Alert, AlertKind, AREA_RULE, OFFLINE_RULE};
 
-/// Which alert a change is about.
+/// Which alert a change is about: the alert manager's own key, (site,
+/// rule); the district's alert by a name of its own. Quality-control flags
+/// are no alert (`None`): only points, which the leader writes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Key {
-    Site { site: String, rule: String },
-    Offline { site: String },
-    Street { street: String },
-    District,
+pub struct Key {
+    pub site: String,
+    pub rule: String,
 }
 
+const DISTRICT: &str = "#district";
+
 impl Key {
-    pub fn of_change(c: &Change) -> Key {
-        match c {
-            Change::Site(s) => Key::Site { site: s.site.to_string(), rule: s.rule.to_string() },
-            Change::Offline { site, .. } | Change::Online { site } => Key::Offline { site: site.to_string() },
-            Change::Street { street, .. } => Key::Street { street: street.to_string() },
-            Change::District { .. } => Key::District,
-        }
+    fn new(site: &str, rule: &str) -> Key {
+        Key { site: site.to_string(), rule: rule.to_string() }
+    }
+
+    pub fn of_change(c: &Change) -> Option<Key> {
+        Some(match c {
+            Change::Site(s) => Key::new(&s.site, &s.rule),
+            Change::Offline { site, .. } | Change::Online { site } => Key::new(site, OFFLINE_RULE),
+            Change::Street { street, .. } => Key::new(street, AREA_RULE),
+            Change::District { .. } => Key::new(DISTRICT, AREA_RULE),
+            Change::SensorFault(f) => Key::new(&f.site, &crate::replay::fault_rule(&f.metric)),
+            Change::Upstream(u) => Key::new(&u.id, crate::engine::upstream::LINK_RULE),
+            Change::Qc(_) => return None,
+        })
     }
 
     pub fn of_alert(a: &Alert) -> Key {
         match a.kind {
-            Some(AlertKind::Offline) => Key::Offline { site: a.site.clone() },
-            Some(AlertKind::Street) => Key::Street { street: a.site.clone() },
-            Some(AlertKind::District) => Key::District,
-            _ if a.rule == OFFLINE_RULE => Key::Offline { site: a.site.clone() },
-            _ if a.rule == AREA_RULE => Key::Street { street: a.site.clone() },
-            _ => Key::Site { site: a.site.clone(), rule: a.rule.clone() },
+            Some(AlertKind::District) => Key::new(DISTRICT, AREA_RULE),
+            _ => Key::new(&a.site, &a.rule),
         }
     }
 
     fn is_area(&self) -> bool {
-        matches!(self, Key::Street { .. } | Key::District)
+        self.rule == AREA_RULE
     }
 }
 
-/// The level a change leads to (an offline site: Ⅳ, as its alert).
+/// The level a change leads to (offline, a sensor fault, a link down: Ⅳ,
+/// as their alerts).
 pub fn target(c: &Change) -> Option<Level> {
     match c {
         Change::Site(s) => s.to,
         Change::Offline { .. } => Some(Level::IV),
-        Change::Online { .. } => None,
+        Change::Online { .. } | Change::Qc(_) => None,
         Change::Street { to, .. } | Change::District { to, .. } => *to,
+        Change::SensorFault(f) => f.open.then_some(Level::IV),
+        Change::Upstream(u) => u.down.then_some(Level::IV),
     }
 }
 
@@ -71,7 +79,7 @@ pub struct Shadow {
 impl Shadow {
     pub fn record(&mut self, transitions: &[Transition]) {
         for t in transitions {
-            let key = Key::of_change(&t.change);
+            let Some(key) = Key::of_change(&t.change) else { continue };
             match self.latest.get(&key) {
                 Some(old) if old.at > t.at => {}
                 _ => {
@@ -138,6 +146,7 @@ mod tests {
                 trend: None,
                 eta: None,
                 card: None,
+                suspect: None,
             }),
         }
     }
@@ -191,13 +200,13 @@ mod tests {
             alert("E", None, AlertState::Resolved),
         ];
         let todo = s.reconcile(record.iter());
-        let keys: Vec<(i64, Key)> = todo.iter().map(|t| (t.at, Key::of_change(&t.change))).collect();
+        let keys: Vec<(i64, Key)> = todo.iter().map(|t| (t.at, Key::of_change(&t.change).unwrap())).collect();
         assert_eq!(
             keys,
             [
-                (12, Key::Offline { site: "D".into() }),
-                (15, Key::Site { site: "C".into(), rule: "depth".into() }),
-                (15, Key::Street { street: "chengdong".into() }),
+                (12, Key::new("D", OFFLINE_RULE)),
+                (15, Key::new("C", "depth")),
+                (15, Key::new("chengdong", AREA_RULE))
             ]
         );
     }

@@ -85,6 +85,7 @@ fn alert_from_row(r: &Row<'_>) -> rusqlite::Result<Alert> {
         eta_level: level(r.get(30)?),
         eta_seconds: r.get(31)?,
         timeline: Vec::new(),
+        suspect: None,
     })
 }
 

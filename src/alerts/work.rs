@@ -99,6 +99,11 @@ impl Work<'_> {
         let now = t.at;
         match &t.change {
             Change::Site(c) => self.level_change(site_alert(c, now), c.to, now),
+            // Its gateway's or the intake's alert stands for it: inhibited, no alert of its own.
+            Change::Offline { site, reason: crate::engine::OfflineReason::Upstream, .. } => {
+                self.offline.insert(site.to_string());
+                Ok(())
+            }
             Change::Offline { site, .. } => {
                 self.offline.insert(site.to_string());
                 let (name, street, kind) = self.places.sites.get(&**site).cloned().unwrap_or_default();
@@ -141,6 +146,64 @@ impl Work<'_> {
                 };
                 self.level_change(template, *to, now)
             }
+            Change::Qc(f) => {
+                points::telemetry_qc(&mut self.out.lines, f);
+                Ok(())
+            }
+            Change::SensorFault(f) => {
+                let template = Alert {
+                    kind: Some(AlertKind::Maintenance),
+                    site: f.site.to_string(),
+                    site_name: f.site_name.to_string(),
+                    site_kind: f.kind.as_str().to_string(),
+                    street: f.street.to_string(),
+                    rule: crate::replay::fault_rule(&f.metric),
+                    rule_name: format!("疑似传感器故障（{} {}）", f.metric, f.test.name_zh()),
+                    value: f.value,
+                    unit: f.unit.to_string(),
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                self.level_change(template, f.open.then_some(Level::IV), now)
+            }
+            Change::Upstream(u) => {
+                let names: Vec<&str> = u.site_names.iter().map(|n| &**n).take(5).collect();
+                let more = if u.sites.len() > names.len() { "等" } else { "" };
+                let (site_name, what) = match u.kind {
+                    crate::plan::UpstreamKind::Gateway => (format!("网关 {}", u.id), "采集链路中断"),
+                    crate::plan::UpstreamKind::Intake => {
+                        (format!("floodguard {} 接入", u.id.to_uppercase()), "数据接入中断")
+                    }
+                };
+                let template = Alert {
+                    kind: Some(AlertKind::Gateway),
+                    site: u.id.to_string(),
+                    site_name,
+                    street: u.street.as_deref().unwrap_or("").to_string(),
+                    rule: crate::engine::upstream::LINK_RULE.into(),
+                    rule_name: if u.down {
+                        format!("{what}：{} 个站点无数据（{}{more}）", u.sites.len(), names.join("、"))
+                    } else {
+                        what.to_string()
+                    },
+                    started_at: now,
+                    updated_at: now,
+                    ..Alert::default()
+                };
+                let key = (template.site.clone(), template.rule.clone());
+                let was = self.active.get(&key).map(|a| a.id);
+                self.level_change(template, u.down.then_some(Level::IV), now)?;
+                // Every silent site, on record in the timeline.
+                match self.active.get(&key).cloned() {
+                    Some(a) if u.down && was != Some(a.id) => {
+                        let all: Vec<&str> = u.site_names.iter().map(|n| &**n).collect();
+                        let note = format!("无数据站点：{}", all.join("、"));
+                        self.save(&a, &[Event::new(now, "sites", a.level).by(None, Some(&note))])
+                    }
+                    _ => Ok(()),
+                }
+            }
             Change::District { to, .. } => {
                 points::area_level(&mut self.out.lines, "district", &self.places.district_id, *to, now);
                 let template = Alert {
@@ -177,7 +240,7 @@ impl Work<'_> {
                 a.peak_value = a.value;
                 a.peak_at = Some(now);
                 a.id = self.tx.insert_alert(&a)?;
-                events.push(Event::new(now, "firing", Some(l)));
+                events.push(Event::new(now, "firing", Some(l)).by(None, suspect_note(&a).as_deref()));
                 a
             }
             (_, Some(mut a)) => {
@@ -195,7 +258,12 @@ impl Work<'_> {
                             a.state = AlertState::Firing;
                             a.escalation_step = 0;
                         }
-                        events.push(Event::new(now, if up { "escalated" } else { "deescalated" }, Some(l)));
+                        a.suspect = if up { template.suspect.clone() } else { None };
+                        let note = suspect_note(&a);
+                        events.push(
+                            Event::new(now, if up { "escalated" } else { "deescalated" }, Some(l))
+                                .by(None, note.as_deref()),
+                        );
                     }
                     Action::Resolve => {
                         a.state = AlertState::Resolved;
@@ -567,6 +635,11 @@ impl Work<'_> {
     }
 }
 
+/// The timeline's note when a rise rests on a suspect value that was confirmed.
+fn suspect_note(a: &Alert) -> Option<String> {
+    a.suspect.as_ref().map(|t| format!("质控：该值曾判为可疑（{t}），已由后续读数确认"))
+}
+
 /// The alert a site transition describes.
 fn site_alert(c: &SiteChange, now: TimestampNs) -> Alert {
     Alert {
@@ -584,6 +657,7 @@ fn site_alert(c: &SiteChange, now: TimestampNs) -> Alert {
         trend_per_hour: c.trend.map(|t| t.per_hour),
         eta_level: c.eta.map(|e| e.level),
         eta_seconds: c.eta.map(|e| e.seconds),
+        suspect: c.suspect.map(|t| t.name_zh().to_string()),
         started_at: now,
         updated_at: now,
         ..Alert::default()

@@ -169,7 +169,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut teams = TeamsFile::default();
     if let Some(mut src) = Source::read(&dir.join(TEAMS_FILE), None, &mut errors) {
-        src.reject_unknown_top_level(&["teams", "alerting", "silences", "hq"]);
+        src.reject_unknown_top_level(&["teams", "alerting", "silences", "hq", "maintenance"]);
         if let Some(v) = src.get("alerting") {
             if let Some(a) = src.section("alerting", v) {
                 teams.alerting = a;
@@ -181,11 +181,15 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         teams.silences = src.array("silences").into_iter().map(|(_, s)| s).collect();
         let (index, parsed): (Vec<usize>, Vec<Team>) = src.array("teams").into_iter().unzip();
         teams.teams = parsed;
+        let (maintenance_index, parsed): (Vec<usize>, Vec<Team>) =
+            src.array("maintenance").into_iter().unzip();
+        teams.maintenance = parsed;
         let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();
         let reach =
             teams::Reach { sms: daemon.channels.sms.is_some(), email: daemon.channels.email.is_some() };
         for (key, reason) in teams::validate(&teams, &streets, reach) {
-            src.error(&load::remap_index(&key, "teams", &index), reason);
+            let key = load::remap_index(&key, "teams", &index);
+            src.error(&load::remap_index(&key, "maintenance", &maintenance_index), reason);
         }
         for (key, reason) in readiness::validate_hq(&teams) {
             src.error(&key, reason);
@@ -317,7 +321,7 @@ fn load_materials(src: &mut Source<'_>, sites: &SitesFile) -> MaterialsFile {
 
 /// Reads `plan.toml` section by section and compiles it for the sites.
 fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile) -> Option<Plan> {
-    src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards"]);
+    src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards", "qc", "upstream"]);
     let mut file = PlanFile::default();
     let mut ok = true;
     if let Some(v) = src.get("defaults") {
@@ -344,6 +348,18 @@ fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile)
     if let Some(v) = src.get("area") {
         match src.section("area", v) {
             Some(a) => file.area = a,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = src.get("upstream") {
+        match src.section("upstream", v) {
+            Some(u) => file.upstream = u,
+            None => ok = false,
+        }
+    }
+    if let Some(v) = src.get("qc") {
+        match src.section("qc", v) {
+            Some(q) => file.qc = q,
             None => ok = false,
         }
     }

@@ -144,6 +144,12 @@ pub struct Site {
     /// SL 651 element (hex identifier, `"39"`) → metric, over the defaults.
     #[serde(default)]
     pub sl651_elements: BTreeMap<String, String>,
+    /// What the site reports through (a 4G DTU, a gateway: `"DTU-07"`):
+    /// when most sites of one gateway go silent together, one 采集链路中断
+    /// alert names the gateway and its sites instead of an offline alert
+    /// per site.
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 /// The contents of `sites.toml`.
@@ -229,6 +235,11 @@ pub fn validate(file: &SitesFile) -> Vec<(String, String)> {
                 errs.push((at("sl651_station"), format!("station {st} is already site {other:?}'s")));
             }
         }
+        if let Some(g) = &s.gateway {
+            if !is_valid_id(g) {
+                errs.push((at("gateway"), id_reason(g)));
+            }
+        }
         for (id, metric) in &s.sl651_elements {
             if !(matches!(id.len(), 2 | 4) && id.bytes().all(|b| b.is_ascii_hexdigit())) {
                 errs.push((
@@ -281,6 +292,7 @@ mod tests {
             params: BTreeMap::new(),
             sl651_station: None,
             sl651_elements: BTreeMap::new(),
+            gateway: None,
         }
     }
 

@@ -201,6 +201,24 @@ pub struct TeamsFile {
     pub silences: Vec<SilenceConfig>,
     /// `[hq]`: the flood HQ and its member units (成员单位).
     pub hq: Option<super::readiness::Hq>,
+    /// `[[maintenance]]`: who looks after the monitoring equipment (监测设备
+    /// 运维), per street or for the whole district — told about suspected
+    /// sensor faults and broken collection links, never about flood levels;
+    /// the rescue teams are not told about sensor faults. Same shape as a
+    /// team; no escalation chain unless one is given.
+    pub maintenance: Vec<Team>,
+}
+
+impl TeamsFile {
+    /// A rescue team or a maintenance contact, by id.
+    pub fn team(&self, id: &str) -> Option<&Team> {
+        self.teams.iter().chain(&self.maintenance).find(|t| t.id == id)
+    }
+
+    /// Is `id` a maintenance contact (`[[maintenance]]`)?
+    pub fn is_maintenance(&self, id: &str) -> bool {
+        self.maintenance.iter().any(|t| t.id == id)
+    }
 }
 
 /// Semantic checks of `teams.toml` against the known street ids; each problem
@@ -215,8 +233,10 @@ pub struct Reach {
 pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<(String, String)> {
     let mut errs = Vec::new();
     let mut ids = HashSet::new();
-    for (i, t) in file.teams.iter().enumerate() {
-        let at = |k: &str| format!("teams[{i}].{k}");
+    let all = file.teams.iter().enumerate().map(|(i, t)| ("teams", i, t));
+    let all = all.chain(file.maintenance.iter().enumerate().map(|(i, t)| ("maintenance", i, t)));
+    for (table, i, t) in all {
+        let at = |k: &str| format!("{table}[{i}].{k}");
         if !super::sites::is_valid_id(&t.id) {
             errs.push((at("id"), format!("invalid id {:?}: use A-Z a-z 0-9 - _ .", t.id)));
         }
@@ -232,7 +252,7 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<
             }
         }
         for (j, m) in t.members.iter().enumerate() {
-            let at = |k: &str| format!("teams[{i}].members[{j}].{k}");
+            let at = |k: &str| format!("{table}[{i}].members[{j}].{k}");
             if let Some(phone) = &m.phone {
                 if !is_phone(phone) {
                     errs.push((at("phone"), format!("{phone:?} is not a phone number")));

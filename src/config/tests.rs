@@ -229,6 +229,24 @@ fn plan_mistakes_are_listed_with_file_line_and_key() {
 }
 
 #[test]
+fn a_condition_of_the_wrong_type_is_refused_at_load() {
+    // `pump1_running: 1` from a gateway is a flag; a condition comparing a
+    // flag with a number would never be true.
+    for (when, want) in [
+        ("sensor_fault == 1", "compares a flag (true/false) with a number: it would never be true"),
+        ("sensor_fault > 0", "`>` needs a number but `sensor_fault` is a flag"),
+        ("battery_v", "gives a number, not true/false"),
+    ] {
+        let dir = broken(&[("plan.toml", "when = \"sensor_fault\"", &format!("when = \"{when}\""))]);
+        let errs = load_with_env(&dir.path().join("floodguard.toml"), &HashMap::new()).unwrap_err();
+        let text = errs.to_string();
+        assert!(text.contains("rules[8].when: "), "{text}");
+        assert!(text.contains(want), "{when}: {text}");
+        assert_eq!(errs.iter().count(), 1, "the same mistake at every kind is one: {text}");
+    }
+}
+
+#[test]
 fn a_card_missing_for_a_reachable_level_is_an_error() {
     let dir = broken(&[(
         "plan.toml",

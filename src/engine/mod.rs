@@ -9,11 +9,13 @@
 
 mod area;
 pub mod machine;
+pub mod qc;
 pub mod rain;
 mod rules;
 pub mod series;
 pub mod sink;
 pub mod snapshot;
+pub mod upstream;
 mod view;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -37,6 +39,11 @@ pub enum Input<'a> {
     Readings(&'a [Reading]),
     /// Time passes.
     Tick,
+    /// floodguard's intake `id` (`mqtt`) went up or down (the daemon says so).
+    Intake {
+        id: &'a str,
+        up: bool,
+    },
 }
 
 /// Which way a metric is heading.
@@ -83,6 +90,10 @@ pub struct SiteChange {
     pub eta: Option<Eta>,
     /// The plan card of the level reached.
     pub card: Option<Arc<Card>>,
+    /// A rise that rests on a value quality control found suspect (a
+    /// spike, a fast rise) and the next reading, or a second sensor,
+    /// confirmed: the test. Messages say so.
+    pub suspect: Option<qc::QcTest>,
 }
 
 /// Why a site is offline.
@@ -93,15 +104,38 @@ pub enum OfflineReason {
     Stale,
     /// The device said so (`flood/{site}/status` = offline, e.g. its last will).
     Reported,
+    /// Stale while its gateway or floodguard's intake is down: the
+    /// upstream's one 采集链路中断 alert stands for it.
+    Upstream,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Site(SiteChange),
-    Offline { site: Arc<str>, last_seen: Option<TimestampNs>, reason: OfflineReason },
-    Online { site: Arc<str> },
-    Street { street: Arc<str>, name: Arc<str>, from: Option<Level>, to: Option<Level> },
-    District { from: Option<Level>, to: Option<Level> },
+    Offline {
+        site: Arc<str>,
+        last_seen: Option<TimestampNs>,
+        reason: OfflineReason,
+    },
+    Online {
+        site: Arc<str>,
+    },
+    Street {
+        street: Arc<str>,
+        name: Arc<str>,
+        from: Option<Level>,
+        to: Option<Level>,
+    },
+    District {
+        from: Option<Level>,
+        to: Option<Level>,
+    },
+    /// A reading quality control flagged (or a suspect one confirmed).
+    Qc(qc::QcFlag),
+    /// A sensor failing quality control persistently, or passing again.
+    SensorFault(qc::SensorFault),
+    /// A gateway or floodguard's intake went silent with its sites, or came back.
+    Upstream(upstream::UpstreamChange),
 }
 
 /// A change and when it happened.
@@ -136,8 +170,12 @@ pub struct SiteState {
     /// `now` of the last reading; the engine's start before any.
     pub last_seen: Option<TimestampNs>,
     pub offline: bool,
+    /// Offline because its gateway or intake is down (no alert of its own).
+    pub covered: bool,
     /// The highest level of its rules.
     pub level: Option<Level>,
+    /// Parallel to the plan's `SitePlan::qc`.
+    pub qc: Vec<qc::QcState>,
 }
 
 /// Everything the engine remembers.
@@ -148,6 +186,8 @@ pub struct State {
     pub district: Option<Level>,
     /// Offline counts from here for sites never heard from.
     pub started_at: TimestampNs,
+    /// Parallel to the plan's `upstreams`.
+    pub upstreams: Vec<upstream::UpstreamState>,
 }
 
 fn new_site(plan: &Plan, i: usize) -> SiteState {
@@ -170,8 +210,8 @@ fn new_site(plan: &Plan, i: usize) -> SiteState {
             .iter()
             .map(|r| RuleState {
                 rain: match &r.check {
-                    Check::Rain { windows, input, .. } => {
-                        Some(Rain::new(*input, windows.iter().map(|w| w.0).max().unwrap_or(0)))
+                    Check::Rain { windows, input, reset_drop, .. } => {
+                        Some(Rain::new(*input, windows.iter().map(|w| w.0).max().unwrap_or(0), *reset_drop))
                     }
                     _ => None,
                 },
@@ -180,7 +220,9 @@ fn new_site(plan: &Plan, i: usize) -> SiteState {
             .collect(),
         last_seen: None,
         offline: false,
+        covered: false,
         level: None,
+        qc: vec![qc::QcState::default(); sp.qc.len()],
     }
 }
 
@@ -191,6 +233,7 @@ impl State {
             streets: vec![None; plan.streets.len()],
             district: None,
             started_at,
+            upstreams: vec![upstream::UpstreamState::default(); plan.upstreams.len()],
         }
     }
 
@@ -199,6 +242,13 @@ impl State {
     /// levels follow from them, without transitions.
     pub fn seed(&mut self, plan: &Plan, levels: &[(String, String, Level)], offline: &[String]) {
         for (site, rule, level) in levels {
+            // A gateway's or an intake's alert still up: it is down until heard from.
+            if rule == upstream::LINK_RULE {
+                if let Some(u) = plan.upstreams.iter().position(|u| &*u.id == site) {
+                    self.upstreams[u].alerted = true;
+                }
+                continue;
+            }
             let Some((i, sp)) = plan.site(site) else { continue };
             if let Some(ri) = sp.rules.iter().position(|r| &*r.rule.id == rule) {
                 self.sites[i].rules[ri].machine = Machine::at(Some(*level));
@@ -235,9 +285,15 @@ impl State {
             st.values = std::mem::take(&mut prev.values);
             st.last_seen = prev.last_seen;
             st.offline = prev.offline;
+            st.covered = prev.covered;
             for (h, name) in sp.history.iter().enumerate() {
                 if let Some(j) = old_sp.history.iter().position(|n| n == name) {
                     st.history[h] = std::mem::take(&mut prev.history[j]);
+                }
+            }
+            for (q, mq) in sp.qc.iter().enumerate() {
+                if let Some(j) = old_sp.qc.iter().position(|o| o.metric == mq.metric) {
+                    st.qc[q] = std::mem::take(&mut prev.qc[j]);
                 }
             }
             for (r, rule) in sp.rules.iter().enumerate() {
@@ -274,6 +330,7 @@ impl State {
                             None,
                             None,
                             None,
+                            now,
                         )),
                     });
                 }
@@ -303,11 +360,17 @@ impl State {
                             trend: None,
                             eta: None,
                             card: None,
+                            suspect: None,
                         }),
                     });
                 }
             }
             let _ = oi;
+        }
+        for (u, up) in new.upstreams.iter().enumerate() {
+            if let Some(j) = old.upstreams.iter().position(|o| o.id == up.id && o.kind == up.kind) {
+                next.upstreams[u] = self.upstreams[j].clone();
+            }
         }
         area::update(new, &mut next, now, &mut out);
         (next, out)
@@ -343,10 +406,12 @@ pub fn step(state: &mut State, plan: &Plan, input: Input<'_>, now: TimestampNs) 
             }
         }
         Input::Tick => {
+            upstream::tick(state, plan, now, &mut out);
             for i in 0..plan.sites.len() {
                 touched |= tick_site(state, plan, i, now, &mut out);
             }
         }
+        Input::Intake { id, up } => upstream::intake(state, plan, id, up, now, &mut out),
     }
     if touched {
         area::update(plan, state, now, &mut out);
@@ -383,6 +448,7 @@ fn reading(
             }
             (Value::Bool(true), true) => {
                 st.offline = false;
+                st.covered = false;
                 out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
             }
             _ => {}
@@ -392,8 +458,87 @@ fn reading(
     }
     if st.offline {
         st.offline = false;
+        st.covered = false;
         out.push(Transition { at: now, change: Change::Online { site: sp.id.clone() } });
     }
+    if sp.gateway.is_some() {
+        upstream::heard(state, plan, i, now, out);
+    }
+    let Value::Float(v) = r.value else {
+        return judge(plan, i, &mut state.sites[i], r, now, out);
+    };
+    let tested = if plan.qc.enabled { sp.qc.iter().position(|m| m.metric == r.metric) } else { None };
+    let mut held = None;
+    if let Some(q) = tested {
+        let mq = &sp.qc[q];
+        // What the tests need from elsewhere: the street's rain, a second sensor.
+        let st = &state.sites[i];
+        let rain = qc::needs_rain(mq, &st.qc[q], r, v).then(|| street_rained(state, sp, mq, now));
+        let second: Vec<(TimestampNs, f64)> = mq
+            .confirm_with
+            .iter()
+            .filter_map(|m| st.values.get(m))
+            .map(|l| (l.ts, l.value.as_f64()))
+            .collect();
+        let place = qc::Place { sp, street: &plan.streets[sp.street].id };
+        let st = &mut state.sites[i];
+        match qc::screen(&plan.qc, mq, &mut st.qc[q], &place, r, v, rain, &second, now, out) {
+            qc::Screen::Skip => return (false, false),
+            qc::Screen::Judge(h) => held = h,
+        }
+    }
+    let st = &mut state.sites[i];
+    let (mut changed, mut newer) = (false, false);
+    if let Some(h) = held {
+        (changed, newer) = judge(plan, i, st, &h, now, out);
+    }
+    let (c, n) = judge(plan, i, st, r, now, out);
+    changed |= c;
+    newer |= n;
+    // A second sensor of the site that a held reading waits for.
+    if plan.qc.enabled && st.qc.iter().any(|q| q.held.is_some()) {
+        let place = qc::Place { sp, street: &plan.streets[sp.street].id };
+        for q in 0..sp.qc.len() {
+            if let Some(h) =
+                qc::second_sensor(&plan.qc, &sp.qc[q], &mut st.qc[q], &place, &r.metric, r.ts, v, now, out)
+            {
+                let (c, n) = judge(plan, i, st, &h, now, out);
+                changed |= c;
+                newer |= n;
+            }
+        }
+    }
+    (changed, newer)
+}
+
+/// Did a gauge of the site's street measure at least the flatline's
+/// `flatline_rain_mm` within its window (the first that did answers)?
+fn street_rained(
+    state: &State,
+    sp: &crate::plan::SitePlan,
+    mq: &crate::plan::qc::MetricQc,
+    now: TimestampNs,
+) -> bool {
+    let Some(f) = mq.flatline else { return false };
+    let Some(mm) = f.rain_mm else { return true };
+    sp.street_gauges
+        .iter()
+        .filter_map(|&(g, ri)| state.sites[g].rules.get(ri)?.rain.as_ref())
+        .any(|rain| rain.sum(now, f.after_ns) >= mm)
+}
+
+/// Judges a reading that passed quality control (or was not tested):
+/// whether a rule level changed, and whether it was newer than the
+/// metric's latest.
+fn judge(
+    plan: &Plan,
+    i: usize,
+    st: &mut SiteState,
+    r: &Reading,
+    now: TimestampNs,
+    out: &mut Vec<Transition>,
+) -> (bool, bool) {
+    let sp = &plan.sites[i];
     // Late or repeated readings: rain counts them (by their time); the
     // others judge only what is newer than what they have seen.
     let latest = Latest { value: r.value, ts: r.ts };
@@ -459,6 +604,12 @@ fn tick_site(state: &mut State, plan: &Plan, i: usize, now: TimestampNs, out: &m
                 reason: OfflineReason::Stale,
             },
         });
+    }
+    if plan.qc.enabled && st.qc.iter().any(|q| q.held.is_some()) {
+        let place = qc::Place { sp, street: &plan.streets[sp.street].id };
+        for (q, mq) in sp.qc.iter().enumerate() {
+            qc::expire(&plan.qc, mq, &mut st.qc[q], &place, now, out);
+        }
     }
     let mut changed = false;
     for ri in 0..sp.rules.len() {

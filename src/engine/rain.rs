@@ -1,6 +1,11 @@
 //! Rain accumulated over rolling windows, from tipping-bucket increments or
 //! from running totals that reset.
 //!
+//! A running total that drops by more than `reset_drop` was reset (at
+//! midnight, after a power loss): all of its new value fell since. A
+//! smaller drop is the counter's jitter (500.0 → 499.9): no rain, and the
+//! rain after it counts from the highest total before it, not from the dip.
+//!
 //! Samples are kept in time order with a running sum of the rain each one
 //! brought, so the rain of any window is one subtraction after two binary
 //! searches — rain gauges are judged at every reading and every tick.
@@ -17,46 +22,58 @@ pub struct Rain {
     samples: VecDeque<(TimestampNs, f64)>,
     /// `cum[k]`: the rain brought by samples `0..=k` (since the first kept).
     cum: VecDeque<f64>,
+    /// Counters: `base[k]`, the total the rain after sample `k` counts from
+    /// (the highest since the last reset).
+    base: VecDeque<f64>,
+    /// Counters: a drop larger than this is a reset.
+    reset_drop: f64,
     /// Samples older than the newest by more than this are dropped.
     keep_ns: i64,
 }
 
 impl Default for Rain {
     fn default() -> Self {
-        Rain::new(RainInput::Increment, 0)
+        Rain::new(RainInput::Increment, 0, crate::plan::qc::DEFAULT_COUNTER_RESET)
     }
 }
 
 impl Rain {
-    pub fn new(input: RainInput, longest_window_ns: i64) -> Self {
+    pub fn new(input: RainInput, longest_window_ns: i64, reset_drop: f64) -> Self {
         Rain {
             input,
             samples: VecDeque::new(),
             cum: VecDeque::new(),
+            base: VecDeque::new(),
+            reset_drop,
             keep_ns: longest_window_ns.saturating_add(3_600_000_000_000),
         }
     }
 
-    /// The rain sample `k` brought.
-    fn rain_of(&self, k: usize) -> f64 {
+    /// The rain sample `k` brought, and (counters) the base after it.
+    fn rain_of(&self, k: usize) -> (f64, f64) {
         let v = self.samples[k].1;
         match self.input {
-            RainInput::Increment => v.max(0.0),
-            // A total below the one before means the counter reset: all of
-            // it fell since.
-            RainInput::Counter => match k.checked_sub(1).map(|p| self.samples[p].1) {
-                Some(prev) if v >= prev => v - prev,
-                Some(_) => v,
-                None => 0.0,
+            RainInput::Increment => (v.max(0.0), 0.0),
+            RainInput::Counter => match k.checked_sub(1).map(|p| self.base[p]) {
+                Some(base) if v >= base => (v - base, v),
+                // Jitter: nothing fell, and the base stays.
+                Some(base) if base - v <= self.reset_drop => (0.0, base),
+                // A reset: all of it fell since.
+                Some(_) => (v, v),
+                None => (0.0, v),
             },
         }
     }
 
     fn rebuild_from(&mut self, k: usize) {
         self.cum.truncate(k);
+        self.base.truncate(k);
         for j in k..self.samples.len() {
             let before = j.checked_sub(1).map_or(0.0, |p| self.cum[p]);
-            self.cum.push_back(before + self.rain_of(j));
+            // The base is pushed first: `rain_of(j)` reads `base[j - 1]`.
+            let (rain, base) = self.rain_of(j);
+            self.cum.push_back(before + rain);
+            self.base.push_back(base);
         }
     }
 
@@ -74,13 +91,16 @@ impl Rain {
                 self.samples.push_back((ts, v));
                 let k = self.samples.len() - 1;
                 let before = k.checked_sub(1).map_or(0.0, |p| self.cum[p]);
-                self.cum.push_back(before + self.rain_of(k));
+                let (rain, base) = self.rain_of(k);
+                self.cum.push_back(before + rain);
+                self.base.push_back(base);
             }
         }
         let newest = self.samples.back().map_or(ts, |s| s.0);
         while self.samples.front().is_some_and(|s| newest - s.0 > self.keep_ns) {
             self.samples.pop_front();
             self.cum.pop_front();
+            self.base.pop_front();
         }
     }
 
@@ -110,7 +130,7 @@ mod tests {
 
     #[test]
     fn increments_sum_over_the_window() {
-        let mut r = Rain::new(RainInput::Increment, 12 * H);
+        let mut r = Rain::new(RainInput::Increment, 12 * H, 0.5);
         for i in 0..60 {
             r.push(i * MIN, 1.0); // 1 mm/min for an hour
         }
@@ -123,7 +143,7 @@ mod tests {
 
     #[test]
     fn duplicates_and_late_samples() {
-        let mut r = Rain::new(RainInput::Increment, 12 * H);
+        let mut r = Rain::new(RainInput::Increment, 12 * H, 0.5);
         r.push(2 * MIN, 1.0);
         r.push(2 * MIN, 1.0);
         r.push(MIN, 0.5);
@@ -133,7 +153,7 @@ mod tests {
 
     #[test]
     fn a_counter_that_resets() {
-        let mut r = Rain::new(RainInput::Counter, 12 * H);
+        let mut r = Rain::new(RainInput::Counter, 12 * H, 0.5);
         // 10 → 30 → (reset at midnight) 5 → 15
         for (i, v) in [10.0, 30.0, 5.0, 15.0].into_iter().enumerate() {
             r.push(i as i64 * 10 * MIN, v);
@@ -145,8 +165,25 @@ mod tests {
     }
 
     #[test]
+    fn counter_jitter_adds_no_rain_and_a_real_reset_adds_what_fell_since() {
+        let mut r = Rain::new(RainInput::Counter, 12 * H, 0.5);
+        // 500.0 → 499.9 (jitter) → 500.0 → 500.3: 0.3 mm fell, not 499.9 or 0.4.
+        for (i, v) in [500.0, 499.9, 500.0, 500.3].into_iter().enumerate() {
+            r.push(i as i64 * MIN, v);
+        }
+        assert!((r.sum(3 * MIN, H) - 0.3).abs() < 1e-9, "{}", r.sum(3 * MIN, H));
+        // A real reset (500.3 → 0.2): 0.2 mm.
+        r.push(4 * MIN, 0.2);
+        assert!((r.sum(4 * MIN, H) - 0.5).abs() < 1e-9, "{}", r.sum(4 * MIN, H));
+        assert!((r.sum(4 * MIN, MIN / 2) - 0.2).abs() < 1e-9);
+        // A late jitter sample slotted in keeps the sums right.
+        r.push(2 * MIN + MIN / 2, 499.95);
+        assert!((r.sum(4 * MIN, H) - 0.5).abs() < 1e-9, "{}", r.sum(4 * MIN, H));
+    }
+
+    #[test]
     fn a_late_counter_sample_redoes_the_rises_after_it() {
-        let mut r = Rain::new(RainInput::Counter, 12 * H);
+        let mut r = Rain::new(RainInput::Counter, 12 * H, 0.5);
         r.push(0, 10.0);
         r.push(20 * MIN, 30.0);
         r.push(10 * MIN, 18.0);
@@ -156,7 +193,7 @@ mod tests {
 
     #[test]
     fn old_samples_go_and_the_sums_stay_right() {
-        let mut r = Rain::new(RainInput::Increment, H);
+        let mut r = Rain::new(RainInput::Increment, H, 0.5);
         for i in 0..300 {
             r.push(i * MIN, 1.0);
         }

@@ -115,6 +115,7 @@ pub(super) fn on_reading(
             to,
             Some(value),
             rule.check.metric().cloned(),
+            now,
         )),
     });
     true
@@ -175,7 +176,18 @@ pub(super) fn on_condition(
     };
     out.push(Transition {
         at: now,
-        change: Change::Site(change(plan, i, st, Some(ri), &rule.rule, from, to, value, sp.primary.clone())),
+        change: Change::Site(change(
+            plan,
+            i,
+            st,
+            Some(ri),
+            &rule.rule,
+            from,
+            to,
+            value,
+            sp.primary.clone(),
+            now,
+        )),
     });
     true
 }
@@ -220,7 +232,7 @@ pub(super) fn on_tick(
     let metric = rule.check.metric().cloned().or_else(|| plan.sites[i].primary.clone());
     out.push(Transition {
         at: now,
-        change: Change::Site(change(plan, i, st, Some(ri), &rule.rule, from, to, value, metric)),
+        change: Change::Site(change(plan, i, st, Some(ri), &rule.rule, from, to, value, metric, now)),
     });
     true
 }
@@ -274,6 +286,7 @@ pub(super) fn change(
     to: Option<Level>,
     value: Option<f64>,
     metric: Option<Arc<str>>,
+    now: TimestampNs,
 ) -> SiteChange {
     let sp = &plan.sites[i];
     let check = ri.map(|ri| &sp.rules[ri].check);
@@ -295,6 +308,7 @@ pub(super) fn change(
         (Some(c), Some(v), Some(t)) if to >= from => eta(c, to, v, t),
         _ => None,
     };
+    let suspect = if to > from { rests_on_suspect(plan, i, st, metric.as_deref(), now) } else { None };
     // A rate's value is a change in the metric's own unit (over `per`).
     let unit: Arc<str> = Arc::from(metric.as_deref().map_or("", |m| sp.unit(m)));
     SiteChange {
@@ -313,5 +327,20 @@ pub(super) fn change(
         trend,
         eta,
         card: to.and_then(|l| plan.card(sp.kind, l).cloned()),
+        suspect,
     }
+}
+
+/// Did a suspect reading of `metric` get confirmed lately (within the
+/// confirmation window)? A rise now rests on it.
+fn rests_on_suspect(
+    plan: &Plan,
+    i: usize,
+    st: &SiteState,
+    metric: Option<&str>,
+    now: TimestampNs,
+) -> Option<super::qc::QcTest> {
+    let q = plan.sites[i].qc.iter().position(|m| Some(&*m.metric) == metric)?;
+    let (at, test) = st.qc.get(q)?.confirmed?;
+    (now - at <= plan.qc.confirm_within_ns).then_some(test)
 }

@@ -66,6 +66,16 @@ pub fn log(transitions: &[Transition]) {
             Change::District { from, to } => {
                 tracing::info!(from = level_str(*from), to = level_str(*to), "district level")
             }
+            Change::Qc(f) => tracing::debug!(
+                site = %f.site, metric = %f.metric, value = f.value, flag = %f.flag, test = %f.test,
+                confirmed = f.confirmed, "quality flag"
+            ),
+            Change::SensorFault(f) => tracing::warn!(
+                site = %f.site, metric = %f.metric, test = %f.test, open = f.open, "suspected sensor fault"
+            ),
+            Change::Upstream(u) => tracing::warn!(
+                upstream = %u.id, kind = ?u.kind, down = u.down, sites = u.sites.len(), "collection link"
+            ),
         }
     }
 }

@@ -18,20 +18,25 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::machine::Machine;
+use super::qc::{QcState, SavedQc};
 use super::rain::Rain;
 use super::series::Series;
+use super::upstream::UpstreamState;
 use super::{area, Latest, State};
 use crate::plan::{Plan, SiteRule};
 use crate::reading::{TimestampNs, Value};
 
 /// The format's version: a snapshot of another version is not used.
-const VERSION: u32 = 1;
+/// 2: quality control per metric, covered sites, gateways and intakes.
+const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     version: u32,
     started_at: TimestampNs,
     sites: Vec<SiteSnapshot>,
+    /// By upstream id (`DTU-07`, `mqtt`).
+    upstreams: Vec<(String, UpstreamState)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +47,9 @@ struct SiteSnapshot {
     rules: Vec<RuleSnapshot>,
     last_seen: Option<TimestampNs>,
     offline: bool,
+    covered: bool,
+    /// Quality control by metric.
+    qc: Vec<(String, SavedQc)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,9 +127,17 @@ impl Snapshot {
                     .collect(),
                 last_seen: st.last_seen,
                 offline: st.offline,
+                covered: st.covered,
+                qc: sp.qc.iter().zip(&st.qc).map(|(q, qs)| (q.metric.to_string(), qs.save())).collect(),
             })
             .collect();
-        Snapshot { version: VERSION, started_at: state.started_at, sites }
+        let upstreams = plan
+            .upstreams
+            .iter()
+            .zip(&state.upstreams)
+            .map(|(u, us)| (u.id.to_string(), us.clone()))
+            .collect();
+        Snapshot { version: VERSION, started_at: state.started_at, sites, upstreams }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -146,6 +162,12 @@ impl Snapshot {
             let st = &mut state.sites[i];
             st.last_seen = snap.last_seen;
             st.offline = snap.offline;
+            st.covered = snap.covered;
+            for (m, saved) in snap.qc {
+                if let Some(q) = sp.qc.iter().position(|x| *x.metric == *m) {
+                    st.qc[q] = QcState::load(saved, &sp.id, &sp.qc[q].metric);
+                }
+            }
             for (m, v, ts) in snap.values {
                 let value = match v {
                     Val::Float(f) => Value::Float(f),
@@ -182,6 +204,11 @@ impl Snapshot {
             }
             st.level = st.rules.iter().filter_map(|r| r.machine.level).max();
         }
+        for (id, us) in self.upstreams {
+            if let Some(u) = plan.upstreams.iter().position(|x| *x.id == *id) {
+                state.upstreams[u] = us;
+            }
+        }
         let mut quiet = Vec::new();
         area::update(plan, &mut state, self.started_at, &mut quiet);
         state
@@ -209,7 +236,8 @@ mod tests {
     fn storm(t0: i64, minutes: std::ops::Range<i64>) -> Vec<Reading> {
         minutes
             .flat_map(|m| {
-                let depth = 5.0 + 40.0 * ((m as f64) / 7.0).sin().abs();
+                // With a spike held for confirmation at the cut (minute 89).
+                let depth = if m == 89 { 300.0 } else { 5.0 + 40.0 * ((m as f64) / 7.0).sin().abs() };
                 let rain = if m % 3 == 0 { 2.5 } else { 0.5 };
                 [
                     r("CD-JS-01", "water_depth_cm", depth, t0 + m * MIN),
@@ -291,6 +319,8 @@ mod tests {
             rules: vec![],
             last_seen: None,
             offline: true,
+            covered: false,
+            qc: vec![],
         });
         let restored = snap.restore(&plan);
         let (i, _) = plan.site("CD-JS-01").unwrap();

@@ -9,15 +9,27 @@
 //! 00:10..00:20/2m CD-YL-01 rain_mm=5       # one reading every 2 minutes
 //! 00:40 tick                               # time passes
 //! 00:40..01:00/5m tick                     # every 5 minutes
+//! 01:00 intake mqtt down                   # the daemon says an intake is down (or up)
 //! => 00:02 CD-JS-01 depth none→IV          # the transitions, exactly, in order
 //! => 00:40 offline CD-JS-01 stale
 //! => 00:41 online CD-JS-01
 //! => 00:02 street chengdong none→IV
 //! => 00:02 district none→IV
+//! => 00:05 qc CD-JS-01 water_depth_cm=300 suspect spike   # quality control's flags
+//! => 00:06 qc CD-JS-01 water_depth_cm=300 confirmed spike # … a suspect one confirmed
+//! => 01:10 fault CD-JS-01 water_depth_cm flatline open     # a maintenance alert
+//! => 00:40 link DTU-07 down 12 sites: A B …                # a gateway silent with its sites
+//! => 00:40 offline A upstream                              # … stands for theirs
+//! => 01:10 link DTU-07 back
 //! ```
 //! Every transition the engine makes must be expected, and every expected
 //! one made — except sites the scenario never mentions going offline, unless
 //! the scenario says `strict`. Times are hours:minutes[:seconds] from the start.
+//!
+//! The plan is the sample district's. A file may add to it for all its
+//! scenarios: `overlay plan.toml counter-gauge.toml` appends
+//! `tests/scenarios/counter-gauge.toml` to the sample's `plan.toml` (any of
+//! the four files).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -32,6 +44,31 @@ const T0: i64 = 1_784_563_200_000_000_000;
 fn sample_plan() -> Arc<Plan> {
     let main = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
     config::load_with_env(&main, &Default::default()).expect("sample config").plan
+}
+
+/// The sample plan with `(config file, fixture file)` texts appended.
+fn plan_with(overlays: &[(String, String)]) -> Arc<Plan> {
+    if overlays.is_empty() {
+        return sample_plan();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let files = std::fs::read_dir(root.join("config")).unwrap().map(|e| e.unwrap().file_name());
+    for f in files.filter_map(|f| f.into_string().ok()).filter(|f| f.ends_with(".toml")) {
+        let mut text = std::fs::read_to_string(root.join("config").join(&f)).unwrap();
+        for (file, extra) in overlays.iter().filter(|(file, _)| *file == f) {
+            let path = root.join("tests/scenarios").join(extra);
+            let more = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!file.is_empty());
+            text.push('\n');
+            text.push_str(&more);
+        }
+        std::fs::write(dir.path().join(&f), text).unwrap();
+    }
+    match config::load_with_env(&dir.path().join("floodguard.toml"), &Default::default()) {
+        Ok(c) => c.plan,
+        Err(e) => panic!("overlay {overlays:?}: {e}"),
+    }
 }
 
 fn parse_time(s: &str) -> i64 {
@@ -64,10 +101,12 @@ pub fn show(t: &Transition) -> String {
     match &t.change {
         Change::Site(c) => format!("{at} {} {} {}→{}", c.site, c.rule, show_level(c.from), show_level(c.to)),
         Change::Offline { site, reason, .. } => {
-            format!(
-                "{at} offline {site} {}",
-                if *reason == OfflineReason::Stale { "stale" } else { "reported" }
-            )
+            let why = match reason {
+                OfflineReason::Stale => "stale",
+                OfflineReason::Reported => "reported",
+                OfflineReason::Upstream => "upstream",
+            };
+            format!("{at} offline {site} {why}")
         }
         Change::Online { site } => format!("{at} online {site}"),
         Change::Street { street, from, to, .. } => {
@@ -75,6 +114,27 @@ pub fn show(t: &Transition) -> String {
         }
         Change::District { from, to } => {
             format!("{at} district {}→{}", show_level(*from), show_level(*to))
+        }
+        Change::Qc(f) => format!(
+            "{at} qc {} {}={} {} {}",
+            f.site,
+            f.metric,
+            f.value,
+            if f.confirmed { "confirmed" } else { f.flag.as_str() },
+            f.test
+        ),
+        Change::Upstream(u) if u.down => {
+            format!("{at} link {} down {} sites: {}", u.id, u.sites.len(), u.sites.join(" "))
+        }
+        Change::Upstream(u) => format!("{at} link {} back", u.id),
+        Change::SensorFault(f) => {
+            format!(
+                "{at} fault {} {} {} {}",
+                f.site,
+                f.metric,
+                f.test,
+                if f.open { "open" } else { "closed" }
+            )
         }
     }
 }
@@ -92,24 +152,41 @@ fn times(spec: &str) -> Vec<i64> {
     }
 }
 
+enum Event {
+    Readings(Vec<Reading>),
+    Tick,
+    /// The daemon reports an intake up or down.
+    Intake(String, bool),
+}
+
 struct Scenario {
     name: String,
+    /// What the file adds to the sample config: (config file, fixture file).
+    overlays: Vec<(String, String)>,
     /// Also compare offline/online of sites the scenario never mentions.
     strict: bool,
     file: String,
-    events: Vec<(i64, Option<Vec<Reading>>)>,
+    events: Vec<(i64, Event)>,
     expected: Vec<String>,
 }
 
 fn parse(file: &str, text: &str) -> Vec<Scenario> {
     let mut out: Vec<Scenario> = Vec::new();
+    let mut overlays: Vec<(String, String)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = raw.split(" #").next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        if let Some(rest) = line.strip_prefix("overlay ") {
+            let (file, extra) =
+                rest.split_once(' ').unwrap_or_else(|| panic!("{file}:{}: overlay FILE FIXTURE", n + 1));
+            overlays.push((file.trim().to_string(), extra.trim().to_string()));
+            continue;
+        }
         if let Some(name) = line.strip_prefix("scenario ") {
             out.push(Scenario {
+                overlays: overlays.clone(),
                 name: name.into(),
                 strict: false,
                 file: file.into(),
@@ -132,7 +209,11 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
         let what: Vec<&str> = words.collect();
         for at in times(when) {
             if what == ["tick"] {
-                sc.events.push((at, None));
+                sc.events.push((at, Event::Tick));
+                continue;
+            }
+            if let ["intake", id, state] = what.as_slice() {
+                sc.events.push((at, Event::Intake(id.to_string(), *state == "up")));
                 continue;
             }
             let site: Arc<str> = Arc::from(what[0]);
@@ -153,7 +234,7 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
                     Reading { site: site.clone(), metric: Arc::from(m), value, ts: device_ts }
                 })
                 .collect();
-            sc.events.push((at, Some(readings)));
+            sc.events.push((at, Event::Readings(readings)));
         }
     }
     // Lines with ranges interleave: run everything in time order (stable, so
@@ -165,14 +246,23 @@ fn parse(file: &str, text: &str) -> Vec<Scenario> {
 }
 
 fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
-    let mentioned: std::collections::HashSet<&str> =
-        sc.events.iter().filter_map(|(_, r)| r.as_ref()).flatten().map(|r| &*r.site).collect();
+    let mentioned: std::collections::HashSet<&str> = sc
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Readings(r) => Some(r),
+            _ => None,
+        })
+        .flatten()
+        .map(|r| &*r.site)
+        .collect();
     let mut state = State::new(plan, T0);
     let mut got = Vec::new();
-    for (at, readings) in &sc.events {
-        let input = match readings {
-            Some(r) => Input::Readings(r),
-            None => Input::Tick,
+    for (at, event) in &sc.events {
+        let input = match event {
+            Event::Readings(r) => Input::Readings(r),
+            Event::Tick => Input::Tick,
+            Event::Intake(id, up) => Input::Intake { id, up: *up },
         };
         for t in step(&mut state, plan, input, *at) {
             let silent = match &t.change {
@@ -189,7 +279,7 @@ fn run(plan: &Plan, sc: &Scenario) -> Vec<String> {
 
 #[test]
 fn scenarios() {
-    let plan = sample_plan();
+    let mut plans: std::collections::HashMap<Vec<(String, String)>, Arc<Plan>> = Default::default();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
@@ -199,6 +289,7 @@ fn scenarios() {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         for sc in parse(&name, &std::fs::read_to_string(f).unwrap()) {
             count += 1;
+            let plan = plans.entry(sc.overlays.clone()).or_insert_with(|| plan_with(&sc.overlays)).clone();
             let got = run(&plan, &sc);
             if got != sc.expected {
                 failures.push(format!(

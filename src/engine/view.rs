@@ -22,6 +22,21 @@ pub struct ValueView {
     pub ts: String,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub unit: String,
+    /// Quality control's verdict when the latest reading was not good: a
+    /// suspect value waits for confirmation (or a flatline is watched), a
+    /// bad one was stored and not judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qc: Option<QcView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct QcView {
+    /// `suspect` or `bad`.
+    #[schema(value_type = String)]
+    pub flag: super::qc::Flag,
+    /// `range`, `spike`, `rate`, `flatline`.
+    #[schema(value_type = String)]
+    pub test: super::qc::QcTest,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -76,10 +91,21 @@ pub struct SiteView {
     pub offline: bool,
     pub last_seen: Option<String>,
     pub rules: Vec<RuleView>,
+    /// Metrics with an open maintenance alert (疑似传感器故障), and the test.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultView>,
     /// Where its readings last came from (filled in by `live`: the engine
     /// does not know the intakes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct FaultView {
+    pub metric: String,
+    #[schema(value_type = String)]
+    pub test: super::qc::QcTest,
+    pub since: String,
 }
 
 /// A site's last input: protocol (`mqtt`, `sl651`, `http`, `modbus`), the
@@ -102,14 +128,43 @@ fn json_value(v: Value) -> serde_json::Value {
 pub fn site(plan: &Plan, state: &State, i: usize, now: TimestampNs, tz: chrono_tz::Tz) -> super::SiteView {
     let sp = &plan.sites[i];
     let st = &state.sites[i];
-    let values = st
+    let mut values: BTreeMap<String, ValueView> = st
         .values
         .iter()
         .map(|(m, l)| {
             (
                 m.to_string(),
-                ValueView { value: json_value(l.value), ts: rfc3339(l.ts, tz), unit: sp.unit(m).to_string() },
+                ValueView {
+                    value: json_value(l.value),
+                    ts: rfc3339(l.ts, tz),
+                    unit: sp.unit(m).to_string(),
+                    qc: None,
+                },
             )
+        })
+        .collect();
+    // The latest reading as it came, flagged, when quality control held it
+    // back or refused it.
+    for (mq, qs) in sp.qc.iter().zip(&st.qc) {
+        if let Some(s) = qs.shown {
+            values.insert(
+                mq.metric.to_string(),
+                ValueView {
+                    value: serde_json::json!(s.value),
+                    ts: rfc3339(s.ts, tz),
+                    unit: sp.unit(&mq.metric).to_string(),
+                    qc: Some(QcView { flag: s.flag, test: s.test }),
+                },
+            );
+        }
+    }
+    let faults = sp
+        .qc
+        .iter()
+        .zip(&st.qc)
+        .filter_map(|(mq, qs)| {
+            let (test, since) = qs.fault?;
+            Some(FaultView { metric: mq.metric.to_string(), test, since: rfc3339(since, tz) })
         })
         .collect();
     // Trend and ETA of the primary metric, against its level rule.
@@ -167,6 +222,7 @@ pub fn site(plan: &Plan, state: &State, i: usize, now: TimestampNs, tz: chrono_t
                 },
             })
             .collect(),
+        faults,
         source: None,
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! - line protocol (`POST /write`, `POST /api/v2/write`): measurement
 //!   `telemetry`, tag `site` (other tags ignored: kind and street come from
-//!   sites.toml), fields numbers or booleans — numeric strings and the
-//!   device flags `"on"`/`"off"`, `"true"`/`"false"`, `"1"`/`"0"` as well —
+//!   sites.toml), fields as the metric holds them (`crate::coerce`: numbers
+//!   and numeric strings; flags as booleans, 1/0, `"on"`/`"off"` …; a bad
+//!   field is named and the line's others kept) —
 //!   and a timestamp in the request's precision (none: the receive time);
 //! - JSON (`POST /api/v1/readings`): floodguard's MQTT telemetry object with
 //!   a `site` field, or an array of them.
@@ -15,7 +16,9 @@
 
 use std::sync::Arc;
 
-use super::mqtt::decode::{DecodeError, Decoder};
+use super::mqtt::decode::{self, DecodeError, Decoder};
+use crate::catalog::SiteEntry;
+use crate::coerce::{self, Raw};
 use crate::reading::{is_valid_metric, Reading, TimestampNs, Value};
 use crate::tsdb::line_parse::{parse_line, FieldValue};
 
@@ -92,47 +95,29 @@ fn reject(at: usize, e: DecodeError) -> Rejected {
     Rejected { at, cause: e.cause(), error: e.to_string() }
 }
 
-/// A field as a reading's value: numbers and booleans, and what devices send
-/// for them as text.
-fn coerce(name: &str, v: &FieldValue) -> Result<Value, DecodeError> {
-    let number = |x: f64| {
-        if x.is_finite() {
-            Ok(Value::Float(x))
-        } else {
-            Err(DecodeError::NonFinite(name.to_string()))
-        }
+/// A field as a reading's value, as its metric holds it: numbers and
+/// booleans, and what devices send for them as text (`crate::coerce`).
+fn coerce(site: &SiteEntry, name: &str, v: &FieldValue) -> Result<Value, DecodeError> {
+    let raw = match v {
+        FieldValue::Float(x) => Raw::Number(*x),
+        FieldValue::Int(i) => Raw::Number(*i as f64),
+        FieldValue::UInt(u) => Raw::Number(*u as f64),
+        FieldValue::Bool(b) => Raw::Bool(*b),
+        FieldValue::Str(s) => Raw::Text(s),
     };
-    match v {
-        FieldValue::Float(x) => number(*x),
-        FieldValue::Int(i) => Ok(Value::Float(*i as f64)),
-        FieldValue::UInt(u) => Ok(Value::Float(*u as f64)),
-        FieldValue::Bool(b) => Ok(Value::Bool(*b)),
-        FieldValue::Str(s) => {
-            let t = s.trim();
-            match t.to_ascii_lowercase().as_str() {
-                "true" | "on" => return Ok(Value::Bool(true)),
-                "false" | "off" => return Ok(Value::Bool(false)),
-                _ => {}
-            }
-            match t.parse::<f64>() {
-                Ok(x) => number(x),
-                Err(_) => Err(DecodeError::WrongType {
-                    field: name.to_string(),
-                    expected: "a number or a boolean",
-                    found: "a string",
-                }),
-            }
-        }
-    }
+    coerce::coerce(site.metric_type(name), raw).map_err(|e| DecodeError::from_coerce(name, e))
 }
 
-/// One line of line protocol as one message.
+/// A line's readings, and its fields left out (named).
+type Line = (Vec<Reading>, Vec<Rejected>);
+
+/// One line of line protocol as one message, with the fields left out of it.
 fn line(
     decoder: &Decoder,
     text: &str,
     precision: Precision,
     received_at: TimestampNs,
-) -> Result<Option<Vec<Reading>>, Rejected> {
+) -> Result<Option<Line>, Rejected> {
     let at = 0;
     let l = match parse_line(text) {
         Ok(Some(l)) => l,
@@ -149,7 +134,7 @@ fn line(
     let Some(site) = l.tag("site") else {
         return Err(Rejected { at, cause: "missing_site", error: "no site tag".into() });
     };
-    let site: Arc<str> = decoder.site(site).map_err(|e| reject(at, e))?;
+    let entry = decoder.entry(site).map_err(|e| reject(at, e))?;
     let ts = match l.ts {
         None => received_at,
         Some(t) => t.checked_mul(precision.nanos()).ok_or_else(|| {
@@ -157,19 +142,31 @@ fn line(
         })?,
     };
     let mut readings: Vec<Reading> = Vec::with_capacity(l.fields.len());
+    let mut skipped: Vec<Rejected> = Vec::new();
     for (name, v) in &l.fields {
         if !is_valid_metric(name) {
-            return Err(reject(at, DecodeError::InvalidMetric(truncate(name))));
+            skipped.push(reject(at, DecodeError::InvalidMetric(truncate(name))));
+            continue;
         }
-        let value = coerce(name, v).map_err(|e| reject(at, e))?;
-        let r = Reading { site: site.clone(), metric: Arc::from(&**name), value, ts };
+        let value = match coerce(entry, name, v) {
+            Ok(v) => v,
+            Err(e) => {
+                skipped.push(reject(at, e));
+                continue;
+            }
+        };
+        let r = Reading { site: entry.id.clone(), metric: Arc::from(&**name), value, ts };
         // A field repeated in a line: the last one wins, as in InfluxDB.
         match readings.iter_mut().find(|x| x.metric == r.metric) {
             Some(x) => *x = r,
             None => readings.push(r),
         }
     }
-    decoder.checked(readings, received_at).map(Some).map_err(|e| reject(at, e))
+    if readings.is_empty() && !skipped.is_empty() {
+        return Err(skipped.remove(0));
+    }
+    let readings = decoder.checked(readings, received_at).map_err(|e| reject(at, e))?;
+    Ok(Some((readings, skipped)))
 }
 
 fn truncate(s: &str) -> String {
@@ -190,7 +187,14 @@ pub fn line_protocol(
     let mut out = Decoded::default();
     for (i, text) in body.split('\n').enumerate() {
         match line(decoder, text, precision, received_at) {
-            Ok(Some(m)) => out.messages.push(m),
+            Ok(Some((m, skipped))) => {
+                out.messages.push(m);
+                // The line's good fields are kept; each bad one is named.
+                for mut r in skipped {
+                    r.at = i + 1;
+                    out.rejected.push(r);
+                }
+            }
             Ok(None) => {}
             Err(mut r) => {
                 r.at = i + 1;
@@ -216,7 +220,12 @@ pub fn json(decoder: &Decoder, body: &[u8], received_at: TimestampNs) -> Result<
     let mut out = Decoded::default();
     for (at, item) in items.into_iter().enumerate() {
         match json_item(decoder, item, received_at) {
-            Ok(m) => out.messages.push(m),
+            Ok(d) => {
+                out.messages.push(d.readings);
+                for e in d.skipped {
+                    out.rejected.push(reject(at, e));
+                }
+            }
             Err(e) => out.rejected.push(Rejected { at, ..e }),
         }
     }
@@ -227,7 +236,7 @@ fn json_item(
     decoder: &Decoder,
     item: serde_json::Value,
     received_at: TimestampNs,
-) -> Result<Vec<Reading>, Rejected> {
+) -> Result<decode::Decoded, Rejected> {
     let serde_json::Value::Object(mut map) = item else {
         return Err(reject(
             0,
@@ -252,9 +261,9 @@ fn json_item(
         }
         None => return Err(Rejected { at: 0, cause: "missing_site", error: "no site field".into() }),
     };
-    let site = decoder.site(&site).map_err(|e| reject(0, e))?;
+    decoder.entry(&site).map_err(|e| reject(0, e))?;
     let payload = serde_json::to_vec(&map).expect("a JSON map serializes");
-    decoder.telemetry_object(site, &payload, received_at).map_err(|e| reject(0, e))
+    decoder.telemetry_object(&site, &payload, received_at).map_err(|e| reject(0, e))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {

@@ -160,3 +160,33 @@ proptest! {
         prop_assert_eq!(d.messages.len() + d.rejected.len() + blank, lines.len());
     }
 }
+
+#[test]
+fn fields_take_their_metrics_types_and_a_bad_one_is_named_while_the_line_is_kept() {
+    let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+    let config = crate::config::load_with_env(&main, &Default::default()).expect("sample config");
+    let mqtt = MqttSection { max_future: HumanDuration::secs(300), ..MqttSection::default() };
+    let dec = Decoder::new(Arc::new(Catalog::from_config(&config)), &mqtt);
+    let body = "telemetry,site=BH-BZ-01 pump1_fault=1i,pump2_running=\"on\",forebay_level_m=\"abc\" 1784613840000000000\n";
+    let d = line_protocol(&dec, body, Precision::Ns, NOW);
+    let ts = 1_784_613_840_000_000_000;
+    assert_eq!(
+        values(&d.messages[0]),
+        vec![
+            ("BH-BZ-01".into(), "pump1_fault".into(), Value::Bool(true), ts),
+            ("BH-BZ-01".into(), "pump2_running".into(), Value::Bool(true), ts),
+        ]
+    );
+    assert_eq!(d.rejected.len(), 1, "{:?}", d.rejected);
+    assert_eq!((d.rejected[0].at, d.rejected[0].cause), (1, "wrong_type"));
+    assert!(d.rejected[0].error.contains("forebay_level_m: expected a number"), "{:?}", d.rejected);
+    let j = json(&dec, br#"{"site":"CD-JS-01","water_depth_cm":"12.5","sensor_fault":"off"}"#, NOW).unwrap();
+    assert!(j.rejected.is_empty(), "{:?}", j.rejected);
+    assert_eq!(
+        values(&j.messages[0]),
+        vec![
+            ("CD-JS-01".into(), "sensor_fault".into(), Value::Bool(false), NOW),
+            ("CD-JS-01".into(), "water_depth_cm".into(), Value::Float(12.5), NOW),
+        ]
+    );
+}

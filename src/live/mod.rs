@@ -212,6 +212,9 @@ impl Live {
                 Change::Online { .. } => "online",
                 Change::Street { .. } => "street",
                 Change::District { .. } => "district",
+                Change::Qc(_) => "qc",
+                Change::SensorFault(_) => "sensor_fault",
+                Change::Upstream(_) => "upstream",
             };
             self.metrics.engine_transitions.with_label_values(&[kind]).inc();
         }
@@ -289,6 +292,18 @@ impl Live {
         let plan = plan.clone();
         drop(inner);
         self.metrics.sites_offline.set(offline as i64);
+        self.after(&plan, &out);
+        out
+    }
+
+    /// floodguard's intake `id` (`mqtt`) went up or down; the transitions
+    /// that made (a recovery).
+    pub fn intake(&self, id: &str, up: bool, now: TimestampNs) -> Vec<Transition> {
+        let mut inner = self.inner.lock().expect("live lock");
+        let Inner { plan, state } = &mut *inner;
+        let out = engine::step(state, plan, Input::Intake { id, up }, now);
+        let plan = plan.clone();
+        drop(inner);
         self.after(&plan, &out);
         out
     }

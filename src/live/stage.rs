@@ -84,6 +84,10 @@ pub struct EngineStage {
     /// before it stopped (0: stop at once, the rest is judged after the
     /// restart).
     pub drain_for: Duration,
+    /// floodguard's intakes and whether each is up (the MQTT connection):
+    /// a change goes to the engine at the next tick, so a broker down is
+    /// one alert about the intake, not one per site.
+    pub intakes: Vec<(&'static str, IntakeUp)>,
     /// Where snapshots of the engine's state go (`live::snapshot`).
     pub snapshots: Option<Snapshots>,
     /// Started from a snapshot behind the committed cursor: the readings up
@@ -93,6 +97,9 @@ pub struct EngineStage {
     /// The time the engine judges by: the wall, or storm time in the demo.
     pub clock: Clock,
 }
+
+/// Says whether an intake is up now.
+pub type IntakeUp = Box<dyn Fn() -> bool + Send>;
 
 /// Why the stage stopped on its own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,6 +135,8 @@ impl EngineStage {
             self.catch_up(head, stop)?;
         }
         let mut next_tick = Instant::now();
+        // What the engine was last told of each intake.
+        let mut known: Vec<Option<bool>> = Vec::new();
         let mut sent_at = Instant::now();
         let mut sent_pos = self.replay.position();
         let mut snapshot_at = Instant::now();
@@ -164,7 +173,17 @@ impl EngineStage {
                 if self.feed.is_empty() && self.replay.position() < head {
                     self.catch_up(head, stop)?;
                 }
-                let t = self.live.tick(self.clock.now());
+                let now = self.clock.now();
+                let mut t = Vec::new();
+                for (k, (id, up)) in self.intakes.iter().enumerate() {
+                    let up = up();
+                    if known.get(k).copied() != Some(Some(up)) {
+                        t.extend(self.live.intake(id, up, now));
+                        known.resize(self.intakes.len(), None);
+                        known[k] = Some(up);
+                    }
+                }
+                t.extend(self.live.tick(now));
                 let pos = self.replay.position();
                 if !t.is_empty() || (pos != sent_pos && sent_at.elapsed() >= PROGRESS_EVERY) {
                     self.deliver(t, Some(pos))?;
@@ -406,6 +425,7 @@ mod tests {
             held: Default::default(),
             clock: Clock::wall(),
             drain_for: Duration::ZERO,
+            intakes: Vec::new(),
             snapshots: None,
             rejudge_until: None,
         };
@@ -478,6 +498,7 @@ mod tests {
             probe: Probe::new("engine"),
             held: Default::default(),
             drain_for: Duration::from_secs(10),
+            intakes: Vec::new(),
             snapshots: None,
             rejudge_until: None,
             clock: Clock::wall(),

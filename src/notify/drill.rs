@@ -26,8 +26,7 @@ impl Outbox {
     /// team and to its robots, sent now, not through the queue.
     pub async fn drill(&self, team_id: &str) -> Result<Vec<DrillResult>, String> {
         let teams = self.teams.read().expect("teams lock").clone();
-        let team =
-            teams.teams.iter().find(|t| t.id == team_id).ok_or_else(|| format!("no team {team_id:?}"))?;
+        let team = teams.team(team_id).ok_or_else(|| format!("no team {team_id:?}"))?;
         let street = team.streets.first().cloned().unwrap_or_default();
         let recipients: Vec<Recipient> = team
             .members
@@ -62,6 +61,7 @@ impl Outbox {
             card: None,
             started_at: now(),
             members: vec![],
+            suspect: None,
             supply: vec![],
         };
         let n = Notification {

@@ -71,7 +71,8 @@ fn kind_word(c: &Context<'_>, a: &AlertSnapshot) -> &'static str {
     }
 }
 
-/// "积水深度 21 cm（阈值 20 cm）".
+/// "积水深度 21 cm（阈值 20 cm）"; when the level rests on a value quality
+/// control found suspect and the next reading confirmed, it says so.
 fn value_phrase(c: &Context<'_>, a: &AlertSnapshot) -> String {
     let Some(v) = a.value else { return String::new() };
     let mut s = format!("{} {} {}", a.rule_name, num(v), a.unit).trim_end().to_string();
@@ -80,6 +81,16 @@ fn value_phrase(c: &Context<'_>, a: &AlertSnapshot) -> String {
             let _ = write!(s, "（阈值 {} {}）", num(t), a.unit);
         } else {
             let _ = write!(s, " (threshold {} {})", num(t), a.unit);
+        }
+    }
+    if let Some(test) = &a.suspect {
+        if zh(c) {
+            let _ = write!(s, "（数据曾被质控判为可疑：{test}，已由后续读数确认）");
+        } else {
+            let _ = write!(
+                s,
+                " (quality control found the value suspect: {test}; the next reading confirmed it)"
+            );
         }
     }
     s
@@ -118,6 +129,15 @@ fn headline(c: &Context<'_>, i: &Intent) -> String {
         _ => format!("{} {}", street_name(c, a), a.site_name),
     };
     let role = i.escalation_role.as_deref().and_then(|r| r.parse::<Role>().ok());
+    // Not a flood level: a sensor fault or a broken collection link says what it is.
+    if matches!(a.kind.as_str(), "maintenance" | "gateway") {
+        return match (zh(c), i.kind) {
+            (true, IntentKind::Resolved) => format!("已恢复 {place}：{}", a.rule_name),
+            (true, _) => format!("{} {place}", a.rule_name),
+            (false, IntentKind::Resolved) => format!("back to normal: {place}: {}", a.rule_name),
+            (false, _) => format!("{}: {place}", a.rule_name),
+        };
+    }
     if zh(c) {
         match i.kind {
             IntentKind::Firing => format!("{level}预警 {place}"),

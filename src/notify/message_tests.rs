@@ -43,6 +43,7 @@ fn intent(kind: IntentKind, site: &str, name: &str, level: Option<Level>, value:
             card: Some(card()),
             started_at: 0,
             members: vec![],
+            suspect: None,
             supply: vec![],
         },
         escalation_role: None,
@@ -184,6 +185,50 @@ fn a_street_level_leads_a_grouped_message() {
     );
     assert!(r.text.contains("■ Ⅱ级橙色预警 城东街道\n"), "the street is not named twice:\n{}", r.text);
     assert!(r.markdown.contains("> Ⅱ级橙色预警 城东街道\n"), "{}", r.markdown);
+}
+
+#[test]
+fn a_level_resting_on_a_confirmed_suspect_value_says_so() {
+    let s = streets();
+    let link = |_: i64| None;
+    let mut n = one(IntentKind::Firing);
+    n.intents[0].alert.suspect = Some("突变".into());
+    let r = render(&ctx(&s, &link, Language::ZhCn), &n);
+    assert!(
+        r.sms.contains("积水深度 21 cm（阈值 20 cm）（数据曾被质控判为可疑：突变，已由后续读数确认）"),
+        "{}",
+        r.sms
+    );
+    let r = render(&ctx(&s, &link, Language::En), &n);
+    assert!(r.sms.contains("quality control found the value suspect: 突变"), "{}", r.sms);
+}
+
+#[test]
+fn a_sensor_fault_and_a_broken_link_say_what_they_are_not_a_flood_level() {
+    let s = streets();
+    let link = |_: i64| None;
+    let c = ctx(&s, &link, Language::ZhCn);
+    let mut n = one(IntentKind::Firing);
+    let a = &mut n.intents[0].alert;
+    a.kind = "maintenance".into();
+    a.rule_name = "疑似传感器故障（water_depth_cm 数值长时间不变）".into();
+    a.level = Some(Level::IV);
+    a.value = Some(0.0);
+    a.threshold = None;
+    a.card = None;
+    a.trend_per_hour = None;
+    a.eta_level = None;
+    let r = render(&c, &n);
+    assert!(
+        r.sms.starts_with(
+            "【某区防汛】疑似传感器故障（water_depth_cm 数值长时间不变） 城东街道 人民路铁路桥下穿"
+        ),
+        "{}",
+        r.sms
+    );
+    assert!(!r.sms.contains("预警"), "not a flood warning: {}", r.sms);
+    n.intents[0].kind = IntentKind::Resolved;
+    assert!(render(&c, &n).sms.contains("已恢复 城东街道 人民路铁路桥下穿"), "{}", render(&c, &n).sms);
 }
 
 #[test]

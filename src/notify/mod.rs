@@ -275,11 +275,7 @@ impl Outbox {
         let teams = self.teams.read().expect("teams lock").clone();
         let senders = &self.ch().senders;
         for r in &recipients {
-            let member = teams
-                .teams
-                .iter()
-                .find(|t| t.id == r.team)
-                .and_then(|t| t.members.iter().find(|m| m.name == r.name));
+            let member = teams.team(&r.team).and_then(|t| t.members.iter().find(|m| m.name == r.name));
             let wants =
                 |c: &str| member.and_then(|m| m.channels.as_ref()).is_none_or(|cs| cs.iter().any(|x| x == c));
             let rendered = self.render(n, &r.name, drill, now);
@@ -304,7 +300,7 @@ impl Outbox {
                 out.push(Planned { channel: "email", recipient: email.clone(), name: r.name.clone(), body });
             }
         }
-        if let Some(team) = teams.teams.iter().find(|t| t.id == n.team) {
+        if let Some(team) = teams.team(&n.team) {
             for (k, robot) in team.robots.iter().enumerate() {
                 let name = format!("{}（群）", team.name);
                 let rendered = self.render(n, &name, drill, now);

@@ -25,6 +25,12 @@ pub const AREA_LEVEL: &str = "area_level";
 /// Measurement of alert lifecycle events.
 pub const ALERT_EVENT: &str = "alert_event";
 
+/// Measurement of quality flags: one point per reading quality control did
+/// not pass as good, at the reading's time (docs/qc.md has the schema and
+/// Grafana queries). A suspect reading confirmed later is written again at
+/// the same time with `confirmed=true`: InfluxDB keeps one point.
+pub const TELEMETRY_QC: &str = "telemetry_qc";
+
 /// `telemetry,kind=…,site=…,street=…`, escaped, tags in key order (as
 /// InfluxDB sorts them anyway): the start of every line of the site.
 pub fn series_key(kind: &str, site: &str, street: &str) -> String {
@@ -70,6 +76,24 @@ pub fn area_level(out: &mut String, tag: &str, id: &str, level: Option<Level>, t
         &[(tag, id)],
         [("level", Field::Int(i64::from(level::rank(level))))],
         ts,
+    );
+}
+
+/// `telemetry_qc,flag=…,kind=…,metric=…,site=…,street=…,test=… value=…,confirmed=… ts`.
+pub fn telemetry_qc(out: &mut String, f: &crate::engine::qc::QcFlag) {
+    line_protocol::line(
+        out,
+        TELEMETRY_QC,
+        &[
+            ("flag", f.flag.as_str()),
+            ("kind", f.kind.as_str()),
+            ("metric", &f.metric),
+            ("site", &f.site),
+            ("street", &f.street),
+            ("test", f.test.as_str()),
+        ],
+        [("value", Field::Float(f.value)), ("confirmed", Field::Bool(f.confirmed))],
+        f.ts,
     );
 }
 
@@ -182,6 +206,31 @@ mod tests {
             s,
             "alert_event,event=escalated,level=II,rule=depth,site=CD-JS-01 alert_id=7i,value=28.5,threshold=27.0,message=\"人民路 \\\"积水\\\"\" 9\n"
         );
+    }
+
+    #[test]
+    fn a_quality_flag_line_is_not_a_reading() {
+        use crate::engine::qc::{Flag, QcFlag, QcTest};
+        let f = QcFlag {
+            site: "CD-JS-01".into(),
+            street: "chengdong".into(),
+            kind: crate::config::Kind::Waterlogging,
+            metric: "water_depth_cm".into(),
+            ts: 42,
+            value: 300.0,
+            flag: Flag::Suspect,
+            test: QcTest::Spike,
+            confirmed: false,
+        };
+        let mut s = String::new();
+        telemetry_qc(&mut s, &f);
+        assert_eq!(
+            s,
+            "telemetry_qc,flag=suspect,kind=waterlogging,metric=water_depth_cm,site=CD-JS-01,street=chengdong,test=spike value=300.0,confirmed=false 42\n"
+        );
+        let mut out = Vec::new();
+        assert_eq!(readings(s.as_bytes(), &mut out), 0);
+        assert!(out.is_empty(), "the engine does not read flags back as readings");
     }
 
     #[test]

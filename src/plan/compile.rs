@@ -7,10 +7,12 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::expr;
+use super::qc;
 use super::schema::{
     AreaSpec, CardSpec, Defaults, Direction, KindSpec, Override, RainInput, RuleSpec, RuleType,
 };
 use super::{ns, AreaRules, Card, Check, Plan, RuleInfo, SitePlan, SiteRule, StreetPlan};
+use crate::coerce::MetricTypes;
 use crate::config::{is_valid_id, Kind, Site, SitesFile};
 use crate::level::Level;
 
@@ -23,6 +25,8 @@ pub struct PlanFile {
     pub rules: Vec<(usize, RuleSpec)>,
     pub area: super::schema::Area,
     pub cards: Vec<(usize, CardSpec)>,
+    pub qc: qc::QcSpec,
+    pub upstream: super::schema::UpstreamSpec,
 }
 
 type Errors = Vec<(String, String)>;
@@ -83,6 +87,24 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         match name.parse::<Kind>() {
             Ok(k) => {
                 kinds.insert(k, spec);
+                for (metric, q) in &spec.qc {
+                    let at = format!("kinds.{name}.qc.{metric}");
+                    match declared(spec, metric) {
+                        None => errs.push((at, format!("{metric:?} is not among the metrics of {name}"))),
+                        Some("") => {
+                            errs.push((at, format!("{metric:?} is a flag: quality control tests numbers")))
+                        }
+                        Some(_) => qc::check(q, &at, true, &mut errs),
+                    }
+                    for (j, other) in q.confirm_with.iter().flatten().enumerate() {
+                        if declared(spec, other).is_none_or(str::is_empty) {
+                            errs.push((
+                                format!("kinds.{name}.qc.{metric}.confirm_with[{j}]"),
+                                format!("{other:?} is not a number metric of {name}"),
+                            ));
+                        }
+                    }
+                }
                 if let Some(p) = &spec.primary {
                     if declared(spec, p).is_none() {
                         errs.push((
@@ -93,6 +115,19 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 }
             }
             Err(e) => errs.push((format!("kinds.{name}"), e)),
+        }
+    }
+    qc::check_policy(&file.qc, &site_ids, &mut errs);
+    for (j, o) in file.qc.overrides.iter().enumerate() {
+        for (k, id) in o.sites.iter().enumerate() {
+            let Some(site) = sites.sites.iter().find(|s| &s.id == id) else { continue };
+            let Some(spec) = kinds.get(&site.kind) else { continue };
+            if declared(spec, &o.metric).is_none_or(str::is_empty) {
+                errs.push((
+                    format!("qc.overrides[{j}].sites[{k}]"),
+                    format!("{:?} is not a number metric of {id} (a {} site)", o.metric, site.kind),
+                ));
+            }
         }
     }
     let mut used: Vec<Kind> = sites.sites.iter().map(|s| s.kind).collect();
@@ -195,7 +230,11 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 None => format!("rules[{i}].{k}"),
             };
             match compile_check(r, ov.map(|o| o.1), site, kind_spec, &ov_at, &mut trees) {
-                Ok(check) => {
+                Ok(mut check) => {
+                    if let Check::Rain { metric, reset_drop, .. } = &mut check {
+                        let spec = qc::spec_for(&kind_spec.qc, &file.qc.overrides, site, metric);
+                        *reset_drop = spec.and_then(|s| s.counter_reset).unwrap_or(qc::DEFAULT_COUNTER_RESET);
+                    }
                     for level in check.reachable() {
                         if !cards.contains_key(&(site.kind, level)) {
                             missing_cards.insert((site.kind, level));
@@ -259,9 +298,37 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         let street = street_index[site.street.as_str()];
         streets[street].sites.push(si);
         let spec = kinds[&site.kind];
-        // Units are the kind's: one map per kind, shared.
-        let units = kind_units.entry(site.kind).or_insert_with(|| Arc::new(units_of(spec))).clone();
-        plan_sites.push(site_plan(site, street, spec, units, rules));
+        // Units and types are the kind's: one map per kind, shared.
+        let (units, types) = kind_units
+            .entry(site.kind)
+            .or_insert_with(|| {
+                let types =
+                    MetricTypes::from_units(spec.metrics.iter().map(|(m, u)| (m.as_str(), u.as_str())));
+                (Arc::new(units_of(spec)), Arc::new(types))
+            })
+            .clone();
+        let mut sp = site_plan(site, street, spec, units, types, rules);
+        sp.qc = site_qc(spec, &file.qc.overrides, site);
+        plan_sites.push(sp);
+    }
+    let upstreams = upstreams(sites, &mut plan_sites, streets.len());
+    // Each site's street gauges (sites with a rain rule), for flatlines during rain.
+    let gauges: Vec<(usize, usize, usize)> = plan_sites
+        .iter()
+        .enumerate()
+        .flat_map(|(si, sp)| {
+            sp.rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| matches!(r.check, Check::Rain { .. }))
+                .map(move |(ri, _)| (sp.street, si, ri))
+        })
+        .collect();
+    for sp in &mut plan_sites {
+        if sp.qc.iter().any(|q| q.flatline.is_some_and(|f| f.rain_mm.is_some())) {
+            sp.street_gauges =
+                gauges.iter().filter(|g| g.0 == sp.street).map(|&(_, si, ri)| (si, ri)).collect();
+        }
     }
     let site_index = plan_sites.iter().enumerate().map(|(i, s)| (s.id.clone(), i)).collect();
     Ok(Plan {
@@ -275,7 +342,68 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         district_rules,
         cards,
         trend_window_ns: ns(file.defaults.trend_window.get()),
+        qc: qc::QcPolicy::from(&file.qc),
+        upstreams,
+        upstream_window_ns: ns(file.upstream.window.get()),
+        intake_after_ns: ns(file.upstream.intake_after.get()),
     })
+}
+
+/// Gateways that two sites or more share (a gateway of one site is the
+/// site: its offline alert says it all), then the intakes: SL 651 for the
+/// sites with a station, MQTT for the others.
+fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> Vec<super::UpstreamPlan> {
+    use super::{UpstreamKind, UpstreamPlan};
+    let mut out: Vec<UpstreamPlan> = Vec::new();
+    let mut by_id: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, s) in sites.sites.iter().enumerate() {
+        if let Some(g) = &s.gateway {
+            by_id.entry(g.as_str()).or_default().push(i);
+        }
+    }
+    for (id, members) in by_id.into_iter().filter(|(_, m)| m.len() >= 2) {
+        let mut count = vec![0usize; streets];
+        for &i in &members {
+            count[plan_sites[i].street] += 1;
+        }
+        let street = (0..streets).max_by_key(|&s| (count[s], std::cmp::Reverse(s)));
+        for &i in &members {
+            plan_sites[i].gateway = Some(out.len());
+        }
+        out.push(UpstreamPlan { id: Arc::from(id), kind: UpstreamKind::Gateway, sites: members, street });
+    }
+    for (id, sl651) in [("mqtt", false), ("sl651", true)] {
+        let members: Vec<usize> =
+            (0..sites.sites.len()).filter(|&i| sites.sites[i].sl651_station.is_some() == sl651).collect();
+        if members.is_empty() {
+            continue;
+        }
+        for &i in &members {
+            plan_sites[i].intake = Some(out.len());
+        }
+        out.push(UpstreamPlan {
+            id: Arc::from(id),
+            kind: UpstreamKind::Intake,
+            sites: members,
+            street: None,
+        });
+    }
+    out
+}
+
+/// The quality control of a site's metrics: its kind's, with the overrides
+/// that name it (a metric the kind does not test may be tested at one site).
+fn site_qc(spec: &KindSpec, overrides: &[qc::QcOverride], site: &Site) -> Vec<qc::MetricQc> {
+    let mut metrics: Vec<&str> = spec.qc.keys().map(String::as_str).collect();
+    for o in overrides.iter().filter(|o| o.sites.contains(&site.id)) {
+        if !metrics.contains(&o.metric.as_str()) {
+            metrics.push(&o.metric);
+        }
+    }
+    metrics
+        .into_iter()
+        .filter_map(|m| qc::spec_for(&spec.qc, overrides, site, m).map(|s| qc::compile(m, &s)))
+        .collect()
 }
 
 /// Required fields per rule type, independent of sites.
@@ -409,6 +537,8 @@ fn compile_check(
                 metric: metric.expect("rain metric"),
                 input: ov.and_then(|o| o.input).or(r.input).unwrap_or(RainInput::Increment),
                 windows,
+                // The metric's `counter_reset` (quality control) is put in by the caller.
+                reset_drop: qc::DEFAULT_COUNTER_RESET,
             })
         }
         RuleType::Condition => {
@@ -435,6 +565,15 @@ fn compile_check(
                     ));
                 }
             }
+            // Types, checked here rather than found false at run time.
+            let ty = |name: &str| -> Option<expr::Ty> {
+                if let Some(unit) = declared(spec, name) {
+                    return Some(if unit.is_empty() { expr::Ty::Flag } else { expr::Ty::Number });
+                }
+                (condition_name_ok(site.kind, spec, name) || site.params.contains_key(name))
+                    .then_some(expr::Ty::Number)
+            };
+            expr::check_condition(&tree, &ty).map_err(|e| (key.clone(), format!("{e} (in {text:?})")))?;
             // The metrics whose arrival can change the outcome.
             let mut triggers: Vec<Arc<str>> = Vec::new();
             let mut pump_flags = false;
@@ -489,6 +628,7 @@ fn site_plan(
     street: usize,
     spec: &KindSpec,
     units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    types: Arc<MetricTypes>,
     rules: Vec<SiteRule>,
 ) -> SitePlan {
     let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::default();
@@ -532,11 +672,16 @@ fn site_plan(
         stale_after_ns: ns(spec.stale_after.get()),
         primary: spec.primary.as_deref().map(Arc::from),
         units,
+        types,
         rules,
         by_metric,
         conditions,
         history,
         params: site.params.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
+        qc: Vec::new(),
+        street_gauges: Vec::new(),
+        gateway: None,
+        intake: None,
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod compile;
 pub mod expr;
+pub mod qc;
 pub mod schema;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -76,8 +77,9 @@ pub enum Check {
     Level { metric: Arc<str>, direction: Direction, thresholds: [Option<f64>; 4], deadband: f64 },
     /// A change of at least `rise` (negative: a fall) within `per_ns`.
     Rate { metric: Arc<str>, rise: f64, per_ns: i64, level: Level },
-    /// Rain windows: (window, mm, level).
-    Rain { metric: Arc<str>, input: RainInput, windows: Vec<(i64, f64, Level)> },
+    /// Rain windows: (window, mm, level). A counter dropping by more than
+    /// `reset_drop` was reset; a smaller drop is jitter.
+    Rain { metric: Arc<str>, input: RainInput, windows: Vec<(i64, f64, Level)>, reset_drop: f64 },
     /// An expression over the site's metrics and derived values.
     ///
     /// It is judged after a message that carries one of `triggers` (the
@@ -106,9 +108,10 @@ impl PartialEq for Check {
                 Rate { metric: a, rise: b, per_ns: c, level: d },
                 Rate { metric: e, rise: f, per_ns: g, level: h },
             ) => a == e && b == f && c == g && d == h,
-            (Rain { metric: a, input: b, windows: c }, Rain { metric: d, input: e, windows: f }) => {
-                a == d && b == e && c == f
-            }
+            (
+                Rain { metric: a, input: b, windows: c, reset_drop: g },
+                Rain { metric: d, input: e, windows: f, reset_drop: h },
+            ) => a == d && b == e && c == f && g == h,
             (Condition { text: a, level: b, .. }, Condition { text: c, level: d, .. }) => a == c && b == d,
             _ => false,
         }
@@ -184,6 +187,9 @@ pub struct SitePlan {
     pub primary: Option<Arc<str>>,
     /// The kind's units, shared by its sites.
     pub units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    /// The kind's metric types (flags and numbers), shared by its sites:
+    /// how intake coerces what devices send.
+    pub types: Arc<crate::coerce::MetricTypes>,
     pub rules: Vec<SiteRule>,
     /// Which rules look at a metric (indices into `rules`).
     pub by_metric: HashMap<Arc<str>, Vec<usize>>,
@@ -192,6 +198,36 @@ pub struct SitePlan {
     /// Metrics whose recent history is kept (trends, rates, conditions' `_per_h`).
     pub history: Vec<Arc<str>>,
     pub params: Vec<(Arc<str>, f64)>,
+    /// Quality control of its metrics (`plan::qc`): the tests per metric.
+    pub qc: Vec<qc::MetricQc>,
+    /// The rain gauges of its street, as (site, rain rule): what a flatline
+    /// during rain is judged against.
+    pub street_gauges: Vec<(usize, usize)>,
+    /// The gateway it reports through, when it shares it with other sites
+    /// (index into [`Plan::upstreams`]).
+    pub gateway: Option<usize>,
+    /// floodguard's intake its readings come by (index into [`Plan::upstreams`]).
+    pub intake: Option<usize>,
+}
+
+/// What an upstream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// A gateway several sites report through (a 4G DTU …).
+    Gateway,
+    /// floodguard's own intake: the MQTT connection, the SL 651 listener.
+    Intake,
+}
+
+/// A gateway or an intake, and the sites behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPlan {
+    /// `DTU-07`; an intake: `mqtt`, `sl651`.
+    pub id: Arc<str>,
+    pub kind: UpstreamKind,
+    pub sites: Vec<usize>,
+    /// The street most of its sites are in (`None` for an intake: the district).
+    pub street: Option<usize>,
 }
 
 impl SitePlan {
@@ -229,6 +265,21 @@ pub struct Plan {
     pub district_rules: AreaRules,
     pub cards: HashMap<(Kind, Level), Arc<Card>>,
     pub trend_window_ns: i64,
+    /// Quality control's policy: on or off, confirmation, maintenance alerts.
+    pub qc: qc::QcPolicy,
+    /// Gateways shared by two sites or more, then the intakes.
+    pub upstreams: Vec<UpstreamPlan>,
+    /// Sites of a gateway silent within this of each other went silent together.
+    pub upstream_window_ns: i64,
+    /// An intake down this long is one alert.
+    pub intake_after_ns: i64,
+}
+
+impl Plan {
+    /// The intake upstream `id` (`mqtt`, `sl651`).
+    pub fn intake(&self, id: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.kind == UpstreamKind::Intake && &*u.id == id)
+    }
 }
 
 impl Plan {

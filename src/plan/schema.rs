@@ -122,6 +122,9 @@ pub struct KindSpec {
     pub metrics: BTreeMap<String, String>,
     /// The metric shown first (value, trend, ETA) on the page and in reports.
     pub primary: Option<String>,
+    /// `[kinds.<kind>.qc.<metric>]`: quality control of its readings.
+    #[serde(default)]
+    pub qc: BTreeMap<String, super::qc::MetricQcSpec>,
 }
 
 /// One rain window: at least `mm` within `within` → `level`.
@@ -224,4 +227,23 @@ pub struct CardSpec {
     /// 物资: item id of materials.toml → quantity the level calls for.
     #[serde(default)]
     pub materials: BTreeMap<String, f64>,
+}
+
+/// `[upstream]`: what sites report through — gateways (`gateway` in
+/// sites.toml) and floodguard's own intake (the MQTT connection, the SL 651
+/// listener) — and when their silence is one alert.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UpstreamSpec {
+    /// Sites of one gateway that fell silent within this of each other fell
+    /// silent together (a report interval or so).
+    pub window: HumanDuration,
+    /// floodguard's intake down this long: one alert about the intake.
+    pub intake_after: HumanDuration,
+}
+
+impl Default for UpstreamSpec {
+    fn default() -> Self {
+        UpstreamSpec { window: HumanDuration::secs(15 * 60), intake_after: HumanDuration::secs(60) }
+    }
 }

@@ -4,6 +4,8 @@
 // floodguard and answers this script's requests on stdin:
 //   stdout "CMD publish"  → the test publishes readings that raise CD-JS-01 to Ⅲ,
 //                           answers "OK <epoch ms of the last publish>"
+//   stdout "CMD spike"    → the test publishes 5 cm then a 300 cm spike at CD-JS-02,
+//                           answers "OK" (quality control holds the spike back)
 //   stdout "CMD stop"     → the test stops floodguard (SIGTERM), answers "OK"
 //   stdout "CMD start"    → the test starts it again, answers "OK" once connected
 //   stdout "RESULT {json}" at the end; exit 0 on success, 1 with "FAIL …".
@@ -98,6 +100,16 @@ try {
   if (source !== `来源 MQTT · flood/${SITE}/telemetry`) throw new Error(`site source ${source}`);
   await page.waitForSelector(`#map .map-site.lvl-III[data-site="${SITE}"]`, { timeout: LONG });
   await shot("02-yellow");
+
+  // 2b. A spike quality control holds back is shown as suspect, not as a level.
+  await command("spike");
+  const spiked = `.site[data-site="CD-JS-02"]`;
+  await page.waitForSelector(`${spiked} .value.qc-suspect`, { timeout: LONG });
+  const qcLabel = await text(page, `${spiked} .qc-label`);
+  if (qcLabel !== "可疑：突变，待下一读数确认") throw new Error(`qc label ${qcLabel}`);
+  if ((await text(page, `${spiked} .value`)) !== "300") throw new Error("the suspect value is shown");
+  if ((await page.locator(`${spiked}.lvl-none`).count()) !== 1) throw new Error("a spike raised a level");
+  await shot("02b-suspect");
 
   // 3. Ack through the UI: the token and the operator's name are asked for.
   const alertId = Number(await page.locator(alertSel).first().getAttribute("data-alert-id"));

@@ -19,6 +19,7 @@ mod modbus;
 mod notify;
 mod page;
 mod push;
+mod qc;
 mod records;
 mod sl651;
 mod stages;

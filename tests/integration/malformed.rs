@@ -17,7 +17,7 @@ fn bad(cause: &str, i: u64, base: i64) -> (String, Vec<u8>) {
     let now = chrono::Utc::now().timestamp_millis();
     match cause {
         "malformed_json" => (t("CD-JS-01"), format!("{{\"water_depth_cm\": {i}").into_bytes()),
-        "wrong_type" => (t("CD-JS-01"), format!("{{\"water_depth_cm\": \"{i}\"}}").into_bytes()),
+        "wrong_type" => (t("CD-JS-01"), format!("{{\"water_depth_cm\": \"deep-{i}\"}}").into_bytes()),
         "non_finite" => (t("BH-SW-01"), format!("{{\"level_m\": 1e40{i}}}").into_bytes()),
         "unknown_site" => (t(&format!("ZZ-{i}")), b"{\"water_depth_cm\": 1}".to_vec()),
         // 100 KB and more: past max_payload (64 KiB), far below max_packet_size.

@@ -211,6 +211,13 @@ async fn the_live_page_in_chromium() {
                     depth(&p, "CD-JS-01", 22.5, None).await;
                     format!("OK {}", chrono::Utc::now().timestamp_millis())
                 }
+                "CMD spike" => {
+                    for cm in [5.0, 300.0] {
+                        depth(&p, "CD-JS-02", cm, None).await;
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                    }
+                    "OK".to_string()
+                }
                 "CMD stop" => {
                     assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0), "{}", fg.log());
                     "OK".to_string()

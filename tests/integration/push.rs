@@ -114,16 +114,17 @@ async fn line_protocol_and_json_pushes_are_stored_and_judged() {
         .json(&serde_json::json!([
             {"site": "CD-JS-02", "ts": (now_s - 3) * 1000, "water_depth_cm": 9},
             {"site": "CD-JS-02", "ts": (now_s - 2) * 1000, "water_depth_cm": "9.5"},
+            {"site": "CD-JS-02", "ts": (now_s - 1) * 1000, "water_depth_cm": "deep"},
         ]))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400, "a numeric string is a wrong type in JSON");
+    assert_eq!(r.status(), 400, "text that is no number is a wrong type");
     let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["detail"]["errors"][0]["index"], 1, "{v}");
-    assert_eq!(v["detail"]["accepted"], 1, "{v}");
+    assert_eq!(v["detail"]["errors"][0]["index"], 2, "{v}");
+    assert_eq!(v["detail"]["accepted"], 2, "a numeric string is a depth, as devices send it: {v}");
     wait_for("CD-JS-02's depths", Duration::from_secs(20), || async {
-        (depths(&influx, "CD-JS-02").await == vec![7.0, 8.0, 9.0]).then_some(())
+        (depths(&influx, "CD-JS-02").await == vec![7.0, 8.0, 9.0, 9.5]).then_some(())
     })
     .await;
 

@@ -75,16 +75,23 @@ async fn twenty_thousand_readings_land_in_influxdb_v1_exactly_once() {
     assert_eq!(v["results"][0]["series"][0]["values"][0][2].as_f64(), Some(6.0), "{v}");
 
     // Points written: the readings, what the engine and the alert manager
-    // derived from them (area_level, alert_event), and the site catalogue.
+    // derived from them (area_level, alert_event, telemetry_qc: these test
+    // values run up to 99.9 m for rivers, forebays and manholes, past their
+    // sensors' ranges), and the site catalogue.
     let area = influx.count("flood", "SELECT count(level) FROM area_level").await;
     let events = influx.count("flood", "SELECT count(alert_id) FROM alert_event").await;
     let sites = influx.count("flood", "SELECT count(lat) FROM site_info").await;
+    let flags = influx.count("flood", "SELECT count(value) FROM telemetry_qc").await;
+    // A suspect reading confirmed later is its point written again (one point kept).
+    let confirmed =
+        influx.count("flood", "SELECT count(value) FROM telemetry_qc WHERE confirmed = true").await;
     assert!(area >= 4, "a baseline per street and the district");
     assert!(events > 0, "the readings cross thresholds: alerts fire");
+    assert!(flags > 0, "readings out of their sensors' range are flagged");
     assert_eq!(sites, 15, "one site_info point per site of the sample district");
     assert_eq!(
         fg.metric("floodguard_influxdb_points_written_total").await,
-        Some((N as i64 + area + events + sites) as f64)
+        Some((N as i64 + area + events + sites + flags + confirmed) as f64)
     );
     assert_eq!(
         fg.metric("floodguard_readings_total").await,
@@ -135,19 +142,17 @@ async fn a_batch_influxdb_refuses_is_set_aside_with_the_reason_and_the_rest_flow
     let p = Publisher::connect(&broker.url(), "pub-reject");
     let base = base_ms();
 
-    // A float field first…
-    p.send("flood/CD-JS-01/telemetry", format!(r#"{{"ts":{base},"water_depth_cm":12.5}}"#).into_bytes())
-        .await;
+    // A float field first… (a metric the kind does not declare: stored as
+    // sent — a declared one takes its type, and a flag for a depth never
+    // reaches InfluxDB)
+    p.send("flood/CD-JS-01/telemetry", format!(r#"{{"ts":{base},"vendor_x":12.5}}"#).into_bytes()).await;
     wait_for("the float stored", Duration::from_secs(20), || async {
-        (influx.count("flood", "SELECT count(water_depth_cm) FROM telemetry").await == 1).then_some(())
+        (influx.count("flood", "SELECT count(vendor_x) FROM telemetry").await == 1).then_some(())
     })
     .await;
     // …then the same field as a boolean: InfluxDB refuses it (type conflict, HTTP 400).
-    p.send(
-        "flood/CD-JS-01/telemetry",
-        format!(r#"{{"ts":{},"water_depth_cm":true}}"#, base + 1).into_bytes(),
-    )
-    .await;
+    p.send("flood/CD-JS-01/telemetry", format!(r#"{{"ts":{},"vendor_x":true}}"#, base + 1).into_bytes())
+        .await;
     wait_for("the batch counted as rejected", Duration::from_secs(20), || async {
         (fg.metric("floodguard_influxdb_batches_rejected_total").await? == 1.0).then_some(())
     })
@@ -168,7 +173,7 @@ async fn a_batch_influxdb_refuses_is_set_aside_with_the_reason_and_the_rest_flow
     assert_eq!(files.len(), 2, "{files:?}");
     let lines =
         std::fs::read_to_string(files.iter().find(|f| f.extension().unwrap() == "lp").unwrap()).unwrap();
-    assert!(lines.contains("site=CD-JS-01") && lines.contains("water_depth_cm=true"), "{lines}");
+    assert!(lines.contains("site=CD-JS-01") && lines.contains("vendor_x=true"), "{lines}");
     let reason =
         std::fs::read_to_string(files.iter().find(|f| f.to_string_lossy().ends_with(".reason.txt")).unwrap())
             .unwrap();

@@ -299,15 +299,28 @@ impl Poller {
         // In the map's order, what was read before a failure too: true
         // values at the poll time.
         values.sort_by_key(|(i, _)| *i);
-        let readings: Vec<Reading> = values
-            .into_iter()
-            .map(|(i, value)| Reading {
-                site: site.clone(),
-                metric: self.points[i].metric.clone(),
-                value,
-                ts,
-            })
-            .collect();
+        // As the site's kind holds each metric: a register of 0/1 mapped
+        // to a flag (pump1_fault) is a flag.
+        let entry = decoder.catalog().get(&site).cloned();
+        let mut readings: Vec<Reading> = Vec::with_capacity(values.len());
+        for (i, value) in values {
+            let metric = self.points[i].metric.clone();
+            let ty = entry.as_ref().and_then(|e| e.metric_type(&metric));
+            let coerced = match value {
+                crate::reading::Value::Float(v) => crate::coerce::number(ty, v),
+                crate::reading::Value::Bool(b) => crate::coerce::flag(ty, b),
+            };
+            match coerced {
+                Ok(value) => readings.push(Reading { site: site.clone(), metric, value, ts }),
+                Err(e) => {
+                    let e = crate::ingest::mqtt::decode::DecodeError::from_coerce(&metric, e);
+                    self.fail("bad_value", &e);
+                }
+            }
+        }
+        if readings.is_empty() {
+            return reachable;
+        }
         let received = to_ns(chrono::Utc::now());
         match decoder.checked(readings, received) {
             Ok(readings) => {

@@ -406,9 +406,14 @@ impl Worker {
                 }
                 let topic = p.topic();
                 match decoder.decode(topic, &p.payload, received_at) {
-                    Ok(readings) => {
-                        self.intake.seen(&readings[0].site, topic, received_at / 1_000_000);
-                        messages.push(readings);
+                    Ok(d) => {
+                        // Fields left out; the rest of the message is kept.
+                        for e in &d.skipped {
+                            self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();
+                            self.drops.log(e.cause(), topic, e);
+                        }
+                        self.intake.seen(&d.readings[0].site, topic, received_at / 1_000_000);
+                        messages.push(d.readings);
                     }
                     Err(e) => {
                         self.metrics.decode_errors.with_label_values(&[e.cause()]).inc();

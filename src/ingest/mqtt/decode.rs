@@ -20,7 +20,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 
 use super::mapping::{mapped_json, number_payload, Extract, Mapping};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, SiteEntry};
+use crate::coerce::{self, CoerceError, Raw};
 use crate::config::MqttSection;
 use crate::reading::{is_valid_metric, Reading, TimestampNs, Value, STATUS_METRIC};
 
@@ -39,6 +40,9 @@ pub enum DecodeError {
     MalformedNumber(String),
     #[error("{field}: expected {expected}, found {found}")]
     WrongType { field: String, expected: &'static str, found: &'static str },
+    /// A metric's value is not what its kind declares (a flag or a number).
+    #[error("{field}: expected {expected}, found {found}")]
+    BadValue { field: String, expected: &'static str, found: String },
     #[error("{0}: not a finite number")]
     NonFinite(String),
     #[error("invalid metric name {0:?}")]
@@ -78,7 +82,7 @@ impl DecodeError {
             DecodeError::UnknownSite(_) => "unknown_site",
             DecodeError::MalformedJson(_) => "malformed_json",
             DecodeError::MalformedNumber(_) => "malformed_number",
-            DecodeError::WrongType { .. } => "wrong_type",
+            DecodeError::WrongType { .. } | DecodeError::BadValue { .. } => "wrong_type",
             DecodeError::NonFinite(_) => "non_finite",
             DecodeError::InvalidMetric(_) => "invalid_metric",
             DecodeError::BadTimestamp(_) => "bad_timestamp",
@@ -86,6 +90,33 @@ impl DecodeError {
             DecodeError::NoMetrics => "no_metrics",
             DecodeError::BadStatus(_) => "bad_status",
         }
+    }
+}
+
+impl DecodeError {
+    /// A value refused by its metric's type.
+    pub fn from_coerce(field: &str, e: CoerceError) -> DecodeError {
+        match e {
+            CoerceError::NonFinite => DecodeError::NonFinite(field.to_string()),
+            CoerceError::WrongType { expected, found } => {
+                DecodeError::BadValue { field: truncate(field, 64), expected, found }
+            }
+        }
+    }
+}
+
+/// One message's readings, and the fields left out of it (each counted
+/// by its cause; the rest of the message is kept).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Decoded {
+    pub readings: Vec<Reading>,
+    pub skipped: Vec<DecodeError>,
+}
+
+impl std::ops::Deref for Decoded {
+    type Target = [Reading];
+    fn deref(&self) -> &[Reading] {
+        &self.readings
     }
 }
 
@@ -128,34 +159,37 @@ impl Decoder {
         f
     }
 
-    /// Decodes one message received at `received_at` (ns since the epoch).
+    /// Decodes one message received at `received_at` (ns since the epoch):
+    /// its readings, with the fields left out and why; an error when
+    /// nothing of it can be used.
     pub fn decode(
         &self,
         topic: &str,
         payload: &[u8],
         received_at: TimestampNs,
-    ) -> Result<Vec<Reading>, DecodeError> {
+    ) -> Result<Decoded, DecodeError> {
         if payload.len() > self.max_payload {
             return Err(DecodeError::Oversize { size: payload.len(), limit: self.max_payload });
         }
+        let mut skipped = Vec::new();
         let readings = if let Some(m) = self.mappings.iter().find(|m| rumqttc::matches(topic, &m.filter)) {
             let seg = topic.split('/').nth(m.site_segment).unwrap_or("");
-            let site = self.site(seg)?;
+            let site = self.entry(seg)?;
             match &m.extract {
                 Extract::Number { metric, scale } => {
                     number_payload(payload, site, metric.clone(), *scale, received_at)?
                 }
                 Extract::Json { fields, ts_path } => {
-                    mapped_json(payload, site, fields, ts_path.as_deref(), received_at)?
+                    mapped_json(payload, site, fields, ts_path.as_deref(), received_at, &mut skipped)?
                 }
-                Extract::Telemetry => telemetry(payload, site, received_at)?,
-                Extract::Status => status(payload, site, received_at)?,
+                Extract::Telemetry => telemetry(payload, site, received_at, &mut skipped)?,
+                Extract::Status => status(payload, site.id.clone(), received_at)?,
             }
         } else {
             let mut parts = topic.split('/');
             match (parts.next(), parts.next(), parts.next(), parts.next()) {
                 (Some("flood"), Some(seg), Some("telemetry"), None) if self.default_topics => {
-                    telemetry(payload, self.site(seg)?, received_at)?
+                    telemetry(payload, self.entry(seg)?, received_at, &mut skipped)?
                 }
                 (Some("flood"), Some(seg), Some("status"), None) if self.default_topics => {
                     status(payload, self.site(seg)?, received_at)?
@@ -163,21 +197,39 @@ impl Decoder {
                 _ => return Err(DecodeError::UnknownTopic),
             }
         };
-        self.checked(readings, received_at)
+        let readings = self.checked_with(readings, &mut skipped, received_at)?;
+        Ok(Decoded { readings, skipped })
     }
 
     /// A telemetry object (`{"ts": …, "<metric>": …}`) of a known site, as
     /// other sources than MQTT send it (HTTP push).
     pub fn telemetry_object(
         &self,
-        site: Arc<str>,
+        site: &str,
         payload: &[u8],
         received_at: TimestampNs,
-    ) -> Result<Vec<Reading>, DecodeError> {
+    ) -> Result<Decoded, DecodeError> {
         if payload.len() > self.max_payload {
             return Err(DecodeError::Oversize { size: payload.len(), limit: self.max_payload });
         }
-        self.checked(telemetry(payload, site, received_at)?, received_at)
+        let mut skipped = Vec::new();
+        let readings = telemetry(payload, self.entry(site)?, received_at, &mut skipped)?;
+        let readings = self.checked_with(readings, &mut skipped, received_at)?;
+        Ok(Decoded { readings, skipped })
+    }
+
+    /// Like [`Decoder::checked`]; when no reading is left, the first field
+    /// that was left out says why.
+    fn checked_with(
+        &self,
+        readings: Vec<Reading>,
+        skipped: &mut Vec<DecodeError>,
+        received_at: TimestampNs,
+    ) -> Result<Vec<Reading>, DecodeError> {
+        if readings.is_empty() && !skipped.is_empty() {
+            return Err(skipped.remove(0));
+        }
+        self.checked(readings, received_at)
     }
 
     /// One message's readings, refused when empty or when their shared
@@ -203,10 +255,12 @@ impl Decoder {
 
     /// The site of `sites.toml` with this id.
     pub fn site(&self, segment: &str) -> Result<Arc<str>, DecodeError> {
-        self.catalog
-            .get(segment)
-            .map(|e| e.id.clone())
-            .ok_or_else(|| DecodeError::UnknownSite(truncate(segment, 64)))
+        self.entry(segment).map(|e| e.id.clone())
+    }
+
+    /// The catalogue's entry of the site with this id.
+    pub fn entry(&self, segment: &str) -> Result<&SiteEntry, DecodeError> {
+        self.catalog.get(segment).ok_or_else(|| DecodeError::UnknownSite(truncate(segment, 64)))
     }
 }
 
@@ -385,7 +439,14 @@ impl<'de> de::Deserialize<'de> for Telemetry {
     }
 }
 
-fn telemetry(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result<Vec<Reading>, DecodeError> {
+/// The telemetry object of `site`; each field whose name or value is not
+/// right goes to `skipped`, the others are kept.
+fn telemetry(
+    payload: &[u8],
+    site: &SiteEntry,
+    received_at: TimestampNs,
+    skipped: &mut Vec<DecodeError>,
+) -> Result<Vec<Reading>, DecodeError> {
     let t: Telemetry = match serde_json::from_slice(payload) {
         Ok(t) => t,
         Err(e) if e.is_data() => {
@@ -406,21 +467,29 @@ fn telemetry(payload: &[u8], site: Arc<str>, received_at: TimestampNs) -> Result
     let mut out: Vec<Reading> = Vec::with_capacity(t.metrics.len());
     for (name, item) in t.metrics {
         if !is_valid_metric(&name) {
-            return Err(DecodeError::InvalidMetric(truncate(&name, 64)));
+            skipped.push(DecodeError::InvalidMetric(truncate(&name, 64)));
+            continue;
         }
-        let value = match item {
-            Item::Int(v) => Value::Float(v as f64),
-            Item::Num(v) => Value::Float(finite(&name, v)?),
-            Item::Bool(b) => Value::Bool(b),
+        let raw = match &item {
+            Item::Int(v) => Raw::Number(*v as f64),
+            Item::Num(v) => Raw::Number(*v),
+            Item::Bool(b) => Raw::Bool(*b),
+            Item::Str(s) => Raw::Text(s),
             other => {
-                return Err(DecodeError::WrongType {
-                    field: name,
+                skipped.push(DecodeError::WrongType {
+                    field: truncate(&name, 64),
                     expected: "a number or a boolean",
                     found: other.found(),
-                })
+                });
+                continue;
             }
         };
-        push_dedup(&mut out, Reading { site: site.clone(), metric: Arc::from(name), value, ts });
+        match coerce::coerce(site.metric_type(&name), raw) {
+            Ok(value) => {
+                push_dedup(&mut out, Reading { site: site.id.clone(), metric: Arc::from(name), value, ts })
+            }
+            Err(e) => skipped.push(DecodeError::from_coerce(&name, e)),
+        }
     }
     Ok(out)
 }

@@ -27,7 +27,7 @@ fn decoder() -> Decoder {
 }
 
 fn decode(topic: &str, payload: &str) -> Result<Vec<Reading>, DecodeError> {
-    decoder().decode(topic, payload.as_bytes(), NOW)
+    decoder().decode(topic, payload.as_bytes(), NOW).map(|d| d.readings)
 }
 
 fn values(r: &[Reading]) -> Vec<(String, Value, TimestampNs)> {
@@ -91,7 +91,7 @@ fn every_cause_is_its_own_error() {
         ("flood/CD-JS-01/telemetry", "", "malformed_json"),
         ("flood/CD-JS-01/telemetry", "[1,2]", "wrong_type"),
         ("flood/CD-JS-01/telemetry", "12.5", "wrong_type"),
-        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":"12.5"}"#, "wrong_type"),
+        ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":"abc"}"#, "wrong_type"),
         ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":null}"#, "wrong_type"),
         ("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":{"v":1}}"#, "wrong_type"),
         ("flood/CD-JS-01/telemetry", r#"{"ts":true,"water_depth_cm":1}"#, "wrong_type"),
@@ -130,8 +130,10 @@ fn every_cause_is_its_own_error() {
 
 #[test]
 fn errors_say_what_was_wrong() {
-    let e = decode("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":"12.5"}"#).unwrap_err();
-    assert_eq!(e.to_string(), "water_depth_cm: expected a number or a boolean, found a string");
+    let e = decode("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":[1]}"#).unwrap_err();
+    assert_eq!(e.to_string(), "water_depth_cm: expected a number or a boolean, found an array");
+    let e = decode("flood/CD-JS-01/telemetry", r#"{"water_depth_cm":"abc"}"#).unwrap_err();
+    assert_eq!(e.to_string(), "water_depth_cm: expected a number or a flag, found the text \"abc\"");
     let e = decode("flood/XX-99/telemetry", "{}").unwrap_err();
     assert_eq!(e.to_string(), "unknown site \"XX-99\"");
 }
@@ -143,10 +145,12 @@ fn oversize_is_checked_before_anything_else() {
     let mut big = format!("{{\"water_depth_cm\":1,\"pad\":\"{}\"}}", "x".repeat(limit));
     assert_eq!(d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW).unwrap_err().cause(), "oversize");
     assert_eq!(d.decode("nowhere", &vec![b'x'; limit + 1], NOW).unwrap_err().cause(), "oversize");
-    // Exactly at the limit it is decoded (and here fails for the string field).
+    // Exactly at the limit it is decoded (the string field left out, the depth kept).
     big = format!("{{\"water_depth_cm\":1,\"pad\":\"{}\"}}", "x".repeat(limit - 29));
     assert_eq!(big.len(), limit);
-    assert_eq!(d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW).unwrap_err().cause(), "wrong_type");
+    let got = d.decode("flood/CD-JS-01/telemetry", big.as_bytes(), NOW).unwrap();
+    assert_eq!(values(&got), [("water_depth_cm".into(), Value::Float(1.0), NOW)]);
+    assert_eq!(got.skipped.iter().map(|e| e.cause()).collect::<Vec<_>>(), ["wrong_type"]);
 }
 
 #[test]
@@ -357,4 +361,85 @@ proptest! {
         prop_assert_eq!(got, metrics);
         prop_assert!(r.iter().all(|r| r.ts == ts_ms * MS));
     }
+}
+
+/// The sample district's catalogue: metric types from its plan.
+fn sample_decoder() -> Decoder {
+    let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+    let config = crate::config::load_with_env(&main, &Default::default()).expect("sample config");
+    Decoder::new(Arc::new(Catalog::from_config(&config)), &mqtt(vec![]))
+}
+
+#[test]
+fn flags_and_numbers_as_devices_send_them() {
+    let d = sample_decoder();
+    let one = |payload: &str| {
+        let got = d.decode("flood/BH-BZ-01/telemetry", payload.as_bytes(), NOW).unwrap();
+        assert!(got.skipped.is_empty(), "{payload}: {:?}", got.skipped);
+        got.readings[0].value
+    };
+    for payload in [
+        r#"{"pump1_fault":1}"#,
+        r#"{"pump1_fault":"1"}"#,
+        r#"{"pump1_fault":true}"#,
+        r#"{"pump1_fault":"true"}"#,
+        r#"{"pump1_fault":"on"}"#,
+    ] {
+        assert_eq!(one(payload), Value::Bool(true), "{payload}");
+    }
+    for payload in [r#"{"pump2_running":0}"#, r#"{"pump2_running":"0"}"#, r#"{"pump2_running":"OFF"}"#] {
+        assert_eq!(one(payload), Value::Bool(false), "{payload}");
+    }
+    assert_eq!(one(r#"{"forebay_level_m":"1.85"}"#), Value::Float(1.85));
+    assert_eq!(one(r#"{"forebay_level_m":2}"#), Value::Float(2.0));
+}
+
+#[test]
+fn a_bad_value_is_counted_and_the_rest_of_the_message_kept() {
+    let d = sample_decoder();
+    let got = d
+        .decode(
+            "flood/CD-JS-01/telemetry",
+            br#"{"water_depth_cm":"abc","battery_v":"3.6","sensor_fault":2,"vendor_x":"ok"}"#,
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(values(&got), [("battery_v".into(), Value::Float(3.6), NOW)]);
+    let errors: Vec<String> = got.skipped.iter().map(|e| format!("{} {e}", e.cause())).collect();
+    assert_eq!(
+        errors,
+        [
+            "wrong_type water_depth_cm: expected a number, found the text \"abc\"",
+            "wrong_type sensor_fault: expected a flag (true/false, 1/0, on/off), found the number 2",
+            "wrong_type vendor_x: expected a number or a flag, found the text \"ok\"",
+        ]
+    );
+    // A flag is not a depth either; with nothing left, the message is refused by the first cause.
+    let e = d.decode("flood/CD-JS-01/telemetry", br#"{"water_depth_cm":true}"#, NOW).unwrap_err();
+    assert_eq!(e.to_string(), "water_depth_cm: expected a number, found a boolean");
+}
+
+#[test]
+fn mappings_coerce_too() {
+    let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/floodguard.toml");
+    let config = crate::config::load_with_env(&main, &Default::default()).expect("sample config");
+    let mut m = json_mapping();
+    m.filter = "plc/+/data".into();
+    m.site_segment = 1;
+    m.fields.push(FieldMapping { path: "f".into(), metric: "pump1_fault".into(), scale: 1.0 });
+    let d = Decoder::new(Arc::new(Catalog::from_config(&config)), &mqtt(vec![m]));
+    let got =
+        d.decode("plc/BH-BZ-01/data", br#"{"obs":{"pumps":[{"run":"1"}],"q":"1200"},"f":1}"#, NOW).unwrap();
+    let mut v = values(&got);
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        v,
+        [
+            ("flow_m3s".into(), Value::Float(1.2), NOW),
+            ("pump1_fault".into(), Value::Bool(true), NOW),
+            ("pump1_running".into(), Value::Bool(true), NOW),
+        ],
+        "a flag is not scaled, a number is: {:?}",
+        got.skipped
+    );
 }

@@ -8,8 +8,10 @@ use serde_json::Value as Json;
 use super::decode::{
     finite, json_error, json_timestamp, push_dedup, timestamp_from_str, truncate, DecodeError,
 };
+use crate::catalog::SiteEntry;
+use crate::coerce::{self, Raw};
 use crate::config::{MappingConfig, PayloadFormat};
-use crate::reading::{Reading, TimestampNs, Value};
+use crate::reading::{Reading, TimestampNs};
 
 #[derive(Debug, Clone)]
 pub(super) enum Extract {
@@ -49,18 +51,29 @@ impl Mapping {
     }
 }
 
+/// A bare number (or, for a flag metric, a flag word) as the payload.
 pub(super) fn number_payload(
     payload: &[u8],
-    site: Arc<str>,
+    site: &SiteEntry,
     metric: Arc<str>,
     scale: f64,
     received_at: TimestampNs,
 ) -> Result<Vec<Reading>, DecodeError> {
     let text =
         std::str::from_utf8(payload).map_err(|_| DecodeError::MalformedNumber("<not UTF-8>".into()))?;
-    let v: f64 = text.trim().parse().map_err(|_| DecodeError::MalformedNumber(truncate(text.trim(), 32)))?;
-    let v = finite(&metric, finite(&metric, v)? * scale)?;
-    Ok(vec![Reading { site, metric, value: Value::Float(v), ts: received_at }])
+    let ty = site.metric_type(&metric);
+    let value = match text.trim().parse::<f64>() {
+        Ok(v) => {
+            let v = finite(&metric, finite(&metric, v)? * scale)?;
+            coerce::number(ty, v).map_err(|e| DecodeError::from_coerce(&metric, e))?
+        }
+        // A flag metric's payload may be "on"/"off", "true"/"false".
+        Err(_) if ty == Some(coerce::MetricType::Flag) => {
+            coerce::coerce(ty, Raw::Text(text)).map_err(|e| DecodeError::from_coerce(&metric, e))?
+        }
+        Err(_) => return Err(DecodeError::MalformedNumber(truncate(text.trim(), 32))),
+    };
+    Ok(vec![Reading { site: site.id.clone(), metric, value, ts: received_at }])
 }
 
 fn lookup<'j>(root: &'j Json, path: &[String]) -> Option<&'j Json> {
@@ -71,12 +84,15 @@ fn lookup<'j>(root: &'j Json, path: &[String]) -> Option<&'j Json> {
     })
 }
 
+/// Fields of a JSON payload by path; a field whose value is not right goes
+/// to `skipped`, the others are kept.
 pub(super) fn mapped_json(
     payload: &[u8],
-    site: Arc<str>,
+    site: &SiteEntry,
     fields: &[(Vec<String>, Arc<str>, f64)],
     ts_path: Option<&[String]>,
     received_at: TimestampNs,
+    skipped: &mut Vec<DecodeError>,
 ) -> Result<Vec<Reading>, DecodeError> {
     let root: Json = serde_json::from_slice(payload).map_err(json_error)?;
     let ts = match ts_path.and_then(|p| lookup(&root, p)) {
@@ -91,30 +107,41 @@ pub(super) fn mapped_json(
         let Some(v) = lookup(&root, path) else {
             continue;
         };
+        let ty = site.metric_type(metric);
         let value = match v {
-            Json::Number(n) => Value::Float(finite(metric, n.as_f64().unwrap_or(f64::NAN) * scale)?),
-            Json::Bool(b) => Value::Bool(*b),
-            // Gateways often send numbers as text.
-            Json::String(s) => match s.trim().parse::<f64>() {
-                Ok(x) => Value::Float(finite(metric, finite(metric, x)? * scale)?),
-                Err(_) => {
-                    return Err(DecodeError::WrongType {
-                        field: path.join("."),
-                        expected: "a number or a boolean",
-                        found: "a string",
-                    })
+            // The scale applies to numbers, not to flags.
+            Json::Number(n) => match finite(metric, n.as_f64().unwrap_or(f64::NAN)) {
+                Ok(x) if ty == Some(coerce::MetricType::Flag) => coerce::number(ty, x),
+                Ok(x) => coerce::number(ty, x * scale),
+                Err(e) => {
+                    skipped.push(e);
+                    continue;
                 }
+            },
+            Json::Bool(b) => coerce::flag(ty, *b),
+            // Gateways often send numbers and flags as text.
+            Json::String(s) => match (ty, s.trim().parse::<f64>()) {
+                (Some(coerce::MetricType::Flag), _) | (_, Err(_)) => coerce::coerce(ty, Raw::Text(s)),
+                (_, Ok(x)) => coerce::coerce(ty, Raw::Number(x * scale)),
             },
             Json::Null => continue,
             Json::Array(_) | Json::Object(_) => {
-                return Err(DecodeError::WrongType {
+                skipped.push(DecodeError::WrongType {
                     field: path.join("."),
                     expected: "a number or a boolean",
                     found: if v.is_array() { "an array" } else { "an object" },
-                })
+                });
+                continue;
             }
         };
-        push_dedup(&mut out, Reading { site: site.clone(), metric: metric.clone(), value, ts });
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => {
+                skipped.push(DecodeError::from_coerce(&path.join("."), e));
+                continue;
+            }
+        };
+        push_dedup(&mut out, Reading { site: site.id.clone(), metric: metric.clone(), value, ts });
     }
     Ok(out)
 }

@@ -17,7 +17,8 @@ use chrono::TimeZone;
 
 use super::element::{Message, Time, Value};
 use crate::catalog::Catalog;
-use crate::reading::{self, Reading, TimestampNs};
+use crate::coerce::{self, CoerceError};
+use crate::reading::{Reading, TimestampNs};
 
 /// Element identifier → metric when the site says nothing else.
 pub const DEFAULTS: [(u16, &str); 21] = [
@@ -71,6 +72,8 @@ pub struct Mapped {
     pub messages: Vec<Vec<Reading>>,
     /// Elements with no metric, or with no value (all F).
     pub skipped: usize,
+    /// Values their metric does not take (a flag metric given 7), with why.
+    pub refused: Vec<(Arc<str>, CoerceError)>,
 }
 
 /// The station's local time as UTC nanoseconds.
@@ -95,8 +98,10 @@ pub fn readings<Tz: TimeZone>(
             .map(|(_, m)| m.clone())
             .or_else(|| DEFAULTS.iter().find(|(e, _)| *e == id).map(|(_, m)| Arc::from(*m)))
     };
+    let entry = catalog.get(&st.site);
     let mut by_ts: BTreeMap<TimestampNs, Vec<Reading>> = BTreeMap::new();
     let mut skipped = 0;
+    let mut refused = Vec::new();
     for g in &msg.groups {
         let Some(observed) = g.observed else {
             skipped += g.elements.len();
@@ -113,13 +118,17 @@ pub fn readings<Tz: TimeZone>(
                 skipped += 1;
                 continue;
             };
+            let ty = entry.and_then(|e| e.metric_type(&name));
             let mut put = |at: TimestampNs, v: f64| {
-                let r = Reading {
-                    site: st.site.clone(),
-                    metric: name.clone(),
-                    value: reading::Value::Float(v),
-                    ts: at,
+                // As the metric holds it: a flag metric takes 0 and 1.
+                let value = match coerce::number(ty, v) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        refused.push((name.clone(), e));
+                        return;
+                    }
                 };
+                let r = Reading { site: st.site.clone(), metric: name.clone(), value, ts: at };
                 let group = by_ts.entry(at).or_default();
                 match group.iter_mut().find(|x| x.metric == r.metric) {
                     Some(x) => *x = r,
@@ -154,7 +163,7 @@ pub fn readings<Tz: TimeZone>(
         }
     }
     let messages = by_ts.into_values().filter(|g| g.iter().all(|r| r.value.as_f64().is_finite())).collect();
-    Ok(Mapped { messages, skipped })
+    Ok(Mapped { messages, skipped, refused })
 }
 
 #[cfg(test)]
@@ -163,6 +172,7 @@ mod tests {
     use crate::catalog::Sl651Station;
     use crate::config::Kind;
     use crate::ingest::sl651::element::{Element, Group};
+    use crate::reading;
 
     fn catalog() -> Catalog {
         let mut c = Catalog::from_sites([
@@ -213,6 +223,38 @@ mod tests {
             vec![("rain_mm", 1.5, T1400), ("rain_total_mm", 120.5, T1400), ("battery_v", 12.6, T1400)]
         );
         assert_eq!(out.skipped, 2, "flow Q has no metric; Z sent no value");
+    }
+
+    #[test]
+    fn an_element_mapped_to_a_flag_is_a_flag() {
+        let mut c = catalog();
+        let types = crate::coerce::MetricTypes::from_units([("rain_mm", "mm"), ("sensor_fault", "")]);
+        c.set_types(Kind::RainGauge, Arc::new(types));
+        c.add_sl651(
+            "0012345678",
+            Sl651Station { site: "CD-YL-01".into(), elements: vec![(0x27, Arc::from("sensor_fault"))] },
+        );
+        let report = |v: f64| {
+            let m = msg(vec![Group {
+                observed: Some(t(14, 0)),
+                elements: vec![
+                    el(0x20, 0x19, Value::Number(Some(1.5))),
+                    el(0x27, 0x08, Value::Number(Some(v))),
+                ],
+            }]);
+            readings(&c, "0012345678", &m, &chrono_tz::Asia::Shanghai).unwrap()
+        };
+        let out = report(1.0);
+        let got: Vec<(&str, reading::Value)> =
+            out.messages[0].iter().map(|r| (&*r.metric, r.value)).collect();
+        assert_eq!(
+            got,
+            [("rain_mm", reading::Value::Float(1.5)), ("sensor_fault", reading::Value::Bool(true))]
+        );
+        let out = report(7.0);
+        assert_eq!(out.messages[0].len(), 1, "the rain is kept");
+        assert_eq!(out.refused.len(), 1);
+        assert_eq!(&*out.refused[0].0, "sensor_fault");
     }
 
     #[test]

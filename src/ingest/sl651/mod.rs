@@ -35,6 +35,8 @@ pub fn causes() -> Vec<&'static str> {
         "too_many_connections",
         "future_timestamp",
         "bad_timestamp",
+        "wrong_type",
+        "non_finite",
     ]);
     v
 }

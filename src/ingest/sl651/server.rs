@@ -324,6 +324,10 @@ impl Sl651 {
             }
         };
         m.sl651_elements_skipped.inc_by(mapped.skipped as u64);
+        for (metric, e) in &mapped.refused {
+            let e = crate::ingest::mqtt::decode::DecodeError::from_coerce(metric, e.clone());
+            fail(e.cause(), &e, drops);
+        }
         if let Some(site) = mapped.messages.first().and_then(|g| g.first()).map(|r| r.site.clone()) {
             let from = format!("station {station} from {peer}, function {function}");
             self.intake.seen(&site, &from, chrono::Utc::now().timestamp_millis());
