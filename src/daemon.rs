@@ -62,7 +62,7 @@ pub enum DaemonError {
     #[error("http.listen {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("alert state {path}: {source}")]
-    State { path: PathBuf, source: rusqlite::Error },
+    State { path: PathBuf, source: crate::state::db::Error },
     #[error("cannot start the {0} stage: {1}")]
     Start(&'static str, std::io::Error),
     #[error("the {stage} stage stopped while the daemon ran{}", why(.panicked, .error))]

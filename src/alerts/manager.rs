@@ -82,11 +82,24 @@ pub enum OpError {
     Invalid(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// The database refused a deposed leader's write: another node leads.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl From<rusqlite::Error> for OpError {
     fn from(e: rusqlite::Error) -> Self {
         OpError::Storage(e.to_string())
+    }
+}
+
+impl From<crate::state::db::Error> for OpError {
+    fn from(e: crate::state::db::Error) -> Self {
+        if e.is_fenced() {
+            OpError::Fenced(e.to_string())
+        } else {
+            OpError::Storage(e.to_string())
+        }
     }
 }
 
@@ -169,7 +182,7 @@ impl Inner {
 type Active = HashMap<(String, String), Alert>;
 
 /// The active alerts (timelines left out) and offline sites on record.
-fn memory(store: &Store) -> Result<(Active, HashSet<String>), rusqlite::Error> {
+fn memory(store: &Store) -> Result<(Active, HashSet<String>), crate::state::db::Error> {
     let active: Active = store
         .active()?
         .into_iter()
@@ -239,7 +252,7 @@ impl AlertManager {
         notifier: Arc<dyn Notifier>,
         points: Option<PointsOut>,
         metrics: Option<Arc<Metrics>>,
-    ) -> Result<Self, rusqlite::Error> {
+    ) -> Result<Self, crate::state::db::Error> {
         let (active, offline) = memory(&store)?;
         let pending = store.pending_intents()?;
         let config_silences = config_silences(&teams);
