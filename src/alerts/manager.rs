@@ -163,9 +163,37 @@ struct Inner {
     last_told: HashMap<String, TimestampNs>,
     /// Flood materials and their stock, for messages and the API.
     supplies: Supplies,
+    /// Operators' acts on record (`fg_changes`, PostgreSQL) when the
+    /// memory was last read: another node's ack moves it.
+    seen_changes: Option<i64>,
+}
+
+/// Whose work a transaction is: the leader's (fenced by its epoch) or an
+/// operator's act (any node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whose {
+    Leader,
+    Operator,
 }
 
 impl Inner {
+    /// Active alerts, offline sites, waiting intents and the stock as
+    /// `tx` sees them.
+    fn reload_in(
+        tx: &Tx<'_>,
+        active: &mut Active,
+        offline: &mut HashSet<String>,
+        pending: &mut Vec<(i64, Intent, i64)>,
+        supplies: &mut Supplies,
+    ) -> Result<(), OpError> {
+        let (a, o) = split_memory(tx.active_bare()?);
+        *active = a;
+        *offline = o;
+        *pending = tx.pending_intents()?;
+        supplies.stock = crate::materials::Stock::new(&supplies.materials, &tx.movements()?);
+        Ok(())
+    }
+
     /// Active alerts, offline sites and waiting intents as on record.
     fn reload_memory(&mut self) -> Result<(), OpError> {
         let (active, offline) = memory(&self.store)?;
@@ -183,8 +211,11 @@ type Active = HashMap<(String, String), Alert>;
 
 /// The active alerts (timelines left out) and offline sites on record.
 fn memory(store: &Store) -> Result<(Active, HashSet<String>), crate::state::db::Error> {
-    let active: Active = store
-        .active()?
+    Ok(split_memory(store.active_bare()?))
+}
+
+fn split_memory(alerts: Vec<Alert>) -> (Active, HashSet<String>) {
+    let active: Active = alerts
         .into_iter()
         .map(|mut a| {
             a.timeline.clear();
@@ -193,7 +224,7 @@ fn memory(store: &Store) -> Result<(Active, HashSet<String>), crate::state::db::
         .collect();
     let offline =
         active.values().filter(|a| a.kind == Some(AlertKind::Offline)).map(|a| a.site.clone()).collect();
-    Ok((active, offline))
+    (active, offline)
 }
 
 /// What a batch of work produced, to hand on after the commit.
@@ -214,6 +245,12 @@ pub struct AlertManager {
     metrics: Option<Arc<Metrics>>,
     /// Alert changes for the live page, sent after each commit.
     events: tokio::sync::broadcast::Sender<crate::events::Event>,
+    /// Whether this node leads (only the leader records the engine's
+    /// changes and runs follow-ups), and its epoch for the fence.
+    cluster: Arc<crate::cluster::Cluster>,
+    /// The name of this node's engine cursor (`engine`, or
+    /// `engine:<node>` in a shared state).
+    cursor_name: String,
 }
 
 fn config_silences(teams: &TeamsFile) -> Vec<Silence> {
@@ -273,12 +310,30 @@ impl AlertManager {
                 stale: false,
                 last_told: HashMap::new(),
                 supplies,
+                seen_changes: None,
             }),
             notifier,
             points,
             metrics,
             events: tokio::sync::broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
+            cluster: crate::cluster::Cluster::single(String::new()),
+            cursor_name: ENGINE_CURSOR.to_string(),
         })
+    }
+
+    /// This node in a cluster on a shared state: it records the engine's
+    /// changes only while it leads, under its epoch; its engine cursor is
+    /// its own (`state::engine_cursor`).
+    pub fn in_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        if cluster.is_shared() {
+            self.cursor_name = crate::state::engine_cursor(cluster.node());
+        }
+        self.cluster = cluster;
+        self
+    }
+
+    pub fn cluster(&self) -> &Arc<crate::cluster::Cluster> {
+        &self.cluster
     }
 
     /// Alert changes (created, escalated, acked, disposed, resolved …) as
@@ -347,24 +402,58 @@ impl AlertManager {
 
     /// How far the engine's judgements are on record.
     pub fn engine_cursor(&self) -> Result<Option<Progress>, OpError> {
-        let c = self.inner.lock().expect("alerts lock").store.cursor(ENGINE_CURSOR)?;
+        let c = self.inner.lock().expect("alerts lock").store.cursor(&self.cursor_name)?;
         Ok(c.map(|(segment, offset)| Progress { segment, offset }))
+    }
+
+    /// An operator's act (any node), in one transaction; see [`Self::with_as`].
+    fn with<T>(&self, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
+        self.with_as(Whose::Operator, f)
     }
 
     /// Runs `f` over the state in one transaction; on an error the
     /// in-memory state is put back as it was and nothing is sent.
-    fn with<T>(&self, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
+    ///
+    /// The leader's work carries its epoch: the database refuses it once
+    /// another node leads (`OpError::Fenced`). In a shared state the leader
+    /// first reads the operators' acts counter and, when another node acted
+    /// since, re-reads its memory of the alerts (an ack on the standby
+    /// stops the leader's repeats); an operator's act counts itself.
+    fn with_as<T>(&self, whose: Whose, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
+        let fence = match whose {
+            Whose::Leader => match self.cluster.term() {
+                Some(epoch) => crate::state::db::Fence::Leader(epoch),
+                None => return Err(OpError::Fenced("this node does not lead".into())),
+            },
+            Whose::Operator => crate::state::db::Fence::Open,
+        };
         let mut guard = self.inner.lock().expect("alerts lock");
         let inner = &mut *guard;
         if inner.stale {
             inner.reload_memory()?;
         }
+        let shared = inner.store.is_shared();
         let mut out = Out::default();
         let told = inner.last_told.clone();
         let spooled = self.points.as_ref().map_or(0, |p| p.spooled.load(Ordering::Relaxed));
         let deleted = inner.points_deleted;
-        let result = inner.store.transaction(|tx| {
-            if spooled > deleted {
+        let seen = inner.seen_changes;
+        let mut seen_now = seen;
+        let result = inner.store.transaction_as(fence, |tx| {
+            if shared {
+                let seq = tx.changes_seq()?;
+                if whose == Whose::Operator || seq != seen {
+                    Inner::reload_in(
+                        tx,
+                        &mut inner.active,
+                        &mut inner.offline,
+                        &mut inner.pending,
+                        &mut inner.supplies,
+                    )?;
+                }
+                seen_now = seq;
+            }
+            if whose == Whose::Leader && spooled > deleted {
                 tx.delete_points_upto(spooled)?;
             }
             let mut w = Work {
@@ -388,11 +477,17 @@ impl AlertManager {
             if !w.out.lines.is_empty() && self.points.is_some() {
                 w.out.points_row = Some(tx.insert_points(&w.out.lines)?);
             }
+            if shared && whose == Whose::Operator {
+                seen_now = tx.bump_changes()?;
+            }
             Ok(v)
         });
         match result {
             Ok(v) => {
-                inner.points_deleted = inner.points_deleted.max(spooled);
+                if whose == Whose::Leader {
+                    inner.points_deleted = inner.points_deleted.max(spooled);
+                }
+                inner.seen_changes = seen_now;
                 drop(guard);
                 self.finish(out);
                 Ok(v)
@@ -411,6 +506,46 @@ impl AlertManager {
         }
     }
 
+    /// This node has just taken the lead: its memory is read from the
+    /// record, and what its engine judged as a standby and the record lacks
+    /// (the old leader died before recording it) is applied, with the times
+    /// it was judged at (`shadow`). How many changes that took.
+    pub fn take_over(&self, shadow: &super::shadow::Shadow, now: TimestampNs) -> Result<usize, OpError> {
+        {
+            let mut inner = self.inner.lock().expect("alerts lock");
+            // Whatever this node's memory held is from before: re-read it in
+            // the transaction below.
+            inner.seen_changes = Some(i64::MIN);
+            inner.last_told.clear();
+        }
+        let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
+        let n = self.with_as(Whose::Leader, |w| {
+            let todo = shadow.reconcile(w.active.values());
+            let area = |t: &&Transition| matches!(t.change, Change::Street { .. } | Change::District { .. });
+            let ordered: Vec<&Transition> = if fold {
+                todo.iter().filter(area).chain(todo.iter().filter(|t| !area(t))).collect()
+            } else {
+                todo.iter().collect()
+            };
+            for t in &ordered {
+                w.transition(t)?;
+            }
+            w.flush_due(now)?;
+            Ok(todo.len())
+        })?;
+        if let Err(e) = self.resend_points() {
+            tracing::warn!(error = %e, "cannot hand the points on record to the spool; they go at the next start");
+        }
+        Ok(n)
+    }
+
+    /// Records how far this node's engine judged, without recording its
+    /// changes (a standby: the leader records them).
+    pub fn record_cursor(&self, upto: Progress) -> Result<(), OpError> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        Ok(inner.store.put_cursor(&self.cursor_name, upto.segment, upto.offset)?)
+    }
+
     /// Handles a batch of transitions, and records how far the engine had
     /// judged when it made them. On an error nothing changed: the caller
     /// keeps the batch and tries again.
@@ -424,7 +559,8 @@ impl AlertManager {
             return Ok(());
         }
         let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
-        self.with(|w| {
+        let cursor = self.cursor_name.clone();
+        self.with_as(Whose::Leader, |w| {
             for (transitions, upto) in batches {
                 if !transitions.is_empty() {
                     let now = transitions.iter().map(|t| t.at).max().unwrap_or(0);
@@ -448,7 +584,7 @@ impl AlertManager {
                     w.flush_due(now)?;
                 }
                 if let Some(p) = upto {
-                    w.tx.set_cursor(ENGINE_CURSOR, p.segment, p.offset)?;
+                    w.tx.set_cursor(&cursor, p.segment, p.offset)?;
                 }
             }
             Ok(())
@@ -458,7 +594,7 @@ impl AlertManager {
     /// Follow-ups due at `now`: unmuted alerts told at last, repeats,
     /// escalations, groups whose wait is over.
     pub fn tick(&self, now: TimestampNs) -> Result<(), OpError> {
-        self.with(|w| w.tick(now))
+        self.with_as(Whose::Leader, |w| w.tick(now))
     }
 
     pub fn ack(&self, id: i64, by: &str, note: Option<&str>, now: TimestampNs) -> Result<Alert, OpError> {
@@ -534,9 +670,14 @@ impl AlertManager {
                 return Err(OpError::NoSilence(id));
             }
             w.tx.expire_silence(id, now)?;
-            // Alerts it held back may now be told.
-            w.tick(now)
-        })
+            Ok(())
+        })?;
+        // Alerts it held back may now be told: at once on the leader; on a
+        // standby the leader's next tick (each second) tells them.
+        if self.cluster.term().is_some() {
+            self.tick(now)?;
+        }
+        Ok(())
     }
 
     /// The drills on record (`floodguard notify-test`), oldest first.

@@ -6,7 +6,7 @@ use super::store::{Result, Store, Tx};
 use crate::drills::{Drill, DrillLine};
 use crate::materials::Movement;
 use crate::reading::TimestampNs;
-use crate::state::db::{Backend, Error};
+use crate::state::db::Backend;
 use crate::vals;
 
 fn movements(db: &dyn Backend, alert_id: Option<i64>) -> Result<Vec<Movement>> {
@@ -91,12 +91,11 @@ impl Tx<'_> {
         )
     }
 
+    pub fn movements(&self) -> Result<Vec<Movement>> {
+        movements(self.db(), None)
+    }
+
     pub fn movements_of(&self, alert_id: i64) -> Result<Vec<Movement>> {
         movements(self.db(), Some(alert_id))
     }
-}
-
-#[allow(dead_code)]
-fn _error_is_the_stores(e: Error) -> super::store::Error {
-    e
 }

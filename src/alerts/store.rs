@@ -202,6 +202,12 @@ impl Store {
         self.ready()?;
         let _turn = self.db.write_turn();
         self.db.begin(fence)?;
+        if self.db.dialect() == crate::state::db::Dialect::Postgres {
+            if let Err(e) = self.db.batch(crate::cluster::sql::ALERTS_TURN) {
+                let _ = self.db.rollback();
+                return Err(e.into());
+            }
+        }
         let out = f(&Tx { db: &*self.db, cards: &self.cards });
         match out {
             Ok(v) => match self.db.commit() {
@@ -255,11 +261,12 @@ impl Store {
 
     /// Alerts not resolved, without their timelines (the manager's memory).
     pub fn active_bare(&self) -> Result<Vec<Alert>> {
-        self.db
-            .query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE state != 'resolved' ORDER BY id"), &[])?
-            .iter()
-            .map(alert_from_row)
-            .collect()
+        active_bare(&*self.db)
+    }
+
+    /// Whether several nodes share this state (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.db.dialect() == crate::state::db::Dialect::Postgres
     }
 
     /// Alerts that overlap `[since, until)`, with their timelines.
@@ -295,16 +302,7 @@ impl Store {
 
     /// Intents waiting in a team's group: (row id, intent, wait).
     pub fn pending_intents(&self) -> Result<Vec<(i64, Intent, i64)>> {
-        self.db
-            .query("SELECT id, body, wait_ns FROM pending_intents ORDER BY id", &[])?
-            .iter()
-            .map(|r| {
-                let body = r.string(1)?;
-                let intent: Intent = serde_json::from_str(&body)
-                    .map_err(|e| Error::Decode(format!("pending intent {}: {e}", r.i64(0).unwrap_or(0))))?;
-                Ok((r.i64(0)?, intent, r.i64(2)?))
-            })
-            .collect()
+        pending_intents(&*self.db)
     }
 
     pub fn notifications(&self, limit: usize) -> Result<Vec<Notification>> {
@@ -351,6 +349,25 @@ fn migrate(conn: &Connection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn active_bare(db: &dyn Backend) -> Result<Vec<Alert>> {
+    db.query(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE state != 'resolved' ORDER BY id"), &[])?
+        .iter()
+        .map(alert_from_row)
+        .collect()
+}
+
+fn pending_intents(db: &dyn Backend) -> Result<Vec<(i64, Intent, i64)>> {
+    db.query("SELECT id, body, wait_ns FROM pending_intents ORDER BY id", &[])?
+        .iter()
+        .map(|r| {
+            let body = r.string(1)?;
+            let intent: Intent = serde_json::from_str(&body)
+                .map_err(|e| Error::Decode(format!("pending intent {}: {e}", r.i64(0).unwrap_or(0))))?;
+            Ok((r.i64(0)?, intent, r.i64(2)?))
+        })
+        .collect()
 }
 
 fn query_alerts(db: &dyn Backend, sql: &str, p: &[Value]) -> Result<Vec<Alert>> {
@@ -497,6 +514,32 @@ impl Tx<'_> {
 
     pub fn silences(&self, now: TimestampNs) -> Result<Vec<Silence>> {
         silences(self.db, Some(now))
+    }
+
+    /// The active alerts as this transaction sees them (no timelines).
+    pub fn active_bare(&self) -> Result<Vec<Alert>> {
+        active_bare(self.db)
+    }
+
+    pub fn pending_intents(&self) -> Result<Vec<(i64, Intent, i64)>> {
+        pending_intents(self.db)
+    }
+
+    /// Operators' acts counted so far (`fg_changes`); `None` on SQLite,
+    /// where one process makes them all.
+    pub fn changes_seq(&self) -> Result<Option<i64>> {
+        if self.db.dialect() != crate::state::db::Dialect::Postgres {
+            return Ok(None);
+        }
+        Ok(Some(self.db.query_one("SELECT seq FROM fg_changes WHERE id = 1", &[])?.i64(0)?))
+    }
+
+    /// Counts an operator's act (PostgreSQL); the count after it.
+    pub fn bump_changes(&self) -> Result<Option<i64>> {
+        if self.db.dialect() != crate::state::db::Dialect::Postgres {
+            return Ok(None);
+        }
+        Ok(Some(self.db.query_one("UPDATE fg_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq", &[])?.i64(0)?))
     }
 
     pub fn insert_alert(&self, a: &Alert) -> Result<i64> {

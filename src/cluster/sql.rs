@@ -20,6 +20,10 @@
 //! the lease, so a frozen leader cannot hold the row and block the takeover.
 //! Writes without the setting — an operator's ack, dispose or silence on
 //! any node, a node's own engine cursor — pass.
+//!
+//! `fg_changes` counts operators' acts on alerts, silences and materials
+//! made on any node: the leader reads it at the start of each of its
+//! transactions and re-reads its memory of the alerts when it moved.
 
 /// Made at every start (idempotent), before the state's migrations.
 pub const SETUP: &str = "
@@ -31,6 +35,11 @@ CREATE TABLE IF NOT EXISTS fg_lease (
     renewed_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS fg_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL
+);
+INSERT INTO fg_changes (id, seq) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
 CREATE OR REPLACE FUNCTION fg_fence() RETURNS trigger LANGUAGE plpgsql AS $fence$
 DECLARE
     mine TEXT := current_setting('floodguard.epoch', true);
@@ -52,6 +61,12 @@ BEGIN
 END
 $fence$;
 ";
+
+/// The alert store's transactions (the leader's and operators' acts on
+/// any node) take turns on this lock, so the leader, reading `fg_changes`
+/// first, always sees the acts committed before it and none can slip in
+/// between its read and its writes.
+pub const ALERTS_TURN: &str = "SELECT pg_advisory_xact_lock(7420100001)";
 
 /// Attaches the fence to `table` (in the migration that makes the table).
 pub fn fence(table: &str) -> String {
