@@ -227,6 +227,7 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
         .with_clock(clock),
     );
     outbox.background_checkpoints().map_err(DaemonError::Config)?;
+    outbox.set_health(health.clone());
     // Messages cut off by a crash go out again (same idempotency key).
     outbox.recover().map_err(DaemonError::Config)?;
     // Carry on where the last run stopped: from the engine's snapshot, or

@@ -73,7 +73,7 @@ pub fn demo_config(mqtt_port: u16, http: &str, data_dir: &Path, secrets: &DemoSe
     t = swap(t, "data_dir = \"var\"", &format!("data_dir = {:?}", data_dir.display().to_string()));
     t.push_str(&format!(
         "# demo: every SMS is written to the log and recorded in the outbox.\n\
-         [channels.sms]\nprovider = \"log\"\nmin_interval = \"0s\"\n\n\
+         [channels.sms]\nprovider = \"log\"\nbudget = []\n\n\
          [channels.ack]\nbase_url = \"http://{http}\"\nttl = \"24h\"\nsecret = \"{}\"\n",
         secrets.ack_secret
     ));

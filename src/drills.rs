@@ -72,12 +72,8 @@ impl DrillLine {
     /// A result line of `floodguard notify-test`.
     pub fn of(r: &crate::notify::drill::DrillResult) -> DrillLine {
         use crate::notify::send::Outcome;
-        let (ok, detail) = match &r.outcome {
-            Outcome::Sent(d) => (true, d.clone()),
-            Outcome::Retry { reason, .. } | Outcome::Throttled { reason, .. } | Outcome::Failed(reason) => {
-                (false, reason.clone())
-            }
-        };
+        let ok = matches!(r.outcome, Outcome::Sent { .. });
+        let detail = r.outcome.text().to_string();
         DrillLine { name: r.name.clone(), channel: r.channel.clone(), address: r.address.clone(), ok, detail }
     }
 }
@@ -138,8 +134,7 @@ mod tests {
             address: "13800000101".into(),
             outcome,
         };
-        let results =
-            [r("张队长", Outcome::Sent("OK".into())), r("李队员", Outcome::Failed("blocked".into()))];
+        let results = [r("张队长", Outcome::sent("OK")), r("李队员", Outcome::Failed("blocked".into()))];
         record(&path, team, 7, &results).unwrap();
         record(&path, team, 9, &results[..1]).unwrap();
         let store = crate::alerts::store::Store::open(&path).unwrap();

@@ -27,6 +27,9 @@ pub struct Health {
     pub spool: Arc<SpoolStats>,
     /// Every stage's probe.
     pub stages: Stages,
+    /// Conditions an operator must see that do not make the daemon unready
+    /// (a notification provider refusing its credentials), by key.
+    pub warnings: Mutex<BTreeMap<String, String>>,
     /// Writers (spool, state.db) that find their disk full.
     pub disk: Arc<crate::disk::Disk>,
     /// This node's role (`/readyz` shows it; an unreachable PostgreSQL
@@ -47,7 +50,21 @@ impl Health {
             spool,
             stages,
             disk: Arc::new(crate::disk::Disk::default()),
+            warnings: Mutex::new(BTreeMap::new()),
             cluster: crate::cluster::Cluster::single(String::new()),
+        }
+    }
+
+    /// Sets (Some) or clears (None) the warning under `key`.
+    pub fn set_warning(&self, key: &str, text: Option<String>) {
+        let mut w = self.warnings.lock().expect("health lock");
+        match text {
+            Some(t) => {
+                w.insert(key.to_string(), t);
+            }
+            None => {
+                w.remove(key);
+            }
         }
     }
 
@@ -74,6 +91,7 @@ impl Health {
                 .iter()
                 .map(|p| (p.name, stage::judge(p, now_ms, stage::STALL_AFTER)))
                 .collect(),
+            warnings: self.warnings.lock().expect("health lock").values().cloned().collect(),
             disk: self.disk.problems(),
             role: self.cluster.role(),
             state_problem: self.cluster.unreachable(),
@@ -91,6 +109,8 @@ pub struct Snapshot {
     pub max_lag: Option<Duration>,
     /// Each stage as judged at the same moment.
     pub stages: Vec<(&'static str, stage::Status)>,
+    /// Shown, never failing readiness.
+    pub warnings: Vec<String>,
     /// "disk full: spool in …" per writer that cannot write.
     pub disk: Vec<String>,
     pub role: crate::cluster::Role,
@@ -113,6 +133,10 @@ pub struct Readiness {
     pub role: crate::cluster::Role,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// What an operator must see without the daemon being unready (a
+    /// notification provider refusing floodguard's credentials).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// `{name: {"ok", "queued", "oldest_s", "problem"}}`, by stage name.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub stages: BTreeMap<&'static str, stage::Status>,
@@ -160,6 +184,7 @@ pub fn judge(s: Snapshot) -> Readiness {
         spool_lag_seconds: s.lag_seconds,
         role: s.role,
         problems,
+        warnings: s.warnings,
     }
 }
 
@@ -175,6 +200,7 @@ mod tests {
             influx_error: None,
             max_lag: Some(Duration::from_secs(30)),
             stages: Vec::new(),
+            warnings: Vec::new(),
             disk: Vec::new(),
             role: crate::cluster::Role::Leader,
             state_problem: None,
@@ -237,6 +263,18 @@ mod tests {
         assert_eq!(json["stages"]["alerts"]["oldest_s"], 7.0);
         let r = judge(Snapshot { stages: vec![("outlet", ok)], ..snap() });
         assert!(r.ready);
+    }
+
+    #[test]
+    fn a_warning_is_shown_and_keeps_readiness() {
+        let r = judge(Snapshot {
+            warnings: vec!["the sms provider refuses floodguard's credentials".into()],
+            ..snap()
+        });
+        assert!(r.ready);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["warnings"][0], "the sms provider refuses floodguard's credentials");
+        assert!(serde_json::to_value(judge(snap())).unwrap().get("warnings").is_none());
     }
 
     #[test]

@@ -42,13 +42,16 @@
 //!      │   └── Points ◀──────  + pending points in one state.db (SQLite) transaction
 //!      │     (area_level,              │
 //!      │      alert_event)             ▼ notify::Wake
-//!      │                       notify::stage::OutboxStage (thread fg-outbox + one per channel group)
-//!      │                           rows in state.db, priorities, retries, rate limits
+//!      │                       notify::stage::OutboxStage (thread fg-outbox + one per channel group + receipts)
+//!      │                           rows in state.db, priorities, retries, carrier budgets (digests),
+//!      │                           fallbacks to another channel or person
 //!      │                               ▼
-//!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook
+//!      │                       SMS (http, Aliyun, Tencent), e-mail (SMTP), WeCom / DingTalk robots, webhook,
+//!      │                       phone calls (Aliyun, Tencent, gateway) ◀── receipts, call results
 //!      ▼
 //!  health + stage probes + disk ──▶ http: /healthz /readyz (names a stalled stage, a full disk) /metrics,
-//!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /ack/{token},
+//!        /api/v1/{sites,alerts,silences,notifications,outbox,reload}, /api/v1/alerts/{id}/deliveries,
+//!        /ack/{token}, /callbacks/tencent-voice/{token},
 //!        GET / (the live page), /api/v1/sites/{id}/series, /api/v1/events (SSE),
 //!        /api/v1/{materials,drills,clock}
 //!
@@ -73,7 +76,7 @@
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
 //! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store and its daily pruning, the alert stage |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
-//! | [`notify`] | the durable outbox: messages per channel, senders, ack links, drills, robots by reference, operator alerts, the outbox stage |
+//! | [`notify`] | the durable outbox: messages per channel, carrier budgets and digests, senders and providers' answers, receipts, calls, fallbacks, ack links, drills, robots by reference, operator alerts, the outbox stage |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history (with [`analysis`]'s sections) |
 //! | [`analysis`] | a rain event's readings: rainfall, waterlogging (the engine's levels), pumps; their sources (InfluxQL, spool, files); `compare-storms` |
 //! | [`readiness`] | `report --kind readiness`: 汛前准备情况, every blank filled from config and state |
@@ -106,7 +109,8 @@
 //!
 //! Pure parts (decoder, line protocol, retry decision, readiness and stall
 //! judgement, config validation, plan compilation, the engine, alert
-//! decisions) take time and input as arguments and are tested alone; I/O
+//! decisions, carrier budgets, fallbacks, providers' answers) take time and
+//! input as arguments and are tested alone; I/O
 //! sits at the edges (`ingest::mqtt::client`, `outlet`, `spool`,
 //! `tsdb::client`, `alerts::store`, `notify::send`, `http`).
 

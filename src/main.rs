@@ -625,6 +625,15 @@ fn report(
     };
     let streets: Vec<(String, String)> =
         c.sites.streets.iter().map(|s| (s.id.clone(), s.name.clone())).collect();
+    let ids: Vec<i64> = alerts.iter().map(|a| a.id).collect();
+    let deliveries =
+        match floodguard::notify::outbox::OutboxDb::open(&path).and_then(|db| db.deliveries(&ids)) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
     // Rainfall, waterlogging and pumps from the readings (InfluxDB, the spool or files).
     let warm = floodguard::analysis::WARM_UP_NS;
     let analysis = floodguard::analysis::source::load(&c, since - warm, until, input)
@@ -647,6 +656,7 @@ fn report(
         teams: &c.teams,
         alerts: &alerts,
         silences: &silences,
+        deliveries: &deliveries,
         since,
         until,
         tz,

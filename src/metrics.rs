@@ -102,6 +102,8 @@ pub struct Metrics {
     pub notifications_sent: IntCounterVec,
     pub outbox_waiting: prometheus::IntGaugeVec,
     pub outbox_oldest_waiting_seconds: prometheus::Gauge,
+    pub notify_refused: prometheus::IntGaugeVec,
+    pub notify_receipts: IntCounterVec,
     /// Requests refused by the per-address rate limit (write API, ack links).
     pub http_rate_limited: IntCounter,
     /// Connections closed at accept: `http.max_connections` were open.
@@ -403,9 +405,11 @@ impl Metrics {
                 let c = IntCounterVec::new(
                     Opts::new(
                         "floodguard_notifications_sent_total",
-                        "Outbox messages by channel (sms, email, wecom, dingtalk, webhook) and result: sent, \
-                         retry (failed, tried again later), throttled (the provider said too fast), merged \
-                         (folded into another message to the same recipient), failed, gave_up.",
+                        "Outbox messages by channel (sms, email, wecom, dingtalk, webhook, voice) and result: \
+                         sent, retry (not taken, tried again later), throttled (the provider's limit answer), \
+                         held (the recipient's budget), merged (folded into a digest), unknown (sent, the \
+                         answer lost), refused (credentials), split (too large: sent in parts), rerouted \
+                         (an urgent notice handed to another channel or person), failed, gave_up.",
                     ),
                     &["channel", "result"],
                 )
@@ -441,6 +445,31 @@ impl Metrics {
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
+            },
+            notify_refused: {
+                let g = gauge_vec(
+                    &r,
+                    "floodguard_notify_credentials_refused",
+                    "1 while a channel's provider refuses floodguard's credentials (its messages wait; /readyz warns).",
+                    "channel",
+                );
+                for ch in labels.channels {
+                    g.with_label_values(&[ch]).set(0);
+                }
+                g
+            },
+            notify_receipts: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "floodguard_notify_receipts_total",
+                        "What became of messages the provider took, by channel and receipt: delivered, failed \
+                         (on the handset), unknown (no report in time), answered, busy, no_answer, unreachable.",
+                    ),
+                    &["channel", "receipt"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
             },
             http_rate_limited: counter(
                 &r,

@@ -115,6 +115,19 @@ impl Redactor {
                 r.secret_url_parts(u);
             }
         }
+        if let Some(v) = &d.channels.voice {
+            secrets.extend(v.key_secret.iter());
+            secrets.extend(v.headers.values());
+            secrets.push(&v.callback_token);
+            if let Some(u) = &v.url {
+                r.secret_url_parts(u);
+            }
+        }
+        if let Some(it) = &d.channels.it_contact {
+            if let Some(p) = &it.phone {
+                r.phone(p);
+            }
+        }
         for t in &c.teams.teams {
             for robot in &t.robots {
                 secrets.push(&robot.url);

@@ -10,6 +10,8 @@ use crate::alerts::model::{Alert, AlertKind, Silence};
 use crate::alerts::route;
 use crate::config::TeamsFile;
 use crate::level::Level;
+use crate::notify::ledger::Delivery;
+use crate::notify::trail;
 use crate::reading::{from_ns, TimestampNs};
 
 /// What the report is about.
@@ -20,6 +22,8 @@ pub struct Input<'a> {
     pub teams: &'a TeamsFile,
     pub alerts: &'a [Alert],
     pub silences: &'a [Silence],
+    /// The messages of those alerts (who was told, how, whether it reached them).
+    pub deliveries: &'a [Delivery],
     pub since: TimestampNs,
     pub until: TimestampNs,
     pub tz: chrono_tz::Tz,
@@ -294,7 +298,86 @@ pub fn markdown(i: &Input<'_>) -> String {
         let _ = writeln!(o);
         o.push_str(&crate::analysis::render::markdown(a, tz, 7));
     }
+    deliveries_section(&mut o, i);
     o
+}
+
+/// "40 秒", "3.5 分钟".
+fn span(ns: i64) -> String {
+    if ns < 60_000_000_000 {
+        format!("{} 秒", (ns.max(0) as f64 / 1e9).round())
+    } else {
+        minutes(ns)
+    }
+}
+
+fn channel_zh(c: &str) -> &str {
+    match c {
+        "sms" => "短信",
+        "email" => "邮件",
+        "voice" => "电话",
+        "wecom" => "企业微信",
+        "dingtalk" => "钉钉",
+        "webhook" => "Webhook",
+        other => other,
+    }
+}
+
+/// The last section (七, or 十 after the readings' three): per alert, who
+/// was told on which channel, whether it reached them, who acknowledged,
+/// how long each step took.
+fn deliveries_section(o: &mut String, i: &Input<'_>) {
+    let n = if i.analysis.is_some() { "十" } else { "七" };
+    let _ = writeln!(o, "\n## {n}、通知与送达\n");
+    let tz = i.tz;
+    let mut any = false;
+    for a in i.alerts.iter().filter(|a| matches!(a.kind, Some(AlertKind::Site) | None)) {
+        let rows: Vec<Delivery> = i.deliveries.iter().filter(|d| d.alert_id == a.id).cloned().collect();
+        if rows.is_empty() {
+            continue;
+        }
+        if any {
+            let _ = writeln!(o);
+        }
+        any = true;
+        let ack = match (&a.acked_by, a.acked_at) {
+            (Some(by), Some(at)) => format!("{by} {}后确认", span(at - a.started_at)),
+            _ => "未确认".to_string(),
+        };
+        let disposed = match (&a.disposed_by, a.disposed_at) {
+            (Some(by), Some(at)) => format!("，{by} {}后处置完成", span(at - a.started_at)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "#{} {} {}（最高{}，开始 {}）：{ack}{disposed}。\n",
+            a.id,
+            a.site_name,
+            a.rule_name,
+            a.peak_level.map_or("—".into(), level_name),
+            hm(a.started_at, tz)
+        );
+        let _ = writeln!(o, "| 通知对象 | 渠道 | 结果 | 发出用时 | 送达用时 | 说明 |");
+        let _ = writeln!(o, "|---|---|---|---|---|---|");
+        for step in trail::steps(a.started_at, &rows) {
+            let t = |s: Option<f64>| s.map_or("—".to_string(), |s| span((s * 1e9) as i64));
+            let note = step.note.as_deref().unwrap_or("").replace('|', "/");
+            let note: String = note.chars().take(40).collect();
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} |",
+                step.to,
+                channel_zh(&step.channel),
+                trail::result_zh(&step.result),
+                t(step.sent_after_s),
+                t(step.reached_after_s),
+                note
+            );
+        }
+    }
+    if !any {
+        let _ = writeln!(o, "无通知记录。");
+    }
 }
 
 use crate::notify::message::esc as escape;

@@ -152,11 +152,71 @@ fn history() -> (Vec<Alert>, Vec<Silence>) {
     (alerts, silences)
 }
 
+/// The messages of alert 2 (BH-JS-01, Ⅱ at T0 + 20 min): the leader's SMS
+/// failed on the handset and a call followed, unanswered; the member's SMS
+/// was delivered; the e-mail went without a receipt.
+fn deliveries() -> Vec<Delivery> {
+    use crate::notify::message::Rendered;
+    use crate::notify::outbox::{Body, Row};
+    let d = |id: i64,
+             channel: &str,
+             to: &str,
+             state: &str,
+             receipt: Option<&str>,
+             sent: i64,
+             reached: Option<i64>,
+             note: Option<&str>| Delivery {
+        alert_id: 2,
+        row: Row {
+            id,
+            notification_id: 1,
+            channel: channel.into(),
+            recipient: "x".into(),
+            recipient_name: to.into(),
+            team: "team2".into(),
+            body: Body {
+                rendered: Rendered::default(),
+                to: "x".into(),
+                secret: None,
+                alert_ids: vec![2],
+                merged: 1,
+                labels: vec![],
+            },
+            key: format!("k{id}"),
+            state: state.into(),
+            attempts: 1,
+            next_attempt_at: 0,
+            created_at: T0 + 20 * MIN,
+            priority: 3,
+            provider_id: None,
+            receipt: receipt.map(str::to_string),
+            check_at: None,
+            sent_bytes: 0,
+            part_max: None,
+            fallback_of: (channel == "voice").then_some(1),
+            held: None,
+            sent_at: Some(T0 + 20 * MIN + sent * 1_000_000_000),
+        },
+        last_error: None,
+        receipt_at: reached.map(|r| T0 + 20 * MIN + r * 1_000_000_000),
+        receipt_note: note.map(str::to_string),
+        rerouted_to: None,
+        merged_into: None,
+    };
+    vec![
+        d(1, "sms", "赵队长", "sent", Some("failed"), 3, Some(40), Some("MK:0001")),
+        d(2, "sms", "钱队员", "sent", Some("delivered"), 3, Some(9), Some("DELIVERED")),
+        d(3, "email", "赵队长", "sent", None, 2, None, None),
+        d(4, "voice", "赵队长", "sent", Some("no_answer"), 45, Some(95), Some("无人接听")),
+    ]
+}
+
 fn input<'a>(
     alerts: &'a [Alert],
     silences: &'a [Silence],
     teams: &'a TeamsFile,
     streets: &'a [(String, String)],
+    deliveries: &'a [Delivery],
 ) -> Input<'a> {
     Input {
         district_name: "某区",
@@ -164,6 +224,7 @@ fn input<'a>(
         teams,
         alerts,
         silences,
+        deliveries,
         since: T0,
         until: T0 + 180 * MIN,
         tz: chrono_tz::Asia::Shanghai,
@@ -182,7 +243,8 @@ fn sample() -> (TeamsFile, Vec<(String, String)>) {
 fn the_report_of_a_fixture_history_matches_the_expected_markdown() {
     let (teams, streets) = sample();
     let (alerts, silences) = history();
-    let got = markdown(&input(&alerts, &silences, &teams, &streets));
+    let d = deliveries();
+    let got = markdown(&input(&alerts, &silences, &teams, &streets, &d));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report.md");
     let want = std::fs::read_to_string(&path).unwrap();
     assert_eq!(got, want, "\n--- got ---\n{got}");
@@ -192,10 +254,12 @@ fn the_report_of_a_fixture_history_matches_the_expected_markdown() {
 fn html_has_the_same_tables() {
     let (teams, streets) = sample();
     let (alerts, silences) = history();
-    let page = html(&input(&alerts, &silences, &teams, &streets));
+    let d = deliveries();
+    let page = html(&input(&alerts, &silences, &teams, &streets, &d));
     assert!(page.starts_with("<!doctype html>"));
     assert!(page.contains("<h1>某区汛情报告</h1>"));
     assert!(page.contains("<td>滨河路隧道口</td>"));
-    assert_eq!(page.matches("<table>").count(), 5);
+    assert_eq!(page.matches("<table>").count(), 6);
+    assert!(page.contains("<td>电话</td><td>未接听</td>"), "the call of section 七");
     let _ = Arc::new(0);
 }

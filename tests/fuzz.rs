@@ -296,7 +296,7 @@ proptest! {
     fn ack_tokens(token in "[A-Za-z0-9_.-]{0,120}", alert in any::<i64>(), member in "[ -~]{0,12}", tamper in 0usize..100) {
         let secret = b"fuzz-secret-0123456789abcdef0123456789";
         prop_assert!(acklink::verify(secret, &token, 0).is_err());
-        let claims = acklink::Claims { a: alert, m: member, e: i64::MAX / 2_000_000_000, n: acklink::nonce() };
+        let claims = acklink::Claims { a: alert, m: member, e: i64::MAX / 2_000_000_000, n: acklink::nonce(), l: vec![] };
         let signed = acklink::sign(secret, &claims);
         prop_assert_eq!(acklink::verify(secret, &signed, 0), Ok(claims));
         let mut bytes = signed.into_bytes();

@@ -4,6 +4,7 @@
 //! - [`on_change`]: what an engine transition does to an alert;
 //! - [`notify_on_change`]: whether a level change is told (once per level);
 //! - [`repeat_due`], [`escalation_due`]: follow-ups of unacked alerts;
+//! - [`arm_calls`], [`call_due`]: phone calls for unacked alerts at voice levels;
 //! - [`mute`]: silences and inhibition;
 //! - [`flush_at`]: when a team's grouped intents go out.
 
@@ -64,6 +65,27 @@ pub fn escalation_due(alert: &Alert, chain_len: usize, now: TimestampNs) -> Opti
         && (next as usize) < chain_len
         && alert.next_escalation_at.is_some_and(|t| t <= now))
     .then_some(next)
+}
+
+/// After a notice at `level` at `now`: when the first phone call is due,
+/// if this notice starts (or restarts) the calls — `level` is one that
+/// calls and above any level called about before in this episode (a call
+/// is placed at most once per person per alert and level, unless the
+/// alert escalates).
+pub fn arm_calls(policy: &Alerting, alert: &Alert, level: Level, now: TimestampNs) -> Option<TimestampNs> {
+    (policy.voice_levels.contains(&level) && alert.voice_level.is_none_or(|v| level > v))
+        .then(|| now + ns(policy.voice_after.get()))
+}
+
+/// The tier of the chain to call now, if a call is due: the alert is
+/// unacked, at a level that calls, its call time has come, and the chain
+/// has a tier not yet called.
+pub fn call_due(alert: &Alert, voice_levels: &[Level], chain_len: usize, now: TimestampNs) -> Option<u32> {
+    (alert.unacked()
+        && alert.level.is_some_and(|l| voice_levels.contains(&l))
+        && (alert.voice_step as usize) < chain_len
+        && alert.next_voice_at.is_some_and(|t| t <= now))
+    .then_some(alert.voice_step)
 }
 
 /// Deadlines after a notice at `level` at `now`.

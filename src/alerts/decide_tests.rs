@@ -181,3 +181,32 @@ fn grouping_holds_a_rise_for_group_wait_and_the_rest_for_the_window() {
     assert_eq!(flush_at(&[(60 * s, 0)], Some(s), 10 * s), Some(60 * s));
     assert_eq!(flush_at(&[(2 * s, 0)], Some(s), 0), Some(2 * s), "no gap: at once");
 }
+
+#[test]
+fn calls_for_unacked_alerts_at_voice_levels() {
+    use AlertState::*;
+    let p = Alerting::default(); // voice_levels [Ⅰ], voice_after 5 m
+    let t0 = 1_000 * MIN;
+    // (alert level, called about, level told, expected first call)
+    let arm = [
+        (None, I, Some(t0 + 5 * MIN), "a first notice at Ⅰ arms the calls"),
+        (None, II, None, "Ⅱ does not call by default"),
+        (Some(I), I, None, "Ⅰ again (after a dip): nobody is called twice"),
+        (Some(II), I, Some(t0 + 5 * MIN), "a rise above what was called about calls again"),
+    ];
+    for (called, level, want, why) in arm {
+        let a = Alert { voice_level: called, ..alert(Some(level), Firing, Some(level)) };
+        assert_eq!(arm_calls(&p, &a, level, t0), want, "{why}");
+    }
+    let due = |state, level, step, at: Option<i64>| {
+        let a = Alert { voice_step: step, next_voice_at: at, ..alert(Some(level), state, Some(level)) };
+        call_due(&a, &p.voice_levels, 3, t0)
+    };
+    assert_eq!(due(Firing, I, 0, Some(t0)), Some(0), "the on-duty leader first");
+    assert_eq!(due(Firing, I, 2, Some(t0 - MIN)), Some(2), "then the chain");
+    assert_eq!(due(Firing, I, 3, Some(t0)), None, "the chain is done");
+    assert_eq!(due(Firing, I, 0, Some(t0 + 1)), None, "not yet");
+    assert_eq!(due(Acked, I, 0, Some(t0)), None, "acked: no call");
+    assert_eq!(due(Firing, II, 1, Some(t0)), None, "fell below the voice levels: paused");
+    assert_eq!(due(Firing, I, 0, None), None, "never armed");
+}

@@ -419,7 +419,11 @@ impl AlertManager {
     /// first reads the operators' acts counter and, when another node acted
     /// since, re-reads its memory of the alerts (an ack on the standby
     /// stops the leader's repeats); an operator's act counts itself.
-    fn with_as<T>(&self, whose: Whose, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
+    fn with_as<T>(
+        &self,
+        whose: Whose,
+        f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
         let fence = match whose {
             Whose::Leader => match self.cluster.term() {
                 Some(epoch) => crate::state::db::Fence::Leader(epoch),
@@ -711,6 +715,9 @@ struct Work<'a> {
 
 #[path = "work.rs"]
 mod work;
+
+#[path = "followup.rs"]
+mod followup;
 
 #[path = "supply.rs"]
 mod supply;

@@ -623,3 +623,57 @@ fn the_engine_mark_and_the_points_are_committed_with_the_transitions_and_kept_un
     );
     assert_eq!(text.matches("area_level,street=chengdong").count(), 1, "{text}");
 }
+
+#[test]
+fn an_unacked_i_calls_the_on_duty_leader_then_the_chain_and_an_ack_stops_the_calls() {
+    // Sample policy: Ⅰ calls after 5 min; escalation at Ⅰ after 10 min; the
+    // chain is leader → street director → district HQ.
+    let (m, cap) = manager();
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(I), 45.0, T0)]);
+    cap.take();
+    let id = m.alerts(true, 10).unwrap()[0].id;
+    m.tick(T0 + 4 * MIN).unwrap();
+    assert!(cap.take().iter().all(|n| !n.contains("call")), "not before voice_after");
+    m.tick(T0 + 5 * MIN).unwrap();
+    assert_eq!(
+        cap.take(),
+        ["team1@300s: call[leader] CD-JS-01 I → 张队长"],
+        "one call, to the on-duty leader"
+    );
+    m.tick(T0 + 5 * MIN + 30 * S).unwrap();
+    assert!(cap.take().is_empty(), "not again within voice_after");
+    m.tick(T0 + 10 * MIN).unwrap();
+    let told = cap.take();
+    assert!(
+        told.contains(&"team1@600s: call[street_director] CD-JS-01 I → 城东街道 王主任".to_string()),
+        "{told:?}"
+    );
+    let a = m.alert(id).unwrap().unwrap();
+    assert_eq!((a.voice_step, a.voice_level), (2, Some(I)));
+    assert!(timeline(&a).iter().any(|e| e == "300s call I (队长：张队长)"), "{:?}", timeline(&a));
+    m.ack(id, "张队长", None, T0 + 12 * MIN).unwrap();
+    m.tick(T0 + 30 * MIN).unwrap();
+    assert!(cap.take().iter().all(|n| !n.contains("call")), "acked: no more calls");
+}
+
+#[test]
+fn a_call_is_placed_once_per_level_and_acked_before_means_no_call() {
+    let (m, cap) = manager();
+    handle(&m, &[site("CD-JS-02", "chengdong", None, Some(I), 55.0, T0)]);
+    let id = m.alerts(true, 10).unwrap()[0].id;
+    m.ack(id, "张队长", None, T0 + MIN).unwrap();
+    cap.take();
+    m.tick(T0 + 6 * MIN).unwrap();
+    assert!(cap.take().iter().all(|n| !n.contains("call")), "acked before voice_after: no call");
+    // A Ⅱ alert rising to Ⅰ calls; falling and rising again does not call twice.
+    handle(&m, &[site("CD-JS-01", "chengdong", None, Some(II), 30.0, T0)]);
+    m.tick(T0 + 6 * MIN).unwrap();
+    assert!(cap.take().iter().all(|n| !n.contains("call")), "Ⅱ does not call");
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(II), Some(I), 45.0, T0 + 7 * MIN)]);
+    m.tick(T0 + 12 * MIN).unwrap();
+    assert_eq!(cap.take().iter().filter(|n| n.contains("call")).count(), 1);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(I), Some(II), 35.0, T0 + 13 * MIN)]);
+    handle(&m, &[site("CD-JS-01", "chengdong", Some(II), Some(I), 45.0, T0 + 14 * MIN)]);
+    m.tick(T0 + 14 * MIN + 30 * S).unwrap();
+    assert!(cap.take().iter().all(|n| !n.contains("call[leader]")), "the leader is not called twice about Ⅰ");
+}

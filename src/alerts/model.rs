@@ -120,6 +120,11 @@ pub struct Alert {
     pub escalation_step: u32,
     pub next_escalation_at: Option<TimestampNs>,
     pub next_repeat_at: Option<TimestampNs>,
+    /// Tiers of the chain called so far at `voice_level` (0: none yet).
+    pub voice_step: u32,
+    /// The level the calls are about; a rise above it calls again.
+    pub voice_level: Option<Level>,
+    pub next_voice_at: Option<TimestampNs>,
     /// The plan card of the present level.
     pub card: Option<Arc<Card>>,
     /// Trend and ETA when last raised, for messages.
@@ -201,6 +206,8 @@ string_enum! {
         Repeat = "repeat",
         /// Still unacked: the next tier of the chain is told.
         Escalation = "escalation",
+        /// Still unacked at a voice level: a phone call to a tier of the chain.
+        Call = "call",
     }
 }
 

@@ -2,7 +2,8 @@
 //! `state.retention` (default 400 days: a flood season and its report) and
 //! finished goes —
 //!
-//! - outbox rows that ended (sent, failed, merged) and their delivery logs;
+//! - outbox rows that ended (sent, failed, merged, rerouted, unknown for
+//!   good) and their delivery logs;
 //! - the notification log entries whose rows all ended;
 //! - ack-link nonces spent, or expired (past the longest link life);
 //! - resolved alerts, with their timelines;
@@ -82,15 +83,20 @@ fn batches(
 /// `expired` (no link can still be valid) go too.
 pub fn prune(conn: &Connection, cutoff: TimestampNs, expired: TimestampNs) -> rusqlite::Result<Pruned> {
     let mut p = Pruned::default();
+    // The rows' alert index goes with them (not counted apart).
+    let mut links = 0;
     batches(
         conn,
-        "SELECT id FROM outbox WHERE created_at < ?1 AND state IN ('sent', 'failed', 'merged') LIMIT ?2",
+        "SELECT id FROM outbox WHERE created_at < ?1
+            AND (state IN ('sent', 'failed', 'merged', 'rerouted') OR (state = 'unknown' AND check_at IS NULL))
+            LIMIT ?2",
         cutoff,
         &[
             "DELETE FROM deliveries WHERE outbox_id IN (SELECT id FROM prune_ids)",
             "DELETE FROM outbox WHERE id IN (SELECT id FROM prune_ids)",
+            "DELETE FROM outbox_alerts WHERE outbox_id IN (SELECT id FROM prune_ids)",
         ],
-        &mut [&mut p.deliveries, &mut p.outbox],
+        &mut [&mut p.deliveries, &mut p.outbox, &mut links],
     )?;
     batches(
         conn,

@@ -161,4 +161,51 @@ pub(super) const MIGRATIONS: &[&str] = &[
         team_name TEXT NOT NULL,
         results TEXT NOT NULL
      );",
+    // 6: notifications that reach a person — carrier budgets (what each
+    // recipient was sent, holds after a provider's limit answer), delivery
+    // receipts and call results on the outbox rows, the alerts each row
+    // tells of, voice follow-ups of alerts, refused credentials
+    "ALTER TABLE outbox ADD COLUMN provider_id TEXT;
+     ALTER TABLE outbox ADD COLUMN receipt TEXT;
+     ALTER TABLE outbox ADD COLUMN receipt_at INTEGER;
+     ALTER TABLE outbox ADD COLUMN receipt_note TEXT;
+     ALTER TABLE outbox ADD COLUMN check_at INTEGER;
+     ALTER TABLE outbox ADD COLUMN sent_bytes INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE outbox ADD COLUMN part_max INTEGER;
+     ALTER TABLE outbox ADD COLUMN fallback_of INTEGER;
+     ALTER TABLE outbox ADD COLUMN rerouted_to INTEGER;
+     ALTER TABLE outbox ADD COLUMN held TEXT;
+     CREATE INDEX outbox_checks ON outbox (check_at) WHERE check_at IS NOT NULL;
+     CREATE INDEX outbox_provider ON outbox (channel, provider_id) WHERE provider_id IS NOT NULL;
+     CREATE TABLE outbox_alerts (
+        alert_id INTEGER NOT NULL,
+        outbox_id INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, outbox_id)
+     ) WITHOUT ROWID;
+     INSERT OR IGNORE INTO outbox_alerts (alert_id, outbox_id)
+        SELECT j.value, o.id FROM outbox o, json_each(o.body, '$.alert_ids') j;
+     CREATE TABLE budget_spends (
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        outbox_id INTEGER
+     );
+     CREATE INDEX budget_spends_recipient ON budget_spends (channel, recipient, at);
+     INSERT INTO budget_spends (channel, recipient, at, outbox_id)
+        SELECT channel, recipient, sent_at, id FROM outbox WHERE sent_at IS NOT NULL;
+     CREATE TABLE budget_holds (
+        channel TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        until INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (channel, recipient)
+     );
+     CREATE TABLE channel_alarms (
+        channel TEXT PRIMARY KEY,
+        since INTEGER NOT NULL,
+        reason TEXT NOT NULL
+     );
+     ALTER TABLE alerts ADD COLUMN voice_step INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE alerts ADD COLUMN voice_level TEXT;
+     ALTER TABLE alerts ADD COLUMN next_voice_at INTEGER;",
 ];

@@ -64,7 +64,7 @@ const ALERT_COLUMNS: &str =
     "id, kind, site, site_name, site_kind, street, rule, rule_name, state, level, peak_level, \
     value, threshold, unit, peak_value, peak_at, started_at, updated_at, acked_at, acked_by, disposed_at, \
     disposed_by, resolved_at, notified_level, last_notified_at, escalation_step, next_escalation_at, \
-    next_repeat_at, card, trend_per_hour, eta_level, eta_seconds";
+    next_repeat_at, card, trend_per_hour, eta_level, eta_seconds, voice_step, voice_level, next_voice_at";
 
 fn alert_from_row(r: &Row) -> Result<Alert> {
     let card: Option<String> = r.opt_string(28)?;
@@ -101,6 +101,9 @@ fn alert_from_row(r: &Row) -> Result<Alert> {
         trend_per_hour: r.opt_f64(29)?,
         eta_level: level(r.opt_string(30)?),
         eta_seconds: r.opt_f64(31)?,
+        voice_step: r.i64(32)? as _,
+        voice_level: level(r.opt_string(33)?),
+        next_voice_at: r.opt_i64(34)?,
         timeline: Vec::new(),
         suspect: None,
     })
@@ -539,7 +542,11 @@ impl Tx<'_> {
         if self.db.dialect() != crate::state::db::Dialect::Postgres {
             return Ok(None);
         }
-        Ok(Some(self.db.query_one("UPDATE fg_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq", &[])?.i64(0)?))
+        Ok(Some(
+            self.db
+                .query_one("UPDATE fg_changes SET seq = seq + 1 WHERE id = 1 RETURNING seq", &[])?
+                .i64(0)?,
+        ))
     }
 
     pub fn insert_alert(&self, a: &Alert) -> Result<i64> {
@@ -572,7 +579,8 @@ impl Tx<'_> {
                 peak_value = ?8, peak_at = ?9, updated_at = ?10, acked_at = ?11, acked_by = ?12, disposed_at = ?13,
                 disposed_by = ?14, resolved_at = ?15, notified_level = ?16, last_notified_at = ?17,
                 escalation_step = ?18, next_escalation_at = ?19, next_repeat_at = ?20, card = ?21,
-                trend_per_hour = ?22, eta_level = ?23, eta_seconds = ?24
+                trend_per_hour = ?22, eta_level = ?23, eta_seconds = ?24,
+                voice_step = ?25, voice_level = ?26, next_voice_at = ?27
              WHERE id = ?1",
             &vals![
                 a.id,
@@ -598,7 +606,10 @@ impl Tx<'_> {
                 card,
                 a.trend_per_hour,
                 level_str(a.eta_level),
-                a.eta_seconds
+                a.eta_seconds,
+                a.voice_step,
+                level_str(a.voice_level),
+                a.next_voice_at
             ],
         )?;
         Ok(())

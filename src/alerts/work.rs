@@ -4,12 +4,12 @@
 use super::*;
 
 impl Work<'_> {
-    fn policy(&self) -> &crate::config::Alerting {
+    pub(super) fn policy(&self) -> &crate::config::Alerting {
         &self.teams.alerting
     }
 
     /// Silences from config and from the database, read once per batch.
-    fn all_silences(&mut self, now: TimestampNs) -> Result<Vec<Silence>, OpError> {
+    pub(super) fn all_silences(&mut self, now: TimestampNs) -> Result<Vec<Silence>, OpError> {
         if self.db_silences.is_none() {
             let mut v = self.silences.to_vec();
             let stored: Vec<Silence> = self.tx_silences(now)?;
@@ -24,7 +24,7 @@ impl Work<'_> {
     }
 
     /// The street's active alert (id, level), when sites fold into it.
-    fn street_alert(&self, alert: &Alert) -> Option<(i64, Level)> {
+    pub(super) fn street_alert(&self, alert: &Alert) -> Option<(i64, Level)> {
         if !self.policy().fold_sites_into_street {
             return None;
         }
@@ -34,7 +34,7 @@ impl Work<'_> {
 
     /// For an area alert: the highest level of its members' active alerts
     /// (a street's sites, the district's streets).
-    fn members_max(&self, alert: &Alert) -> Option<Level> {
+    pub(super) fn members_max(&self, alert: &Alert) -> Option<Level> {
         match alert.kind {
             Some(AlertKind::Street) => self
                 .active
@@ -271,6 +271,7 @@ impl Work<'_> {
                         a.resolved_at = Some(now);
                         a.next_repeat_at = None;
                         a.next_escalation_at = None;
+                        a.next_voice_at = None;
                         events.push(Event::new(now, "resolved", None));
                     }
                     _ => {}
@@ -299,7 +300,7 @@ impl Work<'_> {
     }
 
     /// Tells the teams about `alert` (unless muted), queueing the intents.
-    fn notify(
+    pub(super) fn notify(
         &mut self,
         alert: &mut Alert,
         kind: IntentKind,
@@ -335,6 +336,11 @@ impl Work<'_> {
             alert.next_repeat_at = Some(decide::next_repeat(self.policy(), level, now));
             if matches!(kind, IntentKind::Firing | IntentKind::Escalated) {
                 alert.next_escalation_at = Some(decide::next_escalation(self.policy(), level, now));
+                if let Some(at) = decide::arm_calls(self.policy(), alert, level, now) {
+                    alert.next_voice_at = Some(at);
+                    alert.voice_step = 0;
+                    alert.voice_level = Some(level);
+                }
             }
             self.save(alert, &[])?;
         }
@@ -343,7 +349,7 @@ impl Work<'_> {
 
     /// Queues an intent per team (with the chain role's members for an
     /// escalation), skipping one already waiting for the same reason.
-    fn queue(
+    pub(super) fn queue(
         &mut self,
         alert: &Alert,
         kind: IntentKind,
@@ -508,62 +514,6 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Follow-ups due at `now`.
-    pub(super) fn tick(&mut self, now: TimestampNs) -> Result<(), OpError> {
-        let ids: Vec<(String, String)> = self.active.keys().cloned().collect();
-        let silences = self.all_silences(now)?;
-        // Alerts with an intent waiting in a group (a storm has thousands).
-        let queued_ids: std::collections::HashSet<i64> =
-            self.pending.iter().map(|(_, i, _)| i.alert.id).collect();
-        for key in ids {
-            let Some(mut a) = self.active.get(&key).cloned() else { continue };
-            let Some(level) = route::routing_level(&a) else { continue };
-            let muted = decide::mute(
-                &a,
-                &silences,
-                self.offline.contains(&a.site),
-                self.street_alert(&a),
-                self.members_max(&a),
-                now,
-            )
-            .is_some();
-            let queued = queued_ids.contains(&a.id);
-            // Held back before (silence, offline, folded) and free now.
-            if !muted && !queued && a.level.is_some() && a.notified_level < a.level && a.unacked() {
-                let kind =
-                    if a.notified_level.is_none() { IntentKind::Firing } else { IntentKind::Escalated };
-                self.notify(&mut a, kind, now, false)?;
-                continue;
-            }
-            if decide::repeat_due(&a, now) {
-                a.next_repeat_at = Some(decide::next_repeat(self.policy(), level, now));
-                if muted {
-                    self.save(&a, &[])?;
-                } else {
-                    self.queue(&a, IntentKind::Repeat, level, None, now)?;
-                    self.save(&a, &[Event::new(now, "repeated", a.level)])?;
-                }
-            }
-            let chain: Vec<Role> = route::teams(self.teams, &a, level)
-                .first()
-                .map(|t| route::chain(self.teams, t).to_vec())
-                .unwrap_or_default();
-            if let Some(step) = decide::escalation_due(&a, chain.len(), now) {
-                a.next_escalation_at = Some(decide::next_escalation(self.policy(), level, now));
-                if muted {
-                    self.save(&a, &[])?;
-                } else {
-                    let role = chain[step as usize];
-                    a.escalation_step = step;
-                    self.queue(&a, IntentKind::Escalation, level, Some(role), now)?;
-                    let e = Event::new(now, "escalation", a.level).by(None, Some(role.name_zh()));
-                    self.save(&a, &[e])?;
-                }
-            }
-        }
-        self.flush_due(now)
-    }
-
     pub(super) fn load(&self, id: i64) -> Result<Alert, OpError> {
         let cached = self.active.values().find(|a| a.id == id).cloned();
         match cached {
@@ -598,6 +548,7 @@ impl Work<'_> {
         a.acked_by = Some(by.to_string());
         a.next_repeat_at = None;
         a.next_escalation_at = None;
+        a.next_voice_at = None;
         a.updated_at = now;
         self.save(&a, &[Event::new(now, "acked", a.level).by(Some(by), note)])
     }
@@ -629,6 +580,7 @@ impl Work<'_> {
         }
         a.next_repeat_at = None;
         a.next_escalation_at = None;
+        a.next_voice_at = None;
         a.updated_at = now;
         events.push(Event::new(now, "disposed", a.level).by(Some(by), Some(note)));
         self.save(&a, &events)

@@ -65,8 +65,9 @@ $fence$;
 /// The alert store's transactions (the leader's and operators' acts on
 /// any node) take turns on this lock, so the leader, reading `fg_changes`
 /// first, always sees the acts committed before it and none can slip in
-/// between its read and its writes.
-pub const ALERTS_TURN: &str = "SELECT pg_advisory_xact_lock(7420100001)";
+/// between its read and its writes. One lock per schema: districts sharing
+/// a database do not wait for each other.
+pub const ALERTS_TURN: &str = "SELECT pg_advisory_xact_lock(742010, hashtext(current_schema()))";
 
 /// Attaches the fence to `table` (in the migration that makes the table).
 pub fn fence(table: &str) -> String {

@@ -327,6 +327,7 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if c.channels.retry.min > c.channels.retry.max {
         err("channels.retry.min", "must be at most channels.retry.max".into());
     }
+    super::channels_check::channels(&c.channels, &mut err);
     errs
 }
 

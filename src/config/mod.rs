@@ -16,6 +16,7 @@
 //! its file, line, key path and reason.
 
 mod channels;
+mod channels_check;
 mod daemon;
 mod daemon_check;
 mod error;
@@ -36,7 +37,9 @@ pub use error::{ConfigError, ConfigErrors, Origin};
 pub use load::{env_var_for, ENV_PREFIX};
 pub use materials::{Depot, Item, MaterialsFile};
 pub use sites::{is_valid_id, Category, District, Kind, Location, Site, SitesFile, Street};
-pub use teams::{Alerting, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile};
+pub use teams::{
+    Alerting, FallbackChannel, Member, Robot, RobotKind, Role, Shift, SilenceConfig, Team, TeamsFile,
+};
 pub use values::{
     example_secrets, generate_secret, redact_url, secret_problem, HumanDuration, Secret, MIN_SECRET_LEN,
 };
@@ -185,8 +188,11 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
             src.array("maintenance").into_iter().unzip();
         teams.maintenance = parsed;
         let streets: HashSet<&str> = sites.streets.iter().map(|s| s.id.as_str()).collect();
-        let reach =
-            teams::Reach { sms: daemon.channels.sms.is_some(), email: daemon.channels.email.is_some() };
+        let reach = teams::Reach {
+            sms: daemon.channels.sms.is_some(),
+            email: daemon.channels.email.is_some(),
+            voice: daemon.channels.voice.is_some(),
+        };
         for (key, reason) in teams::validate(&teams, &streets, reach) {
             let key = load::remap_index(&key, "teams", &index);
             src.error(&load::remap_index(&key, "maintenance", &maintenance_index), reason);

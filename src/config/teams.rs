@@ -49,8 +49,8 @@ pub struct Member {
     pub email: Option<String>,
     /// The lowest level this member is told about; the team's when absent.
     pub min_level: Option<Level>,
-    /// `sms`, `email`: how to reach them; every one they have an address for
-    /// when absent.
+    /// `sms`, `email`, `voice`: how to reach them; every one they have an
+    /// address for when absent.
     pub channels: Option<Vec<String>>,
 }
 
@@ -146,6 +146,28 @@ pub struct Alerting {
     pub fold_sites_into_street: bool,
     /// Device-offline alerts notify the team (as level Ⅳ).
     pub notify_offline: bool,
+    /// An alert at one of `voice_levels` unacknowledged this long calls the
+    /// on-duty leader, then the next tier of the chain every `voice_after`
+    /// ( `[channels.voice]`). A person is called at most once per alert and level.
+    pub voice_after: HumanDuration,
+    pub voice_levels: Vec<Level>,
+    /// Where a Ⅱ/Ⅰ notice goes when its SMS cannot carry it (the budget is
+    /// spent, the handset reports a failure, no receipt in time): the first
+    /// of these the member has (`voice` only at `voice_levels`); with none
+    /// left, the next person in the chain.
+    pub fallback: Vec<FallbackChannel>,
+}
+
+string_enum! {
+    /// A channel a Ⅱ/Ⅰ notice may fall back to.
+    pub enum FallbackChannel ("fallback channel") {
+        /// A phone call (`[channels.voice]`).
+        Voice = "voice",
+        /// The team's group robots.
+        Robot = "robot",
+        Email = "email",
+        Sms = "sms",
+    }
 }
 
 impl Default for Alerting {
@@ -160,6 +182,9 @@ impl Default for Alerting {
             chain: vec![Role::Leader, Role::StreetDirector, Role::DistrictHq],
             fold_sites_into_street: false,
             notify_offline: true,
+            voice_after: HumanDuration::secs(300),
+            voice_levels: vec![Level::I],
+            fallback: vec![FallbackChannel::Voice, FallbackChannel::Robot, FallbackChannel::Email],
         }
     }
 }
@@ -228,6 +253,7 @@ impl TeamsFile {
 pub struct Reach {
     pub sms: bool,
     pub email: bool,
+    pub voice: bool,
 }
 
 pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<(String, String)> {
@@ -265,18 +291,18 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<
             }
             for (k, c) in m.channels.iter().flatten().enumerate() {
                 let has = match c.as_str() {
-                    "sms" => m.phone.is_some(),
+                    "sms" | "voice" => m.phone.is_some(),
                     "email" => m.email.is_some(),
                     _ => {
                         errs.push((
                             at(&format!("channels[{k}]")),
-                            format!("unknown channel {c:?}: use sms, email"),
+                            format!("unknown channel {c:?}: use sms, email, voice"),
                         ));
                         continue;
                     }
                 };
                 if !has {
-                    let what = if c == "sms" { "phone" } else { "email" };
+                    let what = if c == "email" { "email" } else { "phone" };
                     errs.push((
                         at(&format!("channels[{k}]")),
                         format!("{c} is asked for but the member has no {what}"),
@@ -316,6 +342,18 @@ pub fn validate(file: &TeamsFile, streets: &HashSet<&str>, reach: Reach) -> Vec<
     }
     if file.alerting.chain.is_empty() {
         errs.push(("alerting.chain".into(), "the escalation chain needs at least one role".into()));
+    }
+    if file.alerting.voice_after.get().is_zero() {
+        errs.push((
+            "alerting.voice_after".into(),
+            "must be more than 0 s: give people a moment to ack".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, c) in file.alerting.fallback.iter().enumerate() {
+        if !seen.insert(*c) {
+            errs.push((format!("alerting.fallback[{i}]"), format!("{c} is listed twice")));
+        }
     }
     for (i, sc) in file.silences.iter().enumerate() {
         let at = |k: &str| format!("silences[{i}].{k}");
@@ -406,7 +444,7 @@ mod tests {
         let errs = validate(
             &TeamsFile { teams: vec![team], ..TeamsFile::default() },
             &HashSet::from(["a"]),
-            Reach { sms: true, email: true },
+            Reach { sms: true, email: true, voice: false },
         );
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["teams[0].streets[1]", "teams[0].members"]);
@@ -424,15 +462,15 @@ mod tests {
     fn a_team_reachable_only_on_unconfigured_channels_is_refused() {
         let streets = HashSet::from(["a"]);
         let phone_only = one_member("phone = \"13800000001\"");
-        assert!(validate(&phone_only, &streets, Reach { sms: true, email: false }).is_empty());
-        let errs = validate(&phone_only, &streets, Reach { sms: false, email: true });
+        assert!(validate(&phone_only, &streets, Reach { sms: true, email: false, voice: false }).is_empty());
+        let errs = validate(&phone_only, &streets, Reach { sms: false, email: true, voice: false });
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].0, "teams[0].members");
         assert!(errs[0].1.contains("no [channels.sms]"), "{}", errs[0].1);
 
         let email_but_sms_only =
             one_member("phone = \"13800000001\", email = \"x@example.cn\", channels = [\"email\"]");
-        let errs = validate(&email_but_sms_only, &streets, Reach { sms: true, email: false });
+        let errs = validate(&email_but_sms_only, &streets, Reach { sms: true, email: false, voice: false });
         assert_eq!(errs.len(), 1, "the member asked for e-mail only: {errs:?}");
     }
 
@@ -441,7 +479,7 @@ mod tests {
         let errs = validate(
             &one_member("phone = \"13800000001\", channels = [\"sms\", \"email\", \"fax\"]"),
             &HashSet::from(["a"]),
-            Reach { sms: true, email: true },
+            Reach { sms: true, email: true, voice: false },
         );
         let keys: Vec<_> = errs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["teams[0].members[0].channels[1]", "teams[0].members[0].channels[2]"]);

@@ -89,8 +89,8 @@ fn materials_hq_and_works_mistakes_are_named_by_file_line_and_key() {
         "sites.toml:234: renovations[1].actual_percent: 165 is not a percentage (0–100)",
         "sites.toml:195: pump_works[1].site: \"XC-JS-01\" is a waterlogging site, not a pump station",
         "sites.toml:196: pump_works[1].date: \"2026-04-32\" is not a date (2026-04-10)",
-        "teams.toml:177: hq.team: no team \"hqq\" in [[teams]]",
-        "teams.toml:205: hq.units[6].duties: say what the unit answers for (职责)",
+        "teams.toml:180: hq.team: no team \"hqq\" in [[teams]]",
+        "teams.toml:208: hq.units[6].duties: say what the unit answers for (职责)",
         "materials.toml:57: items.warning_sign.weight: unknown key",
         "materials.toml:76: depots[1].keeper: who opens the depot (仓库管理员) must be given",
         "materials.toml:84: depots[2].street: unknown street \"xinchen\"",
@@ -168,8 +168,8 @@ fn every_mistake_is_listed_with_file_line_and_key() {
         "sites.toml:160: sites[12].params: a river site needs guarantee_level_m",
         "sites.toml:169: sites[13].location.lat: 130.6281 is not a latitude",
         "sites.toml:174: sites[14].id: duplicate site id \"XC-JS-01\"",
-        "teams.toml:88: teams[2].streets[0]: unknown street \"xinchen\"",
-        "teams.toml:101: teams[2].members[1].phone: \"call the office\" is not a phone number",
+        "teams.toml:91: teams[2].streets[0]: unknown street \"xinchen\"",
+        "teams.toml:104: teams[2].members[1].phone: \"call the office\" is not a phone number",
         // The missing 保证水位 also leaves a threshold of the plan without a value.
         "plan.toml:74: rules[1].thresholds.II: \"guarantee_level_m - 0.20\" at site XC-SW-01: unknown name",
     ];

@@ -210,20 +210,34 @@ fn show_now(s: &AppState, token: &str) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let alert = s.alerts.as_ref().and_then(|m| m.alert(claims.a).ok().flatten());
-    let Some(a) = alert else {
+    let alerts: Vec<Alert> = claims
+        .alerts()
+        .into_iter()
+        .filter_map(|id| s.alerts.as_ref().and_then(|m| m.alert(id).ok().flatten()))
+        .collect();
+    if alerts.is_empty() {
         return page(w, StatusCode::NOT_FOUND, &format!("<p>{}</p>", esc(w.invalid)));
+    }
+    let tables: String =
+        alerts.iter().map(|a| alert_table(&s, w, a, &claims.m)).collect::<Vec<_>>().join("<hr>");
+    let confirm = if alerts.len() > 1 {
+        if std::ptr::eq(w, &EN) {
+            format!("Acknowledge all {}", alerts.len())
+        } else {
+            format!("全部确认收到（{} 条）", alerts.len())
+        }
+    } else {
+        w.confirm.to_string()
     };
     let form = s.guard.forms.issue(&claims.n);
     let body = format!(
-        "{table}<form method=\"post\" action=\"/ack/{token}\"><input type=\"hidden\" name=\"form\" value=\"{form}\">\
+        "{tables}<form method=\"post\" action=\"/ack/{token}\"><input type=\"hidden\" name=\"form\" value=\"{form}\">\
          <p><label>{note}<br><textarea name=\"note\" rows=\"2\"></textarea></label></p>\
          <button type=\"submit\">{confirm}</button></form>",
-        table = alert_table(&s, w, &a, &claims.m),
         token = esc(&token),
         form = esc(&form),
         note = esc(w.note),
-        confirm = esc(w.confirm),
+        confirm = esc(&confirm),
     );
     page(w, StatusCode::OK, &body)
 }
@@ -294,23 +308,36 @@ fn confirm_now(s: &AppState, token: &str, form: AckForm, same_site: bool) -> Res
             "经消息链接确认".into()
         }
     });
-    match manager.ack(claims.a, &claims.m, Some(&note), s.clock.now()) {
-        Ok(a) => {
-            tracing::info!(alert = a.id, by = %claims.m, "acknowledged through a message link");
-            let body = format!("<p><b>{} ✔</b></p>{}", esc(w.done), alert_table(&s, w, &a, &claims.m));
-            page(w, StatusCode::OK, &body)
+    // A digest's link acknowledges each of its alerts still open.
+    let mut acked = Vec::new();
+    let mut conflicts = Vec::new();
+    for id in claims.alerts() {
+        match manager.ack(id, &claims.m, Some(&note), s.clock.now()) {
+            Ok(a) => {
+                tracing::info!(alert = a.id, by = %claims.m, "acknowledged through a message link");
+                acked.push(a);
+            }
+            Err(OpError::Conflict(reason)) => conflicts.push((id, reason)),
+            Err(OpError::NoAlert(_)) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "ack through a link failed");
+                return page(w, StatusCode::INTERNAL_SERVER_ERROR, &format!("<p>{}</p>", esc(w.unavailable)));
+            }
         }
-        Err(OpError::Conflict(reason)) => {
-            let a = manager.alert(claims.a).ok().flatten();
+    }
+    if !acked.is_empty() {
+        let tables: String =
+            acked.iter().map(|a| alert_table(&s, w, a, &claims.m)).collect::<Vec<_>>().join("<hr>");
+        return page(w, StatusCode::OK, &format!("<p><b>{} ✔</b></p>{tables}", esc(w.done)));
+    }
+    match conflicts.first() {
+        Some((id, reason)) => {
+            let a = manager.alert(*id).ok().flatten();
             let table =
                 a.map(|a| alert_table(&s, w, &a, a.acked_by.as_deref().unwrap_or(""))).unwrap_or_default();
-            page(w, StatusCode::CONFLICT, &format!("<p>{}</p>{table}", esc(&reason)))
+            page(w, StatusCode::CONFLICT, &format!("<p>{}</p>{table}", esc(reason)))
         }
-        Err(OpError::NoAlert(_)) => page(w, StatusCode::NOT_FOUND, &format!("<p>{}</p>", esc(w.invalid))),
-        Err(e) => {
-            tracing::error!(error = %e, "ack through a link failed");
-            page(w, StatusCode::INTERNAL_SERVER_ERROR, &format!("<p>{}</p>", esc(w.unavailable)))
-        }
+        None => page(w, StatusCode::NOT_FOUND, &format!("<p>{}</p>", esc(w.invalid))),
     }
 }
 

@@ -389,9 +389,13 @@ pub async fn notifications(
     Ok(Json(json!({ "notifications": items })).into_response())
 }
 
-/// The outbox: the latest messages per recipient and channel with their
-/// delivery state (queued, sending, sent, merged, failed), newest first.
-/// Names recipients, so it needs the bearer token.
+/// The outbox: the latest messages per recipient and channel, newest
+/// first, with their state (queued, sending, sent, unknown — taken or not,
+/// to be told by the receipt —, merged into a digest, rerouted to another
+/// channel or person, failed), `held` (budget, limit, refused) while they
+/// wait, the provider's `receipt` (waiting, delivered, failed, unknown;
+/// for calls answered, busy, no_answer, unreachable), `alert_ids` and
+/// `fallback_of`. Names recipients, so it needs the bearer token.
 #[utoipa::path(get, path = "/api/v1/outbox", params(NotificationQuery), responses((status = 200), (status = 401)),
     security(("bearer" = [])))]
 pub async fn outbox(

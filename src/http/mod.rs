@@ -4,6 +4,7 @@
 pub mod acklink;
 pub mod alerts;
 pub mod api;
+pub mod deliveries;
 pub mod events;
 pub mod guard;
 pub mod openapi;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}", read(get(alerts::one)))
         .route("/api/v1/notifications", read(get(alerts::notifications)))
         .route("/api/v1/outbox", read(get(alerts::outbox)))
+        .route("/api/v1/alerts/{id}/deliveries", read(get(deliveries::deliveries)))
         .route("/api/v1/clock", read(get(api::clock)))
         .route("/api/v1/cluster", read(get(api::cluster)))
         .route("/api/v1/materials", read(get(records::materials)).merge(limited(post(records::record))))
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/ack", limited(post(alerts::ack)))
         .route("/api/v1/alerts/{id}/dispose", limited(post(alerts::dispose)))
         .route("/ack/{token}", limited(get(acklink::show).post(acklink::confirm)))
+        .route("/callbacks/tencent-voice/{token}", limited(post(deliveries::tencent_voice)))
         .layer(DefaultBodyLimit::max(max_body))
         .merge(push_routes)
         .layer(from_fn_with_state(state.clone(), guard::outer))

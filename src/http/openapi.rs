@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{alerts, api, events, push, records, series};
+use super::{alerts, api, deliveries, events, push, records, series};
 
 struct Bearer;
 
@@ -52,6 +52,7 @@ impl Modify for Bearer {
         alerts::delete_silence,
         alerts::notifications,
         alerts::outbox,
+        deliveries::deliveries,
         records::materials,
         records::record,
         records::drills,

@@ -24,6 +24,20 @@ pub struct Claims {
     pub e: i64,
     /// Nonce (single use).
     pub n: String,
+    /// A digest's link: every alert it acknowledges (`a` is the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub l: Vec<i64>,
+}
+
+impl Claims {
+    /// The alerts the link acknowledges.
+    pub fn alerts(&self) -> Vec<i64> {
+        if self.l.is_empty() {
+            vec![self.a]
+        } else {
+            self.l.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +93,7 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     fn claims() -> Claims {
-        Claims { a: 42, m: "张队长".into(), e: 1_000, n: "abc".into() }
+        Claims { a: 42, m: "张队长".into(), e: 1_000, n: "abc".into(), l: vec![] }
     }
 
     #[test]
@@ -101,6 +115,18 @@ mod tests {
         assert_eq!(verify(b"k", &forged, 0), Err(TokenError::BadSignature));
         assert_eq!(verify(b"k", "nodot", 0), Err(TokenError::Malformed));
         assert_eq!(verify(b"k", "a.!!", 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn a_digest_link_names_every_alert_and_an_old_link_reads_as_one() {
+        let all = Claims { l: vec![42, 43, 50], ..claims() };
+        let t = sign(b"k", &all);
+        assert_eq!(verify(b"k", &t, 0).unwrap().alerts(), [42, 43, 50]);
+        assert_eq!(claims().alerts(), [42]);
+        // A token made before digests had links: no `l` in its payload.
+        let old = URL_SAFE_NO_PAD.encode(br#"{"a":42,"m":"x","e":1000,"n":"abc"}"#);
+        let old = format!("{old}.{}", URL_SAFE_NO_PAD.encode(mac(b"k", &old)));
+        assert_eq!(verify(b"k", &old, 0).unwrap().alerts(), [42]);
     }
 
     #[test]

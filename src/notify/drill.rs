@@ -117,15 +117,20 @@ pub fn table(results: &[DrillResult], language: Language) -> (String, bool) {
     let rows: Vec<[String; 4]> = results
         .iter()
         .map(|r| {
+            let reason = r.outcome.text();
             let result = match (&r.outcome, zh) {
-                (Outcome::Sent(_), true) => "✔ 已送达".to_string(),
-                (Outcome::Sent(_), false) => "✔ accepted".to_string(),
-                (Outcome::Retry { reason, .. }, true) => format!("✘ 暂时失败：{reason}"),
-                (Outcome::Retry { reason, .. }, false) => format!("✘ failed for now: {reason}"),
-                (Outcome::Throttled { reason, .. }, true) => format!("✘ 被限流：{reason}"),
-                (Outcome::Throttled { reason, .. }, false) => format!("✘ throttled: {reason}"),
-                (Outcome::Failed(reason), true) => format!("✘ 失败：{reason}"),
-                (Outcome::Failed(reason), false) => format!("✘ failed: {reason}"),
+                (Outcome::Sent { .. }, true) => "✔ 已送达".to_string(),
+                (Outcome::Sent { .. }, false) => "✔ accepted".to_string(),
+                (Outcome::Retry { .. }, true) => format!("✘ 暂时失败：{reason}"),
+                (Outcome::Retry { .. }, false) => format!("✘ failed for now: {reason}"),
+                (Outcome::Limited { .. }, true) => format!("✘ 被限流：{reason}"),
+                (Outcome::Limited { .. }, false) => format!("✘ throttled: {reason}"),
+                (Outcome::Unknown(_), true) => format!("？ 未知（已发出，未收到应答）：{reason}"),
+                (Outcome::Unknown(_), false) => format!("? unknown (sent, no answer): {reason}"),
+                (Outcome::Refused(_), true) => format!("✘ 凭据被拒：{reason}"),
+                (Outcome::Refused(_), false) => format!("✘ credentials refused: {reason}"),
+                (Outcome::TooLarge(_) | Outcome::Failed(_), true) => format!("✘ 失败：{reason}"),
+                (Outcome::TooLarge(_) | Outcome::Failed(_), false) => format!("✘ failed: {reason}"),
             };
             [r.name.clone(), r.channel.clone(), r.address.clone(), result]
         })
@@ -148,7 +153,7 @@ pub fn table(results: &[DrillResult], language: Language) -> (String, bool) {
     for r in &rows {
         out.push_str(&line([&r[0], &r[1], &r[2], &r[3]]));
     }
-    let ok = results.iter().filter(|r| matches!(r.outcome, Outcome::Sent(_))).count();
+    let ok = results.iter().filter(|r| matches!(r.outcome, Outcome::Sent { .. })).count();
     out.push_str(&if zh {
         format!("共 {} 条，送达 {ok} 条，失败 {} 条\n", results.len(), results.len() - ok)
     } else {
@@ -179,7 +184,7 @@ mod tests {
             outcome,
         };
         let results = [
-            r("张队长", "sms", "13800000101", Outcome::Sent("OK".into())),
+            r("张队长", "sms", "13800000101", Outcome::sent("OK")),
             r("李队员", "email", "li@example.gov.cn", Outcome::Failed("550 no such user".into())),
         ];
         let (text, all) = table(&results, Language::ZhCn);

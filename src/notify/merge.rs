@@ -1,7 +1,10 @@
-//! Several messages for one recipient as one: what a paced phone or a
-//! throttled robot gets when its queue is merged. Bounded however long the
-//! storm: texts are kept oldest first up to a limit, the headline counts
-//! what the message stands for, and an SMS keeps its newest ack link whole.
+//! Several messages for one recipient as one — the digest a recipient gets
+//! when their budget holds messages back, or a throttled robot when it may
+//! send again. Bounded however long the storm: texts are kept oldest first
+//! up to a limit, the headline counts what the message stands for, and an
+//! SMS names every alert (the texts when they fit, else one short label
+//! per alert) and ends with one link that acknowledges them all (or, with
+//! no such link, the newest alert's link whole).
 
 use super::message::{self, Rendered};
 use super::outbox::Body;
@@ -63,6 +66,12 @@ fn without_md_head(s: &str) -> &str {
 /// again counts what it stood for; texts are kept oldest first up to a
 /// bound, so a message stays a message however long the storm.
 pub fn merge(bodies: &[Body], language: Language) -> Body {
+    merge_with(bodies, language, None)
+}
+
+/// As [`merge`], the SMS ending with `ack_all` (a link that acknowledges
+/// every alert of the digest) when links are on.
+pub fn merge_with(bodies: &[Body], language: Language, ack_all: Option<&str>) -> Body {
     let zh = language == Language::ZhCn;
     let n: u32 = bodies.iter().map(|b| b.merged.max(1)).sum();
     let first = &bodies[0];
@@ -75,7 +84,14 @@ pub fn merge(bodies: &[Body], language: Language) -> Body {
     } else {
         "\n… (the rest on the command-center page)"
     };
-    let sms = merge_sms(&head, bodies.iter().map(|b| without_head(&b.rendered.sms)), zh);
+    let mut labels: Vec<String> = Vec::new();
+    for l in bodies.iter().flat_map(|b| b.labels.iter()) {
+        if !labels.contains(l) {
+            labels.push(l.clone());
+        }
+    }
+    let sms =
+        merge_sms_all(&head, bodies.iter().map(|b| without_head(&b.rendered.sms)), &labels, zh, ack_all);
     let rendered = Rendered {
         subject: format!("{head}{}", without_head(&first.rendered.subject)),
         text: bounded(
@@ -95,26 +111,40 @@ pub fn merge(bodies: &[Body], language: Language) -> Body {
                 .map(|b| without_md_head(&b.rendered.markdown))
                 .collect::<Vec<_>>()
                 .join("\n\n---\n\n");
-            let md = format!("**{}**\n\n{all}", head.trim());
-            let mut end = md.len().min(message::ROBOT_MAX_BYTES);
-            while !md.is_char_boundary(end) {
-                end -= 1;
-            }
-            md[..end].to_string()
+            bounded(format!("**{}**\n\n{all}", head.trim()), message::MARKDOWN_MAX_BYTES, more)
         },
         params: bodies.last().map(|b| b.rendered.params.clone()).unwrap_or_default(),
+        voice: bodies.last().map(|b| b.rendered.voice.clone()).unwrap_or_default(),
     };
-    Body { rendered, to: first.to.clone(), secret: first.secret.clone(), alert_ids, merged: n }
+    Body { rendered, to: first.to.clone(), secret: first.secret.clone(), alert_ids, merged: n, labels }
 }
 
 /// Several SMS texts as one: the headline, each text without its ack link
 /// (the district prefix said once), cut to fit, and the newest link kept
 /// whole at the end.
+#[cfg(test)]
 pub(super) fn merge_sms<'a>(head: &str, texts: impl Iterator<Item = &'a str>, zh: bool) -> String {
+    merge_sms_all(head, texts, &[], zh, None)
+}
+
+/// Several SMS texts as one digest: the texts (each without its link, the
+/// district prefix said once) when they fit; else the district prefix and
+/// one label per alert, cut with a count of the rest; `ack_all` (or the
+/// newest link) whole at the end.
+pub(super) fn merge_sms_all<'a>(
+    head: &str,
+    texts: impl Iterator<Item = &'a str>,
+    labels: &[String],
+    zh: bool,
+    ack_all: Option<&str>,
+) -> String {
     let mut link = None;
     let mut parts = Vec::new();
     for (i, t) in texts.enumerate() {
-        let (text, l) = match ["确认收到：", "Acknowledge: "].iter().find_map(|m| t.rfind(m)) {
+        let (text, l) = match ["确认收到：", "确认全部：", "Acknowledge: ", "Acknowledge all: "]
+            .iter()
+            .find_map(|m| t.rfind(m))
+        {
             Some(at) => (&t[..at], Some(&t[at..])),
             None => (t, None),
         };
@@ -126,13 +156,37 @@ pub(super) fn merge_sms<'a>(head: &str, texts: impl Iterator<Item = &'a str>, zh
         };
         parts.push(text.trim_end().trim_end_matches(['。', '.', '；', ';']).to_string());
     }
-    let tail = link.map_or(String::new(), |l| format!("{}{l}", if zh { "。" } else { ". " }));
-    let body = format!("{head}{}", parts.join(if zh { "；" } else { "; " }));
-    let budget = message::SMS_MAX_CHARS.saturating_sub(tail.chars().count());
-    let body = if body.chars().count() > budget {
-        body.chars().take(budget.saturating_sub(1)).collect::<String>() + "…"
-    } else {
-        body
+    let stop = if zh { "。" } else { ". " };
+    let tail = match ack_all {
+        Some(l) => format!("{stop}{}{l}", if zh { "确认全部：" } else { "Acknowledge all: " }),
+        None => link.map_or(String::new(), |l| format!("{stop}{l}")),
     };
-    body + &tail
+    let budget = message::SMS_MAX_CHARS.saturating_sub(tail.chars().count());
+    let body = format!("{head}{}", parts.join(if zh { "；" } else { "; " }));
+    if body.chars().count() <= budget || labels.is_empty() {
+        let body = if body.chars().count() > budget {
+            body.chars().take(budget.saturating_sub(1)).collect::<String>() + "…"
+        } else {
+            body
+        };
+        return body + &tail;
+    }
+    // Name every alert: a label each, as many as fit, and how many more.
+    let prefix =
+        parts.first().and_then(|p| p.split_once('】')).map_or(String::new(), |(p, _)| format!("{p}】"));
+    let mut out = format!("{head}{prefix}");
+    let sep = if zh { "、" } else { ", " };
+    for (i, l) in labels.iter().enumerate() {
+        let more =
+            if zh { format!("等 {} 处", labels.len()) } else { format!(" and {} more", labels.len() - i) };
+        let piece = if i == 0 { l.clone() } else { format!("{sep}{l}") };
+        let room = budget.saturating_sub(out.chars().count());
+        let last = i + 1 == labels.len();
+        if piece.chars().count() + if last { 0 } else { more.chars().count() } > room {
+            out.push_str(&more);
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out + &tail
 }

@@ -14,8 +14,12 @@ use crate::level::Level;
 
 /// Longest SMS text: what one long (concatenated) SMS carries safely.
 pub const SMS_MAX_CHARS: usize = 300;
-/// WeCom markdown limit.
+/// WeCom's markdown limit: one message of a single notice stays under it
+/// (longer robot messages — storm summaries, digests — go in parts).
 pub const ROBOT_MAX_BYTES: usize = 4096;
+/// The longest markdown of anything (a digest of a storm's messages to a
+/// robot, sent in parts): a bound for storms of storms.
+pub const MARKDOWN_MAX_BYTES: usize = 64 * 1024;
 
 /// What every message of one notification shares.
 pub struct Context<'a> {
@@ -25,6 +29,8 @@ pub struct Context<'a> {
     pub streets: &'a BTreeMap<String, String>,
     /// An ack link for an alert, for this recipient, if links are on.
     pub ack_link: &'a dyn Fn(i64) -> Option<String>,
+    /// One link acknowledging all these alerts (a summary's), if links are on.
+    pub ack_all: &'a dyn Fn(&[i64]) -> Option<String>,
     pub drill: bool,
 }
 
@@ -38,6 +44,9 @@ pub struct Rendered {
     pub markdown: String,
     /// For providers that send approved templates: named parameters.
     pub params: BTreeMap<String, String>,
+    /// What a call reads out (a voice gateway's `{text}`).
+    #[serde(default)]
+    pub voice: String,
 }
 
 fn zh(c: &Context<'_>) -> bool {
@@ -148,6 +157,7 @@ fn headline(c: &Context<'_>, i: &Intent) -> String {
             IntentKind::Escalation => {
                 format!("{level}预警（超时未确认，逐级上报{}） {place}", role.map_or("", |r| r.name_zh()))
             }
+            IntentKind::Call => format!("{level}预警（超时未确认，电话通知） {place}"),
         }
     } else {
         match i.kind {
@@ -160,6 +170,7 @@ fn headline(c: &Context<'_>, i: &Intent) -> String {
                 "{level}, not acknowledged in time (to {}): {place}",
                 i.escalation_role.as_deref().unwrap_or("")
             ),
+            IntentKind::Call => format!("{level}, not acknowledged in time (phone call): {place}"),
         }
     }
 }
@@ -309,10 +320,20 @@ fn summary_lines(c: &Context<'_>, n: &Notification) -> Vec<String> {
 pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
     let top = most_severe(n);
     let a = &top.alert;
-    let link = (c.ack_link)(a.id);
-    let ack_line =
-        link.as_ref().map(|l| if zh(c) { format!("确认收到：{l}") } else { format!("Acknowledge: {l}") });
     let summary = n.intents.len() > 1;
+    // A summary's SMS and robot message end with one link that acknowledges
+    // every alert it tells of (its page lists them all, the SMS may not).
+    let mut ids: Vec<i64> = n.intents.iter().map(|i| i.alert.id).filter(|id| *id > 0).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let all = summary && ids.len() > 1;
+    let link = if all { (c.ack_all)(&ids) } else { (c.ack_link)(a.id) };
+    let ack_line = link.as_ref().map(|l| match (zh(c), all) {
+        (true, true) => format!("确认全部：{l}"),
+        (true, false) => format!("确认收到：{l}"),
+        (false, true) => format!("Acknowledge all: {l}"),
+        (false, false) => format!("Acknowledge: {l}"),
+    });
 
     let mut sms = prefix(c);
     let mut details: Vec<String> = Vec::new();
@@ -477,9 +498,15 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
         }
     }
     if let Some(l) = &link {
-        let _ = write!(md, "\n[{}]({l})", if zh(c) { "确认收到" } else { "Acknowledge" });
+        let label = match (zh(c), all) {
+            (true, true) => "全部确认收到",
+            (true, false) => "确认收到",
+            (false, true) => "Acknowledge all",
+            (false, false) => "Acknowledge",
+        };
+        let _ = write!(md, "\n[{label}]({l})");
     }
-    let markdown = cut_bytes(&md, ROBOT_MAX_BYTES);
+    let markdown = cut_bytes(&md, if summary { MARKDOWN_MAX_BYTES } else { ROBOT_MAX_BYTES });
 
     let mut params = BTreeMap::new();
     let p = |s: String| cut_chars(&s, 20);
@@ -500,7 +527,67 @@ pub fn render(c: &Context<'_>, n: &Notification) -> Rendered {
     );
     params.insert("value".into(), p(a.value.map(|v| format!("{}{}", num(v), a.unit)).unwrap_or_default()));
     params.insert("action".into(), p(card_phrase(c, a).unwrap_or_default()));
-    Rendered { subject, text, html, sms, markdown, params }
+    let voice = voice_text(c, n, top);
+    Rendered { subject, text, html, sms, markdown, params, voice }
+}
+
+/// What a call reads out: who calls, the most severe alert, how many more,
+/// what to do, how to acknowledge.
+fn voice_text(c: &Context<'_>, n: &Notification, top: &Intent) -> String {
+    let a = &top.alert;
+    let level = a.level.map(|l| level_label(c, l)).unwrap_or_default();
+    let place = format!("{} {}", street_name(c, a), a.site_name);
+    let value = value_phrase(c, a);
+    let more = n.intents.len().saturating_sub(1);
+    let card = card_phrase(c, a);
+    if zh(c) {
+        let mut s = format!("{}防汛指挥部紧急通知：{place}，{level}预警", c.district);
+        if !value.is_empty() {
+            s.push_str(&format!("，{value}"));
+        }
+        if more > 0 {
+            s.push_str(&format!("；另有 {more} 处预警"));
+        }
+        if let Some(card) = card {
+            s.push_str(&format!("。{card}"));
+        }
+        s.push_str("。请立即处置，并通过短信链接或指挥中心确认收到。");
+        s
+    } else {
+        let mut s = format!("{} flood control, urgent: {place}, {level}", c.district);
+        if !value.is_empty() {
+            s.push_str(&format!(", {value}"));
+        }
+        if more > 0 {
+            s.push_str(&format!("; {more} more alerts"));
+        }
+        if let Some(card) = card {
+            s.push_str(&format!(". {card}"));
+        }
+        s.push_str(". Act now and acknowledge by the message link or at the command center.");
+        s
+    }
+}
+
+/// One short line per alert of a notification ("Ⅲ 人民路铁路桥下穿"): what a
+/// digest SMS names when the texts do not fit.
+pub fn labels(c: &Context<'_>, n: &Notification) -> Vec<String> {
+    n.intents
+        .iter()
+        .map(|i| {
+            let a = &i.alert;
+            let level = a.level.map_or_else(
+                || if zh(c) { "解除".to_string() } else { "resolved".to_string() },
+                |l| l.roman().to_string(),
+            );
+            let place = match a.kind.as_str() {
+                "street" => street_name(c, a).to_string(),
+                "district" => c.district.to_string(),
+                _ => a.site_name.clone(),
+            };
+            format!("{level} {place}")
+        })
+        .collect()
 }
 
 /// Text made safe to put in HTML.

@@ -60,7 +60,14 @@ fn ctx<'a>(
     link: &'a dyn Fn(i64) -> Option<String>,
     language: Language,
 ) -> Context<'a> {
-    Context { district: "某区", language, streets, ack_link: link, drill: false }
+    Context {
+        district: "某区",
+        language,
+        streets,
+        ack_link: link,
+        ack_all: &|ids: &[i64]| Some(format!("http://hq/ack/ALL{}", ids.len())),
+        drill: false,
+    }
 }
 
 fn one(kind: IntentKind) -> Notification {
@@ -122,13 +129,15 @@ fn a_storm_is_summarised_and_stays_one_sms() {
     let link = |id: i64| Some(format!("http://hq/ack/{id}"));
     let intents: Vec<Intent> = (0..50)
         .map(|k| {
-            intent(
+            let mut i = intent(
                 IntentKind::Firing,
                 &format!("CD-JS-{k:02}"),
                 &format!("积水点{k}"),
                 Some(Level::III),
                 21.0 + k as f64,
-            )
+            );
+            i.alert.id = 100 + k;
+            i
         })
         .collect();
     let n = Notification { id: 2, team: "team1".into(), intents, created_at: 0 };
@@ -139,15 +148,26 @@ fn a_storm_is_summarised_and_stays_one_sms() {
         r.sms
     );
     assert!(r.sms.chars().count() <= SMS_MAX_CHARS, "{}", r.sms.chars().count());
-    assert!(r.sms.ends_with("确认收到：http://hq/ack/7"), "the link survives the cut: {}", r.sms);
     assert!(
-        r.sms.contains("…。辖区抢险队、交警中队 30 分钟内到场：启动移动泵车强排。确认收到"),
+        r.sms.ends_with("确认全部：http://hq/ack/ALL50"),
+        "one link for all fifty survives the cut (its page lists them all): {}",
+        r.sms
+    );
+    assert!(r.markdown.ends_with("[全部确认收到](http://hq/ack/ALL50)"), "{}", r.markdown);
+    assert!(r.text.contains("确认收到：http://hq/ack/149"), "the e-mail keeps a link per alert");
+    assert!(
+        r.sms.contains("…。辖区抢险队、交警中队 30 分钟内到场：启动移动泵车强排。确认全部"),
         "the list gives way to what to do: {}",
         r.sms
     );
     assert_eq!(r.subject, "【某区防汛】汛情汇总：50 处预警，最高Ⅲ级黄色");
-    assert!(r.markdown.len() <= ROBOT_MAX_BYTES);
+    assert!(r.markdown.len() <= MARKDOWN_MAX_BYTES);
+    for k in [0, 25, 49] {
+        assert!(r.markdown.contains(&format!("积水点{k} ")), "robots name every point (in parts if need be)");
+    }
     assert_eq!(r.text.matches("■ ").count(), 50, "e-mail lists them all");
+    assert!(r.voice.starts_with("某区防汛指挥部紧急通知：城东街道 "), "{}", r.voice);
+    assert!(r.voice.contains("另有 49 处预警"), "{}", r.voice);
 }
 
 #[test]

@@ -1,46 +1,66 @@
 //! Notifications out: the alert manager's notifications become messages —
 //! per member and channel, and per team robot — in a durable outbox that
-//! per-channel workers drain with retries, rate limits and merging.
+//! per-channel workers drain within each recipient's carrier budget, with
+//! retries, digests, delivery receipts, phone calls and fallbacks to
+//! another channel or person when a message does not reach its person.
 //!
-//! - [`message`]: the words, per channel and language;
-//! - [`send`]: the senders and the pure reading of providers' answers;
-//! - [`sign`]: Aliyun, Tencent and DingTalk signatures;
-//! - [`outbox`]: the rows in SQLite and their delivery log;
+//! - [`message`]: the words, per channel and language; [`merge`]: digests;
+//! - [`budget`], [`fallback`], [`classify`]: the pure decisions — budget
+//!   planning, the next channel and what a receipt means, providers' answers;
+//! - [`send`], [`providers`]: the senders and the signed provider requests
+//!   (`sign`), receipts and call-detail queries included;
+//! - [`outbox`], [`ledger`]: the rows in SQLite, their delivery log, budget
+//!   spends and holds, receipts, alarms;
+//! - `deliver.rs` (sending within budgets), `reroute.rs` (fallbacks),
+//!   `receipts.rs` (asking what became of a message), `alarm.rs` (refused
+//!   credentials): the outbox's work, on the stage's threads;
 //! - [`acklink`]: signed, expiring, single-use ack links;
 //! - [`robots`]: robot rows name their robot; its URL and key stay in config;
 //! - [`drill`]: `notify-test`, a drill message to a whole team;
 //! - [`operator`]: floodguard's own problems (a full disk) to the duty officers.
 
 pub mod acklink;
+mod alarm;
+pub mod budget;
+pub mod classify;
+mod deliver;
 pub mod drill;
+pub mod fallback;
+pub mod ledger;
+mod links;
 pub mod merge;
 pub mod message;
 pub mod operator;
 pub mod outbox;
+pub mod parts;
+pub mod providers;
+mod receipts;
+mod reroute;
 pub mod robots;
 pub mod send;
 pub mod sign;
 pub mod stage;
+pub mod trail;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-use crate::alerts::model::{Notification, Recipient};
+use crate::alerts::model::{IntentKind, Notification, Recipient};
 use crate::alerts::{Notifier, Places};
 use crate::config::{ChannelsSection, Language, TeamsFile};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::reading::{to_ns, TimestampNs};
 use message::{Context, Rendered};
-use outbox::{Body, NewRow, OutboxDb, Row};
-use send::{Outcome, Senders};
+use outbox::{Body, NewRow, OutboxDb};
+use send::Senders;
 
 /// The worker groups: a failing channel never holds up the others.
-pub const GROUPS: [&[&str]; 3] = [&["sms"], &["email"], &["wecom", "dingtalk", "webhook"]];
+pub const GROUPS: [&[&str]; 4] = [&["sms"], &["email"], &["wecom", "dingtalk", "webhook"], &["voice"]];
 
 fn now() -> TimestampNs {
     to_ns(chrono::Utc::now())
@@ -50,17 +70,6 @@ fn ns(d: Duration) -> i64 {
     crate::plan::ns(d)
 }
 
-/// Per-recipient pacing, in memory (after a restart it starts afresh).
-#[derive(Default)]
-struct Limits {
-    /// Recipient → time of its last SMS.
-    last_sms: HashMap<String, TimestampNs>,
-    /// Robot → its sends in the last minute.
-    robot_window: HashMap<String, VecDeque<TimestampNs>>,
-    /// Recipient → not before (a provider said "too fast").
-    throttled: HashMap<String, TimestampNs>,
-}
-
 /// `[channels]` and the senders made from it, replaced whole on reload.
 struct Channels {
     section: ChannelsSection,
@@ -68,10 +77,26 @@ struct Channels {
 }
 
 /// Every channel a message can go out on (the `channel` label of the metrics).
-pub const CHANNELS: [&str; 5] = ["sms", "email", "wecom", "dingtalk", "webhook"];
+pub const CHANNELS: [&str; 6] = ["sms", "email", "wecom", "dingtalk", "webhook", "voice"];
 
-/// How an attempt ended (the `result` label of the metrics).
-pub const RESULTS: [&str; 6] = ["sent", "retry", "throttled", "merged", "failed", "gave_up"];
+/// How an attempt ended (the `result` label of the metrics): `throttled`
+/// is a provider's limit answer, `held` the recipient's own budget,
+/// `unknown` a send whose answer never came, `refused` credentials the
+/// provider refused, `rerouted` an urgent notice handed to another channel
+/// or person.
+pub const RESULTS: [&str; 11] = [
+    "sent",
+    "retry",
+    "throttled",
+    "held",
+    "merged",
+    "unknown",
+    "refused",
+    "split",
+    "rerouted",
+    "failed",
+    "gave_up",
+];
 
 /// Connections to `state.db`, one per concurrent user (the channel
 /// workers, the stage's queueing, the API), so a query waiting on the disk
@@ -84,9 +109,10 @@ pub struct Outbox {
     teams: RwLock<TeamsFile>,
     places: RwLock<Places>,
     language: Language,
-    limits: Mutex<Limits>,
-    wake: [Notify; 3],
+    wake: [Notify; 4],
     metrics: Option<Arc<Metrics>>,
+    /// Where a refused channel shows as a `/readyz` warning.
+    health: Mutex<Option<Arc<Health>>>,
     /// Nonces of the ack links made for the rows being queued:
     /// (nonce, alert id, member).
     nonces: Mutex<Vec<(String, i64, String)>>,
@@ -102,6 +128,9 @@ struct Planned {
     recipient: String,
     name: String,
     body: Body,
+    /// The idempotency key: `n{notification}:{channel}:{recipient}`, for a
+    /// call `v{alert}:{level}:{phone}` (once per person, alert and level).
+    key: String,
 }
 
 impl Outbox {
@@ -125,9 +154,9 @@ impl Outbox {
             teams: RwLock::new(teams),
             places: RwLock::new(places),
             language,
-            limits: Mutex::new(Limits::default()),
-            wake: [Notify::new(), Notify::new(), Notify::new()],
+            wake: [Notify::new(), Notify::new(), Notify::new(), Notify::new()],
             metrics,
+            health: Mutex::new(None),
             activity: std::sync::atomic::AtomicU64::new(0),
             nonces: Mutex::new(Vec::new()),
             clock: crate::clock::Clock::wall(),
@@ -162,7 +191,37 @@ impl Outbox {
         let senders = Senders::new(channels)?;
         *self.channels.write().expect("channels lock") =
             Arc::new(Channels { section: channels.clone(), senders });
+        // New credentials: what waited for them is tried now.
+        match self.db().wake_refused(self.now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                messages = n,
+                "new channel settings: messages held for refused credentials are tried again"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot wake the messages held for refused credentials"),
+        }
+        self.wake_all();
         Ok(())
+    }
+
+    /// Shows refused credentials as `/readyz` warnings (and the ones on
+    /// record from before a restart at once).
+    pub fn set_health(&self, health: Arc<Health>) {
+        *self.health.lock().expect("health lock") = Some(health);
+        self.restore_alarms();
+    }
+
+    fn wake_all(&self) {
+        for w in &self.wake {
+            w.notify_one();
+        }
+    }
+
+    /// Wakes the worker group of `channel`.
+    fn wake_channel(&self, channel: &str) {
+        if let Some(g) = GROUPS.iter().position(|g| g.contains(&channel)) {
+            self.wake[g].notify_one();
+        }
     }
 
     /// Leaves checkpoints to the daemon's checkpoint thread.
@@ -198,11 +257,17 @@ impl Outbox {
         }
     }
 
-    /// After a crash: sends cut off are queued again (same idempotency key).
+    /// After a crash, the sends cut off: where a receipt query can tell
+    /// whether the provider took them, they are `unknown` until it does;
+    /// calls are never placed twice; the rest are queued again with the
+    /// same idempotency key.
     pub fn recover(&self) -> Result<(), String> {
-        let n = self.db().requeue_sending(self.now()).map_err(|e| e.to_string())?;
+        let ch = self.ch();
+        let ask: Vec<&str> =
+            ch.section.sms.as_ref().filter(|s| s.has_receipts()).map(|_| "sms").into_iter().collect();
+        let n = self.db().recover_sending(&ask, &["voice"], self.now()).map_err(|e| e.to_string())?;
         if n > 0 {
-            tracing::warn!(rows = n, "messages cut off mid-send are queued again (same idempotency key)");
+            tracing::warn!(rows = n, "messages cut off mid-send: asked about where the provider can tell, else queued again (same idempotency key)");
         }
         Ok(())
     }
@@ -228,52 +293,82 @@ impl Outbox {
         Ok(done)
     }
 
-    /// An ack link for `alert_id` sent to `member`, if links are configured.
-    fn link(&self, alert_id: i64, member: &str, now: TimestampNs) -> Option<String> {
-        let ch = self.ch();
-        let ack = &ch.section.ack;
-        if ack.secret.is_empty() || ack.base_url.trim().is_empty() || alert_id <= 0 {
-            return None;
-        }
-        let nonce = acklink::nonce();
-        let claims = acklink::Claims {
-            a: alert_id,
-            m: member.to_string(),
-            e: now / 1_000_000_000 + ack.ttl.get().as_secs() as i64,
-            n: nonce.clone(),
-        };
-        // Stored with the rows that carry it, in the same transaction.
-        self.nonces.lock().expect("nonces lock").push((nonce, alert_id, member.to_string()));
-        Some(format!(
-            "{}/ack/{}",
-            ack.base_url.trim_end_matches('/'),
-            acklink::sign(ack.secret.expose().as_bytes(), &claims)
-        ))
-    }
-
     fn render(&self, n: &Notification, member: &str, drill: bool, now: TimestampNs) -> Rendered {
         let places = self.places.read().expect("places lock");
         let streets: BTreeMap<String, String> =
             places.streets.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let link = |id: i64| if drill { None } else { self.link(id, member, now) };
+        let link = |id: i64| if drill { None } else { self.link_many(&[id], member, now) };
+        let all = |ids: &[i64]| if drill { None } else { self.link_many(ids, member, now) };
         let ctx = Context {
             district: &places.district_name,
             language: self.language,
             streets: &streets,
             ack_link: &link,
+            ack_all: &all,
             drill,
         };
         message::render(&ctx, n)
     }
 
+    fn labels(&self, n: &Notification) -> Vec<String> {
+        let places = self.places.read().expect("places lock");
+        let streets: BTreeMap<String, String> =
+            places.streets.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let none = |_: i64| None;
+        let none_all = |_: &[i64]| None;
+        let ctx = Context {
+            district: &places.district_name,
+            language: self.language,
+            streets: &streets,
+            ack_link: &none,
+            ack_all: &none_all,
+            drill: false,
+        };
+        message::labels(&ctx, n)
+    }
+
     /// Who gets what for a notification: each member on each of their
-    /// channels, and the team's robots.
+    /// channels, and the team's robots; for a call, a call to each.
     fn plan(&self, n: &Notification, drill: bool, now: TimestampNs) -> Vec<Planned> {
         let alert_ids: Vec<i64> = n.intents.iter().map(|i| i.alert.id).collect();
+        let labels = self.labels(n);
         let mut out = Vec::new();
         let recipients: Vec<Recipient> = n.recipients();
         let teams = self.teams.read().expect("teams lock").clone();
         let senders = &self.ch().senders;
+        let key = |channel: &str, to: &str| format!("n{}:{channel}:{to}", n.id);
+        if !n.intents.is_empty() && n.intents.iter().all(|i| i.kind == IntentKind::Call) {
+            let top = &n.intents[0].alert;
+            let level = top.level.map_or("none", |l| l.as_str());
+            for r in &recipients {
+                let member = teams
+                    .teams
+                    .iter()
+                    .find(|t| t.id == r.team)
+                    .and_then(|t| t.members.iter().find(|m| m.name == r.name));
+                let wants =
+                    member.and_then(|m| m.channels.as_ref()).is_none_or(|cs| cs.iter().any(|x| x == "voice"));
+                if let (Some(phone), true, true) = (&r.phone, wants, senders.has("voice")) {
+                    let body = Body {
+                        rendered: self.render(n, &r.name, drill, now),
+                        to: phone.clone(),
+                        secret: None,
+                        alert_ids: alert_ids.clone(),
+                        merged: 1,
+                        labels: labels.clone(),
+                    };
+                    let key = format!("v{}:{level}:{phone}", top.id);
+                    out.push(Planned {
+                        channel: "voice",
+                        recipient: phone.clone(),
+                        name: r.name.clone(),
+                        body,
+                        key,
+                    });
+                }
+            }
+            return out;
+        }
         for r in &recipients {
             let member = teams.team(&r.team).and_then(|t| t.members.iter().find(|m| m.name == r.name));
             let wants =
@@ -286,8 +381,16 @@ impl Outbox {
                     secret: None,
                     alert_ids: alert_ids.clone(),
                     merged: 1,
+                    labels: labels.clone(),
                 };
-                out.push(Planned { channel: "sms", recipient: phone.clone(), name: r.name.clone(), body });
+                let key = key("sms", phone);
+                out.push(Planned {
+                    channel: "sms",
+                    recipient: phone.clone(),
+                    name: r.name.clone(),
+                    body,
+                    key,
+                });
             }
             if let (Some(email), true, true) = (&r.email, wants("email"), senders.has("email")) {
                 let body = Body {
@@ -296,8 +399,16 @@ impl Outbox {
                     secret: None,
                     alert_ids: alert_ids.clone(),
                     merged: 1,
+                    labels: labels.clone(),
                 };
-                out.push(Planned { channel: "email", recipient: email.clone(), name: r.name.clone(), body });
+                let key = key("email", email);
+                out.push(Planned {
+                    channel: "email",
+                    recipient: email.clone(),
+                    name: r.name.clone(),
+                    body,
+                    key,
+                });
             }
         }
         if let Some(team) = teams.team(&n.team) {
@@ -311,13 +422,16 @@ impl Outbox {
                     secret: None,
                     alert_ids: alert_ids.clone(),
                     merged: 1,
+                    labels: labels.clone(),
                 };
                 let channel = match robot.kind {
                     crate::config::RobotKind::Wecom => "wecom",
                     crate::config::RobotKind::Dingtalk => "dingtalk",
                     crate::config::RobotKind::Webhook => "webhook",
                 };
-                out.push(Planned { channel, recipient: format!("{}#{k}", team.id), name, body });
+                let recipient = format!("{}#{k}", team.id);
+                let key = key(channel, &recipient);
+                out.push(Planned { channel, recipient, name, body, key });
             }
         }
         out
@@ -326,215 +440,29 @@ impl Outbox {
     /// Puts a notification's messages in the outbox.
     pub fn enqueue(&self, n: &Notification, now: TimestampNs) -> Result<(), String> {
         let planned = self.plan(n, false, now);
-        let keys: Vec<String> =
-            planned.iter().map(|p| format!("n{}:{}:{}", n.id, p.channel, p.recipient)).collect();
         let rows: Vec<NewRow<'_>> = planned
             .iter()
-            .zip(&keys)
-            .map(|(p, key)| NewRow {
+            .map(|p| NewRow {
                 notification_id: n.id,
                 channel: p.channel,
                 recipient: &p.recipient,
                 recipient_name: &p.name,
                 team: &n.team,
                 body: &p.body,
-                key,
+                key: &p.key,
                 priority: n.priority(),
+                fallback_of: None,
             })
             .collect();
         let nonces = std::mem::take(&mut *self.nonces.lock().expect("nonces lock"));
         let result = self.db().enqueue(n.id, &rows, &nonces, now);
-        for w in &self.wake {
-            w.notify_one();
-        }
+        self.wake_all();
         match result {
             Ok(added) => {
                 tracing::debug!(notification = n.id, messages = added, "queued");
                 Ok(())
             }
             Err(e) => Err(format!("cannot queue the messages of notification {}: {e}", n.id)),
-        }
-    }
-
-    /// When `row`'s recipient may be sent to again (None: now).
-    fn held_until(&self, row: &Row, now: TimestampNs) -> Option<TimestampNs> {
-        let ch = self.ch();
-        let limits = self.limits.lock().expect("limits lock");
-        let mut until = limits.throttled.get(&row.recipient).copied().filter(|t| *t > now);
-        match row.channel.as_str() {
-            "sms" => {
-                if let Some(last) = limits.last_sms.get(&row.recipient) {
-                    let next =
-                        last + ns(ch.section.sms.as_ref().map_or(Duration::ZERO, |s| s.min_interval.get()));
-                    if next > now {
-                        until = until.max(Some(next));
-                    }
-                }
-            }
-            "wecom" | "dingtalk" => {
-                if let Some(w) = limits.robot_window.get(&row.recipient) {
-                    let per_minute = ch.section.robots.per_minute.max(1) as usize;
-                    let recent: Vec<&TimestampNs> = w.iter().filter(|t| now - **t < 60_000_000_000).collect();
-                    if recent.len() >= per_minute {
-                        until = until.max(Some(*recent[recent.len() - per_minute] + 60_000_000_000));
-                    }
-                }
-            }
-            _ => {}
-        }
-        until
-    }
-
-    fn record_sent(&self, row: &Row, now: TimestampNs) {
-        let mut limits = self.limits.lock().expect("limits lock");
-        match row.channel.as_str() {
-            "sms" => {
-                limits.last_sms.insert(row.recipient.clone(), now);
-            }
-            "wecom" | "dingtalk" => {
-                let w = limits.robot_window.entry(row.recipient.clone()).or_default();
-                w.push_back(now);
-                while w.front().is_some_and(|t| now - *t >= 60_000_000_000) {
-                    w.pop_front();
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Merges the queued messages of `row`'s recipient into it.
-    fn merge_into(&self, row: &mut Row) {
-        let others = match self.db().queued_for(&row.channel, &row.recipient, row.id) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the outbox");
-                return;
-            }
-        };
-        if others.is_empty() {
-            return;
-        }
-        // Oldest first, as they happened.
-        let mut all: Vec<(i64, &Body)> = others.iter().map(|o| (o.id, &o.body)).collect();
-        all.push((row.id, &row.body));
-        all.sort_by_key(|(id, _)| *id);
-        let bodies: Vec<Body> = all.into_iter().map(|(_, b)| b.clone()).collect();
-        row.body = merge::merge(&bodies, self.language);
-        let ids: Vec<i64> = others.iter().map(|o| o.id).collect();
-        match self.db().merge(row.id, &row.body, &ids) {
-            Ok(true) => {}
-            Ok(false) => return, // the queue changed meanwhile; the next round merges
-            Err(e) => {
-                tracing::error!(error = %e, "cannot merge queued messages");
-                return;
-            }
-        }
-        for _ in &ids {
-            self.count(&row.channel, "merged");
-        }
-        tracing::info!(channel = %row.channel, recipient = %row.recipient_name, merged = ids.len() + 1, "throttled recipient: queued messages merged");
-    }
-
-    /// Sends one due row and records how it went.
-    async fn deliver(&self, mut row: Row) {
-        let now = self.now();
-        if let Some(until) = self.held_until(&row, now) {
-            self.merge_into(&mut row);
-            if let Err(e) = self.db().hold(row.id, until) {
-                tracing::error!(error = %e, "cannot hold a message back");
-            }
-            return;
-        }
-        let attempt = row.attempts + 1;
-        let delivery = match self.db().start(row.id, attempt, now) {
-            Ok(Some(d)) => d,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record a send before making it; not sending");
-                return;
-            }
-        };
-        self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ch = self.ch();
-        let resolved =
-            robots::resolve(&self.teams.read().expect("teams lock"), &row.body).map(|b| b.into_owned());
-        let outcome = match resolved {
-            Ok(body) => ch.senders.send(&row.channel, &body, &row.recipient_name, &row.key).await,
-            Err(reason) => Outcome::Failed(reason),
-        };
-        self.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let done = self.now();
-        let (state, next, label, text) = match &outcome {
-            Outcome::Sent(r) => {
-                self.record_sent(&row, done);
-                ("sent", done, "sent", r.clone())
-            }
-            Outcome::Throttled { after, reason } => {
-                let until = done + ns(*after);
-                self.limits.lock().expect("limits lock").throttled.insert(row.recipient.clone(), until);
-                ("queued", until, "throttled", reason.clone())
-            }
-            Outcome::Retry { after, reason } => {
-                let r = &ch.section.retry;
-                let backoff = crate::backoff::delay(
-                    r.min.get(),
-                    r.max.get(),
-                    attempt.saturating_sub(1),
-                    rand::random::<f64>(),
-                );
-                let wait = after.map_or(backoff, |a| a.max(backoff));
-                if done - row.created_at > ns(r.give_up_after.get()) {
-                    ("failed", done, "gave_up", reason.clone())
-                } else {
-                    ("queued", done + ns(wait), "retry", reason.clone())
-                }
-            }
-            Outcome::Failed(reason) => ("failed", done, "failed", reason.clone()),
-        };
-        self.count(&row.channel, label);
-        match label {
-            "sent" => tracing::info!(channel = %row.channel, to = %row.recipient_name, attempt, "delivered"),
-            "failed" | "gave_up" => {
-                tracing::error!(channel = %row.channel, to = %row.recipient_name, reason = %text, "not delivered; given up")
-            }
-            _ => {
-                tracing::warn!(channel = %row.channel, to = %row.recipient_name, attempt, reason = %text, "delivery delayed")
-            }
-        }
-        if let Err(e) = self.db().finish(row.id, delivery, state, next, label, &text, done) {
-            tracing::error!(error = %e, "cannot record a send's result");
-        }
-    }
-
-    /// The worker of one channel group: sends what is due, sleeps until the
-    /// next is due or something new is queued.
-    pub async fn run(self: Arc<Self>, group: usize, stop: CancellationToken) {
-        let channels = GROUPS[group];
-        loop {
-            if stop.is_cancelled() {
-                return;
-            }
-            let due = self.db().due(channels, self.now(), 20).unwrap_or_default();
-            if due.is_empty() {
-                let next = self.db().next_due(channels).ok().flatten();
-                let wait = next.map_or(Duration::from_secs(1), |t| {
-                    self.clock
-                        .wall_duration(Duration::from_nanos((t - self.now()).max(0) as u64))
-                        .min(Duration::from_secs(1))
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = self.wake[group].notified() => {}
-                    _ = stop.cancelled() => return,
-                }
-                continue;
-            }
-            for row in due {
-                tokio::select! {
-                    _ = self.deliver(row) => {}
-                    _ = stop.cancelled() => return,
-                }
-            }
         }
     }
 
@@ -556,24 +484,6 @@ impl Outbox {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Checks an ack link (signature, expiry, not used).
-    pub fn check_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
-        let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().nonce_unused(&claims.n, claims.a, &claims.m) {
-            Ok(true) => Ok(claims),
-            _ => Err(acklink::TokenError::Used),
-        }
-    }
-
-    /// Uses an ack link: valid once.
-    pub fn use_link(&self, token: &str, now: TimestampNs) -> Result<acklink::Claims, acklink::TokenError> {
-        let claims = acklink::verify(self.ch().section.ack.secret.expose().as_bytes(), token, now)?;
-        match self.db().use_nonce(&claims.n, claims.a, &claims.m, now) {
-            Ok(true) => Ok(claims),
-            _ => Err(acklink::TokenError::Used),
         }
     }
 
@@ -602,11 +512,17 @@ impl Outbox {
                     "id": r.id, "notification": r.notification_id, "channel": r.channel, "to": r.recipient_name,
                     "team": r.team, "state": r.state, "attempts": r.attempts, "subject": r.body.rendered.subject,
                     "text": r.body.rendered.sms, "error": error.map(|e| crate::redact::text(&e)),
-                    "created_at": time(r.created_at),
-                    "sent_at": sent_at.map(time),
+                    "created_at": time(r.created_at), "sent_at": sent_at.map(time), "receipt": r.receipt,
+                    "provider_id": r.provider_id, "alert_ids": r.body.alert_ids, "merged": r.body.merged,
+                    "fallback_of": r.fallback_of, "held": r.held,
                 })
             })
             .collect()
+    }
+
+    /// Every message about `alerts`, oldest first (the page, the API, the report).
+    pub fn deliveries(&self, alerts: &[i64]) -> Vec<ledger::Delivery> {
+        self.db().deliveries(alerts).unwrap_or_default()
     }
 }
 

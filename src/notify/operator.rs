@@ -37,6 +37,7 @@ fn rendered(subject: &str, text: &str) -> Rendered {
         sms: format!("{subject}：{text}"),
         markdown: format!("### {subject}\n\n{text}"),
         params,
+        voice: format!("{subject}。{text}"),
     }
 }
 
@@ -54,8 +55,14 @@ impl Outbox {
         let message = rendered(subject, text);
         let stamp = super::now();
         let mut sends: Vec<(&'static str, String, Body)> = Vec::new();
-        let body =
-            |to: String| Body { rendered: message.clone(), to, secret: None, alert_ids: vec![], merged: 1 };
+        let body = |to: String| Body {
+            rendered: message.clone(),
+            to,
+            secret: None,
+            alert_ids: vec![],
+            merged: 1,
+            labels: vec![],
+        };
         for t in &teams.teams {
             let on_duty: Vec<_> = t.members.iter().filter(|m| m.role == role).collect();
             for m in &on_duty {
@@ -90,11 +97,9 @@ impl Outbox {
                 Err(reason) => Outcome::Failed(reason),
             };
             match outcome {
-                Outcome::Sent(_) => accepted += 1,
-                Outcome::Retry { reason, .. }
-                | Outcome::Throttled { reason, .. }
-                | Outcome::Failed(reason) => {
-                    tracing::warn!(channel, to = %name, %reason, "operator alert not accepted")
+                Outcome::Sent { .. } => accepted += 1,
+                other => {
+                    tracing::warn!(channel, to = %name, reason = %other.text(), "operator alert not accepted")
                 }
             }
         }

@@ -26,7 +26,7 @@ pub fn resolve<'a>(teams: &TeamsFile, body: &'a Body) -> Result<Cow<'a, Body>, S
     };
     let robot = name.rsplit_once('#').and_then(|(team, n)| {
         let n: usize = n.parse().ok()?;
-        teams.teams.iter().find(|t| t.id == team)?.robots.get(n)
+        teams.team(team)?.robots.get(n)
     });
     match robot {
         Some(r) => Ok(Cow::Owned(Body {
@@ -60,7 +60,14 @@ mod tests {
     }
 
     fn body(to: &str) -> Body {
-        Body { rendered: Rendered::default(), to: to.into(), secret: None, alert_ids: vec![1], merged: 1 }
+        Body {
+            rendered: Rendered::default(),
+            to: to.into(),
+            secret: None,
+            alert_ids: vec![1],
+            merged: 1,
+            labels: vec![],
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! It queues what the alert manager committed (notifications logged with
 //! `enqueued = 0`), woken after each commit and every second besides: a
 //! failed enqueue is tried again while the daemon runs. The per-channel
-//! workers send with retries, rate limits and merging (`Outbox::run`).
+//! workers send within budgets, with retries and digests (`Outbox::run`);
+//! one more thread asks for receipts and call results (`run_receipts`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -49,6 +50,18 @@ impl OutboxStage {
             let t = std::thread::Builder::new()
                 .name(format!("fg-outbox-{}", GROUPS[g][0]))
                 .spawn(move || rt.block_on(outbox.run(g, s)))
+                .map_err(|e| format!("outbox thread: {e}"))?;
+            workers.push(t);
+        }
+        {
+            let (outbox, s) = (self.outbox.clone(), workers_stop.clone());
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("outbox runtime: {e}"))?;
+            let t = std::thread::Builder::new()
+                .name("fg-outbox-receipts".into())
+                .spawn(move || rt.block_on(outbox.run_receipts(s)))
                 .map_err(|e| format!("outbox thread: {e}"))?;
             workers.push(t);
         }

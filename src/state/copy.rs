@@ -122,6 +122,25 @@ pub fn to_postgres(path: &Path, target: &Target, node: &str, lease: Duration) ->
     }
 }
 
+/// The order rows are copied in: the primary key's, or the rowid where
+/// the table has no declared key (a `WITHOUT ROWID` table always has one).
+fn order_by(db: &rusqlite::Connection, table: &str) -> Result<String, String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let mut s = db
+        .prepare(&format!(
+            "SELECT name FROM pragma_table_info({}) WHERE pk > 0 ORDER BY pk",
+            quote_lit(table)
+        ))
+        .map_err(e)?;
+    let keys =
+        s.query_map([], |r| r.get::<_, String>(0)).map_err(e)?.collect::<Result<Vec<_>, _>>().map_err(e)?;
+    Ok(if keys.is_empty() {
+        "rowid".into()
+    } else {
+        keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ")
+    })
+}
+
 fn copy_tables(
     src: &rusqlite::Connection,
     pg: &Conn,
@@ -133,7 +152,7 @@ fn copy_tables(
         let cols = columns(src, table)?;
         let list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         let rows = src
-            .query(&format!("SELECT {list} FROM {} ORDER BY rowid", quote(table)), &[])
+            .query(&format!("SELECT {list} FROM {} ORDER BY {}", quote(table), order_by(src, table)?), &[])
             .map_err(|e| format!("reading {table}: {e}"))?;
         for chunk in rows.chunks(CHUNK) {
             let mut sql = format!("INSERT INTO {} ({list}) VALUES ", quote(table));

@@ -181,6 +181,63 @@ pub fn migrations() -> Vec<String> {
             results TEXT NOT NULL
          );"
         .to_string(),
+        // 6: notifications that reach a person — carrier budgets, holds,
+        // receipts and call results on the outbox rows, the alerts each row
+        // tells of, voice follow-ups, refused credentials; the rows a state
+        // at version 5 already holds are indexed as state.db's are
+        format!(
+            "ALTER TABLE outbox ADD COLUMN provider_id TEXT;
+             ALTER TABLE outbox ADD COLUMN receipt TEXT;
+             ALTER TABLE outbox ADD COLUMN receipt_at BIGINT;
+             ALTER TABLE outbox ADD COLUMN receipt_note TEXT;
+             ALTER TABLE outbox ADD COLUMN check_at BIGINT;
+             ALTER TABLE outbox ADD COLUMN sent_bytes BIGINT NOT NULL DEFAULT 0;
+             ALTER TABLE outbox ADD COLUMN part_max BIGINT;
+             ALTER TABLE outbox ADD COLUMN fallback_of BIGINT;
+             ALTER TABLE outbox ADD COLUMN rerouted_to BIGINT;
+             ALTER TABLE outbox ADD COLUMN held TEXT;
+             CREATE INDEX outbox_checks ON outbox (check_at) WHERE check_at IS NOT NULL;
+             CREATE INDEX outbox_provider ON outbox (channel, provider_id) WHERE provider_id IS NOT NULL;
+             CREATE TABLE outbox_alerts (
+                alert_id BIGINT NOT NULL,
+                outbox_id BIGINT NOT NULL,
+                PRIMARY KEY (alert_id, outbox_id)
+             );
+             INSERT INTO outbox_alerts (alert_id, outbox_id)
+                SELECT j.value::BIGINT, o.id FROM outbox o,
+                    jsonb_array_elements_text(CASE WHEN jsonb_typeof(o.body::jsonb -> 'alert_ids') = 'array'
+                        THEN o.body::jsonb -> 'alert_ids' ELSE '[]'::jsonb END) j
+                ON CONFLICT DO NOTHING;
+             CREATE TABLE budget_spends (
+                channel TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                outbox_id BIGINT
+             );
+             CREATE INDEX budget_spends_recipient ON budget_spends (channel, recipient, at);
+             INSERT INTO budget_spends (channel, recipient, at, outbox_id)
+                SELECT channel, recipient, sent_at, id FROM outbox WHERE sent_at IS NOT NULL;
+             CREATE TABLE budget_holds (
+                channel TEXT NOT NULL,
+                recipient TEXT NOT NULL,
+                until BIGINT NOT NULL,
+                reason TEXT NOT NULL,
+                PRIMARY KEY (channel, recipient)
+             );
+             CREATE TABLE channel_alarms (
+                channel TEXT PRIMARY KEY,
+                since BIGINT NOT NULL,
+                reason TEXT NOT NULL
+             );
+             ALTER TABLE alerts ADD COLUMN voice_step BIGINT NOT NULL DEFAULT 0;
+             ALTER TABLE alerts ADD COLUMN voice_level TEXT;
+             ALTER TABLE alerts ADD COLUMN next_voice_at BIGINT;
+             {}{}{}{}",
+            fence("outbox_alerts"),
+            fence("budget_spends"),
+            fence("budget_holds"),
+            fence("channel_alarms")
+        ),
     ]
 }
 

@@ -127,6 +127,12 @@ try {
   const timeline = await text(page, `.alert[data-alert-id="${alertId}"] .timeline`);
   if (!timeline.includes("王值班")) throw new Error(`timeline without the operator: ${timeline}`);
   await page.waitForSelector("#notifications li", { timeout: LONG });
+  // Who was told, by what, and whether it reached them (the outbox, now
+  // that the page has the token).
+  await page.waitForSelector(`.alert[data-alert-id="${alertId}"] .deliveries`, { timeout: LONG });
+  const reached = await text(page, `.alert[data-alert-id="${alertId}"] .deliveries`);
+  if (!reached.startsWith("送达：") || !reached.includes("·短信")) throw new Error(`deliveries on the alert: ${reached}`);
+  result.deliveries = reached;
   await shot("04-acked");
 
   // 4. The English switch changes the texts, and is remembered.

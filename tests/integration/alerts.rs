@@ -202,6 +202,12 @@ chain = ["leader", "street_director", "district_hq"]
     assert!(md.contains("最高预警等级为Ⅱ级（橙色）"), "{md}");
     assert!(md.contains("| CD-JS-01 | 人民路铁路桥下穿 | 城东街道 | 积水深度 | 28 cm |"), "{md}");
     assert!(md.contains("| 一队 | 1 |"), "{md}");
+    // Who was told, by what, and how it went (the SMS gateway is down here).
+    // The last section: 十 after the readings' three (七 without readings).
+    let told = &md[md.find("## 十、通知与送达").expect("section 十")..];
+    assert!(told.contains("人民路铁路桥下穿 积水深度（最高Ⅱ级（橙色）"), "{told}");
+    assert!(told.contains("张队长 ") && told.contains("后确认"), "{told}");
+    assert!(told.contains("| 张队长 | 短信 |"), "{told}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

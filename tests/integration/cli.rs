@@ -57,7 +57,7 @@ fn check_config_lists_every_mistake_and_fails() {
         ),
         format!("{d}/sites.toml:85: sites[5].kind: unknown kind \"stream\""),
         format!("{d}/sites.toml:39: sites[0].location.lat: 300.6021 is not a latitude"),
-        format!("{d}/teams.toml:60: teams[1].streets[0]: unknown street \"riverside\""),
+        format!("{d}/teams.toml:63: teams[1].streets[0]: unknown street \"riverside\""),
     ] {
         assert!(err.contains(&want), "missing {want:?} in:\n{err}");
     }

@@ -12,23 +12,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::support::postgres::Postgres;
 
-const LEASE: Duration = Duration::from_secs(3);
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
 
-struct Node {
-    cluster: Arc<Cluster>,
+pub(crate) struct Node {
+    pub(crate) cluster: Arc<Cluster>,
     stop: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
-    fn start(name: &str, url: &str) -> Node {
+    pub(crate) fn start(name: &str, url: &str) -> Node {
         let cluster = Cluster::postgres(name.into(), LEASE);
         let stop = CancellationToken::new();
         let thread = keeper::spawn(cluster.clone(), Target::new(url, None).unwrap(), stop.clone()).unwrap();
         Node { cluster, stop, thread: Some(thread) }
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.stop.cancel();
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
@@ -42,7 +42,7 @@ impl Drop for Node {
     }
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
@@ -200,12 +200,17 @@ fn districts_in_one_database_each_elect_their_own_leader() {
     let north_a = Node::start("north-a", &pgs.url_in_schema("north"));
     let south_a = Node::start("south-a", &pgs.url_in_schema("south"));
     let north_b = Node::start("north-b", &pgs.url_in_schema("north"));
+    // North's two nodes start together: either may win its lease.
+    let north_leads = || north_a.cluster.term().is_some() || north_b.cluster.term().is_some();
     wait_until("both districts to have a leader", Duration::from_secs(10), || {
-        north_a.cluster.term().is_some() && south_a.cluster.term().is_some()
+        north_leads() && south_a.cluster.term().is_some()
     });
     std::thread::sleep(LEASE);
-    assert_eq!(north_b.cluster.term(), None, "one leader per district");
-    assert_eq!(north_b.cluster.status().leader.as_deref(), Some("north-a"));
+    let (leader, standby) =
+        if north_a.cluster.term().is_some() { (&north_a, &north_b) } else { (&north_b, &north_a) };
+    assert_eq!(standby.cluster.term(), None, "one leader per district");
+    assert_eq!(standby.cluster.status().leader.as_deref(), Some(leader.cluster.node()));
+    assert!(south_a.cluster.term().is_some(), "south's leader is not deposed by north's");
     let leases = pgs.psql(
         "SELECT string_agg(schemaname, ',' ORDER BY schemaname) FROM pg_tables WHERE tablename = 'fg_lease'",
     );
@@ -245,8 +250,9 @@ fn the_backend_speaks_the_same_sql_on_postgres() {
     assert_eq!(floodguard::state::postgres_version(&c).unwrap(), floodguard::alerts::schema_versions());
     let fenced = pgs.psql("SELECT count(*) FROM pg_trigger WHERE tgname = 'fg_fence'");
     assert_eq!(
-        fenced, "8",
-        "alerts, events, notifications, pending_intents, outbox, deliveries, ack_tokens, points_pending"
+        fenced, "12",
+        "alerts, events, notifications, pending_intents, outbox, deliveries, ack_tokens, points_pending, \
+         outbox_alerts, budget_spends, budget_holds, channel_alarms"
     );
     // A second node opening the same database finds it made.
     floodguard::state::open_postgres(&Target::new(&pgs.url(), None).unwrap(), LEASE).unwrap();
@@ -302,6 +308,14 @@ fn state_migrate_copies_state_db_into_postgres_once() {
         })
         .unwrap();
     drop(store);
+    // Issue 12's tables: a WITHOUT ROWID table and one without a key.
+    let raw = rusqlite::Connection::open(data.join("state.db")).unwrap();
+    raw.execute_batch(
+        "INSERT INTO outbox_alerts (alert_id, outbox_id) VALUES (2, 7), (1, 7);
+         INSERT INTO budget_spends (channel, recipient, at, outbox_id) VALUES ('sms', '13800000000', 5, 7);",
+    )
+    .unwrap();
+    drop(raw);
     let run = || {
         std::process::Command::new(crate::support::floodguard::BIN)
             .args(["state", "migrate", "--to", "postgres", "-c"])
@@ -324,6 +338,11 @@ fn state_migrate_copies_state_db_into_postgres_once() {
         "engine:fg-a 4 4096"
     );
     assert_eq!(pgs.psql("SELECT value FROM alerts WHERE id = 2"), "27.5");
+    assert_eq!(
+        pgs.psql("SELECT string_agg(alert_id || '/' || outbox_id, ',' ORDER BY alert_id) FROM outbox_alerts"),
+        "1/7,2/7"
+    );
+    assert_eq!(pgs.psql("SELECT recipient || ' ' || at FROM budget_spends"), "13800000000 5");
     // New rows go on after the copied ids.
     let next = pgs.psql(
         "INSERT INTO alerts (kind, site, site_name, site_kind, street, rule, rule_name, state, unit, started_at, updated_at, escalation_step)

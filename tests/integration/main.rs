@@ -20,6 +20,7 @@ mod notify;
 mod page;
 mod push;
 mod qc;
+mod reach;
 mod records;
 mod sl651;
 mod stages;

@@ -15,12 +15,12 @@ use crate::support::publish::Publisher;
 use crate::support::smtp::{Mode, Smtp};
 use crate::support::{http_get, wait_for};
 
-const TOKEN: &str = "notify-test-token-0123456789abcdef0123";
+pub(crate) const TOKEN: &str = "notify-test-token-0123456789abcdef0123";
 const SITE: &str = "人民路铁路桥下穿";
 
 /// The sample teams with an `[alerting]` of the test's and, optionally,
 /// robots for team1.
-fn teams(alerting: &str, team1_robots: &str) -> String {
+pub(crate) fn teams(alerting: &str, team1_robots: &str) -> String {
     let text = std::fs::read_to_string(sample_config_dir().join("teams.toml")).unwrap();
     let start = text.find("[alerting]").unwrap();
     let end = text[start..].find("\n\n").unwrap() + start;
@@ -36,7 +36,7 @@ group_window = "1s"
 group_wait = { IV = "0s", III = "0s", II = "0s", I = "0s" }
 "#;
 
-fn options(broker: &Mosquitto, channels: String, teams_toml: String) -> Options {
+pub(crate) fn options(broker: &Mosquitto, channels: String, teams_toml: String) -> Options {
     let mut o = Options::new(broker.url());
     o.channels = channels;
     o.teams_toml = Some(teams_toml);
@@ -44,7 +44,7 @@ fn options(broker: &Mosquitto, channels: String, teams_toml: String) -> Options 
     o
 }
 
-fn email_channel(smtp: &Smtp) -> String {
+pub(crate) fn email_channel(smtp: &Smtp) -> String {
     format!(
         "[channels.email]\nsmtp_url = \"{}\"\nfrom = \"某区防汛指挥部 <flood@example.gov.cn>\"\n",
         smtp.url()
@@ -59,10 +59,11 @@ fn http_sms(peer: &Peer, extra: &str) -> String {
     )
 }
 
-const FAST_RETRY: &str = "[channels.retry]\nmin = \"500ms\"\nmax = \"3s\"\ngive_up_after = \"10m\"\n";
+pub(crate) const FAST_RETRY: &str =
+    "[channels.retry]\nmin = \"500ms\"\nmax = \"3s\"\ngive_up_after = \"10m\"\n";
 
 /// Two readings (the plan's sustain) of a depth at a site.
-async fn depth(p: &Publisher, site: &str, cm: f64) {
+pub(crate) async fn depth(p: &Publisher, site: &str, cm: f64) {
     for _ in 0..2 {
         p.send(&format!("flood/{site}/telemetry"), format!(r#"{{"water_depth_cm":{cm}}}"#).into_bytes())
             .await;
@@ -71,7 +72,7 @@ async fn depth(p: &Publisher, site: &str, cm: f64) {
 }
 
 /// The address inside `Name <address>`.
-fn address(to: &str) -> String {
+pub(crate) fn address(to: &str) -> String {
     to.rsplit('<').next().unwrap_or(to).trim_end_matches('>').trim().to_string()
 }
 
@@ -88,7 +89,7 @@ fn per_recipient(reqs: &[crate::support::peer::Req]) -> BTreeMap<String, Vec<&cr
     m
 }
 
-async fn alert_of(fg: &Floodguard, site: &str) -> Value {
+pub(crate) async fn alert_of(fg: &Floodguard, site: &str) -> Value {
     let (code, body) = http_get(&fg.url("/api/v1/alerts?state=all")).await.unwrap();
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -417,7 +418,7 @@ async fn sigkill_in_a_burst_of_sends_neither_repeats_nor_loses_a_message() {
 }
 
 /// The sample sites plus `n` more waterlogging points in 城东.
-fn many_sites(n: usize) -> String {
+pub(crate) fn many_sites(n: usize) -> String {
     let mut t = std::fs::read_to_string(sample_config_dir().join("sites.toml")).unwrap();
     for k in 0..n {
         t += &format!(

@@ -24,14 +24,21 @@
       event: {
         firing: "触发", escalated: "升级", deescalated: "降级", acked: "确认", disposed: "处置完成",
         resolved: "解除", notified: "已通知", repeated: "重复提醒", escalation: "逐级上报", offline: "离线", held: "不另行通知", silenced: "静默", inhibited: "抑制",
+        call: "电话通知",
         material_issued: "物资领用", material_returned: "物资归还",
       },
-      intent: { firing: "告警", escalated: "升级", deescalated: "降级", resolved: "解除", repeat: "重复提醒", escalation: "逐级上报" },
+      intent: { firing: "告警", escalated: "升级", deescalated: "降级", resolved: "解除", repeat: "重复提醒", escalation: "逐级上报", call: "电话通知" },
+      result: {
+        delivered: "已送达", answered: "已接听", sent: "已发出", waiting: "待回执", queued: "待发送", sending: "发送中",
+        held: "限额等待", unknown: "未知", failed: "失败", busy: "占线", no_answer: "未接听", unreachable: "无法接通",
+        merged: "并入汇总", rerouted: "转其他渠道",
+      },
+      delivery: "送达",
       ack: "确认", dispose: "处置完成", ack_title: "确认告警", dispose_title: "处置完成",
       dispose_note: "处置情况（必填）", need_note: "请填写处置情况", need_name: "请填写值班员姓名",
       need_token: "请输入操作令牌", bad_token: "令牌无效，请重新输入", failed: "操作失败：",
       no_alerts: "暂无告警", no_notes: "暂无通知", operator: (n) => (n ? `值班员：${n}` : "设置值班员"),
-      threshold: "阈值", seen: "更新于", by: "", value_at: "当前值", to: "→", channel: { sms: "短信", email: "邮件", webhook: "机器人" },
+      threshold: "阈值", seen: "更新于", by: "", value_at: "当前值", to: "→", channel: { sms: "短信", email: "邮件", webhook: "机器人", wecom: "企业微信", dingtalk: "钉钉", voice: "电话" },
       points: (n) => `${n} 个点`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 遥测", http: "HTTP 推送", modbus: "Modbus" }, source: "来源",
       qc: { suspect: "可疑", bad: "异常" },
@@ -52,14 +59,21 @@
       event: {
         firing: "fired", escalated: "escalated", deescalated: "de-escalated", acked: "acked", disposed: "disposed",
         resolved: "resolved", notified: "notified", repeated: "repeated", escalation: "escalated to next tier", offline: "offline", held: "held", silenced: "silenced", inhibited: "inhibited",
+        call: "phone call",
         material_issued: "materials issued", material_returned: "materials returned",
       },
-      intent: { firing: "alert", escalated: "escalated", deescalated: "de-escalated", resolved: "resolved", repeat: "repeat", escalation: "escalation" },
+      intent: { firing: "alert", escalated: "escalated", deescalated: "de-escalated", resolved: "resolved", repeat: "repeat", escalation: "escalation", call: "call" },
+      result: {
+        delivered: "delivered", answered: "answered", sent: "sent", waiting: "awaiting receipt", queued: "queued", sending: "sending",
+        held: "held by budget", unknown: "unknown", failed: "failed", busy: "busy", no_answer: "not answered", unreachable: "unreachable",
+        merged: "in a digest", rerouted: "rerouted",
+      },
+      delivery: "Reached",
       ack: "Ack", dispose: "Disposed", ack_title: "Acknowledge alert", dispose_title: "Disposal done",
       dispose_note: "What was done (required)", need_note: "Say what was done", need_name: "Enter the operator's name",
       need_token: "Enter the API token", bad_token: "Wrong token, enter it again", failed: "Failed: ",
       no_alerts: "No active alerts", no_notes: "No notifications yet", operator: (n) => (n ? `Operator: ${n}` : "Set operator"),
-      threshold: "threshold", seen: "seen", by: "", value_at: "value", to: "→", channel: { sms: "SMS", email: "e-mail", webhook: "robot" },
+      threshold: "threshold", seen: "seen", by: "", value_at: "value", to: "→", channel: { sms: "SMS", email: "e-mail", webhook: "robot", wecom: "WeCom", dingtalk: "DingTalk", voice: "call" },
       points: (n) => `${n} points`,
       protocol: { mqtt: "MQTT", sl651: "SL 651 RTU", http: "HTTP push", modbus: "Modbus" }, source: "via",
       qc: { suspect: "suspect", bad: "bad" },
@@ -206,10 +220,31 @@
         records.supplyLine(a, lang, h),
         h("ol", { class: "timeline" }, (a.timeline || []).slice(-6).map((e) => h("li", {},
           `${time(e.ts)} ${T().event[e.event] || e.event}${e.level ? " " + SYMBOL[e.level] : ""}${e.by ? " · " + e.by : ""}${e.note ? " · " + e.note : ""}`))),
+        deliveries(a),
         h("div", { class: "actions" },
           canAck ? h("button", { type: "button", class: "ack primary", onclick: () => openAct(a, "ack") }, T().ack) : null,
           canDispose ? h("button", { type: "button", class: "dispose", onclick: () => openAct(a, "dispose") }, T().dispose) : null)));
     }
+  }
+
+  // What became of an alert's messages (from the outbox, with the token):
+  // who, by what, and whether it reached them.
+  function result(m) {
+    if (m.state === "merged" || m.state === "rerouted") return m.state;
+    if (m.receipt && m.receipt !== "waiting") return m.receipt;
+    if (m.receipt === "waiting") return "waiting";
+    if (m.state === "queued" && m.held) return "held";
+    return m.state;
+  }
+
+  function deliveries(a) {
+    const ms = state.outbox.filter((m) => (m.alert_ids || []).includes(a.id)).slice(0, 8);
+    if (!ms.length) return null;
+    return h("div", { class: "deliveries", "data-deliveries": a.id }, `${T().delivery}：`,
+      ms.map((m) => {
+        const r = result(m);
+        return h("span", { class: `result-${r}` }, `${m.to}·${T().channel[m.channel] || m.channel} ${T().result[r] || r}  `);
+      }));
   }
 
   function renderNotes() {
@@ -347,6 +382,7 @@
       } catch (e) { state.outbox = []; }
     }
     renderNotes();
+    renderAlerts();
   }
 
   async function loadRecords() {
