@@ -8,6 +8,7 @@ mod support;
 mod alerts;
 mod cli;
 mod cluster;
+mod cluster_alerts;
 mod dashboards;
 mod demo;
 mod deploy;
