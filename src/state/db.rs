@@ -155,6 +155,9 @@ pub enum Error {
     Postgres(pg::Error),
     /// A value of the wrong type, a missing column, an unreadable JSON body.
     Decode(String),
+    /// A leader's write asked of a node that does not lead (by its own
+    /// clock: its lease may lapse before the write would end).
+    NotLeader,
 }
 
 impl fmt::Display for Error {
@@ -166,6 +169,7 @@ impl fmt::Display for Error {
                 None => write!(f, "{e}"),
             },
             Error::Decode(e) => write!(f, "{e}"),
+            Error::NotLeader => write!(f, "this node does not lead: the leader writes this"),
         }
     }
 }
@@ -187,7 +191,7 @@ impl From<pg::Error> for Error {
 impl Error {
     /// The database refused a deposed leader's write (a newer epoch leads).
     pub fn is_fenced(&self) -> bool {
-        matches!(self, Error::Postgres(e) if pg::is_fenced(e))
+        matches!(self, Error::NotLeader) || matches!(self, Error::Postgres(e) if pg::is_fenced(e))
     }
 
     /// The connection is gone: open a new one and try again.
