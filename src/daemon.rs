@@ -139,6 +139,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -> Result<(), DaemonError> {
     crate::redact::install(crate::redact::Redactor::from_config(&config));
     let d = &config.daemon;
+    // The shared state is not yet the daemon's (docs/progress.md, issue 10):
+    // refused rather than run as a second SQLite leader beside another node,
+    // which would notify twice.
+    if d.state.backend == crate::config::StateBackend::Postgres {
+        return Err(DaemonError::Config(
+            "state.backend = \"postgres\": the daemon does not run on the shared state yet \
+             (`floodguard state migrate --to postgres` does); use backend = \"sqlite\""
+                .into(),
+        ));
+    }
     let data_dir = config.data_dir().to_path_buf();
     let _lock = lock_data_dir(&data_dir)?;
     let (mut appender, reader) =
