@@ -166,3 +166,101 @@ fn a_standby_taking_over_records_what_the_old_leader_had_not_and_tells_only_that
     assert_eq!(alerts.iter().filter(|x| x.site == "BH-JS-01").count(), 1, "one alert, not two");
     assert_eq!(cap_a.take(), Vec::<String>::new());
 }
+
+/// A node's alert stage on its own thread, fed as its engine feeds it.
+struct StageThread {
+    inbox: floodguard::alerts::stage::Inbox,
+    stop: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StageThread {
+    fn start(manager: Arc<AlertManager>) -> StageThread {
+        use floodguard::alerts::stage::{AlertStage, Inbox};
+        let (inbox, rx) = Inbox::channel();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let st = AlertStage {
+            manager,
+            inbox: rx,
+            probe: floodguard::stage::Probe::new("alerts"),
+            committed: Box::new(|_| {}),
+            disk: None,
+            clock: floodguard::clock::Clock::wall(),
+        };
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || st.run(s));
+        StageThread { inbox, stop, thread: Some(thread) }
+    }
+
+    fn judge(&self, transitions: &[Transition]) {
+        use floodguard::engine::{Judged, TransitionSink};
+        self.inbox.deliver(Judged { transitions: transitions.to_vec(), upto: None }).unwrap();
+    }
+
+    /// Stops it as SIGTERM does; it must return.
+    fn stop(&mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the alert stage stops");
+        }
+    }
+}
+
+impl Drop for StageThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn the_standbys_alert_stage_records_nothing_then_takes_over_when_the_leader_stops() {
+    let pgs = Postgres::start();
+    let mut a = Node::start("fg-a", &pgs.url());
+    wait_until("fg-a to lead", LEASE * 3, || a.cluster.term().is_some());
+    let b = Node::start("fg-b", &pgs.url());
+    wait_until("fg-b to see the leader", LEASE * 3, || b.cluster.status().leader.is_some());
+    let (cap_a, cap_b) = (Arc::new(Capture::default()), Arc::new(Capture::default()));
+    let ma = Arc::new(manager(&pgs, &a, cap_a.clone()));
+    let mb = Arc::new(manager(&pgs, &b, cap_b.clone()));
+    let (mut sa, mut sb) = (StageThread::start(ma.clone()), StageThread::start(mb.clone()));
+    let t0 = floodguard::clock::wall_ns() - 5 * MIN;
+
+    // Both engines judge the rise; the leader records it once and tells it.
+    let rise = [site("CD-JS-01", "chengdong", None, Some(II), 28.0, t0)];
+    sa.judge(&rise);
+    sb.judge(&rise);
+    wait_until("the leader to tell the rise", LEASE * 3, || {
+        cap_a.0.lock().unwrap().iter().any(|s| s == "firing CD-JS-01 II")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(mb.alerts(false, 10).unwrap().len(), 1, "one alert on record, not one per node");
+
+    // The leader stops before it hears the next changes; the standby's
+    // engine judged them.
+    sa.stop();
+    let then = [
+        site("CD-JS-01", "chengdong", Some(II), Some(I), 41.0, t0 + MIN),
+        site("BH-JS-02", "binhe", None, Some(II), 26.0, t0 + MIN),
+    ];
+    sb.judge(&then);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(mb.alerts(false, 10).unwrap().len(), 1, "the standby records nothing while another leads");
+    a.stop();
+    wait_until("fg-b to lead", LEASE * 3, || b.cluster.term().is_some());
+    wait_until("the new leader to record what it judged", LEASE * 3, || {
+        let alerts = mb.alerts(true, 10).unwrap();
+        alerts.len() == 2 && alerts.iter().any(|x| x.site == "CD-JS-01" && x.level == Some(I))
+    });
+    wait_until("the new leader to tell it", LEASE * 3, || {
+        let told = cap_b.0.lock().unwrap();
+        told.iter().any(|s| s == "escalated CD-JS-01 I") && told.iter().any(|s| s == "firing BH-JS-02 II")
+    });
+    let told_by_b = cap_b.take();
+    assert!(
+        !told_by_b.iter().any(|s| s == "firing CD-JS-01 II"),
+        "told by the old leader already: {told_by_b:?}"
+    );
+    let cd = mb.alerts(true, 10).unwrap().into_iter().find(|x| x.site == "CD-JS-01").unwrap();
+    assert!(cd.timeline.iter().any(|e| e.ts == t0 + MIN), "recorded at the time it was judged");
+    sb.stop();
+}
