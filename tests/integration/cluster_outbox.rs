@@ -146,3 +146,184 @@ fn the_outbox_on_postgres_queues_once_per_key_merges_sends_and_is_the_leaders() 
     assert!(!lead.use_nonce("nonce-1", 1, "张队长", 900).unwrap(), "used once");
     assert_eq!(pgs.psql("SELECT count(*) FROM deliveries WHERE outcome = 'sent'"), "1");
 }
+
+/// A node's alert stage and outbox stage on a PostgreSQL state, as the
+/// daemon joins them (the manager wakes the outbox after each commit).
+struct NodeStages {
+    manager: std::sync::Arc<floodguard::alerts::AlertManager>,
+    alerts: Option<floodguard::alerts::stage::Inbox>,
+    stop: tokio_util::sync::CancellationToken,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl NodeStages {
+    fn start(pgs: &Postgres, node: &Node, config: &floodguard::config::Config) -> NodeStages {
+        use floodguard::alerts::stage::{AlertStage, Inbox};
+        use floodguard::alerts::{AlertManager, Places};
+        use floodguard::notify::stage::OutboxStage;
+        use floodguard::notify::{Outbox, Wake};
+        use std::sync::Arc;
+        let target = Target::new(&pgs.url(), None).unwrap();
+        let wake = Wake::default();
+        let store = Store::postgres(&target, LEASE).unwrap();
+        let manager = Arc::new(
+            AlertManager::new(
+                store,
+                config.teams.clone(),
+                Places::from_config(config),
+                Arc::new(wake.clone()),
+                None,
+                None,
+            )
+            .unwrap()
+            .in_cluster(node.cluster.clone()),
+        );
+        let outbox = Arc::new(
+            Outbox::postgres(
+                &target,
+                node.cluster.clone(),
+                config.daemon.channels.clone(),
+                config.teams.clone(),
+                Places::from_config(config),
+                config.daemon.daemon.language,
+                None,
+            )
+            .unwrap(),
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (inbox, rx) = Inbox::channel();
+        let st = AlertStage {
+            manager: manager.clone(),
+            inbox: rx,
+            probe: floodguard::stage::Probe::new("alerts"),
+            committed: Box::new(|_| {}),
+            disk: None,
+            clock: floodguard::clock::Clock::wall(),
+        };
+        let s = stop.clone();
+        let mut threads = vec![std::thread::spawn(move || st.run(s))];
+        let ost = OutboxStage {
+            outbox,
+            wake: wake.0.clone(),
+            probe: floodguard::stage::Probe::new("outbox"),
+            drain_for: std::time::Duration::from_secs(2),
+        };
+        let s = stop.clone();
+        threads.push(std::thread::spawn(move || ost.run(s).unwrap()));
+        NodeStages { manager, alerts: Some(inbox), stop, threads }
+    }
+
+    fn judge(&self, transitions: &[floodguard::engine::Transition]) {
+        use floodguard::engine::{Judged, TransitionSink};
+        let judged = Judged { transitions: transitions.to_vec(), upto: None };
+        self.alerts.as_ref().unwrap().deliver(judged).unwrap();
+    }
+
+    /// Stops both stages as SIGTERM does; they must return.
+    fn stop(&mut self) {
+        self.stop.cancel();
+        self.alerts.take();
+        for t in self.threads.drain(..) {
+            t.join().expect("the stage stops");
+        }
+    }
+}
+
+impl Drop for NodeStages {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rise(site: &str, street: &str, at: i64) -> floodguard::engine::Transition {
+    use floodguard::engine::{Change, SiteChange, Transition};
+    Transition {
+        at,
+        change: Change::Site(SiteChange {
+            site: site.into(),
+            site_name: format!("{site}名").into(),
+            street: street.into(),
+            kind: floodguard::config::Kind::Waterlogging,
+            rule: "depth".into(),
+            rule_name: "积水深度".into(),
+            from: None,
+            to: Some(floodguard::level::Level::II),
+            metric: Some("water_depth_cm".into()),
+            value: Some(28.0),
+            unit: "cm".into(),
+            threshold: Some(27.0),
+            trend: None,
+            eta: None,
+            card: None,
+            suspect: None,
+        }),
+    }
+}
+
+/// (idempotency key, phone) of every SMS the peer took, and whether any
+/// key came twice.
+fn sms_taken(peer: &crate::support::peer::Peer) -> Vec<(String, String)> {
+    peer.accepted("/sms")
+        .iter()
+        .filter(|r| r.is_send())
+        .map(|r| (r.key.clone().unwrap_or_default(), r.to.clone()))
+        .collect()
+}
+
+#[test]
+fn only_the_leader_sends_and_the_next_leader_sends_only_what_is_new() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let peer = rt.block_on(crate::support::peer::Peer::start());
+    let pgs = Postgres::start();
+    let dir = crate::support::tempdir("cluster-outbox-");
+    for f in ["sites.toml", "plan.toml", "teams.toml", "materials.toml"] {
+        std::fs::copy(crate::support::floodguard::sample_config_dir().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("floodguard.toml"),
+        format!(
+            "[daemon]\ndata_dir = \"{}\"\n[channels.sms]\nprovider = \"http\"\nurl = \"{}\"\nformat = \"json\"\n\
+             fields = {{ mobile = \"{{phone}}\", content = \"{{text}}\", request_id = \"{{id}}\" }}\n{}",
+            dir.path().join("var").display(),
+            peer.url("/sms"),
+            crate::notify::FAST_RETRY
+        ),
+    )
+    .unwrap();
+    let config =
+        floodguard::config::load_with_env(&dir.path().join("floodguard.toml"), &Default::default()).unwrap();
+    let mut a = Node::start("fg-a", &pgs.url());
+    wait_until("fg-a to lead", LEASE * 3, || a.cluster.term().is_some());
+    let b = Node::start("fg-b", &pgs.url());
+    wait_until("fg-b to see the leader", LEASE * 3, || b.cluster.status().leader.is_some());
+    let mut na = NodeStages::start(&pgs, &a, &config);
+    let mut nb = NodeStages::start(&pgs, &b, &config);
+    let t0 = floodguard::clock::wall_ns() - 5 * 60 * 1_000_000_000;
+
+    // Both engines judge the rise: one alert, its SMS once per person.
+    let first = [rise("BH-JS-01", "binhe", t0)];
+    na.judge(&first);
+    nb.judge(&first);
+    wait_until("the leader's SMS", Duration::from_secs(20), || !sms_taken(&peer).is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let before = sms_taken(&peer);
+    let keys: BTreeSet<&String> = before.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), before.len(), "no SMS twice: {before:?}");
+    assert_eq!(nb.manager.alerts(true, 10).unwrap().len(), 1);
+
+    // The leader stops; the standby leads, and its engine judged one more.
+    na.stop();
+    a.stop();
+    wait_until("fg-b to lead", LEASE * 3, || b.cluster.term().is_some());
+    nb.judge(&[rise("CD-JS-01", "chengdong", t0 + 60 * 1_000_000_000)]);
+    wait_until("the new leader's SMS", Duration::from_secs(20), || sms_taken(&peer).len() > before.len());
+    std::thread::sleep(Duration::from_secs(3));
+    let after = sms_taken(&peer);
+    let keys: BTreeSet<&String> = after.iter().map(|(k, _)| k).collect();
+    assert_eq!(keys.len(), after.len(), "no SMS twice across the takeover: {after:?}");
+    assert_eq!(&after[..before.len()], &before[..], "what the old leader sent is not sent again");
+    assert_eq!(nb.manager.alerts(true, 10).unwrap().len(), 2);
+    nb.stop();
+}
