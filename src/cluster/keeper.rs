@@ -28,8 +28,7 @@ enum Look {
 /// Connects and makes the lease table and the fence function.
 pub fn connect(target: &Target, lease: Duration) -> Result<Conn, String> {
     let conn = Conn::connect(target, &sql::session_setup(lease)).map_err(|e| e.to_string())?;
-    conn.batch(sql::ENSURE_SCHEMA).map_err(|e| e.to_string())?;
-    conn.batch(sql::SETUP).map_err(|e| e.to_string())?;
+    conn.batch(&sql::setup("")).map_err(|e| e.to_string())?;
     Ok(conn)
 }
 

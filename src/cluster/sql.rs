@@ -62,6 +62,15 @@ END
 $fence$;
 ";
 
+/// The schema, the lease table and the fence function, made under one lock
+/// in one implicit transaction (a multi-statement batch): PostgreSQL's
+/// `IF NOT EXISTS` does not keep two connections making the same table at
+/// once from failing (a daemon's lease keeper and its stores, two nodes
+/// starting together). `extra` runs under the same lock.
+pub fn setup(extra: &str) -> String {
+    format!("SELECT pg_advisory_xact_lock(742011); {ENSURE_SCHEMA} {SETUP} {extra}")
+}
+
 /// The alert store's transactions (the leader's and operators' acts on
 /// any node) take turns on this lock, so the leader, reading `fg_changes`
 /// first, always sees the acts committed before it and none can slip in
@@ -123,7 +132,11 @@ WHERE id = 1 AND node = $1 AND epoch = $2 AND expires_at > clock_timestamp()";
 /// within the lease, so it cannot hold the lease row or other rows.
 pub fn session_setup(lease: std::time::Duration) -> String {
     let idle = (lease.as_millis() / 2).max(500);
-    format!("SET idle_in_transaction_session_timeout = {idle}; SET lock_timeout = {}", idle)
+    // `client_min_messages`: the idempotent setup's "already exists,
+    // skipping" notices are not worth a log line per connection.
+    format!(
+        "SET idle_in_transaction_session_timeout = {idle}; SET lock_timeout = {idle}; SET client_min_messages = warning"
+    )
 }
 
 /// The state schema named by the URL's `search_path` (a district's, in a

@@ -29,8 +29,7 @@ pub fn engine_cursor(node: &str) -> String {
 /// when missing, the lease and the fence, the migrations applied.
 pub fn open_postgres(target: &pg::Target, lease: Duration) -> Result<pg::Conn, db::Error> {
     let conn = pg::Conn::connect(target, &crate::cluster::sql::session_setup(lease))?;
-    conn.batch(crate::cluster::sql::ENSURE_SCHEMA)?;
-    conn.batch(crate::cluster::sql::SETUP)?;
+    conn.batch(&crate::cluster::sql::setup(pg_schema::VERSION_TABLE))?;
     migrate_postgres(&conn)?;
     Ok(conn)
 }

@@ -9,6 +9,7 @@ mod alerts;
 mod cli;
 mod cluster;
 mod cluster_alerts;
+mod cluster_daemon;
 mod cluster_outbox;
 mod dashboards;
 mod demo;
