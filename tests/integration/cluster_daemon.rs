@@ -116,3 +116,71 @@ async fn two_daemons_one_voice_and_a_sigkilled_leader_replaced_within_the_lease(
     assert_eq!(&all[..first.len()], &first[..], "what the old leader sent is not sent again");
     assert_eq!(b.terminate(Duration::from_secs(20)), Some(0), "the survivor stops on SIGTERM");
 }
+
+/// The failover bench (docs/performance.md): 10 rounds, each SIGKILLs the
+/// leader and at once publishes a crossing the survivor's engine judges as
+/// a standby; the time from the kill to the first SMS of it at the peer
+/// (the lease lapsing, the takeover, the notification). The killed node
+/// comes back as the standby for the next round. Run with
+/// `cargo test --release --test integration cluster_daemon::failover_bench -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a bench: prints figures, takes minutes"]
+async fn failover_bench() {
+    let lease: u64 = std::env::var("FG_BENCH_LEASE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let broker = Mosquitto::start();
+    let peer = Peer::start().await;
+    let pgs = Postgres::start();
+    let start = |name: &str| {
+        let sms = http_sms(&peer, "budget = [{ max = 1000, per = \"1m\" }]\n");
+        let mut o = options(&broker, format!("{sms}{FAST_RETRY}"), teams(QUICK, ""));
+        o.extra = format!(
+            "[state]\nbackend = \"postgres\"\nurl = \"{}\"\n\n[cluster]\nnode_id = \"{name}\"\nlease = \"{lease}s\"\n",
+            pgs.url()
+        );
+        Floodguard::start(o)
+    };
+    let mut nodes = [start("fg-a"), start("fg-b")];
+    for n in &nodes {
+        n.wait_connected().await;
+    }
+    let p = Publisher::connect(&broker.url(), "pub-failover-bench");
+    let sites = ["CD-JS-01", "CD-JS-02", "CD-JS-03", "BH-JS-01", "BH-JS-02", "XC-JS-01", "XC-JS-02"];
+    let mut took = Vec::new();
+    for round in 0..10 {
+        let leader = wait_for("a leader", Duration::from_secs(lease * 3), || async {
+            for (i, n) in nodes.iter().enumerate() {
+                if leads(n).await {
+                    return Some(i);
+                }
+            }
+            None
+        })
+        .await;
+        let before = sms(&peer).len();
+        let (site, cm) = (sites[round % sites.len()], if round < sites.len() { 30.0 } else { 60.0 });
+        let killed = Instant::now();
+        nodes[leader].kill9();
+        depth(&p, site, cm).await;
+        wait_for("the new leader's SMS", Duration::from_secs(lease * 3), || async {
+            (sms(&peer).len() > before).then_some(())
+        })
+        .await;
+        let first = peer.accepted("/sms").iter().skip(before).map(|r| r.at).min().unwrap();
+        let t = first.duration_since(killed);
+        println!("round {round}: leader killed → first SMS of the new leader in {t:?} ({site} {cm} cm)");
+        took.push(t);
+        nodes[leader].start_again();
+        nodes[leader].wait_connected().await;
+    }
+    took.sort();
+    let median = (took[4] + took[5]) / 2;
+    println!(
+        "failover over {} runs, lease {lease} s: median {median:?}, max {:?} (goal max ≤ lease + 2 s)",
+        took.len(),
+        took[took.len() - 1]
+    );
+    none_twice(&sms(&peer));
+    for n in &mut nodes {
+        assert_eq!(n.terminate(Duration::from_secs(30)), Some(0));
+    }
+}
