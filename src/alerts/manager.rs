@@ -322,7 +322,7 @@ impl AlertManager {
     /// Levels of active site alerts, and sites offline, for seeding the
     /// engine after a restart so it carries on where it stopped.
     pub fn seed(&self) -> (Vec<(String, String, Level)>, Vec<String>) {
-        let inner = self.inner.lock().expect("alerts lock");
+        let inner = self.lock();
         let levels = inner
             .active
             .values()
@@ -335,7 +335,7 @@ impl AlertManager {
 
     /// New teams, silences from config and place names (a reload).
     pub fn reload(&self, teams: TeamsFile, places: Places) {
-        let mut inner = self.inner.lock().expect("alerts lock");
+        let mut inner = self.lock();
         inner.config_silences = config_silences(&teams);
         inner.teams = teams;
         inner.places = places;
@@ -367,7 +367,7 @@ impl AlertManager {
     /// handed to the outlet again.
     pub fn resend_points(&self) -> Result<usize, OpError> {
         let Some(p) = &self.points else { return Ok(0) };
-        let rows = self.inner.lock().expect("alerts lock").store.pending_points()?;
+        let rows = self.lock().store.pending_points()?;
         let n = rows.len();
         for (id, lines) in rows {
             if p.outlet.points(outlet::Points { lines, pending: Some(id) }).is_err() {
@@ -379,8 +379,18 @@ impl AlertManager {
 
     /// How far the engine's judgements are on record.
     pub fn engine_cursor(&self) -> Result<Option<Progress>, OpError> {
-        let c = self.inner.lock().expect("alerts lock").store.cursor(&self.cursor_name)?;
+        let c = self.lock().store.cursor(&self.cursor_name)?;
         Ok(c.map(|(segment, offset)| Progress { segment, offset }))
+    }
+
+    /// The manager's state, its connection to the state opened again first
+    /// if it broke (reads on a standby, the memory re-read after a failure).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        if let Err(e) = inner.store.reconnect() {
+            tracing::warn!(error = %e, "alert store: cannot connect to the state yet");
+        }
+        inner
     }
 
     /// An operator's act (any node), in one transaction; see [`Self::with_as`].
@@ -400,7 +410,7 @@ impl AlertManager {
         if batches.iter().all(|(t, u)| t.is_empty() && u.is_none()) {
             return Ok(());
         }
-        let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
+        let fold = self.lock().teams.alerting.fold_sites_into_street;
         let cursor = self.cursor_name.clone();
         self.with_as(Whose::Leader, |w| {
             for (transitions, upto) in batches {
@@ -450,22 +460,22 @@ impl AlertManager {
     }
 
     pub fn alert(&self, id: i64) -> Result<Option<Alert>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.alert(id)?)
+        Ok(self.lock().store.alert(id)?)
     }
 
     /// Active alerts (or the latest `limit` of all), with timelines.
     pub fn alerts(&self, active_only: bool, limit: usize) -> Result<Vec<Alert>, OpError> {
-        let inner = self.inner.lock().expect("alerts lock");
+        let inner = self.lock();
         Ok(if active_only { inner.store.active()? } else { inner.store.recent(limit)? })
     }
 
     pub fn between(&self, since: TimestampNs, until: TimestampNs) -> Result<Vec<Alert>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.between(since, until)?)
+        Ok(self.lock().store.between(since, until)?)
     }
 
     /// Silences in force or to come (config and API), or all with `all`.
     pub fn silences(&self, now: TimestampNs, all: bool) -> Result<Vec<Silence>, OpError> {
-        let inner = self.inner.lock().expect("alerts lock");
+        let inner = self.lock();
         let mut v: Vec<Silence> =
             inner.config_silences.iter().filter(|s| all || s.ends_at > now).cloned().collect();
         v.extend(inner.store.silences(if all { None } else { Some(now) })?);
@@ -484,7 +494,7 @@ impl AlertManager {
         }
         // A matcher naming nothing that exists would silently silence nothing.
         {
-            let inner = self.inner.lock().expect("alerts lock");
+            let inner = self.lock();
             let m = &s.matchers;
             if let Some(site) = m.site.as_ref().filter(|x| !inner.places.sites.contains_key(*x)) {
                 return Err(OpError::Invalid(format!("matchers.site: no site {site:?}")));
@@ -524,11 +534,11 @@ impl AlertManager {
 
     /// The drills on record (`floodguard notify-test`), oldest first.
     pub fn drills(&self) -> Result<Vec<crate::drills::Drill>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.drills(None)?)
+        Ok(self.lock().store.drills(None)?)
     }
 
     pub fn notifications(&self, limit: usize) -> Result<Vec<Notification>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.notifications(limit)?)
+        Ok(self.lock().store.notifications(limit)?)
     }
 }
 

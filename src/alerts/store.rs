@@ -176,6 +176,12 @@ impl Store {
         }
     }
 
+    /// Opens the connection again if it broke (PostgreSQL restarted); a
+    /// no-op otherwise.
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.ready()
+    }
+
     /// Opens the connection again if it broke.
     fn ready(&mut self) -> Result<()> {
         if self.db.is_broken() {

@@ -53,7 +53,7 @@ impl AlertManager {
             },
             Whose::Operator => crate::state::db::Fence::Open,
         };
-        let mut guard = self.inner.lock().expect("alerts lock");
+        let mut guard = self.lock();
         let inner = &mut *guard;
         if inner.stale {
             inner.reload_memory()?;
@@ -142,13 +142,13 @@ impl AlertManager {
         now: TimestampNs,
     ) -> Result<usize, OpError> {
         {
-            let mut inner = self.inner.lock().expect("alerts lock");
+            let mut inner = self.lock();
             // Whatever this node's memory held is from before: re-read it in
             // the transaction below.
             inner.seen_changes = Some(i64::MIN);
             inner.last_told.clear();
         }
-        let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
+        let fold = self.lock().teams.alerting.fold_sites_into_street;
         let n = self.with_as(Whose::Leader, |w| {
             let todo = shadow.reconcile(w.active.values());
             let area = |t: &&Transition| matches!(t.change, Change::Street { .. } | Change::District { .. });
@@ -172,7 +172,7 @@ impl AlertManager {
     /// Records how far this node's engine judged, without recording its
     /// changes (a standby: the leader records them).
     pub fn record_cursor(&self, upto: Progress) -> Result<(), OpError> {
-        let mut inner = self.inner.lock().expect("alerts lock");
+        let mut inner = self.lock();
         Ok(inner.store.put_cursor(&self.cursor_name, upto.segment, upto.offset)?)
     }
 }

@@ -26,7 +26,7 @@ pub struct Delivery {
 impl OutboxDb {
     /// When `recipient` was sent something on `channel` since `since`.
     pub fn spends(&self, channel: &str, recipient: &str, since: TimestampNs) -> Result<Vec<TimestampNs>> {
-        self.db
+        self.db()
             .query(
                 "SELECT at FROM budget_spends WHERE channel = ?1 AND recipient = ?2 AND at > ?3 ORDER BY at",
                 &vals![channel, recipient, since],
@@ -43,7 +43,7 @@ impl OutboxDb {
         recipient: &str,
         now: TimestampNs,
     ) -> Result<Option<(TimestampNs, String)>> {
-        self.db
+        self.db()
             .query_opt(
                 "SELECT until, reason FROM budget_holds WHERE channel = ?1 AND recipient = ?2 AND until > ?3",
                 &vals![channel, recipient, now],
@@ -76,7 +76,7 @@ impl OutboxDb {
 
     /// Rows whose receipt or call result is due to be asked for, on `channel`.
     pub fn checks_due(&self, channel: &str, now: TimestampNs, limit: usize) -> Result<Vec<Row>> {
-        self.db
+        self.db()
             .query(
                 &format!(
                     "SELECT {ROW} FROM outbox INDEXED BY outbox_checks
@@ -93,7 +93,7 @@ impl OutboxDb {
     /// Whether any row on `channel` waits for a receipt.
     pub fn awaiting(&self, channel: &str) -> Result<bool> {
         Ok(self
-            .db
+            .db()
             .query_opt(
                 "SELECT 1 FROM outbox INDEXED BY outbox_checks WHERE check_at IS NOT NULL AND channel = ?1 LIMIT 1",
                 &vals![channel],
@@ -105,7 +105,7 @@ impl OutboxDb {
     /// idempotency key, still waiting for its receipt.
     pub fn awaiting_row(&self, channel: &str, provider_id: &str, key: &str) -> Result<Option<Row>> {
         let by_id = self
-            .db
+            .db()
             .query_opt(
                 &format!(
                     "SELECT {ROW} FROM outbox WHERE channel = ?1 AND provider_id = ?2 AND provider_id != '' AND check_at IS NOT NULL"
@@ -118,7 +118,7 @@ impl OutboxDb {
         if by_id.is_some() || key.is_empty() {
             return Ok(by_id);
         }
-        self.db
+        self.db()
             .query_opt(
                 &format!("SELECT {ROW} FROM outbox WHERE idempotency_key = ?1 AND channel = ?2 AND check_at IS NOT NULL"),
                 &vals![key, channel],
@@ -167,7 +167,7 @@ impl OutboxDb {
     /// The other rows of a notification for the same member (by name) and
     /// the team's robot rows of it: what else tells them of it.
     pub fn siblings(&self, notification_id: i64, member: &str, except: i64) -> Result<Vec<Row>> {
-        self.db
+        self.db()
             .query(
                 &format!(
                     "SELECT {ROW} FROM outbox WHERE notification_id = ?1 AND id != ?3
@@ -182,7 +182,7 @@ impl OutboxDb {
 
     /// A logged notification, as the alert manager wrote it.
     pub fn notification(&self, id: i64) -> Result<Option<crate::alerts::model::Notification>> {
-        let body = match self.db.query_opt("SELECT body FROM notifications WHERE id = ?1", &vals![id])? {
+        let body = match self.db().query_opt("SELECT body FROM notifications WHERE id = ?1", &vals![id])? {
             Some(r) => Some(r.string(0)?),
             None => None,
         };
@@ -196,7 +196,7 @@ impl OutboxDb {
 
     /// Rows standing in for `id` (its fallbacks).
     pub fn fallbacks_of(&self, id: i64) -> Result<Vec<Row>> {
-        self.db
+        self.db()
             .query(&format!("SELECT {ROW} FROM outbox WHERE fallback_of = ?1 ORDER BY id"), &vals![id])?
             .iter()
             .map(row)
@@ -207,7 +207,7 @@ impl OutboxDb {
     /// (nobody needs chasing any more). Alerts not on record count as open.
     pub fn all_answered(&self, alerts: &[i64]) -> Result<bool> {
         for a in alerts {
-            let state = match self.db.query_opt("SELECT state FROM alerts WHERE id = ?1", &vals![*a])? {
+            let state = match self.db().query_opt("SELECT state FROM alerts WHERE id = ?1", &vals![*a])? {
                 Some(r) => Some(r.string(0)?),
                 None => None,
             };
@@ -237,7 +237,7 @@ impl OutboxDb {
 
     /// Channels whose credentials are refused: (channel, since, reason).
     pub fn alarms(&self) -> Result<Vec<(String, TimestampNs, String)>> {
-        self.db
+        self.db()
             .query("SELECT channel, since, reason FROM channel_alarms ORDER BY channel", &[])?
             .iter()
             .map(|r| Ok((r.string(0)?, r.i64(1)?, r.string(2)?)))
@@ -264,7 +264,7 @@ impl OutboxDb {
         );
         let mut out = Vec::new();
         for a in alerts {
-            for r in self.db.query(&sql, &vals![*a])? {
+            for r in self.db().query(&sql, &vals![*a])? {
                 out.push(Delivery {
                     alert_id: r.i64(0)?,
                     row: row_at(&r, 1)?,

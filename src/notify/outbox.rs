@@ -102,8 +102,13 @@ impl Row {
     }
 }
 
+/// Opens the connection again (PostgreSQL restarted).
+type Reopen = Box<dyn Fn() -> Result<Box<dyn Backend>> + Send>;
+
 pub struct OutboxDb {
-    pub(super) db: Box<dyn Backend>,
+    /// The connection; opened again before a use once it broke.
+    conn: std::cell::RefCell<Box<dyn Backend>>,
+    reopen: Option<Reopen>,
     /// Whether this node leads, and its epoch for the fence.
     cluster: Arc<crate::cluster::Cluster>,
 }
@@ -231,12 +236,37 @@ impl OutboxDb {
 
     /// The PostgreSQL state at `target` (made and migrated by the alert store).
     pub fn postgres(target: &crate::state::pg::Target, lease: std::time::Duration) -> Result<OutboxDb> {
-        Ok(Self::on(Box::new(crate::state::open_postgres(target, lease)?)))
+        let mut db = Self::on(Box::new(crate::state::open_postgres(target, lease)?));
+        let t = target.clone();
+        db.reopen =
+            Some(Box::new(move || Ok(Box::new(crate::state::open_postgres(&t, lease)?) as Box<dyn Backend>)));
+        Ok(db)
     }
 
     /// Over a backend, as the single node (SQLite: always the leader).
     pub fn on(db: Box<dyn Backend>) -> OutboxDb {
-        OutboxDb { db, cluster: crate::cluster::Cluster::single(String::new()) }
+        OutboxDb {
+            conn: std::cell::RefCell::new(db),
+            reopen: None,
+            cluster: crate::cluster::Cluster::single(String::new()),
+        }
+    }
+
+    /// The connection, opened again first if it broke (a failure to is
+    /// the next statement's error).
+    pub(super) fn db(&self) -> std::cell::Ref<'_, Box<dyn Backend>> {
+        if self.conn.borrow().is_broken() {
+            if let Some(reopen) = &self.reopen {
+                match reopen() {
+                    Ok(db) => {
+                        *self.conn.borrow_mut() = db;
+                        tracing::info!("outbox: connected to the state again");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "outbox: cannot connect to the state yet"),
+                }
+            }
+        }
+        self.conn.borrow()
     }
 
     /// This node in a cluster: its writes are the leader's, under its epoch.
@@ -263,22 +293,23 @@ impl OutboxDb {
     }
 
     fn transaction<T>(&self, fence: Fence, f: impl FnOnce(&dyn Backend) -> Result<(T, bool)>) -> Result<T> {
-        let _turn = self.db.write_turn();
-        self.db.begin(fence)?;
-        match f(&*self.db) {
-            Ok((v, true)) => match self.db.commit() {
+        let db = self.db();
+        let _turn = db.write_turn();
+        db.begin(fence)?;
+        match f(&**db) {
+            Ok((v, true)) => match db.commit() {
                 Ok(()) => Ok(v),
                 Err(e) => {
-                    let _ = self.db.rollback();
+                    let _ = db.rollback();
                     Err(e)
                 }
             },
             Ok((v, false)) => {
-                self.db.rollback()?;
+                db.rollback()?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.db.rollback();
+                let _ = db.rollback();
                 Err(e)
             }
         }
@@ -286,8 +317,8 @@ impl OutboxDb {
 
     /// See `Store::background_checkpoints`.
     pub fn background_checkpoints(&self) -> Result<()> {
-        if self.db.dialect() == crate::state::db::Dialect::Sqlite {
-            self.db.batch("PRAGMA wal_autocheckpoint = 0")?;
+        if self.db().dialect() == crate::state::db::Dialect::Sqlite {
+            self.db().batch("PRAGMA wal_autocheckpoint = 0")?;
         }
         Ok(())
     }
@@ -295,7 +326,7 @@ impl OutboxDb {
     /// Notifications logged but not yet turned into outbox rows (a crash
     /// between the two), as (id, body).
     pub fn unqueued_notifications(&self, max: usize) -> Result<Vec<(i64, String)>> {
-        self.db
+        self.db()
             .query(
                 "SELECT id, body FROM notifications WHERE enqueued = 0 ORDER BY priority DESC, id LIMIT ?1",
                 &vals![max as i64],
@@ -382,7 +413,7 @@ impl OutboxDb {
 
     /// One row.
     pub fn get(&self, id: i64) -> Result<Option<Row>> {
-        self.db
+        self.db()
             .query_opt(&format!("SELECT {ROW} FROM outbox WHERE id = ?1"), &vals![id])?
             .as_ref()
             .map(row)
@@ -395,7 +426,7 @@ impl OutboxDb {
         // The ids from the index alone (a storm leaves thousands of rows,
         // their bodies large), then the rows chosen.
         let ids: Vec<i64> = self
-            .db
+            .db()
             .query(
                 &format!(
                     "SELECT id FROM outbox INDEXED BY outbox_open
@@ -410,7 +441,7 @@ impl OutboxDb {
         let sql = format!("SELECT {ROW} FROM outbox WHERE id = ?1");
         let mut rows = Vec::with_capacity(ids.len());
         for id in ids {
-            rows.push(row(&self.db.query_one(&sql, &vals![id])?)?);
+            rows.push(row(&self.db().query_one(&sql, &vals![id])?)?);
         }
         Ok(rows)
     }
@@ -418,7 +449,7 @@ impl OutboxDb {
     /// When the next row of `channels` is due.
     pub fn next_due(&self, channels: &[&str]) -> Result<Option<TimestampNs>> {
         let list = channel_list(channels);
-        match self.db.query_opt(
+        match self.db().query_opt(
             &format!(
                 "SELECT MIN(next_attempt_at) FROM outbox INDEXED BY outbox_open WHERE state IN ('queued', 'sending') AND state = 'queued' AND channel IN ({list})"
             ),
@@ -431,7 +462,7 @@ impl OutboxDb {
 
     /// How many rows are due now or being sent.
     pub fn in_flight(&self, now: TimestampNs) -> Result<i64> {
-        self.db
+        self.db()
             .query_one(
                 "SELECT COUNT(*) FROM outbox INDEXED BY outbox_open
                  WHERE state IN ('queued', 'sending') AND (state = 'sending' OR next_attempt_at <= ?1)",
@@ -442,7 +473,7 @@ impl OutboxDb {
 
     /// Rows due now or being sent, and when the oldest of them was made.
     pub fn due_figures(&self, now: TimestampNs) -> Result<(i64, Option<TimestampNs>)> {
-        let r = self.db.query_one(
+        let r = self.db().query_one(
             "SELECT COUNT(*), MIN(created_at) FROM outbox INDEXED BY outbox_open
              WHERE state IN ('queued', 'sending') AND (state = 'sending' OR next_attempt_at <= ?1)",
             &vals![now],
@@ -453,7 +484,7 @@ impl OutboxDb {
     /// Other queued rows for the same channel and recipient (to merge;
     /// not those half sent in parts).
     pub fn queued_for(&self, channel: &str, recipient: &str, except: i64) -> Result<Vec<Row>> {
-        self.db
+        self.db()
             .query(
                 &format!(
                     "SELECT {ROW} FROM outbox INDEXED BY outbox_recipient WHERE state = 'queued' AND channel = ?1 AND recipient = ?2 AND id != ?3 AND sent_bytes = 0 ORDER BY id"
@@ -625,7 +656,7 @@ impl OutboxDb {
 
     /// (state, count) of the outbox, for metrics and the page.
     pub fn counts(&self) -> Result<Vec<(String, String, i64)>> {
-        self.db
+        self.db()
             .query(
                 "SELECT channel, state, COUNT(*) FROM outbox GROUP BY channel, state ORDER BY channel, state",
                 &[],
@@ -638,7 +669,7 @@ impl OutboxDb {
     /// Per channel: messages not yet sent (queued or in flight) and when
     /// the oldest of them was made — what an operator watches.
     pub fn waiting(&self) -> Result<Vec<(String, i64, TimestampNs)>> {
-        self.db
+        self.db()
             .query(
                 "SELECT channel, COUNT(*), MIN(created_at) FROM outbox INDEXED BY outbox_open WHERE state IN ('queued', 'sending') GROUP BY channel",
                 &[],
@@ -650,7 +681,7 @@ impl OutboxDb {
 
     /// The latest rows with their last outcome, newest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<(Row, Option<String>, Option<TimestampNs>)>> {
-        self.db
+        self.db()
             .query(
                 &format!("SELECT {ROW}, last_error FROM outbox ORDER BY id DESC LIMIT ?1"),
                 &vals![limit as i64],
@@ -679,7 +710,7 @@ impl OutboxDb {
     /// Whether the nonce was issued for this alert and member, and is unused
     /// (a nonce re-signed for another alert or name is unknown).
     pub fn nonce_unused(&self, nonce: &str, alert_id: i64, member: &str) -> Result<bool> {
-        match self.db.query_opt(
+        match self.db().query_opt(
             "SELECT CASE WHEN used_at IS NULL THEN 1 ELSE 0 END FROM ack_tokens WHERE nonce = ?1 AND alert_id = ?2 AND member = ?3",
             &vals![nonce, alert_id, member],
         )? {

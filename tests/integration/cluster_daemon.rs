@@ -184,3 +184,70 @@ async fn failover_bench() {
         assert_eq!(n.terminate(Duration::from_secs(30)), Some(0));
     }
 }
+
+/// The node that leads, of `nodes`, once exactly one does.
+async fn the_leader(nodes: [&Floodguard; 2], within: Duration) -> &Floodguard {
+    wait_for("exactly one leader", within, || async {
+        let (a, b) = (leads(nodes[0]).await, leads(nodes[1]).await);
+        match (a, b) {
+            (true, false) => Some(nodes[0]),
+            (false, true) => Some(nodes[1]),
+            _ => None,
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_past_its_lease_sends_nothing_and_a_postgres_restart_loses_nothing() {
+    let broker = Mosquitto::start();
+    let peer = Peer::start().await;
+    let mut pgs = Postgres::start();
+    let mut a = node(&broker, &peer, &pgs, "fg-a");
+    wait_for("fg-a to lead", Duration::from_secs(30), || async { leads(&a).await.then_some(()) }).await;
+    let mut b = node(&broker, &peer, &pgs, "fg-b");
+    a.wait_connected().await;
+    b.wait_connected().await;
+    let p = Publisher::connect(&broker.url(), "pub-cluster-freeze");
+
+    // SIGSTOP the leader for 3 × lease; a crossing meanwhile is told by the
+    // standby that took over; the frozen one, woken, sends nothing.
+    a.signal("STOP");
+    depth(&p, "CD-JS-01", 21.0).await;
+    tokio::time::sleep(Duration::from_secs(3 * LEASE_S)).await;
+    assert!(leads(&b).await, "the standby leads while the leader is frozen");
+    wait_for("the new leader's SMS", Duration::from_secs(20), || async {
+        (!sms(&peer).is_empty()).then_some(())
+    })
+    .await;
+    a.signal("CONT");
+    tokio::time::sleep(Duration::from_secs(2 * LEASE_S)).await;
+    let woken = role(&a).await.unwrap();
+    assert_eq!(
+        (woken["role"].as_str(), woken["leader"].as_str()),
+        (Some("standby"), Some("fg-b")),
+        "{woken}"
+    );
+    let after_freeze = sms(&peer);
+    none_twice(&after_freeze);
+
+    // PostgreSQL killed and started again with a crossing in between: the
+    // nodes reconnect, one leads, the crossing is told once.
+    pgs.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    depth(&p, "CD-JS-02", 27.0).await;
+    tokio::time::sleep(Duration::from_secs(LEASE_S + 1)).await;
+    pgs.run();
+    wait_for("the crossing told after the restart", Duration::from_secs(40), || async {
+        (sms(&peer).len() > after_freeze.len()).then_some(())
+    })
+    .await;
+    let leader = the_leader([&a, &b], Duration::from_secs(20)).await;
+    println!("after the PostgreSQL restart {} leads", role(leader).await.unwrap()["node"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = sms(&peer);
+    none_twice(&all);
+    assert_eq!(&all[..after_freeze.len()], &after_freeze[..], "nothing told again");
+    assert_eq!(a.terminate(Duration::from_secs(20)), Some(0), "fg-a stops on SIGTERM");
+    assert_eq!(b.terminate(Duration::from_secs(20)), Some(0), "fg-b stops on SIGTERM");
+}
