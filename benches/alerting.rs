@@ -12,7 +12,7 @@
 
 mod common;
 #[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

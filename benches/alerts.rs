@@ -8,7 +8,7 @@
 //! `cargo test` it does nothing.
 
 #[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::sync::Arc;

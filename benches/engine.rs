@@ -7,6 +7,7 @@
 //!   `[qc] enabled = false` — what quality control costs;
 //! - `replay/24h of 1000 sites`: the time to load and replay 24 h of 1,000
 //!   sites at one reading per minute (1.44 M readings) from line protocol.
+//!
 //! Recorded in docs/performance.md.
 
 use std::hint::black_box;

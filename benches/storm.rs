@@ -19,7 +19,7 @@
 
 mod common;
 #[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::process::{Command, Stdio};

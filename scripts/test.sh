@@ -43,6 +43,10 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# Lints before the long runs, so a warning fails in minutes; the two style
+# lints allowed crate-wide are in Cargo.toml's [lints.clippy], with why.
+echo "== cargo clippy"
+timeout --kill-after=30s 20m cargo clippy --locked --all-targets -- -D warnings
 # A hung test must fail the run, not hold CI until its own limit: each
 # cargo invocation gets a generous bound (a full run here takes ~15 min).
 # tests/fuzz.rs runs 2,000 cases per property here; FLOODGUARD_FUZZ_CASES=100000

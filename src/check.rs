@@ -195,11 +195,11 @@ pub fn describe(c: &Config) -> String {
                 );
                 let _ = writeln!(out, "               sources: {}", sources(c, s).join(" · "));
                 if let Some((_, sp)) = c.plan.site(&s.id) {
-                    for r in &sp.rules {
+                    for r in sp.rules.iter() {
                         let _ = writeln!(out, "               {}", describe_rule(sp, r));
                     }
                     if c.plan.qc.enabled {
-                        for q in &sp.qc {
+                        for q in sp.qc.iter() {
                             let _ = writeln!(out, "               qc {}", describe_qc(sp, q));
                         }
                     }

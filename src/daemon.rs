@@ -232,7 +232,7 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     let retention = appender.retention("engine", engine_from);
     let fsync_interval = d.spool.fsync_interval.get();
     let syncer = appender.syncer();
-    let outlet = Outlet::new(appender, fsync_interval.is_zero(), p_outlet.clone(), metrics.clone());
+    let outlet = Outlet::wire(appender, fsync_interval.is_zero(), p_outlet.clone(), metrics.clone());
 
     let wake = Wake::default();
     let alerts = Arc::new(

@@ -120,7 +120,7 @@ impl Series {
 pub fn keep_for(site: &crate::plan::SitePlan, metric: &str) -> Option<Keep> {
     use crate::plan::{Check, Direction, RainInput};
     let mut charted = site.primary.as_deref() == Some(metric);
-    for r in &site.rules {
+    for r in site.rules.iter() {
         match &r.check {
             Check::Level { metric: m, direction, .. } if &**m == metric => {
                 return Some(if *direction == Direction::Below { Keep::Min } else { Keep::Max });
@@ -263,6 +263,6 @@ mod tests {
     fn a_point_is_eight_bytes() {
         // 10k series × CAPACITY points stays small (see the module docs).
         assert_eq!(std::mem::size_of::<Point>(), 8);
-        assert!(10_000 * CAPACITY * 8 < 16 << 20);
+        const { assert!(10_000 * CAPACITY * 8 < 16 << 20) };
     }
 }

@@ -265,7 +265,7 @@ fn main() -> ExitCode {
                 (Vec::new(), 1, chrono_tz::Asia::Shanghai)
             } else {
                 match load(&config) {
-                    Ok(c) => (c.sites.sites, c.daemon.sl651.center, c.timezone),
+                    Ok(c) => (c.sites.sites.clone(), c.daemon.sl651.center, c.timezone),
                     Err(code) => return code,
                 }
             };

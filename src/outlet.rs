@@ -159,7 +159,9 @@ pub struct Parts {
 }
 
 impl Outlet {
-    pub fn new(
+    /// A new outlet and the ends wired to it: the intakes' handle and the
+    /// engine's feed.
+    pub fn wire(
         appender: Appender,
         fsync_each_write: bool,
         probe: Arc<Probe>,
@@ -280,7 +282,7 @@ impl Outlet {
         let mut wait = Duration::from_millis(100);
         loop {
             let now_ms = chrono::Utc::now().timestamp_millis();
-            let records = bounds.iter().map(|&(a, b)| text[a..b].as_bytes());
+            let records = bounds.iter().map(|&(a, b)| &text.as_bytes()[a..b]);
             let result = self.appender.append(records, now_ms).and_then(|a| {
                 if self.fsync_each_write {
                     self.appender.sync()?;
@@ -400,7 +402,7 @@ mod tests {
         let (appender, mut reader) = crate::spool::open(dir.path(), 1 << 20).unwrap();
         let catalog =
             Arc::new(Catalog::from_sites([("A", Kind::Waterlogging, "s1"), ("B", Kind::Waterlogging, "s1")]));
-        let parts = Outlet::new(appender, false, Probe::new("outlet"), Arc::new(Metrics::new()));
+        let parts = Outlet::wire(appender, false, Probe::new("outlet"), Arc::new(Metrics::new()));
         let stop = CancellationToken::new();
         let t = std::thread::spawn({
             let stop = stop.clone();

@@ -128,7 +128,7 @@ pub fn run(plan: &Plan, readings: &[Reading], tick_ns: i64) -> Vec<Transition> {
 }
 
 fn level(l: Option<Level>) -> String {
-    l.map_or("—".into(), |l| format!("{}", l.roman()))
+    l.map_or("—".into(), |l| l.roman().to_string())
 }
 
 fn json_level(l: Option<Level>) -> serde_json::Value {

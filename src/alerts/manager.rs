@@ -110,12 +110,12 @@ pub struct Places {
     pub district_name: String,
     /// Street id → name.
     pub streets: HashMap<String, String>,
-    /// Site id → (name, street id, kind).
-    pub sites: HashMap<String, (String, String, String)>,
+    /// Site id → (name, street id, kind): the plan's own strings, shared.
+    pub sites: HashMap<Arc<str>, (Arc<str>, Arc<str>, &'static str)>,
     /// The district's time zone: the duty roster is in local time.
     pub tz: chrono_tz::Tz,
     /// Site id → (lat, lon): where the nearest depots are looked up from.
-    pub locations: HashMap<String, (f64, f64)>,
+    pub locations: HashMap<Arc<str>, (f64, f64)>,
 }
 
 impl Places {
@@ -133,12 +133,9 @@ impl Places {
             sites: plan
                 .sites
                 .iter()
-                .map(|s| {
-                    let street = plan.streets[s.street].id.to_string();
-                    (s.id.to_string(), (s.name.to_string(), street, s.kind.as_str().to_string()))
-                })
+                .map(|s| (s.id.clone(), (s.name.clone(), plan.streets[s.street].id.clone(), s.kind.as_str())))
                 .collect(),
-            locations: plan.sites.iter().map(|s| (s.id.to_string(), s.location)).collect(),
+            locations: plan.sites.iter().map(|s| (s.id.clone(), s.location)).collect(),
         }
     }
 }
@@ -496,7 +493,7 @@ impl AlertManager {
         {
             let inner = self.lock();
             let m = &s.matchers;
-            if let Some(site) = m.site.as_ref().filter(|x| !inner.places.sites.contains_key(*x)) {
+            if let Some(site) = m.site.as_ref().filter(|x| !inner.places.sites.contains_key(x.as_str())) {
                 return Err(OpError::Invalid(format!("matchers.site: no site {site:?}")));
             }
             if let Some(street) = m.street.as_ref().filter(|x| !inner.places.streets.contains_key(*x)) {

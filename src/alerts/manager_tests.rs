@@ -545,7 +545,7 @@ fn the_engine_mark_and_the_points_are_committed_with_the_transitions_and_kept_un
     use crate::engine::Progress;
     let dir = tempfile::tempdir().unwrap();
     let (appender, mut reader) = crate::spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
-    let parts = crate::outlet::Outlet::new(
+    let parts = crate::outlet::Outlet::wire(
         appender,
         false,
         crate::stage::Probe::new("outlet"),

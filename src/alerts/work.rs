@@ -110,9 +110,9 @@ impl Work<'_> {
                 let template = Alert {
                     kind: Some(AlertKind::Offline),
                     site: site.to_string(),
-                    site_name: name,
-                    site_kind: kind,
-                    street,
+                    site_name: name.to_string(),
+                    site_kind: kind.to_string(),
+                    street: street.to_string(),
                     rule: OFFLINE_RULE.into(),
                     rule_name: "设备离线".into(),
                     started_at: now,

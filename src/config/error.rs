@@ -111,7 +111,7 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
                 let Some(DeValue::Array(items)) = value else {
                     break;
                 };
-                let Some(item) = items.iter().nth(i) else {
+                let Some(item) = items.get(i) else {
                     break;
                 };
                 best = Some(item.span().start);

@@ -128,7 +128,7 @@ impl<'e> Source<'e> {
 
     /// Records an error at `key`, locating its origin and line.
     pub fn error(&mut self, key: &str, reason: impl Into<String>) {
-        let origin = if self.from_env(key) {
+        let origin = if self.set_by_env(key) {
             Origin::Env(env_var_for(key))
         } else {
             Origin::File { path: self.path.clone(), line: locate(&self.text, key) }
@@ -136,7 +136,7 @@ impl<'e> Source<'e> {
         self.errors.push(ConfigError { origin, key: key.to_string(), reason: reason.into() });
     }
 
-    fn from_env(&self, key: &str) -> bool {
+    fn set_by_env(&self, key: &str) -> bool {
         lookup(&self.root, key).and_then(|v| v.origin()).is_some_and(|o| o == "the environment")
     }
 

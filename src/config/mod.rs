@@ -54,7 +54,7 @@ pub struct Config {
     /// The main file, as given with `-c`.
     pub main_file: PathBuf,
     pub daemon: DaemonConfig,
-    pub sites: SitesFile,
+    pub sites: Arc<SitesFile>,
     pub teams: TeamsFile,
     /// Flood materials and their depots (empty without materials.toml).
     pub materials: Arc<MaterialsFile>,
@@ -212,7 +212,9 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
 
     let mut plan = None;
     if let Some(mut src) = Source::read(&dir.join(PLAN_FILE), None, &mut errors) {
-        plan = load_plan(&mut src, &sites, &materials);
+        let polled: Vec<(&str, &str)> =
+            daemon.modbus.devices.iter().map(|d| (d.address.as_str(), d.site.as_str())).collect();
+        plan = load_plan(&mut src, &sites, &materials, &polled);
     }
 
     let timezone = daemon.daemon.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
@@ -221,7 +223,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
         Some(plan) if errors.is_empty() => Ok(Config {
             main_file: main.to_path_buf(),
             daemon,
-            sites,
+            sites: Arc::new(sites),
             teams,
             materials: Arc::new(materials),
             plan: Arc::new(plan),
@@ -326,7 +328,12 @@ fn load_materials(src: &mut Source<'_>, sites: &SitesFile) -> MaterialsFile {
 }
 
 /// Reads `plan.toml` section by section and compiles it for the sites.
-fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile) -> Option<Plan> {
+fn load_plan(
+    src: &mut Source<'_>,
+    sites: &SitesFile,
+    materials: &MaterialsFile,
+    polled: &[(&str, &str)],
+) -> Option<Plan> {
     src.reject_unknown_top_level(&["defaults", "kinds", "rules", "area", "cards", "qc", "upstream"]);
     let mut file = PlanFile::default();
     let mut ok = true;
@@ -393,7 +400,7 @@ fn load_plan(src: &mut Source<'_>, sites: &SitesFile, materials: &MaterialsFile)
             }
         }
     }
-    match crate::plan::compile(&file, sites) {
+    match crate::plan::compile(&file, sites, polled) {
         Ok(plan) if ok => Some(plan),
         Ok(_) => None,
         Err(errs) => {

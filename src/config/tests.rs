@@ -350,6 +350,38 @@ fn the_sample_modbus_device_loads() {
     assert_eq!((d.unit, d.interval.get().as_secs(), d.timeout.get().as_secs()), (1, 10, 3));
 }
 
+/// The plan's upstreams: (id, site ids) of the gateways and intakes.
+fn upstreams(c: &Config) -> Vec<(String, Vec<String>)> {
+    let id = |i: usize| c.sites.sites[i].id.clone();
+    c.plan.upstreams.iter().map(|u| (u.id.to_string(), u.sites.iter().map(|&i| id(i)).collect())).collect()
+}
+
+#[test]
+fn modbus_sites_are_not_mqtt_ones_and_share_a_gateway_by_address() {
+    // One PLC of its own: no gateway (its offline alert says it all), and
+    // not behind the MQTT intake — a broker down says nothing about it.
+    let (_dir, c) = modbus_config(&[]);
+    let c = c.unwrap();
+    let ups = upstreams(&c);
+    assert!(ups.iter().all(|(id, _)| !id.starts_with("modbus:")), "{ups:?}");
+    let (_, mqtt) = ups.iter().find(|(id, _)| id == "mqtt").expect("the MQTT intake");
+    assert!(!mqtt.contains(&"BH-BZ-01".to_string()) && mqtt.contains(&"XC-BZ-01".to_string()), "{mqtt:?}");
+
+    // A second unit behind the same address (a serial gateway): one
+    // gateway standing for both sites.
+    let end = "  { metric = \"pump3_fault\", table = \"discrete\", address = 10 },\n]\n";
+    let second = format!(
+        "{end}\n[[modbus.devices]]\nid = \"XC-BZ-01-plc\"\naddress = \"192.168.10.21:502\"\nunit = 2\n\
+         site = \"XC-BZ-01\"\nregisters = [{{ metric = \"forebay_level_m\", table = \"holding\", address = 0 }}]\n"
+    );
+    let (_dir, c) = modbus_config(&[(end, &second)]);
+    let ups = upstreams(&c.unwrap());
+    let gateway = ups.iter().find(|(id, _)| id == "modbus:192.168.10.21:502").expect("the gateway");
+    assert_eq!(gateway.1, ["BH-BZ-01", "XC-BZ-01"]);
+    let (_, mqtt) = ups.iter().find(|(id, _)| id == "mqtt").unwrap();
+    assert!(!mqtt.iter().any(|s| s == "BH-BZ-01" || s == "XC-BZ-01"), "{mqtt:?}");
+}
+
 #[test]
 fn a_modbus_device_of_an_unknown_site_is_named_with_its_line() {
     let (dir, r) = modbus_config(&[("site = \"BH-BZ-01\"", "site = \"BH-BZ-09\"")]);

@@ -156,9 +156,9 @@ mod tests {
     fn depth(v: f64) -> Obs {
         let t = [10.0, 20.0, 27.0, 40.0];
         let mut o = Obs::default();
-        for i in 0..4 {
-            o.up[i] = v >= t[i];
-            o.hold[i] = v >= t[i] - 3.0;
+        for (i, t) in t.into_iter().enumerate() {
+            o.up[i] = v >= t;
+            o.hold[i] = v >= t - 3.0;
         }
         o
     }
@@ -261,9 +261,9 @@ mod tests {
         let obs = |d: f64| {
             let t = [1.8, 1.0, 0.5, 0.1];
             let mut o = Obs::default();
-            for i in 0..4 {
-                o.up[i] = d <= t[i];
-                o.hold[i] = d <= t[i] + 0.05;
+            for (i, t) in t.into_iter().enumerate() {
+                o.up[i] = d <= t;
+                o.hold[i] = d <= t + 0.05;
             }
             o
         };

@@ -579,7 +579,7 @@ fn conditions(
 ) -> bool {
     let st = &mut state.sites[i];
     let mut changed = false;
-    for &ri in &plan.sites[i].conditions {
+    for &ri in plan.sites[i].conditions.iter() {
         if message.iter().any(|r| plan.sites[i].rules[ri].check.triggered_by(&r.metric)) {
             changed |= rules::on_condition(plan, i, st, ri, now, out);
         }

@@ -351,7 +351,7 @@ mod tests {
                 value: crate::reading::Value::Float(22.0),
                 ts: now + k,
             };
-            feed(&s, &[r], now + k);
+            feed(s, &[r], now + k);
         }
         let (code, body) = get(router(s.clone()), "/api/v1/alerts").await;
         assert_eq!(code, StatusCode::OK, "{body}");

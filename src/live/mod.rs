@@ -49,6 +49,8 @@ pub struct Live {
     closed: CancellationToken,
     /// Each site's last input, recorded by the intakes.
     sources: Arc<Sources>,
+    /// The length of the last `sites_json`: the next one's allocation.
+    sites_json_len: std::sync::atomic::AtomicUsize,
 }
 
 /// `view` with its site's last input.
@@ -179,6 +181,7 @@ impl Live {
             version: watch::channel(0).0,
             closed: CancellationToken::new(),
             sources: Arc::default(),
+            sites_json_len: Default::default(),
         }
     }
 
@@ -225,10 +228,10 @@ impl Live {
         engine::sink::log(transitions);
     }
 
-    /// The engine's state as it is now.
-    pub fn snapshot(&self) -> engine::snapshot::Snapshot {
+    /// The engine's state as it is now, encoded (`Snapshot::encode_of`).
+    pub fn snapshot(&self, size_hint: usize) -> Vec<u8> {
         let inner = self.inner.lock().expect("live lock");
-        engine::snapshot::Snapshot::of(&inner.state, &inner.plan)
+        engine::snapshot::Snapshot::encode_of(&inner.state, &inner.plan, size_hint)
     }
 
     /// Judges readings whose transitions are already on record (after a
@@ -372,7 +375,12 @@ impl Live {
     /// at once cost several times the 6 MB of JSON they make.
     pub fn sites_json(&self, now: TimestampNs) -> Vec<u8> {
         let inner = self.inner.lock().expect("live lock");
-        let mut out = Vec::with_capacity(1024 + inner.plan.sites.len() * 700);
+        // Sized once: a buffer that doubles past 7 MB at 10,000 sites would
+        // hold 14 MB for a moment.
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.sites_json_len.load(Relaxed);
+        let guess = if last > 0 { last + last / 16 } else { 1024 + inner.plan.sites.len() * 900 };
+        let mut out = Vec::with_capacity(guess);
         let doc = SitesJson {
             plan: &inner.plan,
             state: &inner.state,
@@ -381,6 +389,7 @@ impl Live {
             sources: &self.sources,
         };
         serde_json::to_writer(&mut out, &doc).expect("serializing to memory");
+        self.sites_json_len.store(out.len(), Relaxed);
         out
     }
 

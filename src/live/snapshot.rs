@@ -58,14 +58,15 @@ pub enum LoadError {
     Damaged { path: PathBuf, why: String },
 }
 
-fn encode_file(at: Position, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + body.len());
+/// The file's header; the state follows it (written apart: no copy of a
+/// state of megabytes).
+fn encode_header(at: Position, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&at.segment.to_le_bytes());
     out.extend_from_slice(&at.offset.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    out.extend_from_slice(body);
     out
 }
 
@@ -104,7 +105,8 @@ fn store(dir: &Path, at: Position, body: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!("{FILE}.tmp"));
     {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&encode_file(at, body))?;
+        f.write_all(&encode_header(at, body))?;
+        f.write_all(body)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, dir.join(FILE))?;
@@ -114,6 +116,8 @@ fn store(dir: &Path, at: Position, body: &[u8]) -> std::io::Result<()> {
 /// The engine's side: offers snapshots to the writer thread.
 pub struct Snapshots {
     tx: flume::Sender<(Position, Vec<u8>)>,
+    /// The length of the last one offered.
+    last_size: std::cell::Cell<usize>,
 }
 
 impl Snapshots {
@@ -173,12 +177,18 @@ impl Snapshots {
                 }
             }
         })?;
-        Ok((Snapshots { tx }, handle))
+        Ok((Snapshots { tx, last_size: std::cell::Cell::new(0) }, handle))
     }
 
-    /// Hands a snapshot taken at `at` to the writer.
-    pub fn offer(&self, at: Position, snapshot: &Snapshot) {
-        let _ = self.tx.send((at, snapshot.encode()));
+    /// Hands a snapshot taken at `at` (encoded) to the writer.
+    pub fn offer(&self, at: Position, snapshot: Vec<u8>) {
+        self.last_size.set(snapshot.len());
+        let _ = self.tx.send((at, snapshot));
+    }
+
+    /// The length of the last snapshot offered: the next one's size hint.
+    pub fn last_size(&self) -> usize {
+        self.last_size.get()
     }
 }
 
@@ -223,7 +233,7 @@ mod tests {
             Snapshots::spawn(dir.path().to_path_buf(), committed.clone(), retention, abandon.clone())
                 .unwrap();
         let at = Position { segment: start.segment, offset: start.offset + 100 };
-        snaps.offer(at, &snap());
+        snaps.offer(at, snap().encode());
         std::thread::sleep(Duration::from_millis(200));
         assert!(load(dir.path()).unwrap().is_none(), "not committed yet");
         committed.set(at);
@@ -234,7 +244,7 @@ mod tests {
         }
         assert_eq!(load(dir.path()).unwrap().unwrap().0, at);
         // The last one offered, never committed: given up when abandoned.
-        snaps.offer(Position { segment: start.segment + 5, offset: 0 }, &snap());
+        snaps.offer(Position { segment: start.segment + 5, offset: 0 }, snap().encode());
         drop(snaps);
         std::thread::sleep(Duration::from_millis(100));
         assert!(!handle.is_finished(), "waits for the commit while the alert stage may still make it");

@@ -214,7 +214,7 @@ impl EngineStage {
     fn offer_snapshot(&self) {
         debug_assert!(self.held.0.is_empty());
         if let Some(s) = &self.snapshots {
-            s.offer(self.replay.position(), &self.live.snapshot());
+            s.offer(self.replay.position(), self.live.snapshot(s.last_size()));
         }
     }
 

@@ -44,14 +44,14 @@ impl OutboxStage {
         let wedge = Wedge::from_env("outbox");
         let workers_stop = CancellationToken::new();
         let mut workers = Vec::new();
-        for g in 0..GROUPS.len() {
+        for (g, group) in GROUPS.iter().enumerate() {
             let (outbox, s) = (self.outbox.clone(), workers_stop.clone());
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| format!("outbox runtime: {e}"))?;
             let t = std::thread::Builder::new()
-                .name(format!("fg-outbox-{}", GROUPS[g][0]))
+                .name(format!("fg-outbox-{}", group[0]))
                 .spawn(move || rt.block_on(outbox.run(g, s)))
                 .map_err(|e| format!("outbox thread: {e}"))?;
             workers.push(t);

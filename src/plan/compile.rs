@@ -77,7 +77,10 @@ fn override_for<'r>(rule: &'r RuleSpec, site: &str) -> Option<(usize, &'r Overri
 }
 
 /// Compiles the plan for the sites. All problems are returned, not the first.
-pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
+/// `polled` are the Modbus devices of floodguard.toml as (address, site):
+/// those sites do not come by MQTT, and sites behind one address share a
+/// gateway.
+pub fn compile(file: &PlanFile, sites: &SitesFile, polled: &[(&str, &str)]) -> Result<Plan, Errors> {
     let mut errs: Errors = Vec::new();
     let site_ids: HashSet<&str> = sites.sites.iter().map(|s| s.id.as_str()).collect();
 
@@ -294,6 +297,8 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
         .collect();
     let mut plan_sites = Vec::with_capacity(sites.sites.len());
     let mut kind_units = HashMap::default();
+    let mut kind_qc: HashMap<Kind, Arc<Vec<qc::MetricQc>>> = HashMap::default();
+    let mut kind_checks: HashMap<Kind, Vec<Checks>> = HashMap::default();
     for (si, (site, rules)) in sites.sites.iter().zip(per_site).enumerate() {
         let street = street_index[site.street.as_str()];
         streets[street].sites.push(si);
@@ -307,11 +312,16 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
                 (Arc::new(units_of(spec)), Arc::new(types))
             })
             .clone();
-        let mut sp = site_plan(site, street, spec, units, types, rules);
-        sp.qc = site_qc(spec, &file.qc.overrides, site);
+        let checks = checks(kind_checks.entry(site.kind).or_default(), spec, rules);
+        let mut sp = site_plan(site, street, spec, units, types, checks);
+        sp.qc = if file.qc.overrides.iter().any(|o| o.sites.contains(&site.id)) {
+            Arc::new(site_qc(spec, &file.qc.overrides, site))
+        } else {
+            kind_qc.entry(site.kind).or_insert_with(|| Arc::new(site_qc(spec, &[], site))).clone()
+        };
         plan_sites.push(sp);
     }
-    let upstreams = upstreams(sites, &mut plan_sites, streets.len());
+    let upstreams = upstreams(sites, polled, &mut plan_sites, streets.len());
     // Each site's street gauges (sites with a rain rule), for flatlines during rain.
     let gauges: Vec<(usize, usize, usize)> = plan_sites
         .iter()
@@ -350,15 +360,35 @@ pub fn compile(file: &PlanFile, sites: &SitesFile) -> Result<Plan, Errors> {
 }
 
 /// Gateways that two sites or more share (a gateway of one site is the
-/// site: its offline alert says it all), then the intakes: SL 651 for the
-/// sites with a station, MQTT for the others.
-fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> Vec<super::UpstreamPlan> {
+/// site: its offline alert says it all) — named by `gateway` in sites.toml,
+/// or implicitly a Modbus address polled for several sites' devices (a
+/// serial gateway with unit ids behind it) —, then the intakes: SL 651 for
+/// the sites with a station, MQTT for the others that are not polled by
+/// Modbus (a poller is no one connection: each device fails on its own).
+fn upstreams(
+    sites: &SitesFile,
+    polled: &[(&str, &str)],
+    plan_sites: &mut [SitePlan],
+    streets: usize,
+) -> Vec<super::UpstreamPlan> {
     use super::{UpstreamKind, UpstreamPlan};
     let mut out: Vec<UpstreamPlan> = Vec::new();
-    let mut by_id: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    let mut by_id: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     for (i, s) in sites.sites.iter().enumerate() {
         if let Some(g) = &s.gateway {
-            by_id.entry(g.as_str()).or_default().push(i);
+            by_id.entry(g.clone()).or_default().push(i);
+        }
+    }
+    let index = |id: &str| sites.sites.iter().position(|s| s.id == id);
+    let mut modbus = vec![false; sites.sites.len()];
+    for &(address, site) in polled {
+        let Some(i) = index(site) else { continue };
+        modbus[i] = true;
+        if sites.sites[i].gateway.is_none() {
+            let members = by_id.entry(format!("modbus:{address}")).or_default();
+            if !members.contains(&i) {
+                members.push(i);
+            }
         }
     }
     for (id, members) in by_id.into_iter().filter(|(_, m)| m.len() >= 2) {
@@ -370,11 +400,17 @@ fn upstreams(sites: &SitesFile, plan_sites: &mut [SitePlan], streets: usize) -> 
         for &i in &members {
             plan_sites[i].gateway = Some(out.len());
         }
-        out.push(UpstreamPlan { id: Arc::from(id), kind: UpstreamKind::Gateway, sites: members, street });
+        out.push(UpstreamPlan {
+            id: Arc::from(id.as_str()),
+            kind: UpstreamKind::Gateway,
+            sites: members,
+            street,
+        });
     }
     for (id, sl651) in [("mqtt", false), ("sl651", true)] {
-        let members: Vec<usize> =
-            (0..sites.sites.len()).filter(|&i| sites.sites[i].sl651_station.is_some() == sl651).collect();
+        let members: Vec<usize> = (0..sites.sites.len())
+            .filter(|&i| sites.sites[i].sl651_station.is_some() == sl651 && (sl651 || !modbus[i]))
+            .collect();
         if members.is_empty() {
             continue;
         }
@@ -623,14 +659,34 @@ fn units_of(spec: &KindSpec) -> HashMap<Arc<str>, Arc<str>> {
         .collect()
 }
 
-fn site_plan(
-    site: &Site,
-    street: usize,
-    spec: &KindSpec,
-    units: Arc<HashMap<Arc<str>, Arc<str>>>,
-    types: Arc<MetricTypes>,
-    rules: Vec<SiteRule>,
-) -> SitePlan {
+/// A site's rules and what follows from them (`SitePlan::rules`,
+/// `by_metric`, `conditions`, `history`), shareable between sites.
+#[derive(Clone)]
+struct Checks {
+    rules: Arc<Vec<SiteRule>>,
+    by_metric: Arc<HashMap<Arc<str>, Vec<usize>>>,
+    conditions: Arc<Vec<usize>>,
+    history: Arc<Vec<Arc<str>>>,
+}
+
+/// Variants of a kind's checks kept for sharing: a district whose every
+/// site has thresholds of its own compares each site with a few, not all.
+const SHARED_VARIANTS: usize = 8;
+
+/// The checks of `rules`: one already made for an earlier site of the kind
+/// if its rules are the same, else new ones (kept for the next sites).
+fn checks(variants: &mut Vec<Checks>, spec: &KindSpec, rules: Vec<SiteRule>) -> Checks {
+    if let Some(c) = variants.iter().find(|c| *c.rules == rules) {
+        return c.clone();
+    }
+    let c = site_checks(spec, rules);
+    if variants.len() < SHARED_VARIANTS {
+        variants.push(c.clone());
+    }
+    c
+}
+
+fn site_checks(spec: &KindSpec, rules: Vec<SiteRule>) -> Checks {
     let mut by_metric: HashMap<Arc<str>, Vec<usize>> = HashMap::default();
     let mut conditions = Vec::new();
     let mut history: Vec<Arc<str>> = Vec::new();
@@ -661,6 +717,23 @@ fn site_plan(
             }
         }
     }
+    Checks {
+        rules: Arc::new(rules),
+        by_metric: Arc::new(by_metric),
+        conditions: Arc::new(conditions),
+        history: Arc::new(history),
+    }
+}
+
+fn site_plan(
+    site: &Site,
+    street: usize,
+    spec: &KindSpec,
+    units: Arc<HashMap<Arc<str>, Arc<str>>>,
+    types: Arc<MetricTypes>,
+    checks: Checks,
+) -> SitePlan {
+    let Checks { rules, by_metric, conditions, history } = checks;
     SitePlan {
         id: Arc::from(site.id.as_str()),
         name: Arc::from(site.name.as_str()),
@@ -678,7 +751,7 @@ fn site_plan(
         conditions,
         history,
         params: site.params.iter().map(|(k, v)| (Arc::from(k.as_str()), *v)).collect(),
-        qc: Vec::new(),
+        qc: Arc::default(),
         street_gauges: Vec::new(),
         gateway: None,
         intake: None,

@@ -41,7 +41,7 @@ fn highest(ts: &[Transition]) -> BTreeMap<String, Level> {
 
 #[test]
 fn a_seed_gives_the_same_storm_and_another_seed_another() {
-    let sites = sample().sites.sites;
+    let sites = sample().sites.sites.clone();
     let a = model::generate(Scenario::Rainstorm, &sites, 7, 3600.0);
     assert_eq!(a, model::generate(Scenario::Rainstorm, &sites, 7, 3600.0));
     assert_ne!(a, model::generate(Scenario::Rainstorm, &sites, 8, 3600.0));
@@ -71,7 +71,7 @@ fn the_storm_drives_the_sample_plan_to_orange_and_red() {
     let orange = points.iter().filter(|s| top.get(**s).is_some_and(|l| *l >= Level::II)).count();
     assert!(orange >= 3, "several points close (Ⅱ or Ⅰ): {top:?}");
     assert!(top.get("BH-SW-01").is_some_and(|l| *l >= Level::III), "the river passes 警戒: {top:?}");
-    assert!(top.get("BH-BZ-01").is_some(), "滨河 pump station: {top:?}");
+    assert!(top.contains_key("BH-BZ-01"), "滨河 pump station: {top:?}");
     let districts: Vec<_> = ts.iter().filter(|t| matches!(t.change, Change::District { .. })).collect();
     assert!(!districts.is_empty(), "the district level moves");
     // And everything clears once it drains.
@@ -87,7 +87,7 @@ fn the_storm_drives_the_sample_plan_to_orange_and_red() {
 
 #[test]
 fn binhe_pump_2_faults_mid_storm_and_the_last_gauge_goes_silent() {
-    let sites = sample().sites.sites;
+    let sites = sample().sites.sites.clone();
     let msgs = model::generate(Scenario::Rainstorm, &sites, 3, model::STORM_S);
     let fault_at = msgs
         .iter()
@@ -156,7 +156,7 @@ fn options(speed: f64) -> Options {
 
 #[test]
 fn a_file_with_no_broker_is_in_model_time_whatever_the_speed() {
-    let sites = sample().sites.sites;
+    let sites = sample().sites.sites.clone();
     let now = START_MS;
     let a = schedule(&options(1.0), Scenario::Rainstorm, &sites, now);
     let b = schedule(&options(100_000.0), Scenario::Rainstorm, &sites, now);
@@ -179,7 +179,7 @@ fn a_file_with_no_broker_is_in_model_time_whatever_the_speed() {
 
 #[test]
 fn on_a_compressed_clock_readings_carry_storm_time_and_go_at_its_wall_time() {
-    let sites = sample().sites.sites;
+    let sites = sample().sites.sites.clone();
     let epoch = START_MS;
     let mut o = options(60.0);
     o.broker = Some("mqtt://127.0.0.1:1".into());

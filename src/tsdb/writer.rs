@@ -157,7 +157,7 @@ impl Run {
                 }
                 Decision::Retry { after, class, reason } => {
                     m.write_failures.with_label_values(&[class]).inc();
-                    if backoff.attempts() % 20 == 0 {
+                    if backoff.attempts().is_multiple_of(20) {
                         tracing::warn!(class, reason = %reason, records = batch.records, "InfluxDB write failed; retrying");
                     }
                     self.w.health.set_influx_error(Some(reason));

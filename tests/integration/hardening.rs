@@ -112,7 +112,9 @@ async fn no_key_or_phone_number_leaves_through_logs_metrics_the_outbox_or_check_
         p.send("flood/CD-JS-01/telemetry", br#"{"water_depth_cm":22}"#.to_vec()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let outbox = wait_for("failed attempts on every channel", Duration::from_secs(40), || async {
+    // The sample teams hold a Ⅲ notice for its 30 s group window first, so
+    // the first attempts come after about 31 s: room for a loaded machine.
+    let outbox = wait_for("failed attempts on every channel", Duration::from_secs(90), || async {
         let (code, body) = get(&fg.url("/api/v1/outbox?limit=200"), Some(API)).await;
         if code != 200 {
             return None;

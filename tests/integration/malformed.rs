@@ -34,7 +34,7 @@ fn bad(cause: &str, i: u64, base: i64) -> (String, Vec<u8>) {
         }
         "invalid_metric" => (t("CD-JS-01"), format!("{{\"_x{i}\": 1}}").into_bytes()),
         "no_metrics" => (t("CD-JS-01"), format!("{{\"ts\": {}}}", base + i as i64).into_bytes()),
-        "bad_status" => (format!("flood/CD-JS-01/status"), format!("sleeping-{i}").into_bytes()),
+        "bad_status" => ("flood/CD-JS-01/status".to_string(), format!("sleeping-{i}").into_bytes()),
         "malformed_number" => ("legacy/CD-JS-01/depth_m".to_string(), format!("deep-{i}").into_bytes()),
         other => panic!("no generator for {other}"),
     }

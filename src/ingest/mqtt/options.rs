@@ -11,6 +11,8 @@ use crate::config::MqttSection;
 
 /// Largest packet we send (subscribe, acks): small.
 const MAX_OUTGOING_PACKET: usize = 256 * 1024;
+/// Our own QoS1 publishes in flight at most (there are none today).
+const OUTGOING_INFLIGHT: u16 = 16;
 
 /// MQTT 3.1.1 options. Errors name the config key at fault.
 pub fn options_v311(m: &MqttSection) -> Result<rumqttc::MqttOptions, String> {
@@ -44,6 +46,10 @@ pub fn options_v5(m: &MqttSection) -> Result<rumqttc::v5::MqttOptions, String> {
     // 0xFFFFFFFF: the session does not expire (as a 3.1.1 persistent session).
     o.set_session_expiry_interval(Some(u32::MAX));
     o.set_receive_maximum(Some(m.receive_maximum));
+    // floodguard publishes nothing, but rumqttc sizes a table of outgoing
+    // publishes by this bound up front: u16::MAX by default, 14 MB of the
+    // storm's peak RSS (heaptrack, docs/performance.md).
+    o.set_outgoing_inflight_upper_limit(OUTGOING_INFLIGHT);
     o.set_manual_acks(true);
     // The broker sends nothing larger (MQTT 5 drops such a message for us
     // instead of failing the connection); smaller oversized payloads are
@@ -120,6 +126,11 @@ mod tests {
         assert!(o.manual_acks());
         assert_eq!(o.session_expiry_interval(), Some(u32::MAX), "a session that never expires");
         assert_eq!(o.receive_maximum(), Some(1000));
+        assert_eq!(
+            o.get_outgoing_inflight_upper_limit(),
+            Some(OUTGOING_INFLIGHT),
+            "a small table, not 14 MB"
+        );
         assert_eq!(o.client_id(), "floodguard");
     }
 

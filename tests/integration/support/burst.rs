@@ -45,7 +45,7 @@ pub fn depth(site: u64, k: u64, per_site: u64) -> f64 {
     let period = 14 + site % 9;
     let x = ((k + site % 17) % period) as f64 / period as f64;
     let tri = if x < 0.5 { 2.0 * x } else { 2.0 - 2.0 * x };
-    let peak = if site % 10 == 0 { 45.0 } else { 35.0 };
+    let peak = if site.is_multiple_of(10) { 45.0 } else { 35.0 };
     ((12.0 + (peak - 12.0) * tri) * 10.0).round() / 10.0
 }
 
