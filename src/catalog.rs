@@ -67,13 +67,16 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn from_config(config: &Config) -> Self {
-        let mut c =
-            Self::from_sites(config.sites.sites.iter().map(|s| (s.id.as_str(), s.kind, s.street.as_str())));
-        for sp in &config.plan.sites {
-            if let Some(e) = c.sites.get_mut(&*sp.id) {
-                e.types = sp.types.clone();
-            }
-        }
+        // The plan's strings and type maps, shared rather than copied.
+        let plan = &config.plan;
+        let sites = plan.sites.iter().map(|sp| {
+            let street = plan.streets[sp.street].id.clone();
+            let series = points::series_key(sp.kind.as_str(), &sp.id, &street).into_boxed_str();
+            let entry =
+                SiteEntry { id: sp.id.clone(), kind: sp.kind, street, series, types: sp.types.clone() };
+            (sp.id.clone(), entry)
+        });
+        let mut c = Catalog { sites: sites.collect(), sl651: HashMap::default() };
         for s in &config.sites.sites {
             if let Some(station) = &s.sl651_station {
                 let elements = s
