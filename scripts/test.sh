@@ -15,6 +15,9 @@
 #                                 real Modbus TCP server for the Modbus polling test
 #   binutils                      objcopy/strip/readelf for the .deb (cargo-deb splits
 #                                 the debug info off; scripts/test-deb.sh checks it)
+#   postgresql                    PostgreSQL 15: the shared state of a two-node cluster
+#                                 (each test makes its own cluster with initdb as user
+#                                 postgres on a free port; Debian's own cluster is unused)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +25,7 @@ cd "$(dirname "$0")/.."
 ensure_packages mosquitto:mosquitto mosquitto_pub:mosquitto-clients influxd:influxdb \
   victoria-metrics:victoria-metrics promtool:prometheus aiosmtpd:python3-aiosmtpd \
   systemd-analyze:systemd chromium:chromium node:nodejs npm:npm py.ensurepip:python3-venv \
-  readelf:binutils
+  readelf:binutils /usr/lib/postgresql/15/bin/initdb:postgresql
 # playwright-core only (no browser download: the test uses /usr/bin/chromium),
 # pinned by the committed lock; installed once, from npm's cache when offline.
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

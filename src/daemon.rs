@@ -62,7 +62,7 @@ pub enum DaemonError {
     #[error("http.listen {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("alert state {path}: {source}")]
-    State { path: PathBuf, source: rusqlite::Error },
+    State { path: PathBuf, source: crate::state::db::Error },
     #[error("cannot start the {0} stage: {1}")]
     Start(&'static str, std::io::Error),
     #[error("the {stage} stage stopped while the daemon ran{}", why(.panicked, .error))]
@@ -149,11 +149,33 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     let probes: Vec<_> = STAGES.iter().map(|s| stages.add(s)).collect();
     let [p_intake, p_outlet, p_engine, p_alerts, p_outbox] = [0, 1, 2, 3, 4].map(|i| probes[i].clone());
     let client = InfluxClient::new(&d.influxdb).map_err(DaemonError::Config)?;
-    let health = Arc::new(Health::with_stages(
-        stats.clone(),
-        client.as_ref().map(|_| d.influxdb.max_lag.get()),
-        stages,
-    ));
+    // This node among the nodes sharing the state: with SQLite, the only
+    // one; on PostgreSQL, a lease kept on a thread of its own decides who
+    // leads (`cluster`).
+    let shared = match d.state.backend {
+        crate::config::StateBackend::Sqlite => None,
+        crate::config::StateBackend::Postgres => {
+            Some(crate::state::pg::Target::from_section(&d.state).map_err(DaemonError::Config)?)
+        }
+    };
+    let node = d.cluster.node();
+    let cluster = match &shared {
+        None => crate::cluster::Cluster::single(node.clone()),
+        Some(_) => crate::cluster::Cluster::postgres(node.clone(), d.cluster.lease.get()),
+    }
+    .with_metrics(metrics.clone());
+    let stop_lease = CancellationToken::new();
+    let lease_thread = match &shared {
+        None => None,
+        Some(target) => Some(
+            crate::cluster::keeper::spawn(cluster.clone(), target.clone(), stop_lease.clone())
+                .map_err(|e| DaemonError::Start("lease", e))?,
+        ),
+    };
+    let health = Arc::new(
+        Health::with_stages(stats.clone(), client.as_ref().map(|_| d.influxdb.max_lag.get()), stages)
+            .with_cluster(cluster.clone()),
+    );
     // A full disk stops acknowledging, never drops (see `disk`).
     appender.limit(health.disk.clone(), d.spool.max_bytes);
     tracing::info!(
@@ -168,28 +190,41 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     // on record; on a first start, at the head (nothing before is judged).
     let state_path = data_dir.join("state.db");
     let state_err = |source| DaemonError::State { path: state_path.clone(), source };
-    let store = Store::open(&state_path).map_err(state_err)?;
-    store.background_checkpoints().map_err(state_err)?;
-    let stop_checkpoints = CancellationToken::new();
-    let checkpoints = {
-        let (path, stop) = (state_path.clone(), stop_checkpoints.clone());
-        std::thread::Builder::new()
-            .name("fg-checkpoint".into())
-            .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
-            .map_err(|e| DaemonError::Start("checkpoint", e))?
+    let store = match &shared {
+        None => Store::open(&state_path).map_err(state_err)?,
+        Some(target) => Store::postgres(target, d.cluster.lease.get())
+            .map_err(|e| DaemonError::Config(format!("state {}: {e}", target.url)))?,
     };
-    // What is older than state.retention goes once a day.
-    let prune = {
+    let stop_checkpoints = CancellationToken::new();
+    // SQLite's checkpoints and the daily pruning (PostgreSQL's state is the
+    // database's to vacuum; its pruning is not yet done: docs/progress.md).
+    let mut state_threads = Vec::new();
+    if shared.is_none() {
+        store.background_checkpoints().map_err(state_err)?;
+        let (path, stop) = (state_path.clone(), stop_checkpoints.clone());
+        state_threads.push(
+            std::thread::Builder::new()
+                .name("fg-checkpoint".into())
+                .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
+                .map_err(|e| DaemonError::Start("checkpoint", e))?,
+        );
+        // What is older than state.retention goes once a day.
         let (path, stop, retention) =
             (state_path.clone(), stop_checkpoints.clone(), config.daemon.state.retention.get());
-        std::thread::Builder::new()
-            .name("fg-prune".into())
-            .spawn(move || crate::alerts::prune::run(&path, retention, &stop))
-            .map_err(|e| DaemonError::Start("prune", e))?
-    };
+        state_threads.push(
+            std::thread::Builder::new()
+                .name("fg-prune".into())
+                .spawn(move || crate::alerts::prune::run(&path, retention, &stop))
+                .map_err(|e| DaemonError::Start("prune", e))?,
+        );
+    }
     let head = appender.position();
+    let cursor_name = match &shared {
+        None => crate::alerts::manager::ENGINE_CURSOR.to_string(),
+        Some(_) => crate::state::engine_cursor(&node),
+    };
     let cursor = store
-        .cursor(crate::alerts::manager::ENGINE_CURSOR)
+        .cursor(&cursor_name)
         .map_err(state_err)?
         .map(|(segment, offset)| spool::Position { segment, offset });
     let (engine_from, rejudge_until, snapshot) = resume_at(&data_dir, cursor, appender.oldest(), head);
@@ -210,25 +245,42 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             Some(metrics.clone()),
         )
         .map_err(state_err)?
+        .in_cluster(cluster.clone())
         .with_materials(config.materials.clone())
         .map_err(|e| DaemonError::Config(format!("materials: {e}")))?,
     );
     let outbox = Arc::new(
-        Outbox::new(
-            &state_path,
-            d.channels.clone(),
-            config.teams.clone(),
-            Places::from_config(&config),
-            d.daemon.language,
-            Some(metrics.clone()),
-        )
+        match &shared {
+            None => Outbox::new(
+                &state_path,
+                d.channels.clone(),
+                config.teams.clone(),
+                Places::from_config(&config),
+                d.daemon.language,
+                Some(metrics.clone()),
+            ),
+            Some(target) => Outbox::postgres(
+                target,
+                cluster.clone(),
+                d.channels.clone(),
+                config.teams.clone(),
+                Places::from_config(&config),
+                d.daemon.language,
+                Some(metrics.clone()),
+            ),
+        }
         .map_err(DaemonError::Config)?
         .with_clock(clock),
     );
-    outbox.background_checkpoints().map_err(DaemonError::Config)?;
+    if shared.is_none() {
+        outbox.background_checkpoints().map_err(DaemonError::Config)?;
+    }
     outbox.set_health(health.clone());
-    // Messages cut off by a crash go out again (same idempotency key).
-    outbox.recover().map_err(DaemonError::Config)?;
+    // Messages cut off by a crash go out again (same idempotency key); in a
+    // cluster, by the node that comes to lead (the outbox stage).
+    if shared.is_none() {
+        outbox.recover().map_err(DaemonError::Config)?;
+    }
     // Carry on where the last run stopped: from the engine's snapshot, or
     // else at the levels of the alerts still active.
     let now = clock.now();
@@ -284,7 +336,7 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
                 Box::new(move |p| c.set(crate::live::stage::position(p)))
             },
             clock,
-            disk: Some((health.disk.clone(), state_path.clone())),
+            disk: shared.is_none().then(|| (health.disk.clone(), state_path.clone())),
         };
         let handle = stage::spawn_thread("alerts", &exits, move |_| st.run(s))
             .map_err(|e| DaemonError::Start("alerts", e))?;
@@ -480,7 +532,16 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
         stage::spawn_task("intake", &exits, pollers.run(stop_intake.clone()))
     });
     let mqtt = Mqtt {
-        mqtt: d.mqtt.clone(),
+        mqtt: {
+            // Every node subscribes with a client id and persistent session
+            // of its own (one id for two nodes: the broker would keep
+            // throwing one off).
+            let mut m = d.mqtt.clone();
+            if shared.is_some() && m.client_id == crate::config::MqttSection::default().client_id {
+                m.client_id = format!("{}-{node}", m.client_id);
+            }
+            m
+        },
         decoder,
         intake: Intake::new(outlet.handle.clone(), metrics.clone()).recording(live.sources().clone(), "mqtt"),
         metrics: metrics.clone(),
@@ -551,9 +612,19 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     stop_checkpoints.cancel();
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
-        tokio::task::spawn_blocking(move || (checkpoints.join(), prune.join())),
+        tokio::task::spawn_blocking(move || {
+            for t in state_threads {
+                let _ = t.join();
+            }
+        }),
     )
     .await;
+    // Last: the lease, given up so a standby leads at once.
+    stop_lease.cancel();
+    if let Some(t) = lease_thread {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), tokio::task::spawn_blocking(move || t.join())).await;
+    }
     tracing::info!(seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "floodguard stopped");
     result
 }

@@ -32,6 +32,9 @@ pub struct Health {
     pub warnings: Mutex<BTreeMap<String, String>>,
     /// Writers (spool, state.db) that find their disk full.
     pub disk: Arc<crate::disk::Disk>,
+    /// This node's role (`/readyz` shows it; an unreachable PostgreSQL
+    /// state makes the node unready).
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 impl Health {
@@ -48,6 +51,7 @@ impl Health {
             stages,
             disk: Arc::new(crate::disk::Disk::default()),
             warnings: Mutex::new(BTreeMap::new()),
+            cluster: crate::cluster::Cluster::single(String::new()),
         }
     }
 
@@ -62,6 +66,12 @@ impl Health {
                 w.remove(key);
             }
         }
+    }
+
+    /// The node's cluster handle (the daemon's; a single SQLite node by default).
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     pub fn set_influx_error(&self, e: Option<String>) {
@@ -83,6 +93,8 @@ impl Health {
                 .collect(),
             warnings: self.warnings.lock().expect("health lock").values().cloned().collect(),
             disk: self.disk.problems(),
+            role: self.cluster.role(),
+            state_problem: self.cluster.unreachable(),
         })
     }
 }
@@ -101,6 +113,9 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
     /// "disk full: spool in …" per writer that cannot write.
     pub disk: Vec<String>,
+    pub role: crate::cluster::Role,
+    /// The shared state (PostgreSQL) unreachable for longer than the lease.
+    pub state_problem: Option<String>,
 }
 
 /// The body of `/readyz`.
@@ -113,6 +128,9 @@ pub struct Readiness {
     pub spool_lag_seconds: f64,
     /// `ok`, or which disk is full (nothing new is acknowledged meanwhile).
     pub disk: String,
+    /// `leader` (records alerts, notifies) or `standby` (ingests and judges;
+    /// serves the page and the API): both are ready when healthy.
+    pub role: crate::cluster::Role,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
     /// What an operator must see without the daemon being unready (a
@@ -147,6 +165,9 @@ pub fn judge(s: Snapshot) -> Readiness {
         }
     };
     problems.extend(s.disk.iter().cloned());
+    if let Some(p) = &s.state_problem {
+        problems.push(format!("state store unreachable: {p}"));
+    }
     for (name, st) in &s.stages {
         if !st.ok {
             problems.push(st.problem.clone().unwrap_or_else(|| format!("stage {name} stalled")));
@@ -161,6 +182,7 @@ pub fn judge(s: Snapshot) -> Readiness {
         storage,
         spool_pending_records: s.pending_records,
         spool_lag_seconds: s.lag_seconds,
+        role: s.role,
         problems,
         warnings: s.warnings,
     }
@@ -180,6 +202,8 @@ mod tests {
             stages: Vec::new(),
             warnings: Vec::new(),
             disk: Vec::new(),
+            role: crate::cluster::Role::Leader,
+            state_problem: None,
         }
     }
 
@@ -268,5 +292,18 @@ mod tests {
         let r = judge(Snapshot { max_lag: None, lag_seconds: 1e6, pending_records: 9, ..snap() });
         assert!(r.ready);
         assert_eq!(r.storage, "spool only");
+    }
+
+    #[test]
+    fn a_standby_is_ready_and_says_so_and_an_unreachable_state_is_not() {
+        let r = judge(Snapshot { role: crate::cluster::Role::Standby, ..snap() });
+        assert!(r.ready);
+        assert_eq!(serde_json::to_value(&r).unwrap()["role"], "standby");
+        let r = judge(Snapshot {
+            state_problem: Some("PostgreSQL state (postgres://…): refused".into()),
+            ..snap()
+        });
+        assert!(!r.ready);
+        assert!(r.problems[0].starts_with("state store unreachable: PostgreSQL"), "{:?}", r.problems);
     }
 }

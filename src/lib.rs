@@ -39,7 +39,8 @@
 //!      │   │              alerts::stage::AlertStage (thread fg-alerts)
 //!      │   │                  AlertManager: lifecycle, silences, inhibition, grouping,
 //!      │   │                  repeats, escalation; transitions + engine cursor + outbox rows
-//!      │   └── Points ◀──────  + pending points in one state.db (SQLite) transaction
+//!      │   └── Points ◀──────  + pending points in one state transaction (state.db, or
+//!      │                        PostgreSQL: the leader's, under its epoch; a standby keeps a shadow)
 //!      │     (area_level,              │
 //!      │      alert_event)             ▼ notify::Wake
 //!      │                       notify::stage::OutboxStage (thread fg-outbox + one per channel group + receipts)
@@ -74,7 +75,9 @@
 //! | [`live`] | the engine in the daemon: its state, the engine stage (catch-up from the spool, ticks), its snapshots on disk |
 //! | [`history`] | recent values per (site, metric) for the page's charts: a bounded ring |
 //! | [`events`] | level and alert changes for the live page, and their SSE encoding |
-//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, SQLite store and its daily pruning, the alert stage |
+//! | [`alerts`] | the alert manager: lifecycle, decisions, routing, its store on the state backend and its daily pruning, the alert stage; a standby's shadow and the takeover |
+//! | [`state`] | the state backend: one trait over SQLite (`state.db`) and PostgreSQL, PostgreSQL's migrations, `state migrate --to postgres` |
+//! | [`cluster`] | leadership on PostgreSQL: the lease and its keeper thread, epochs, the fence that refuses a deposed leader's writes |
 //! | [`roster`] | the duty roster (值班表): who of a team is on duty at a time |
 //! | [`notify`] | the durable outbox: messages per channel, carrier budgets and digests, senders and providers' answers, receipts, calls, fallbacks, ack links, drills, robots by reference, operator alerts, the outbox stage |
 //! | [`report`] | `floodguard report`: the 汛情报告 from the alert history (with [`analysis`]'s sections) |
@@ -123,6 +126,7 @@ pub mod backoff;
 pub mod catalog;
 pub mod check;
 pub mod clock;
+pub mod cluster;
 pub mod coerce;
 pub mod config;
 pub mod daemon;
@@ -154,4 +158,5 @@ pub mod simulate;
 pub mod sources;
 pub mod spool;
 pub mod stage;
+pub mod state;
 pub mod tsdb;

@@ -153,12 +153,31 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The state store: `state migrate --to postgres` copies data_dir/state.db
+    /// into the PostgreSQL state of [state] url (DESIGN.md, "State and cluster").
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
     /// A drill (演练): a test message to every member and channel of a team,
     /// sent now, with a per-recipient result table. Exits 1 unless all were accepted.
     NotifyTest {
         /// The team's id in teams.toml.
         #[arg(long)]
         team: String,
+        #[arg(short, long, default_value = "config/floodguard.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateAction {
+    /// Copy state.db into PostgreSQL (an empty database or schema), once,
+    /// before the first start on PostgreSQL.
+    Migrate {
+        /// The backend to copy into: postgres.
+        #[arg(long)]
+        to: String,
         #[arg(short, long, default_value = "config/floodguard.toml")]
         config: PathBuf,
     },
@@ -216,6 +235,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::NotifyTest { team, config } => notify_test(&config, &team),
+        Command::State { action: StateAction::Migrate { to, config } } => migrate_state(&config, &to),
         Command::Simulate {
             broker,
             scenario,
@@ -330,6 +350,53 @@ fn main() -> ExitCode {
             // blocking task: do not wait for it (its work is durable).
             rt.shutdown_timeout(std::time::Duration::from_millis(200));
             code
+        }
+    }
+}
+
+fn migrate_state(config: &std::path::Path, to: &str) -> ExitCode {
+    if to != "postgres" {
+        eprintln!("state migrate: --to {to:?}: the one target is postgres");
+        return ExitCode::from(2);
+    }
+    let c = match load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let s = &c.daemon.state;
+    if s.backend != floodguard::config::StateBackend::Postgres {
+        eprintln!(
+            "state migrate: set [state] backend = \"postgres\" and url (FLOODGUARD__STATE__URL) in {} first",
+            config.display()
+        );
+        return ExitCode::from(2);
+    }
+    let target = match floodguard::state::pg::Target::from_section(s) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let path = c.data_dir().join("state.db");
+    let node = c.daemon.cluster.node();
+    match floodguard::state::copy::to_postgres(&path, &target, &node, c.daemon.cluster.lease.get()) {
+        Ok(copied) => {
+            for (table, n) in &copied {
+                println!("{table:<16} {n:>9}");
+            }
+            println!(
+                "{} copied into {} (this node's engine cursor as {})",
+                path.display(),
+                target.url,
+                floodguard::state::engine_cursor(&node)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let r = floodguard::redact::Redactor::from_config(&c);
+            eprintln!("state migrate: {}", r.apply(&e));
+            ExitCode::FAILURE
         }
     }
 }

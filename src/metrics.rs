@@ -111,6 +111,14 @@ pub struct Metrics {
     pub http_connections_open: IntGauge,
     /// 1 while a writer (spool, state.db) finds its disk full.
     pub disk_full: IntGauge,
+    /// 1 while this node leads (notifies, runs follow-ups).
+    pub cluster_leader: IntGauge,
+    /// The leader's epoch as this node last saw it.
+    pub cluster_epoch: IntGauge,
+    /// Times this node took the lease.
+    pub cluster_takeovers: IntCounter,
+    /// Times this node stopped leading (lease refused, run out, stopping).
+    pub cluster_lease_lost: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -478,6 +486,22 @@ impl Metrics {
                 &r,
                 "floodguard_disk_full",
                 "1 while the spool or state.db cannot write for a full disk (nothing new is acknowledged).",
+            ),
+            cluster_leader: gauge(
+                &r,
+                "floodguard_cluster_leader",
+                "1 while this node is the leader (records alerts, runs follow-ups, sends); 0 on a standby.",
+            ),
+            cluster_epoch: gauge(&r, "floodguard_cluster_epoch", "The leader's epoch as this node last saw it."),
+            cluster_takeovers: counter(
+                &r,
+                "floodguard_cluster_takeovers_total",
+                "Times this node took the leader's lease.",
+            ),
+            cluster_lease_lost: counter(
+                &r,
+                "floodguard_cluster_lease_lost_total",
+                "Times this node stopped leading: its lease refused, run out before renewal, or given up at stop.",
             ),
             registry: r,
         }

@@ -102,6 +102,8 @@ impl Redactor {
             &d.channels.ack.secret,
         ];
         secrets.extend(d.mqtt.password.iter());
+        secrets.extend(d.state.password.iter());
+        r.secret_url_parts(&d.state.url);
         if let Some(e) = &d.channels.email {
             secrets.extend(e.password.iter());
             r.secret_url_parts(&e.smtp_url);

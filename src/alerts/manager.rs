@@ -13,7 +13,7 @@
 //! the engine had judged never disagree.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
 use super::decide::{self, Action, Mute};
@@ -82,11 +82,24 @@ pub enum OpError {
     Invalid(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// The database refused a deposed leader's write: another node leads.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl From<rusqlite::Error> for OpError {
     fn from(e: rusqlite::Error) -> Self {
         OpError::Storage(e.to_string())
+    }
+}
+
+impl From<crate::state::db::Error> for OpError {
+    fn from(e: crate::state::db::Error) -> Self {
+        if e.is_fenced() {
+            OpError::Fenced(e.to_string())
+        } else {
+            OpError::Storage(e.to_string())
+        }
     }
 }
 
@@ -147,9 +160,29 @@ struct Inner {
     last_told: HashMap<String, TimestampNs>,
     /// Flood materials and their stock, for messages and the API.
     supplies: Supplies,
+    /// Operators' acts on record (`fg_changes`, PostgreSQL) when the
+    /// memory was last read: another node's ack moves it.
+    seen_changes: Option<i64>,
 }
 
 impl Inner {
+    /// Active alerts, offline sites, waiting intents and the stock as
+    /// `tx` sees them.
+    fn reload_in(
+        tx: &Tx<'_>,
+        active: &mut Active,
+        offline: &mut HashSet<String>,
+        pending: &mut Vec<(i64, Intent, i64)>,
+        supplies: &mut Supplies,
+    ) -> Result<(), OpError> {
+        let (a, o) = split_memory(tx.active_bare()?);
+        *active = a;
+        *offline = o;
+        *pending = tx.pending_intents()?;
+        supplies.stock = crate::materials::Stock::new(&supplies.materials, &tx.movements()?);
+        Ok(())
+    }
+
     /// Active alerts, offline sites and waiting intents as on record.
     fn reload_memory(&mut self) -> Result<(), OpError> {
         let (active, offline) = memory(&self.store)?;
@@ -166,9 +199,12 @@ impl Inner {
 type Active = HashMap<(String, String), Alert>;
 
 /// The active alerts (timelines left out) and offline sites on record.
-fn memory(store: &Store) -> Result<(Active, HashSet<String>), rusqlite::Error> {
-    let active: Active = store
-        .active()?
+fn memory(store: &Store) -> Result<(Active, HashSet<String>), crate::state::db::Error> {
+    Ok(split_memory(store.active_bare()?))
+}
+
+fn split_memory(alerts: Vec<Alert>) -> (Active, HashSet<String>) {
+    let active: Active = alerts
         .into_iter()
         .map(|mut a| {
             a.timeline.clear();
@@ -177,7 +213,7 @@ fn memory(store: &Store) -> Result<(Active, HashSet<String>), rusqlite::Error> {
         .collect();
     let offline =
         active.values().filter(|a| a.kind == Some(AlertKind::Offline)).map(|a| a.site.clone()).collect();
-    Ok((active, offline))
+    (active, offline)
 }
 
 /// What a batch of work produced, to hand on after the commit.
@@ -198,6 +234,12 @@ pub struct AlertManager {
     metrics: Option<Arc<Metrics>>,
     /// Alert changes for the live page, sent after each commit.
     events: tokio::sync::broadcast::Sender<crate::events::Event>,
+    /// Whether this node leads (only the leader records the engine's
+    /// changes and runs follow-ups), and its epoch for the fence.
+    cluster: Arc<crate::cluster::Cluster>,
+    /// The name of this node's engine cursor (`engine`, or
+    /// `engine:<node>` in a shared state).
+    cursor_name: String,
 }
 
 fn config_silences(teams: &TeamsFile) -> Vec<Silence> {
@@ -236,7 +278,7 @@ impl AlertManager {
         notifier: Arc<dyn Notifier>,
         points: Option<PointsOut>,
         metrics: Option<Arc<Metrics>>,
-    ) -> Result<Self, rusqlite::Error> {
+    ) -> Result<Self, crate::state::db::Error> {
         let (active, offline) = memory(&store)?;
         let pending = store.pending_intents()?;
         let config_silences = config_silences(&teams);
@@ -257,11 +299,14 @@ impl AlertManager {
                 stale: false,
                 last_told: HashMap::new(),
                 supplies,
+                seen_changes: None,
             }),
             notifier,
             points,
             metrics,
             events: tokio::sync::broadcast::channel(crate::events::CHANNEL_CAPACITY).0,
+            cluster: crate::cluster::Cluster::single(String::new()),
+            cursor_name: ENGINE_CURSOR.to_string(),
         })
     }
 
@@ -274,7 +319,7 @@ impl AlertManager {
     /// Levels of active site alerts, and sites offline, for seeding the
     /// engine after a restart so it carries on where it stopped.
     pub fn seed(&self) -> (Vec<(String, String, Level)>, Vec<String>) {
-        let inner = self.inner.lock().expect("alerts lock");
+        let inner = self.lock();
         let levels = inner
             .active
             .values()
@@ -287,7 +332,7 @@ impl AlertManager {
 
     /// New teams, silences from config and place names (a reload).
     pub fn reload(&self, teams: TeamsFile, places: Places) {
-        let mut inner = self.inner.lock().expect("alerts lock");
+        let mut inner = self.lock();
         inner.config_silences = config_silences(&teams);
         inner.teams = teams;
         inner.places = places;
@@ -319,7 +364,7 @@ impl AlertManager {
     /// handed to the outlet again.
     pub fn resend_points(&self) -> Result<usize, OpError> {
         let Some(p) = &self.points else { return Ok(0) };
-        let rows = self.inner.lock().expect("alerts lock").store.pending_points()?;
+        let rows = self.lock().store.pending_points()?;
         let n = rows.len();
         for (id, lines) in rows {
             if p.outlet.points(outlet::Points { lines, pending: Some(id) }).is_err() {
@@ -331,68 +376,23 @@ impl AlertManager {
 
     /// How far the engine's judgements are on record.
     pub fn engine_cursor(&self) -> Result<Option<Progress>, OpError> {
-        let c = self.inner.lock().expect("alerts lock").store.cursor(ENGINE_CURSOR)?;
+        let c = self.lock().store.cursor(&self.cursor_name)?;
         Ok(c.map(|(segment, offset)| Progress { segment, offset }))
     }
 
-    /// Runs `f` over the state in one transaction; on an error the
-    /// in-memory state is put back as it was and nothing is sent.
+    /// The manager's state, its connection to the state opened again first
+    /// if it broke (reads on a standby, the memory re-read after a failure).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock().expect("alerts lock");
+        if let Err(e) = inner.store.reconnect() {
+            tracing::warn!(error = %e, "alert store: cannot connect to the state yet");
+        }
+        inner
+    }
+
+    /// An operator's act (any node), in one transaction; see [`Self::with_as`].
     fn with<T>(&self, f: impl FnOnce(&mut Work<'_>) -> Result<T, OpError>) -> Result<T, OpError> {
-        let mut guard = self.inner.lock().expect("alerts lock");
-        let inner = &mut *guard;
-        if inner.stale {
-            inner.reload_memory()?;
-        }
-        let mut out = Out::default();
-        let told = inner.last_told.clone();
-        let spooled = self.points.as_ref().map_or(0, |p| p.spooled.load(Ordering::Relaxed));
-        let deleted = inner.points_deleted;
-        let result = inner.store.transaction(|tx| {
-            if spooled > deleted {
-                tx.delete_points_upto(spooled)?;
-            }
-            let mut w = Work {
-                tx,
-                teams: &inner.teams,
-                silences: &inner.config_silences,
-                places: &inner.places,
-                active: &mut inner.active,
-                offline: &mut inner.offline,
-                pending: &mut inner.pending,
-                out: &mut out,
-                db_silences: None,
-                dirty: HashMap::new(),
-                pending_changed: HashSet::new(),
-                last_told: &mut inner.last_told,
-                supplies: &mut inner.supplies,
-            };
-            let v = f(&mut w)?;
-            w.write_pending()?;
-            w.write_dirty()?;
-            if !w.out.lines.is_empty() && self.points.is_some() {
-                w.out.points_row = Some(tx.insert_points(&w.out.lines)?);
-            }
-            Ok(v)
-        });
-        match result {
-            Ok(v) => {
-                inner.points_deleted = inner.points_deleted.max(spooled);
-                drop(guard);
-                self.finish(out);
-                Ok(v)
-            }
-            Err(e) => {
-                inner.last_told = told;
-                // Rolled back: the memory follows what is on record.
-                // (Cheaper than copying it before every transaction: a
-                // storm keeps thousands of alerts and intents.)
-                if let Err(re) = inner.reload_memory() {
-                    tracing::error!(error = %re, "cannot re-read the alerts after a failed transaction; trying again before the next");
-                    inner.stale = true;
-                }
-                Err(e)
-            }
-        }
+        self.with_as(Whose::Operator, f)
     }
 
     /// Handles a batch of transitions, and records how far the engine had
@@ -407,8 +407,9 @@ impl AlertManager {
         if batches.iter().all(|(t, u)| t.is_empty() && u.is_none()) {
             return Ok(());
         }
-        let fold = self.inner.lock().expect("alerts lock").teams.alerting.fold_sites_into_street;
-        self.with(|w| {
+        let fold = self.lock().teams.alerting.fold_sites_into_street;
+        let cursor = self.cursor_name.clone();
+        self.with_as(Whose::Leader, |w| {
             for (transitions, upto) in batches {
                 if !transitions.is_empty() {
                     let now = transitions.iter().map(|t| t.at).max().unwrap_or(0);
@@ -432,7 +433,7 @@ impl AlertManager {
                     w.flush_due(now)?;
                 }
                 if let Some(p) = upto {
-                    w.tx.set_cursor(ENGINE_CURSOR, p.segment, p.offset)?;
+                    w.tx.set_cursor(&cursor, p.segment, p.offset)?;
                 }
             }
             Ok(())
@@ -442,7 +443,7 @@ impl AlertManager {
     /// Follow-ups due at `now`: unmuted alerts told at last, repeats,
     /// escalations, groups whose wait is over.
     pub fn tick(&self, now: TimestampNs) -> Result<(), OpError> {
-        self.with(|w| w.tick(now))
+        self.with_as(Whose::Leader, |w| w.tick(now))
     }
 
     pub fn ack(&self, id: i64, by: &str, note: Option<&str>, now: TimestampNs) -> Result<Alert, OpError> {
@@ -456,22 +457,22 @@ impl AlertManager {
     }
 
     pub fn alert(&self, id: i64) -> Result<Option<Alert>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.alert(id)?)
+        Ok(self.lock().store.alert(id)?)
     }
 
     /// Active alerts (or the latest `limit` of all), with timelines.
     pub fn alerts(&self, active_only: bool, limit: usize) -> Result<Vec<Alert>, OpError> {
-        let inner = self.inner.lock().expect("alerts lock");
+        let inner = self.lock();
         Ok(if active_only { inner.store.active()? } else { inner.store.recent(limit)? })
     }
 
     pub fn between(&self, since: TimestampNs, until: TimestampNs) -> Result<Vec<Alert>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.between(since, until)?)
+        Ok(self.lock().store.between(since, until)?)
     }
 
     /// Silences in force or to come (config and API), or all with `all`.
     pub fn silences(&self, now: TimestampNs, all: bool) -> Result<Vec<Silence>, OpError> {
-        let inner = self.inner.lock().expect("alerts lock");
+        let inner = self.lock();
         let mut v: Vec<Silence> =
             inner.config_silences.iter().filter(|s| all || s.ends_at > now).cloned().collect();
         v.extend(inner.store.silences(if all { None } else { Some(now) })?);
@@ -490,7 +491,7 @@ impl AlertManager {
         }
         // A matcher naming nothing that exists would silently silence nothing.
         {
-            let inner = self.inner.lock().expect("alerts lock");
+            let inner = self.lock();
             let m = &s.matchers;
             if let Some(site) = m.site.as_ref().filter(|x| !inner.places.sites.contains_key(x.as_str())) {
                 return Err(OpError::Invalid(format!("matchers.site: no site {site:?}")));
@@ -518,18 +519,23 @@ impl AlertManager {
                 return Err(OpError::NoSilence(id));
             }
             w.tx.expire_silence(id, now)?;
-            // Alerts it held back may now be told.
-            w.tick(now)
-        })
+            Ok(())
+        })?;
+        // Alerts it held back may now be told: at once on the leader; on a
+        // standby the leader's next tick (each second) tells them.
+        if self.cluster.term().is_some() {
+            self.tick(now)?;
+        }
+        Ok(())
     }
 
     /// The drills on record (`floodguard notify-test`), oldest first.
     pub fn drills(&self) -> Result<Vec<crate::drills::Drill>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.drills(None)?)
+        Ok(self.lock().store.drills(None)?)
     }
 
     pub fn notifications(&self, limit: usize) -> Result<Vec<Notification>, OpError> {
-        Ok(self.inner.lock().expect("alerts lock").store.notifications(limit)?)
+        Ok(self.lock().store.notifications(limit)?)
     }
 }
 
@@ -557,6 +563,10 @@ mod work;
 
 #[path = "followup.rs"]
 mod followup;
+
+#[path = "takeover.rs"]
+mod takeover;
+use takeover::Whose;
 
 #[path = "supply.rs"]
 mod supply;

@@ -10,6 +10,7 @@
 //!   beside the alerts in `state.db`;
 //! - [`prune`]: the daily pruning of what is older than `state.retention`;
 //! - [`manager`]: applies transitions, ticks and operators' acts;
+//! - [`shadow`]: what a standby judged and did not record, reconciled at takeover;
 //! - [`stage`]: the alert stage's thread — batches, retries, follow-ups.
 pub mod decide;
 pub mod manager;
@@ -18,7 +19,13 @@ pub mod prune;
 pub mod records;
 pub mod route;
 mod schema;
+pub mod shadow;
 pub mod stage;
 pub mod store;
+
+/// How many migrations `state.db` has (PostgreSQL must have as many).
+pub fn schema_versions() -> usize {
+    schema::MIGRATIONS.len()
+}
 
 pub use manager::{AlertManager, LogNotifier, NewMovement, Notifier, OpError, Places, PointsOut, Supplies};

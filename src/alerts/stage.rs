@@ -11,6 +11,12 @@
 //! feed; intake goes on spooling. After each commit the engine's progress
 //! mark of the batch lets the spool delete what both the engine and
 //! InfluxDB are done with.
+//!
+//! In a cluster (`crate::cluster`) only the leader records: a standby keeps
+//! the latest change per alert (`alerts::shadow`) and its own engine
+//! cursor, runs no follow-ups, and when it comes to lead, applies what the
+//! record lacks (`AlertManager::take_over`) before anything else. A batch
+//! refused because the lease was lost meanwhile goes to the shadow.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,12 +74,40 @@ pub struct AlertStage {
 }
 
 impl AlertStage {
+    /// In a shared state: on coming to lead, the record is made to say what
+    /// this node judged as a standby (then follow-ups and recording go on
+    /// as the leader's); on losing the lead, the next lead takes over again.
+    fn take_over_if_due(
+        &self,
+        leads: bool,
+        shadow: &mut super::shadow::Shadow,
+        led: &mut bool,
+    ) -> Result<(), super::OpError> {
+        if !self.manager.cluster().is_shared() {
+            return Ok(());
+        }
+        if !leads {
+            *led = false;
+            return Ok(());
+        }
+        if !*led {
+            let n = self.manager.take_over(shadow, self.clock.now())?;
+            tracing::info!(applied = n, "leading: the record has what this node judged as a standby");
+            shadow.clear();
+            *led = true;
+        }
+        Ok(())
+    }
+
     /// Runs until `stop`; then applies what is queued (unless the store is
     /// failing: the engine judges it again after the restart, from the
     /// committed mark) and returns.
     pub fn run(self, stop: CancellationToken) {
         let wedge = Wedge::from_env("alerts");
-        match self.manager.resend_points() {
+        // In a shared state the points on record are the leader's: a node
+        // hands them on when it takes over.
+        let resend = if self.manager.cluster().is_shared() { Ok(0) } else { self.manager.resend_points() };
+        match resend {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 batches = n,
@@ -82,6 +116,11 @@ impl AlertStage {
             Err(e) => tracing::error!(error = %e, "cannot read the pending points"),
         }
         let mut held: Vec<Item> = Vec::new();
+        let cluster = self.manager.cluster().clone();
+        let mut shadow = super::shadow::Shadow::default();
+        // Whether this node led at the last look (a takeover is due when it
+        // comes to lead in a shared state).
+        let mut led = !cluster.is_shared();
         let mut retry = Duration::from_millis(200);
         let mut next_tick = Instant::now();
         let mut last_log: Option<Instant> = None;
@@ -125,9 +164,36 @@ impl AlertStage {
             if !held.is_empty() {
                 self.probe.set_oldest(held.iter().map(|(_, at)| *at).min());
                 wedge.hold();
+                let leads = cluster.term().is_some();
+                if let Err(e) = self.take_over_if_due(leads, &mut shadow, &mut led) {
+                    self.probe.set_problem(Some(format!("cannot take over the alerts ({e}); retrying")));
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(Duration::from_secs(2));
+                    continue;
+                }
                 let batches: Vec<(&[Transition], Option<Progress>)> =
                     held.iter().map(|(j, _)| (j.transitions.as_slice(), j.upto)).collect();
-                match self.manager.handle_many(&batches) {
+                let result = if leads {
+                    self.manager.handle_many(&batches)
+                } else {
+                    Err(super::OpError::Fenced("a standby".into()))
+                };
+                let result = match result {
+                    Err(super::OpError::Fenced(_)) if cluster.is_shared() => {
+                        // A standby (or a leader deposed meanwhile): the
+                        // leader records; this node keeps what it judged.
+                        led = false;
+                        for (t, _) in &batches {
+                            shadow.record(t);
+                        }
+                        match batches.iter().filter_map(|(_, p)| *p).max() {
+                            Some(p) => self.manager.record_cursor(p),
+                            None => Ok(()),
+                        }
+                    }
+                    other => other,
+                };
+                match result {
                     Ok(()) => {
                         if let Some(p) = held.iter().filter_map(|(j, _)| j.upto).max() {
                             (self.committed)(p);
@@ -170,7 +236,15 @@ impl AlertStage {
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + Duration::from_secs(1);
-                if let Err(e) = self.manager.tick(self.clock.now()) {
+                let leads = cluster.term().is_some();
+                let took = self.take_over_if_due(leads, &mut shadow, &mut led);
+                if let Err(e) = &took {
+                    self.probe.set_problem(Some(format!("cannot take over the alerts ({e}); retrying")));
+                }
+                if !leads || took.is_err() {
+                    // Follow-ups are the leader's (a new leader's once it took over).
+                    self.probe.beat();
+                } else if let Err(e) = self.manager.tick(self.clock.now()) {
                     // Follow-ups are worked out from the state: the next tick does them.
                     if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                         tracing::error!(error = %e, "cannot run alert follow-ups; trying again each second");

@@ -70,7 +70,7 @@ fn a_failed_transaction_leaves_nothing() {
     let mut s = Store::memory().unwrap();
     let r: Result<()> = s.transaction(|tx| {
         tx.insert_alert(&Alert { state: AlertState::Firing, ..Alert::default() })?;
-        Err(rusqlite::Error::InvalidQuery)
+        Err(rusqlite::Error::InvalidQuery.into())
     });
     assert!(r.is_err());
     assert!(s.active().unwrap().is_empty());
@@ -79,11 +79,11 @@ fn a_failed_transaction_leaves_nothing() {
 #[test]
 fn a_stored_silence_that_cannot_be_read_silences_nothing() {
     let s = Store::memory().unwrap();
-    s.conn
+    s.db()
         .execute(
             "INSERT INTO silences (matchers, starts_at, ends_at, created_by, comment, created_at)
              VALUES ('{\"site\": 42, \"colour\": \"blue\"}', 0, 100, 'a', 'b', 0)",
-            [],
+            &[],
         )
         .unwrap();
     let got = s.silences(Some(50)).unwrap();

@@ -1,6 +1,6 @@
 //! `floodguard.toml`: the daemon's own sections — `[daemon]`, `[log]`,
 //! `[mqtt]`, `[influxdb]`, `[spool]`, `[http]`, `[sl651]`, `[modbus]`,
-//! `[state]`, `[channels.*]`.
+//! `[state]`, `[cluster]`, `[channels.*]`.
 //!
 //! Every section has defaults, so a file with only the keys an operator wants
 //! to change is complete. The connection keys are the contract of DESIGN.md;
@@ -27,13 +27,34 @@ pub struct DaemonConfig {
     pub sl651: Sl651Section,
     pub modbus: ModbusSection,
     pub state: StateSection,
+    pub cluster: ClusterSection,
     pub channels: ChannelsSection,
 }
 
-/// `[state]`: the alert state in `data_dir/state.db`.
+string_enum! {
+    /// Where the alert state lives (DESIGN.md, "State and cluster").
+    #[derive(Default)]
+    pub enum StateBackend ("state backend") {
+        /// `data_dir/state.db`: one node, nothing to set up.
+        #[default]
+        Sqlite = "sqlite",
+        /// A PostgreSQL database shared by two or more nodes.
+        Postgres = "postgres",
+    }
+}
+
+/// `[state]`: the alert state — alerts, silences, the outbox, the delivery
+/// log, ack-link nonces — in `data_dir/state.db` or in PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct StateSection {
+    pub backend: StateBackend,
+    /// `postgres://user@host:5432/db` (backend = "postgres"; env
+    /// `FLOODGUARD__STATE__URL`). No password in it: see `password`.
+    pub url: String,
+    /// The database password (env `FLOODGUARD__STATE__PASSWORD`, or
+    /// `{ file = "…" }`); none for trust or peer authentication.
+    pub password: Option<Secret>,
     /// Delivered outbox rows, their delivery logs, spent or expired ack
     /// nonces and resolved alerts older than this are pruned once a day
     /// (default 400 days: a flood season and its report).
@@ -42,7 +63,46 @@ pub struct StateSection {
 
 impl Default for StateSection {
     fn default() -> Self {
-        StateSection { retention: HumanDuration::secs(400 * 24 * 3600) }
+        StateSection {
+            backend: StateBackend::Sqlite,
+            url: String::new(),
+            password: None,
+            retention: HumanDuration::secs(400 * 24 * 3600),
+        }
+    }
+}
+
+/// `[cluster]`: this node among the nodes sharing a PostgreSQL state
+/// (ignored with the SQLite backend: one node, always the leader).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ClusterSection {
+    /// This node's name (default: the host name); unique in the cluster.
+    pub node_id: String,
+    /// The leader's lease: renewed every third of it; a leader that cannot
+    /// renew within it stops notifying, and a standby takes over once it
+    /// has lapsed.
+    pub lease: HumanDuration,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection { node_id: String::new(), lease: HumanDuration::secs(10) }
+    }
+}
+
+impl ClusterSection {
+    /// `node_id`, or the host name when it is empty.
+    pub fn node(&self) -> String {
+        let id = self.node_id.trim();
+        if !id.is_empty() {
+            return id.to_string();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "floodguard".into())
     }
 }
 

@@ -245,6 +245,9 @@ pub fn validate(c: &DaemonConfig) -> Vec<(String, String)> {
     if c.state.retention.get() < std::time::Duration::from_secs(24 * 3600) {
         err("state.retention", "must be at least 1d (the report needs the season's alerts)".into());
     }
+    for (key, reason) in state_and_cluster(&c.state, &c.cluster) {
+        err(&key, reason);
+    }
     if c.spool.max_bytes.is_some_and(|m| m != 0 && m < 4 * c.spool.segment_size) {
         err(
             "spool.max_bytes",
@@ -445,6 +448,53 @@ fn modbus(m: &ModbusSection, err: &mut impl FnMut(&str, String)) {
             }
         }
     }
+}
+
+/// `[state]` and `[cluster]`: the backend's URL and the lease.
+fn state_and_cluster(state: &StateSection, cluster: &ClusterSection) -> Vec<(String, String)> {
+    let mut errs = Vec::new();
+    let mut err = |k: &str, r: &str| errs.push((k.to_string(), r.to_string()));
+    match state.backend {
+        StateBackend::Sqlite => {
+            if !state.url.trim().is_empty() {
+                err("state.url", "is for backend = \"postgres\" (the SQLite state is data_dir/state.db)");
+            }
+        }
+        StateBackend::Postgres => match state.url.trim() {
+            "" => err(
+                "state.url",
+                "backend = \"postgres\" needs a url: postgres://user@host:5432/db (env FLOODGUARD__STATE__URL)",
+            ),
+            url if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) => {
+                err("state.url", "must start with postgres:// or postgresql://")
+            }
+            url => match url.parse::<tokio_postgres::Config>() {
+                Err(e) => err("state.url", &format!("not a PostgreSQL URL: {e}")),
+                Ok(p) if p.get_password().is_some() => err(
+                    "state.url",
+                    "put the password in state.password (FLOODGUARD__STATE__PASSWORD or { file = \"…\" }), not in the URL",
+                ),
+                Ok(p) if p.get_user().is_none() => err("state.url", "name the database user: postgres://user@host/db"),
+                Ok(p) if p.get_dbname().is_none() => err("state.url", "name the database: postgres://user@host/db"),
+                Ok(_) => {}
+            },
+        },
+    }
+    if state.backend == StateBackend::Sqlite && state.password.is_some() {
+        err("state.password", "is for backend = \"postgres\"");
+    }
+    let id = cluster.node_id.trim();
+    if id.len() > 63 || !id.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
+        err("cluster.node_id", "at most 63 letters, digits, '-', '_' or '.' (empty: the host name)");
+    }
+    let lease = cluster.lease.get();
+    if lease < std::time::Duration::from_secs(3) || lease > std::time::Duration::from_secs(300) {
+        err(
+            "cluster.lease",
+            "must be from 3s to 5m (renewed every third of it; a standby takes over once it lapses)",
+        );
+    }
+    errs
 }
 
 #[cfg(test)]
@@ -703,5 +753,52 @@ mod modbus_tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+    use crate::config::{HumanDuration, Secret};
+
+    fn keys(c: &DaemonConfig) -> Vec<String> {
+        validate(c).into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn postgres_needs_a_url_without_a_password_and_the_lease_is_bounded() {
+        let mut c = DaemonConfig::default();
+        assert_eq!(keys(&c), Vec::<String>::new(), "the SQLite default needs nothing");
+        c.state.url = "postgres://flood@db/flood".into();
+        assert_eq!(keys(&c), ["state.url"], "a url is for the postgres backend");
+        c.state.backend = StateBackend::Postgres;
+        assert_eq!(keys(&c), Vec::<String>::new());
+        for (url, why) in [
+            ("", "needs a url"),
+            ("mysql://flood@db/flood", "postgres://"),
+            ("postgres://flood:hunter2@db/flood", "state.password"),
+            ("postgres://db/flood", "user"),
+            ("postgres://flood@db", "database"),
+            ("postgres://flood@db:notaport/flood", "not a PostgreSQL URL"),
+        ] {
+            c.state.url = url.into();
+            let errs = validate(&c);
+            assert_eq!(errs.len(), 1, "{url}: {errs:?}");
+            assert_eq!(errs[0].0, "state.url");
+            assert!(errs[0].1.contains(why), "{url}: {}", errs[0].1);
+            assert!(!errs[0].1.contains("hunter2"), "the error never repeats a password");
+        }
+        c.state.url = "postgresql://flood@127.0.0.1:5432/flood".into();
+        c.state.password = Some(Secret::new("pw"));
+        assert_eq!(keys(&c), Vec::<String>::new());
+        c.cluster.lease = HumanDuration::secs(1);
+        c.cluster.node_id = "node a".into();
+        assert_eq!(keys(&c), ["cluster.node_id", "cluster.lease"]);
+        c.cluster.lease = HumanDuration::secs(10);
+        c.cluster.node_id = "fg-a.district-1".into();
+        assert_eq!(keys(&c), Vec::<String>::new());
+        assert_eq!(c.cluster.node(), "fg-a.district-1");
+        c.cluster.node_id = String::new();
+        assert!(!c.cluster.node().is_empty(), "the host name by default");
     }
 }

@@ -89,7 +89,8 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
     let mut main_src = Source::read(main, Some(env), &mut main_errors);
     if let Some(src) = main_src.as_mut() {
         src.reject_unknown_top_level(&[
-            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "modbus", "state", "channels",
+            "daemon", "log", "mqtt", "influxdb", "spool", "http", "sl651", "modbus", "state", "cluster",
+            "channels",
         ]);
         // Section by section, so one bad section hides nothing in the others.
         let mut failed: Vec<&str> = Vec::new();
@@ -118,6 +119,7 @@ pub fn load_with_env(main: &Path, env: &HashMap<String, String>) -> Result<Confi
             }
         }
         section!(state);
+        section!(cluster);
         section!(channels);
         for (key, reason) in daemon_check::validate(&daemon) {
             if !failed.iter().any(|f| key.split('.').next() == Some(f)) {

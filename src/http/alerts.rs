@@ -194,7 +194,7 @@ impl From<OpError> for ApiError {
             OpError::NoAlert(_) | OpError::NoSilence(_) => StatusCode::NOT_FOUND,
             OpError::Conflict(_) => StatusCode::CONFLICT,
             OpError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            OpError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            OpError::Storage(_) | OpError::Fenced(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
     }

@@ -89,6 +89,46 @@ pub async fn clock(State(s): State<AppState>) -> Response {
     .into_response()
 }
 
+/// This node in its cluster (DESIGN.md, "State and cluster").
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterView {
+    /// This node's `cluster.node_id` (or host name).
+    pub node: String,
+    pub role: crate::cluster::Role,
+    /// The node holding the leader's lease as last seen.
+    pub leader: Option<String>,
+    /// The leader's epoch (0: the single-node SQLite state).
+    pub epoch: i64,
+    /// When the leader took the lease, RFC 3339.
+    pub since: Option<String>,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    pub lease_seconds: f64,
+    /// Times this node took the lease since it started.
+    pub takeovers: u64,
+    /// Why the lease cannot be kept or read now.
+    pub problem: Option<String>,
+}
+
+/// Which node this is, its role, who leads, at which epoch and since when.
+#[utoipa::path(get, path = "/api/v1/cluster", responses((status = 200, body = ClusterView)))]
+pub async fn cluster(State(s): State<AppState>) -> Response {
+    let c = &s.health.cluster;
+    let st = c.status();
+    Json(ClusterView {
+        node: st.node,
+        role: st.role,
+        leader: st.leader,
+        epoch: st.epoch,
+        since: st.since.map(|t| crate::engine::rfc3339(t, s.live.timezone)),
+        backend: st.backend,
+        lease_seconds: st.lease_seconds,
+        takeovers: c.takeovers(),
+        problem: st.problem.map(|p| crate::redact::text(&p)),
+    })
+    .into_response()
+}
+
 /// One site.
 #[utoipa::path(get, path = "/api/v1/sites/{id}", responses((status = 200, body = crate::engine::SiteView), (status = 404)))]
 pub async fn site(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

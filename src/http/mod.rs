@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/outbox", read(get(alerts::outbox)))
         .route("/api/v1/alerts/{id}/deliveries", read(get(deliveries::deliveries)))
         .route("/api/v1/clock", read(get(api::clock)))
+        .route("/api/v1/cluster", read(get(api::cluster)))
         .route("/api/v1/materials", read(get(records::materials)).merge(limited(post(records::record))))
         .route("/api/v1/drills", read(get(records::drills)))
         .route("/api/v1/silences", read(get(alerts::silences)).merge(limited(post(alerts::add_silence))))
@@ -131,6 +132,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
             outbox.observe(&s.metrics, s.clock.now());
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
+        s.health.cluster.observe_metrics();
         s.metrics.set_spool(&s.health.spool.figures(now_ms));
         s.metrics.disk_full.set(i64::from(s.health.disk.is_full()));
         for p in s.health.stages.snapshots() {
@@ -232,6 +234,36 @@ mod tests {
         let (code, body) = get(app, "/metrics").await;
         assert_eq!(code, StatusCode::OK);
         assert!(body.contains("floodguard_mqtt_messages_received_total 0"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_cluster_and_the_role_in_readyz_and_metrics() {
+        let mut s = state();
+        let metrics = s.metrics.clone();
+        let cluster = crate::cluster::Cluster::single("fg-a".into()).with_metrics(metrics);
+        let health = Health::new(Arc::new(crate::spool::SpoolStats::default()), None).with_cluster(cluster);
+        health.mqtt_connected.store(true, std::sync::atomic::Ordering::Relaxed);
+        s.health = Arc::new(health);
+        let (code, body) = get(router(s.clone()), "/api/v1/cluster").await;
+        assert_eq!(code, StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&v["node"], &v["role"], &v["leader"], &v["epoch"], &v["backend"]),
+            (
+                &serde_json::json!("fg-a"),
+                &serde_json::json!("leader"),
+                &serde_json::json!("fg-a"),
+                &serde_json::json!(0),
+                &serde_json::json!("sqlite")
+            ),
+            "{body}"
+        );
+        let (code, body) = get(router(s.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::OK, "{body}");
+        assert!(body.contains(r#""role":"leader""#), "{body}");
+        let (_, body) = get(router(s), "/metrics").await;
+        assert!(body.contains("floodguard_cluster_leader 1"), "{body}");
+        assert!(body.contains("floodguard_cluster_takeovers_total 0"), "{body}");
     }
 
     #[tokio::test]

@@ -39,6 +39,7 @@ impl Modify for Bearer {
         api::sites,
         api::site,
         api::clock,
+        api::cluster,
         series::series,
         events::events,
         api::reload,

@@ -88,6 +88,14 @@ impl Outbox {
             if stop.is_cancelled() {
                 return;
             }
+            if !self.leads() {
+                // The leader sends; a standby waits to lead.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.cancelled() => return,
+                }
+                continue;
+            }
             let due = self.db().due(channels, self.now(), 20).unwrap_or_default();
             if due.is_empty() {
                 let next = self.db().next_due(channels).ok().flatten();
@@ -210,6 +218,13 @@ impl Outbox {
                 return;
             }
         };
+        if !self.leads() {
+            // The lease ran out (by this node's clock) since the send was
+            // recorded: the next leader finds the row cut off mid-send and
+            // recovers it; this node sends nothing more.
+            tracing::warn!(row = row.id, "no longer the leader: not sending");
+            return;
+        }
         self.activity.fetch_add(1, Ordering::Relaxed);
         // A robot row names its robot: the URL and key come from teams.toml now.
         let resolved = {

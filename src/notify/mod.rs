@@ -120,6 +120,9 @@ pub struct Outbox {
     pub(crate) activity: std::sync::atomic::AtomicU64,
     /// When rows are due and were sent: the wall, or storm time in the demo.
     clock: crate::clock::Clock,
+    /// Whether this node leads: only the leader queues, sends and asks for
+    /// receipts (`Outbox::leads`).
+    cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// One row to make for a notification.
@@ -143,13 +146,47 @@ impl Outbox {
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, String> {
         let dbs = (0..CONNECTIONS)
+            .map(|_| OutboxDb::open(db_path).map_err(|e| format!("{}: {e}", db_path.display())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::on(dbs, channels, teams, places, language, metrics)
+    }
+
+    /// The outbox on the PostgreSQL state at `target`, as this node of
+    /// `cluster`: it queues, sends and asks only while it leads.
+    #[allow(clippy::too_many_arguments)]
+    pub fn postgres(
+        target: &crate::state::pg::Target,
+        cluster: Arc<crate::cluster::Cluster>,
+        channels: ChannelsSection,
+        teams: TeamsFile,
+        places: Places,
+        language: Language,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, String> {
+        let lease = cluster.timing().lease;
+        let dbs = (0..CONNECTIONS)
             .map(|_| {
-                OutboxDb::open(db_path).map(Mutex::new).map_err(|e| format!("{}: {e}", db_path.display()))
+                OutboxDb::postgres(target, lease)
+                    .map(|d| d.in_cluster(cluster.clone()))
+                    .map_err(|e| format!("state {}: {e}", target.url))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut o = Self::on(dbs, channels, teams, places, language, metrics)?;
+        o.cluster = cluster;
+        Ok(o)
+    }
+
+    fn on(
+        dbs: Vec<OutboxDb>,
+        channels: ChannelsSection,
+        teams: TeamsFile,
+        places: Places,
+        language: Language,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, String> {
         let senders = Senders::new(&channels)?;
         Ok(Outbox {
-            dbs,
+            dbs: dbs.into_iter().map(Mutex::new).collect(),
             channels: RwLock::new(Arc::new(Channels { section: channels, senders })),
             teams: RwLock::new(teams),
             places: RwLock::new(places),
@@ -160,7 +197,20 @@ impl Outbox {
             activity: std::sync::atomic::AtomicU64::new(0),
             nonces: Mutex::new(Vec::new()),
             clock: crate::clock::Clock::wall(),
+            cluster: crate::cluster::Cluster::single(String::new()),
         })
+    }
+
+    /// Whether this node leads now (by its own clock: it stops a margin
+    /// before its lease can lapse). A single node always leads.
+    pub fn leads(&self) -> bool {
+        self.cluster.term().is_some()
+    }
+
+    /// Whether nodes share the state (a takeover recovers the sends the old
+    /// leader cut off).
+    pub fn is_shared(&self) -> bool {
+        self.cluster.is_shared()
     }
 
     /// The outbox on `clock` (the demo's storm time) instead of the wall.

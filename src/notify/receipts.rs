@@ -28,6 +28,14 @@ impl Outbox {
         let mut last_pull: Option<Instant> = None;
         let mut last_prune: Option<Instant> = None;
         loop {
+            if !self.leads() {
+                // The leader asks; a standby waits to lead.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => return,
+                }
+                continue;
+            }
             let ch = self.ch();
             self.sms_receipts(&ch, &mut last_pull).await;
             self.call_results(&ch).await;

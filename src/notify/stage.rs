@@ -7,6 +7,9 @@
 //! failed enqueue is tried again while the daemon runs. The per-channel
 //! workers send within budgets, with retries and digests (`Outbox::run`);
 //! one more thread asks for receipts and call results (`run_receipts`).
+//!
+//! In a cluster only the leader does any of it; a node coming to lead
+//! first recovers the sends the old leader cut off (same idempotency key).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -72,6 +75,9 @@ impl OutboxStage {
         let mut activity = self.outbox.activity.load(Ordering::Relaxed);
         let mut failing = false;
         let mut more = false;
+        // In a shared state: whether this node led at the last look (on
+        // coming to lead it recovers the sends the old leader cut off).
+        let mut led = !self.outbox.is_shared();
         while !stop.is_cancelled() {
             if !more {
                 wake_rt.block_on(async {
@@ -84,6 +90,24 @@ impl OutboxStage {
             }
             wedge.hold();
             let now = self.outbox.now();
+            if !self.outbox.leads() {
+                // The leader queues and sends; a standby has nothing due.
+                led = false;
+                more = false;
+                self.probe.set_queued(0);
+                self.probe.set_oldest(None);
+                self.probe.beat();
+                continue;
+            }
+            if !led {
+                match self.outbox.recover() {
+                    Ok(()) => led = true,
+                    Err(e) => {
+                        self.probe.set_problem(Some(format!("cannot take over the outbox: {e}")));
+                        continue;
+                    }
+                }
+            }
             match self.outbox.enqueue_pending(now, ROUND) {
                 Ok(n) => {
                     more = n == ROUND;
@@ -112,9 +136,11 @@ impl OutboxStage {
             }
             activity = a;
         }
-        while self.outbox.enqueue_pending(self.outbox.now(), ROUND).is_ok_and(|n| n == ROUND) {}
+        while self.outbox.leads()
+            && self.outbox.enqueue_pending(self.outbox.now(), ROUND).is_ok_and(|n| n == ROUND)
+        {}
         let until = std::time::Instant::now() + self.drain_for;
-        while !self.outbox.is_drained() {
+        while self.outbox.leads() && !self.outbox.is_drained() {
             if std::time::Instant::now() >= until {
                 tracing::warn!("stopping with messages still queued; they go out at the next start");
                 break;

@@ -7,6 +7,10 @@ mod support;
 
 mod alerts;
 mod cli;
+mod cluster;
+mod cluster_alerts;
+mod cluster_daemon;
+mod cluster_outbox;
 mod dashboards;
 mod demo;
 mod deploy;

@@ -30,7 +30,7 @@ pub(crate) fn teams(alerting: &str, team1_robots: &str) -> String {
 }
 
 /// Everything at once, told within a second.
-const QUICK: &str = r#"
+pub(crate) const QUICK: &str = r#"
 [alerting]
 group_window = "1s"
 group_wait = { IV = "0s", III = "0s", II = "0s", I = "0s" }
@@ -51,7 +51,7 @@ pub(crate) fn email_channel(smtp: &Smtp) -> String {
     )
 }
 
-fn http_sms(peer: &Peer, extra: &str) -> String {
+pub(crate) fn http_sms(peer: &Peer, extra: &str) -> String {
     format!(
         "[channels.sms]\nprovider = \"http\"\nurl = \"{}\"\nformat = \"json\"\n\
          fields = {{ mobile = \"{{phone}}\", content = \"{{text}}\", request_id = \"{{id}}\" }}\n{extra}",

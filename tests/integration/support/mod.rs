@@ -11,6 +11,7 @@ pub mod modbus;
 pub mod mosquitto;
 pub mod peer;
 pub mod pki;
+pub mod postgres;
 pub mod publish;
 pub mod rawpub;
 pub mod rtu;
