@@ -632,8 +632,11 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
 /// Where the engine resumes, and from what state.
 ///
 /// After the last reading whose judgement is on record (the cursor `C` the
-/// alert stage committed); on a first start at the head (nothing before is
-/// judged). With a snapshot of the engine at `S ≤ C` still in the spool, the
+/// alert stage committed). With no cursor on record, from the oldest record
+/// the spool keeps: on a first start that is the head (the spool is empty),
+/// but a first run killed before the alert stage's first commit has spooled
+/// readings nobody judged on record — starting at the head skipped them (the
+/// storm suite's SIGKILL test, on a loaded machine). With a snapshot of the engine at `S ≤ C` still in the spool, the
 /// engine starts from it at `S` and judges `S..C` again quietly
 /// (`live::snapshot`); otherwise it starts at `C` from the active alerts'
 /// levels.
@@ -644,7 +647,10 @@ fn resume_at(
     head: spool::Position,
 ) -> (spool::Position, Option<spool::Position>, Option<crate::engine::snapshot::Snapshot>) {
     let Some(c) = cursor else {
-        return (head, None, None);
+        if oldest < head {
+            tracing::info!(from = ?oldest, to = ?head, "no judgement on record yet: judging what the spool holds");
+        }
+        return (oldest.min(head), None, None);
     };
     let snapshot = match crate::live::snapshot::load(data_dir) {
         Ok(s) => s,
@@ -688,5 +694,26 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, stop: CancellationToken) {
             }
             _ = stop.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(segment: u64, offset: u64) -> spool::Position {
+        spool::Position { segment, offset }
+    }
+
+    #[test]
+    fn with_no_judgement_on_record_the_engine_judges_what_the_spool_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        // A first start: the spool is empty, oldest = head.
+        assert_eq!(resume_at(dir.path(), None, at(1, 0), at(1, 0)).0, at(1, 0));
+        // Killed before the first commit: the spool holds readings nobody
+        // judged on record; they are judged, not skipped.
+        assert_eq!(resume_at(dir.path(), None, at(1, 0), at(2, 0)).0, at(1, 0));
+        // With a cursor (and no snapshot): from the cursor.
+        assert_eq!(resume_at(dir.path(), Some(at(1, 500)), at(1, 0), at(2, 0)).0, at(1, 500));
     }
 }
