@@ -534,6 +534,21 @@ impl Tx<'_> {
         pending_intents(self.db)
     }
 
+    /// Per active alert, when its last level change on record was judged
+    /// (a takeover finds there where the record stands: `shadow`).
+    pub fn last_level_changes(&self) -> Result<std::collections::HashMap<i64, TimestampNs>> {
+        self.db
+            .query(
+                "SELECT e.alert_id, MAX(e.ts) FROM alerts a JOIN events e ON e.alert_id = a.id
+                 WHERE a.state != 'resolved' AND e.event IN ('firing', 'escalated', 'deescalated')
+                 GROUP BY e.alert_id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
+            .collect()
+    }
+
     /// Operators' acts counted so far (`fg_changes`); `None` on SQLite,
     /// where one process makes them all.
     pub fn changes_seq(&self) -> Result<Option<i64>> {

@@ -150,7 +150,8 @@ impl AlertManager {
         }
         let fold = self.lock().teams.alerting.fold_sites_into_street;
         let n = self.with_as(Whose::Leader, |w| {
-            let todo = shadow.reconcile(w.active.values());
+            let last = w.tx.last_level_changes()?;
+            let todo = shadow.reconcile(w.active.values(), &last);
             let area = |t: &&Transition| matches!(t.change, Change::Street { .. } | Change::District { .. });
             let ordered: Vec<&Transition> = if fold {
                 todo.iter().filter(area).chain(todo.iter().filter(|t| !area(t))).collect()
