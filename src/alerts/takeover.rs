@@ -158,8 +158,14 @@ impl AlertManager {
             } else {
                 todo.iter().collect()
             };
+            // Each change as the leader would have told it then: the groups
+            // due by its time go out before the next change is applied (a
+            // Ⅰ judged a second before a fall to Ⅱ is told as Ⅰ, not folded
+            // into the Ⅱ; changes within a group's wait are grouped as they
+            // would have been).
             for t in &ordered {
                 w.transition(t)?;
+                w.flush_due(t.at)?;
             }
             w.flush_due(now)?;
             Ok(todo.len())
