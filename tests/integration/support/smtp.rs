@@ -34,6 +34,10 @@ pub struct Mail {
     pub from: String,
     pub to: String,
     pub subject: String,
+    /// The Message-ID header (floodguard's: `<idempotency key@floodguard>`).
+    pub message_id: String,
+    /// When the server stored it (the file's modification time).
+    pub stored_at: std::time::SystemTime,
     /// The text/plain part, line endings as `\n`.
     pub text: String,
     pub html: String,
@@ -97,6 +101,9 @@ impl Smtp {
                 from: m["from"].as_str().unwrap_or_default().into(),
                 to: m["to"].as_str().unwrap_or_default().into(),
                 subject: m["subject"].as_str().unwrap_or_default().into(),
+                message_id: m["message_id"].as_str().unwrap_or_default().into(),
+                stored_at: std::time::UNIX_EPOCH
+                    + Duration::from_secs_f64(m["stored_at"].as_f64().unwrap_or_default()),
                 text: m["text"].as_str().unwrap_or_default().into(),
                 html: m["html"].as_str().unwrap_or_default().into(),
             })
@@ -111,13 +118,17 @@ from email import policy
 from email.parser import BytesParser
 out = []
 d = sys.argv[1]
+def raw_id(m):
+    # As sent: the parsed header mangles an id with ':' and two '@'.
+    return next(("".join(v.split()) for k, v in m.raw_items() if k.lower() == "message-id"), "")
 for name in sorted(os.listdir(d)):
     with open(os.path.join(d, name), "rb") as f:
         m = BytesParser(policy=policy.default).parse(f)
     def part(kind):
         p = m.get_body(preferencelist=(kind,))
         return p.get_content().replace("\r\n", "\n") if p is not None else ""
-    out.append({"from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]),
+    out.append({"from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]), "message_id": raw_id(m),
+                "stored_at": os.stat(os.path.join(d, name)).st_mtime,
                 "text": part("plain"), "html": part("html")})
 print(json.dumps(out, ensure_ascii=False))
 "#;
