@@ -208,4 +208,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
      ALTER TABLE alerts ADD COLUMN voice_step INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE alerts ADD COLUMN voice_level TEXT;
      ALTER TABLE alerts ADD COLUMN next_voice_at INTEGER;",
+    // 7: the leader's epoch that started a send (a row left `sending` by a
+    // deposed leader is told from one of the leader's own)
+    "ALTER TABLE outbox ADD COLUMN epoch INTEGER;",
 ];

@@ -210,6 +210,9 @@ impl Outbox {
             self.merge_into(&mut row, true, now);
         }
         let attempt = row.attempts + 1;
+        // Before the start is recorded, until the end is: the leader never
+        // takes it back as a deposed leader's meanwhile.
+        let _in_flight = self.in_flight(row.id);
         let delivery = match self.db().start(row.id, attempt, now) {
             Ok(Some(d)) => d,
             Ok(None) => return,

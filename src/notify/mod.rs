@@ -123,6 +123,18 @@ pub struct Outbox {
     /// Whether this node leads: only the leader queues, sends and asks for
     /// receipts (`Outbox::leads`).
     cluster: Arc<crate::cluster::Cluster>,
+    /// Rows this process has between recording a send's start and its
+    /// end: never taken back as a deposed leader's (`recover_deposed`).
+    in_flight: Mutex<std::collections::HashSet<i64>>,
+}
+
+/// A row in [`Outbox::in_flight`] while this guard lives.
+pub(crate) struct InFlight<'a>(&'a Mutex<std::collections::HashSet<i64>>, i64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().expect("in-flight lock").remove(&self.1);
+    }
 }
 
 /// One row to make for a notification.
@@ -198,6 +210,7 @@ impl Outbox {
             nonces: Mutex::new(Vec::new()),
             clock: crate::clock::Clock::wall(),
             cluster: crate::cluster::Cluster::single(String::new()),
+            in_flight: Mutex::new(Default::default()),
         })
     }
 
@@ -205,6 +218,11 @@ impl Outbox {
     /// before its lease can lapse). A single node always leads.
     pub fn leads(&self) -> bool {
         self.cluster.term().is_some()
+    }
+
+    /// This node's epoch while it leads.
+    pub fn term(&self) -> Option<i64> {
+        self.cluster.term()
     }
 
     /// Whether nodes share the state (a takeover recovers the sends the old
@@ -320,6 +338,34 @@ impl Outbox {
             tracing::warn!(rows = n, "messages cut off mid-send: asked about where the provider can tell, else queued again (same idempotency key)");
         }
         Ok(())
+    }
+
+    /// In a cluster, every second: the rows a deposed leader left
+    /// `sending` — its start committed before this node took over, its
+    /// outcome unknown — are resolved as after a crash ([`Self::recover`]),
+    /// except those this process still has in flight. Without it such a row
+    /// stayed `sending` (unsent, on record) when this node's lead was lost
+    /// and taken again between two looks of the stage, or its own send was
+    /// cut off by a lost lease and it led again.
+    pub fn recover_deposed(&self) -> Result<usize, String> {
+        let ch = self.ch();
+        let ask: Vec<&str> =
+            ch.section.sms.as_ref().filter(|s| s.has_receipts()).map(|_| "sms").into_iter().collect();
+        let in_flight: Vec<i64> = self.in_flight.lock().expect("in-flight lock").iter().copied().collect();
+        let n = self
+            .db()
+            .reclaim_sending(&ask, &["voice"], outbox::Reclaim::Deposed { in_flight: &in_flight }, self.now())
+            .map_err(|e| e.to_string())?;
+        if n > 0 {
+            tracing::warn!(rows = n, "messages a deposed leader left mid-send: asked about where the provider can tell, else queued again (same idempotency key)");
+        }
+        Ok(n)
+    }
+
+    /// Marks `id` in flight until the guard is dropped.
+    pub(crate) fn in_flight(&self, id: i64) -> InFlight<'_> {
+        self.in_flight.lock().expect("in-flight lock").insert(id);
+        InFlight(&self.in_flight, id)
     }
 
     /// Turns up to `max` of the notifications the alert manager logged (and

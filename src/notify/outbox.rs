@@ -11,7 +11,10 @@
 //! answer never came is `unknown` until a receipt query tells whether the
 //! provider took it (then `sent`, or `queued` again with the same key). A
 //! row found `sending` at start was cut off mid-request: `unknown` where a
-//! query can tell, else queued again with the same idempotency key.
+//! query can tell, else queued again with the same idempotency key. In a
+//! cluster a row records the epoch it was started under; the leader takes
+//! back, the same way, the rows a deposed leader left `sending` — when it
+//! comes to lead and every second after (`stage.rs`).
 //!
 //! The rows live in the state backend (`state::db`): `state.db`, or the
 //! PostgreSQL state two nodes share. Every write the senders make is the
@@ -146,6 +149,15 @@ pub(super) fn row_at(r: &crate::state::db::Row, b: usize) -> Result<Row> {
         held: r.opt_string(b + 19)?,
         sent_at: r.opt_i64(b + 20)?,
     })
+}
+
+/// Which rows left `sending` to take back ([`OutboxDb::reclaim_sending`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Reclaim<'a> {
+    /// Every one (at start: nothing is in flight).
+    All,
+    /// Those a deposed leader started, but not these ids (in flight here).
+    Deposed { in_flight: &'a [i64] },
 }
 
 /// Where an attempt left a row.
@@ -378,12 +390,39 @@ impl OutboxDb {
     /// those on `never_again` channels are done with an unknown result
     /// (calls: at most once), the rest go back to the queue (same key).
     pub fn recover_sending(&self, ask: &[&str], never_again: &[&str], now: TimestampNs) -> Result<usize> {
-        self.write(|db| {
+        self.reclaim_sending(ask, never_again, Reclaim::All, now)
+    }
+
+    /// Rows left `sending` (see [`Self::recover_sending`]): all of them
+    /// (at start, nothing in flight yet), or in a cluster those a deposed
+    /// leader started — under an epoch older than this node's — except the
+    /// rows this process still has in flight (started under an epoch of its
+    /// own it has since lost and taken again).
+    pub fn reclaim_sending(
+        &self,
+        ask: &[&str],
+        never_again: &[&str],
+        which: Reclaim<'_>,
+        now: TimestampNs,
+    ) -> Result<usize> {
+        let epoch = self.cluster.term().ok_or(Error::NotLeader)?;
+        let only = match which {
+            Reclaim::All => String::new(),
+            Reclaim::Deposed { in_flight } => {
+                let mut w = format!(" AND (epoch IS NULL OR epoch < {epoch})");
+                if !in_flight.is_empty() {
+                    let ids: Vec<String> = in_flight.iter().map(i64::to_string).collect();
+                    w += &format!(" AND id NOT IN ({})", ids.join(","));
+                }
+                w
+            }
+        };
+        self.transaction(Fence::Leader(epoch), |db| {
             let mut n = 0;
             if !ask.is_empty() {
                 n += db.execute(
                     &format!(
-                        "UPDATE outbox SET state = 'unknown', check_at = ?1, receipt = 'waiting' WHERE state = 'sending' AND channel IN ({})",
+                        "UPDATE outbox SET state = 'unknown', check_at = ?1, receipt = 'waiting' WHERE state = 'sending' AND channel IN ({}){only}",
                         channel_list(ask)
                     ),
                     &vals![now],
@@ -392,17 +431,17 @@ impl OutboxDb {
             if !never_again.is_empty() {
                 n += db.execute(
                     &format!(
-                        "UPDATE outbox SET state = 'unknown', receipt = 'unknown', receipt_at = ?1, receipt_note = 'cut off by a restart' WHERE state = 'sending' AND channel IN ({})",
+                        "UPDATE outbox SET state = 'unknown', receipt = 'unknown', receipt_at = ?1, receipt_note = 'cut off by a restart' WHERE state = 'sending' AND channel IN ({}){only}",
                         channel_list(never_again)
                     ),
                     &vals![now],
                 )?;
             }
             n += db.execute(
-                "UPDATE outbox SET state = 'queued', next_attempt_at = ?1 WHERE state = 'sending'",
+                &format!("UPDATE outbox SET state = 'queued', next_attempt_at = ?1 WHERE state = 'sending'{only}"),
                 &vals![now],
             )?;
-            Ok(n as usize)
+            Ok((n as usize, true))
         })
     }
 
@@ -565,19 +604,26 @@ impl OutboxDb {
     /// Records the start of an attempt (before the request goes out); the
     /// delivery row's id, or None when the row is no longer queued (merged
     /// into another meanwhile).
+    /// The row carries the epoch it was started under: a row a deposed
+    /// leader left `sending` is told from this node's own
+    /// ([`Self::reclaim_sending`]).
     pub fn start(&mut self, id: i64, attempt: u32, now: TimestampNs) -> Result<Option<i64>> {
-        self.write(|db| {
+        let epoch = self.cluster.term().ok_or(Error::NotLeader)?;
+        self.transaction(Fence::Leader(epoch), |db| {
             let n = db.execute(
-                "UPDATE outbox SET state = 'sending', attempts = ?2 WHERE id = ?1 AND state = 'queued'",
-                &vals![id, attempt],
+                "UPDATE outbox SET state = 'sending', attempts = ?2, epoch = ?3 WHERE id = ?1 AND state = 'queued'",
+                &vals![id, attempt, epoch],
             )?;
             if n == 0 {
-                return Ok(None);
+                return Ok((None, true));
             }
-            Ok(Some(db.insert(
-                "INSERT INTO deliveries (outbox_id, attempt, started_at) VALUES (?1, ?2, ?3) RETURNING id",
-                &vals![id, attempt, now],
-            )?))
+            Ok((
+                Some(db.insert(
+                    "INSERT INTO deliveries (outbox_id, attempt, started_at) VALUES (?1, ?2, ?3) RETURNING id",
+                    &vals![id, attempt, now],
+                )?),
+                true,
+            ))
         })
     }
 

@@ -9,7 +9,8 @@
 //! one more thread asks for receipts and call results (`run_receipts`).
 //!
 //! In a cluster only the leader does any of it; a node coming to lead
-//! first recovers the sends the old leader cut off (same idempotency key).
+//! first recovers the sends the old leader cut off (same idempotency key),
+//! and looks for such rows every second after (`Outbox::recover_deposed`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct OutboxStage {
 /// Notifications queued per round, so a storm's thousands are queued in
 /// pieces and the figures stay fresh.
 const ROUND: usize = 200;
+
+/// How often the leader looks for sends a deposed leader left `sending`.
+const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
 impl OutboxStage {
     /// Runs until `stop`, then lets what is due go out for at most
@@ -75,9 +79,13 @@ impl OutboxStage {
         let mut activity = self.outbox.activity.load(Ordering::Relaxed);
         let mut failing = false;
         let mut more = false;
-        // In a shared state: whether this node led at the last look (on
-        // coming to lead it recovers the sends the old leader cut off).
-        let mut led = !self.outbox.is_shared();
+        // In a shared state: the term whose deposed leaders' sends were
+        // taken back last, and when to look again (on coming to lead, and
+        // every second: a term lost and taken again between two looks is a
+        // new one all the same).
+        let shared = self.outbox.is_shared();
+        let mut recovered: Option<i64> = None;
+        let mut next_recovery = std::time::Instant::now();
         while !stop.is_cancelled() {
             if !more {
                 wake_rt.block_on(async {
@@ -90,18 +98,21 @@ impl OutboxStage {
             }
             wedge.hold();
             let now = self.outbox.now();
-            if !self.outbox.leads() {
+            let term = self.outbox.term();
+            if term.is_none() {
                 // The leader queues and sends; a standby has nothing due.
-                led = false;
                 more = false;
                 self.probe.set_queued(0);
                 self.probe.set_oldest(None);
                 self.probe.beat();
                 continue;
             }
-            if !led {
-                match self.outbox.recover() {
-                    Ok(()) => led = true,
+            if shared && (recovered != term || std::time::Instant::now() >= next_recovery) {
+                match self.outbox.recover_deposed() {
+                    Ok(_) => {
+                        recovered = term;
+                        next_recovery = std::time::Instant::now() + RECOVERY_EVERY;
+                    }
                     Err(e) => {
                         self.probe.set_problem(Some(format!("cannot take over the outbox: {e}")));
                         continue;

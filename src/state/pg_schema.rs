@@ -238,6 +238,8 @@ pub fn migrations() -> Vec<String> {
             fence("budget_holds"),
             fence("channel_alarms")
         ),
+        // 7: the leader's epoch that started a send
+        "ALTER TABLE outbox ADD COLUMN epoch BIGINT;".to_string(),
     ]
 }
 

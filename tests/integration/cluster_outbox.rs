@@ -270,13 +270,9 @@ fn sms_taken(peer: &crate::support::peer::Peer) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn only_the_leader_sends_and_the_next_leader_sends_only_what_is_new() {
-    use std::collections::BTreeSet;
-    use std::time::Duration;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let peer = rt.block_on(crate::support::peer::Peer::start());
-    let pgs = Postgres::start();
+/// The sample district with SMS to the signed peer (no receipts: a send
+/// cut off is queued again with its key), fast retries.
+fn sms_config(peer: &crate::support::peer::Peer) -> (tempfile::TempDir, floodguard::config::Config) {
     let dir = crate::support::tempdir("cluster-outbox-");
     for f in ["sites.toml", "plan.toml", "teams.toml", "materials.toml"] {
         std::fs::copy(crate::support::floodguard::sample_config_dir().join(f), dir.path().join(f)).unwrap();
@@ -294,6 +290,17 @@ fn only_the_leader_sends_and_the_next_leader_sends_only_what_is_new() {
     .unwrap();
     let config =
         floodguard::config::load_with_env(&dir.path().join("floodguard.toml"), &Default::default()).unwrap();
+    (dir, config)
+}
+
+#[test]
+fn only_the_leader_sends_and_the_next_leader_sends_only_what_is_new() {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let peer = rt.block_on(crate::support::peer::Peer::start());
+    let pgs = Postgres::start();
+    let (_dir, config) = sms_config(&peer);
     let mut a = Node::start("fg-a", &pgs.url());
     wait_until("fg-a to lead", LEASE * 3, || a.cluster.term().is_some());
     let b = Node::start("fg-b", &pgs.url());
@@ -325,5 +332,59 @@ fn only_the_leader_sends_and_the_next_leader_sends_only_what_is_new() {
     assert_eq!(keys.len(), after.len(), "no SMS twice across the takeover: {after:?}");
     assert_eq!(&after[..before.len()], &before[..], "what the old leader sent is not sent again");
     assert_eq!(nb.manager.alerts(true, 10).unwrap().len(), 2);
+    nb.stop();
+}
+
+/// The race the epoch on a row closes: a send whose start a deposed leader
+/// committed — its outcome unknown — found `sending` after the new leader
+/// took over and ran its recovery. Made to happen by writing the row as the
+/// old leader left it once the new leader's outbox stage leads. The leader
+/// resolves it while it runs (queued again with its key and sent, once),
+/// and leaves alone a row started under its own epoch (its own send in
+/// flight).
+#[test]
+fn a_send_a_deposed_leader_left_mid_way_after_the_takeover_is_resolved_while_the_leader_runs() {
+    use std::time::Duration;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let peer = rt.block_on(crate::support::peer::Peer::start());
+    let pgs = Postgres::start();
+    let (_dir, config) = sms_config(&peer);
+    let mut a = Node::start("fg-a", &pgs.url());
+    wait_until("fg-a to lead", LEASE * 3, || a.cluster.term().is_some());
+    let b = Node::start("fg-b", &pgs.url());
+    wait_until("fg-b to see the leader", LEASE * 3, || b.cluster.status().leader.is_some());
+    let mut nb = NodeStages::start(&pgs, &b, &config);
+    let old = a.cluster.term().unwrap();
+    a.stop();
+    wait_until("fg-b to lead", LEASE * 3, || b.cluster.term().is_some());
+    let new = b.cluster.term().unwrap();
+    // The new leader's stage came to lead and ran its takeover recovery.
+    std::thread::sleep(Duration::from_secs(2));
+    let n = pgs.psql("INSERT INTO notifications (team, created_at, body, enqueued) VALUES ('team1', 1, '{}', 1) RETURNING id");
+    let n = n.lines().next().unwrap();
+    let now = floodguard::clock::wall_ns();
+    let row = |key: &str, epoch: i64| {
+        let json = serde_json::to_string(&body(7)).unwrap().replace('\'', "''");
+        pgs.psql(&format!(
+            "INSERT INTO outbox (notification_id, channel, recipient, recipient_name, team, body, idempotency_key, state, attempts, next_attempt_at, created_at, priority, epoch)
+             VALUES ({n}, 'sms', '13800000101', '张队长', 'team1', '{json}', '{key}', 'sending', 1, {now}, {now}, 3, {epoch})"
+        ));
+    };
+    let late = format!("n{n}:sms:13800000101");
+    row(&late, old);
+    let own = format!("n{n}:sms:own-epoch");
+    row(&own, new);
+    wait_until("the deposed leader's send resolved and sent", Duration::from_secs(10), || {
+        sms_taken(&peer).iter().any(|(k, _)| *k == late)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let taken: Vec<(String, String)> = sms_taken(&peer).into_iter().filter(|(k, _)| *k == late).collect();
+    assert_eq!(taken.len(), 1, "sent once: {taken:?}");
+    assert_eq!(pgs.psql(&format!("SELECT state FROM outbox WHERE idempotency_key = '{late}'")), "sent");
+    assert_eq!(
+        pgs.psql(&format!("SELECT state || ' ' || epoch FROM outbox WHERE idempotency_key = '{own}'")),
+        format!("sending {new}"),
+        "a send under the leader's own epoch is its own, in flight: not taken back"
+    );
     nb.stop();
 }
