@@ -17,6 +17,7 @@ pub mod rawpub;
 pub mod rtu;
 pub mod smtp;
 pub mod storm;
+pub mod told;
 pub mod victoria;
 
 use std::net::TcpListener;
