@@ -79,22 +79,25 @@ impl AlertStage {
     /// as the leader's); on losing the lead, the next lead takes over again.
     fn take_over_if_due(
         &self,
-        leads: bool,
+        term: Option<i64>,
         shadow: &mut super::shadow::Shadow,
-        led: &mut bool,
+        led: &mut Option<i64>,
     ) -> Result<(), super::OpError> {
         if !self.manager.cluster().is_shared() {
             return Ok(());
         }
-        if !leads {
-            *led = false;
+        let Some(epoch) = term else {
+            *led = None;
             return Ok(());
-        }
-        if !*led {
+        };
+        // A term this node has not taken over in: a new one even when the
+        // lead was lost and taken again between two looks (another node
+        // may have led and recorded in between).
+        if *led != Some(epoch) {
             let n = self.manager.take_over(shadow, self.clock.now())?;
-            tracing::info!(applied = n, "leading: the record has what this node judged as a standby");
+            tracing::info!(applied = n, epoch, "leading: the record has what this node judged as a standby");
             shadow.clear();
-            *led = true;
+            *led = Some(epoch);
         }
         Ok(())
     }
@@ -118,9 +121,9 @@ impl AlertStage {
         let mut held: Vec<Item> = Vec::new();
         let cluster = self.manager.cluster().clone();
         let mut shadow = super::shadow::Shadow::default();
-        // Whether this node led at the last look (a takeover is due when it
+        // The term this node took over in last (a takeover is due when it
         // comes to lead in a shared state).
-        let mut led = !cluster.is_shared();
+        let mut led: Option<i64> = None;
         let mut retry = Duration::from_millis(200);
         let mut next_tick = Instant::now();
         let mut last_log: Option<Instant> = None;
@@ -164,8 +167,9 @@ impl AlertStage {
             if !held.is_empty() {
                 self.probe.set_oldest(held.iter().map(|(_, at)| *at).min());
                 wedge.hold();
-                let leads = cluster.term().is_some();
-                if let Err(e) = self.take_over_if_due(leads, &mut shadow, &mut led) {
+                let term = cluster.term();
+                let leads = term.is_some();
+                if let Err(e) = self.take_over_if_due(term, &mut shadow, &mut led) {
                     self.probe.set_problem(Some(format!("cannot take over the alerts ({e}); retrying")));
                     std::thread::sleep(retry);
                     retry = (retry * 2).min(Duration::from_secs(2));
@@ -182,7 +186,7 @@ impl AlertStage {
                     Err(super::OpError::Fenced(_)) if cluster.is_shared() => {
                         // A standby (or a leader deposed meanwhile): the
                         // leader records; this node keeps what it judged.
-                        led = false;
+                        led = None;
                         for (t, _) in &batches {
                             shadow.record(t);
                         }
@@ -236,8 +240,9 @@ impl AlertStage {
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + Duration::from_secs(1);
-                let leads = cluster.term().is_some();
-                let took = self.take_over_if_due(leads, &mut shadow, &mut led);
+                let term = cluster.term();
+                let leads = term.is_some();
+                let took = self.take_over_if_due(term, &mut shadow, &mut led);
                 if let Err(e) = &took {
                     self.probe.set_problem(Some(format!("cannot take over the alerts ({e}); retrying")));
                 }
