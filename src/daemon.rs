@@ -212,9 +212,10 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
     // What is older than state.retention goes once a day.
     let prune_state = match &shared {
         None => crate::alerts::prune::State::Sqlite(state_path.clone()),
-        Some(target) => {
-            crate::alerts::prune::State::Postgres { target: target.clone(), cluster: cluster.clone() }
-        }
+        Some(target) => crate::alerts::prune::State::Postgres {
+            target: Box::new(target.clone()),
+            cluster: cluster.clone(),
+        },
     };
     let (stop, retention) = (stop_checkpoints.clone(), config.daemon.state.retention.get());
     state_threads.push(

@@ -186,7 +186,7 @@ pub enum State {
     /// `data_dir/state.db`: the one node prunes.
     Sqlite(PathBuf),
     /// The shared PostgreSQL: the node leading (by `cluster`) prunes.
-    Postgres { target: crate::state::pg::Target, cluster: Arc<Cluster> },
+    Postgres { target: Box<crate::state::pg::Target>, cluster: Arc<Cluster> },
 }
 
 /// One prune of `state` as of `now`: `None` when this node does not lead

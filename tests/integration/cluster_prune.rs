@@ -103,7 +103,7 @@ fn the_leader_prunes_what_ended_before_the_retention_and_a_standby_nothing() {
     assert_eq!(all, [3, 3, 3, 3, 3, 4, 2]);
 
     // The standby leaves the pruning to the leader.
-    let standby = State::Postgres { target: target.clone(), cluster: b.cluster.clone() };
+    let standby = State::Postgres { target: Box::new(target.clone()), cluster: b.cluster.clone() };
     assert_eq!(prune::once(&standby, RETENTION, NOW).unwrap(), None);
     assert_eq!(counts(&db), all, "a standby deletes nothing");
 
@@ -115,7 +115,7 @@ fn the_leader_prunes_what_ended_before_the_retention_and_a_standby_nothing() {
     assert_eq!(counts(&db), all, "a fenced prune deletes nothing");
 
     // The leader prunes, under its epoch.
-    let leader = State::Postgres { target: target.clone(), cluster: a.cluster.clone() };
+    let leader = State::Postgres { target: Box::new(target.clone()), cluster: a.cluster.clone() };
     let p = prune::once(&leader, RETENTION, NOW).unwrap().expect("the leader prunes");
     assert_eq!(
         p,
