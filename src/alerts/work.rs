@@ -399,6 +399,7 @@ impl Work<'_> {
                 old.alert = snapshot
                     .get_or_insert_with(|| snapshot_of(self.active, self.supplies, self.places, alert))
                     .clone();
+                old.partial = false;
                 for r in recipients {
                     if !old.recipients.contains(&r) {
                         old.recipients.push(r);
@@ -419,6 +420,7 @@ impl Work<'_> {
                     .clone(),
                 escalation_role: role,
                 created_at: now,
+                partial: false,
             };
             // Row 0: not on disk yet; written at the end of the transaction
             // unless it goes out before (a Ⅱ/Ⅰ rise goes at once).
@@ -450,19 +452,33 @@ impl Work<'_> {
             for id in &ids {
                 self.pending_changed.remove(id);
             }
-            let intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
-            self.last_told.insert(team.clone(), now);
-            let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
-            n.id = self.tx.insert_notification(&n)?;
-            self.tx.delete_pending(&ids)?;
-            for i in &n.intents {
-                let names: Vec<&str> = i.recipients.iter().map(|r| r.name.as_str()).collect();
-                let note = format!("{} → {} ({})", i.kind, names.join("、"), team);
+            let mut intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
+            let mut alerts = Vec::with_capacity(intents.len());
+            for i in intents.iter_mut() {
                 let key = (i.alert.site.clone(), i.alert.rule.clone());
                 let alert = match self.active.get(&key) {
                     Some(a) if a.id == i.alert.id => Some(a.clone()),
                     _ => self.tx_alert(i.alert.id)?,
                 };
+                if i.partial {
+                    // Read back after a restart or a takeover: the alert's
+                    // state from its record, at the level the intent tells.
+                    if let Some(a) = &alert {
+                        let level = i.alert.level;
+                        i.alert = snapshot_of(self.active, self.supplies, self.places, a);
+                        i.alert.level = level;
+                    }
+                    i.partial = false;
+                }
+                alerts.push(alert);
+            }
+            self.last_told.insert(team.clone(), now);
+            let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
+            n.id = self.tx.insert_notification(&n)?;
+            self.tx.delete_pending(&ids)?;
+            for (i, alert) in n.intents.iter().zip(alerts) {
+                let names: Vec<&str> = i.recipients.iter().map(|r| r.name.as_str()).collect();
+                let note = format!("{} → {} ({})", i.kind, names.join("、"), team);
                 if let Some(mut a) = alert {
                     if a.state == AlertState::Pending {
                         a.state = AlertState::Firing;

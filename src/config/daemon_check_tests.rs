@@ -2,7 +2,7 @@
 
 use super::*;
 
-mod tests {
+mod basics {
     use super::*;
 
     #[test]
