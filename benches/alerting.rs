@@ -4,11 +4,13 @@
 //! InfluxDB 1.6.7.
 //!
 //! `cargo bench --bench alerting` (after scripts/test.sh installed the
-//! services). Each probe site is in its own street with its own team and
-//! phone, so grouping and per-phone pacing never hold a message back: the
-//! figure is the pipeline's (ingest, spool, engine, alert manager and its
-//! SQLite commit, outbox, HTTP), not a configured wait. Under `cargo test`
-//! it does nothing.
+//! services) runs it twice: on the SQLite state (the default) and on a
+//! PostgreSQL 15 state the bench starts, the one node leading
+//! (`FG_BENCH_BACKEND=sqlite` or `postgres` runs one). Each probe site is
+//! in its own street with its own team and phone, so grouping and
+//! per-phone pacing never hold a message back: the figure is the
+//! pipeline's (ingest, spool, engine, alert manager and its commit, outbox,
+//! HTTP), not a configured wait. Under `cargo test` it does nothing.
 
 mod common;
 #[path = "../tests/integration/support/mod.rs"]
@@ -21,6 +23,7 @@ use support::floodguard::{Floodguard, Options};
 use support::influx::Influx;
 use support::mosquitto::Mosquitto;
 use support::peer::Peer;
+use support::postgres::Postgres;
 use support::publish::Publisher;
 
 const LOAD_SITES: usize = 1_000;
@@ -79,6 +82,17 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn run() {
+    let which = std::env::var("FG_BENCH_BACKEND").unwrap_or_default();
+    for backend in ["sqlite", "postgres"] {
+        if which.is_empty() || which == backend {
+            run_on(backend).await;
+        }
+    }
+}
+
+async fn run_on(backend: &str) {
+    // PostgreSQL: a server of the bench's own, this node alone, leading.
+    let pgs = (backend == "postgres").then(Postgres::start);
     let broker = Mosquitto::start();
     let influx = Influx::start();
     let peer = Peer::start().await;
@@ -97,8 +111,21 @@ async fn run() {
          fields = {{ mobile = \"{{phone}}\", content = \"{{text}}\", request_id = \"{{id}}\" }}\n",
         peer.url("/sms")
     );
-    let fg = Floodguard::start(o);
+    if let Some(pgs) = &pgs {
+        o.extra = format!(
+            "[state]\nbackend = \"postgres\"\nurl = \"{}\"\n\n[cluster]\nnode_id = \"bench\"\n",
+            pgs.url()
+        );
+    }
+    let mut fg = Floodguard::start(o);
     fg.wait_connected().await;
+    if pgs.is_some() {
+        support::wait_for("the node to lead", Duration::from_secs(30), || async {
+            let (_, body) = support::http_get(&fg.url("/api/v1/cluster")).await?;
+            body.contains("\"role\":\"leader\"").then_some(())
+        })
+        .await;
+    }
 
     let stop = tokio_util::sync::CancellationToken::new();
     let loader = tokio::spawn(load(Publisher::connect(&broker.url(), "bench-load"), stop.clone()));
@@ -134,7 +161,10 @@ async fn run() {
     let mut ms: Vec<f64> =
         received.iter().zip(&sent_at).map(|(r, s)| r.duration_since(*s).as_secs_f64() * 1000.0).collect();
     ms.sort_by(f64::total_cmp);
-    println!("alert latency: publish of the crossing reading → SMS gateway request, {PROBES} crossings to Ⅰ");
+    println!(
+        "alert latency on the {backend} state: publish of the crossing reading → SMS gateway request, \
+         {PROBES} crossings to Ⅰ"
+    );
     println!(
         "  load: {LOAD_SITES} sites, {published} messages in {:.1} s = {:.0} msgs/s (target {RATE}); \
          floodguard took {readings:.0} readings; Mosquitto → floodguard → InfluxDB 1.6.7",
@@ -149,6 +179,7 @@ async fn run() {
         ms[ms.len() - 1]
     );
     println!("  floodguard peak RSS (VmHWM): {rss:.1} MB");
+    assert_eq!(fg.terminate(Duration::from_secs(30)), Some(0), "floodguard stops on SIGTERM");
 }
 
 fn main() {

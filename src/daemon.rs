@@ -196,8 +196,8 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
             .map_err(|e| DaemonError::Config(format!("state {}: {e}", target.url)))?,
     };
     let stop_checkpoints = CancellationToken::new();
-    // SQLite's checkpoints and the daily pruning (PostgreSQL's state is the
-    // database's to vacuum; its pruning is not yet done: docs/progress.md).
+    // SQLite's checkpoints (PostgreSQL's state is the database's to
+    // vacuum) and the daily pruning: on PostgreSQL, by the leader only.
     let mut state_threads = Vec::new();
     if shared.is_none() {
         store.background_checkpoints().map_err(state_err)?;
@@ -208,16 +208,22 @@ pub async fn run_on(config: Config, shutdown: CancellationToken, clock: Clock) -
                 .spawn(move || crate::alerts::store::checkpoint(&path, &stop))
                 .map_err(|e| DaemonError::Start("checkpoint", e))?,
         );
-        // What is older than state.retention goes once a day.
-        let (path, stop, retention) =
-            (state_path.clone(), stop_checkpoints.clone(), config.daemon.state.retention.get());
-        state_threads.push(
-            std::thread::Builder::new()
-                .name("fg-prune".into())
-                .spawn(move || crate::alerts::prune::run(&path, retention, &stop))
-                .map_err(|e| DaemonError::Start("prune", e))?,
-        );
     }
+    // What is older than state.retention goes once a day.
+    let prune_state = match &shared {
+        None => crate::alerts::prune::State::Sqlite(state_path.clone()),
+        Some(target) => crate::alerts::prune::State::Postgres {
+            target: Box::new(target.clone()),
+            cluster: cluster.clone(),
+        },
+    };
+    let (stop, retention) = (stop_checkpoints.clone(), config.daemon.state.retention.get());
+    state_threads.push(
+        std::thread::Builder::new()
+            .name("fg-prune".into())
+            .spawn(move || crate::alerts::prune::run(&prune_state, retention, &stop))
+            .map_err(|e| DaemonError::Start("prune", e))?,
+    );
     let head = appender.position();
     let cursor_name = match &shared {
         None => crate::alerts::manager::ENGINE_CURSOR.to_string(),

@@ -106,6 +106,7 @@ impl Work<'_> {
             alert: AlertSnapshot::from(alert),
             escalation_role: Some(role.as_str().to_string()),
             created_at: now,
+            partial: false,
         };
         let mut n = Notification { id: 0, team: team.id.clone(), intents: vec![intent], created_at: now };
         n.id = self.tx.insert_notification(&n)?;

@@ -263,6 +263,45 @@ fn an_alert_that_flips_within_the_group_window_is_told_once_at_its_latest_level(
 }
 
 #[test]
+fn a_notice_waiting_in_its_group_across_a_restart_goes_out_as_without_one() {
+    let flips = [
+        site("CD-JS-01", "chengdong", None, Some(IV), 11.0, T0),
+        site("CD-JS-01", "chengdong", Some(IV), Some(III), 21.0, T0 + 5 * S),
+    ];
+    let told = |cap: &Capture| -> Vec<Intent> {
+        let sent = std::mem::take(&mut *cap.0.lock().unwrap());
+        sent.into_iter().filter(|n| n.team == "team1").flat_map(|n| n.intents).collect()
+    };
+    // Straight through.
+    let (m, cap) = manager();
+    handle(&m, &flips);
+    m.tick(T0 + 30 * S).unwrap();
+    let straight = told(&cap);
+    assert_eq!(straight.len(), 1, "{straight:?}");
+    // Stopped while the notice waits in its group, then started again.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let cap = Arc::new(Capture::default());
+    {
+        let m = manager_on(Store::open(&path).unwrap(), cap.clone());
+        handle(&m, &flips);
+        m.tick(T0 + 10 * S).unwrap();
+        assert!(told(&cap).is_empty(), "waiting in the group");
+    }
+    let body: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT body FROM pending_intents WHERE team = 'team1'", [], |r| r.get(0))
+        .unwrap();
+    assert!(body.contains("CD-JS-01") && !body.contains("site_name"), "the alert by reference: {body}");
+    let m = manager_on(Store::open(&path).unwrap(), cap.clone());
+    m.tick(T0 + 30 * S).unwrap();
+    let restarted = told(&cap);
+    assert_eq!(restarted, straight, "the same notice, its alert filled from the record");
+    assert_eq!(restarted[0].alert.site_name, "CD-JS-01名");
+    assert_eq!(restarted[0].alert.level, Some(III));
+}
+
+#[test]
 fn silences_mute_and_when_they_end_the_alert_is_told() {
     let (m, cap) = manager();
     let s = m

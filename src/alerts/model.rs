@@ -289,6 +289,95 @@ pub struct Intent {
     /// For escalations: the role of the tier told.
     pub escalation_role: Option<String>,
     pub created_at: TimestampNs,
+    /// Read back from a waiting row ([`StoredIntent`]), which keeps of
+    /// `alert` only its id, kind, site, rule and level: the rest is filled
+    /// from the alert's record before the notice goes out.
+    #[serde(skip)]
+    pub partial: bool,
+}
+
+/// An intent waiting in its team's group, as `pending_intents` keeps it:
+/// the alert by reference, not its whole snapshot (plan card, depots,
+/// members). In a storm a waiting intent is rewritten with each level
+/// change of its alert; the snapshot made most of those bytes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredIntent<'a> {
+    pub kind: IntentKind,
+    #[serde(borrow)]
+    pub team: std::borrow::Cow<'a, str>,
+    pub recipients: std::borrow::Cow<'a, [Recipient]>,
+    pub alert: StoredAlert<'a>,
+    #[serde(borrow)]
+    pub escalation_role: Option<std::borrow::Cow<'a, str>>,
+    pub created_at: TimestampNs,
+}
+
+/// The alert a waiting intent tells of, and at which level.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredAlert<'a> {
+    pub id: i64,
+    #[serde(borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub site: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub rule: std::borrow::Cow<'a, str>,
+    pub level: Option<Level>,
+}
+
+impl<'a> From<&'a Intent> for StoredIntent<'a> {
+    fn from(i: &'a Intent) -> Self {
+        use std::borrow::Cow::Borrowed;
+        StoredIntent {
+            kind: i.kind,
+            team: Borrowed(&i.team),
+            recipients: Borrowed(&i.recipients),
+            alert: StoredAlert {
+                id: i.alert.id,
+                kind: Borrowed(&i.alert.kind),
+                site: Borrowed(&i.alert.site),
+                rule: Borrowed(&i.alert.rule),
+                level: i.alert.level,
+            },
+            escalation_role: i.escalation_role.as_deref().map(Borrowed),
+            created_at: i.created_at,
+        }
+    }
+}
+
+impl From<StoredIntent<'_>> for Intent {
+    /// A partial intent: its alert's snapshot holds what was stored.
+    fn from(s: StoredIntent<'_>) -> Self {
+        Intent {
+            kind: s.kind,
+            team: s.team.into_owned(),
+            recipients: s.recipients.into_owned(),
+            alert: AlertSnapshot {
+                id: s.alert.id,
+                kind: s.alert.kind.into_owned(),
+                site: s.alert.site.into_owned(),
+                site_name: String::new(),
+                street: String::new(),
+                rule: s.alert.rule.into_owned(),
+                rule_name: String::new(),
+                level: s.alert.level,
+                value: None,
+                threshold: None,
+                unit: String::new(),
+                trend_per_hour: None,
+                eta_level: None,
+                eta_seconds: None,
+                card: None,
+                started_at: 0,
+                members: Vec::new(),
+                suspect: None,
+                supply: Vec::new(),
+            },
+            escalation_role: s.escalation_role.map(|r| r.into_owned()),
+            created_at: s.created_at,
+            partial: true,
+        }
+    }
 }
 
 /// What leaves the alert manager: one message's worth for one team — a

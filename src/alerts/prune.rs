@@ -1,6 +1,6 @@
-//! Retention of `state.db`: once a day, what is older than
-//! `state.retention` (default 400 days: a flood season and its report) and
-//! finished goes —
+//! Retention of the state (`state.db` or the shared PostgreSQL): once a
+//! day, what is older than `state.retention` (default 400 days: a flood
+//! season and its report) and finished goes —
 //!
 //! - outbox rows that ended (sent, failed, merged, rerouted, unknown for
 //!   good) and their delivery logs;
@@ -10,20 +10,25 @@
 //! - silences that ended.
 //!
 //! Nothing open is touched: an active alert, a queued message, a waiting
-//! intent stays whatever its age. Deletes run in small transactions, each
-//! taking the process's write turn (`store::write_turn`), so a prune never
-//! holds up the alert stage or the outbox for long. An alert that
-//! overlaps the retained period is kept, so `floodguard report` over that
-//! period reads what it read before.
+//! intent stays whatever its age. Deletes run in small transactions
+//! through the state backend (`state::db::Backend`), so a prune never
+//! holds up the alert stage or the outbox for long: on SQLite each takes
+//! the process's write turn; on PostgreSQL only the leader prunes, each
+//! transaction under its epoch, so the database refuses a deposed
+//! leader's deletes (FG001, `cluster::sql`) and a standby deletes nothing.
+//! An alert that overlaps the retained period is kept, so `floodguard
+//! report` over that period reads what it read before.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
 use tokio_util::sync::CancellationToken;
 
-use super::store::write_turn;
+use crate::cluster::Cluster;
 use crate::reading::TimestampNs;
+use crate::state::db::{Backend, Dialect, Fence, Result};
+use crate::vals;
 
 /// Rows deleted per transaction.
 const BATCH: i64 = 2000;
@@ -52,41 +57,82 @@ impl Pruned {
     }
 }
 
+/// Runs `f` in one transaction under `fence` (and, on SQLite, the write
+/// turn; on PostgreSQL with `alerts_turn`, the alert store's turn).
+fn transaction<T>(
+    db: &dyn Backend,
+    fence: Fence,
+    alerts_turn: bool,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let _turn = db.write_turn();
+    db.begin(fence)?;
+    let out = (|| {
+        if alerts_turn && db.dialect() == Dialect::Postgres {
+            db.batch(crate::cluster::sql::ALERTS_TURN)?;
+        }
+        f()
+    })();
+    match out {
+        Ok(v) => match db.commit() {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = db.rollback();
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = db.rollback();
+            Err(e)
+        }
+    }
+}
+
 /// Deletes in batches until `select` (the ids to go, `?1` the cutoff, `?2`
 /// the batch size) finds none; `delete` runs per batch with the ids in a
 /// temporary table `prune_ids`.
 fn batches(
-    conn: &Connection,
+    db: &dyn Backend,
+    fence: Fence,
+    alerts_turn: bool,
     select: &str,
     cutoff: TimestampNs,
     deletes: &[&str],
     counts: &mut [&mut usize],
-) -> rusqlite::Result<()> {
+) -> Result<()> {
+    let fill = format!("INSERT INTO prune_ids (id) {select}");
     loop {
-        let _turn = write_turn();
-        let tx = conn.unchecked_transaction()?;
-        tx.execute("CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY)", [])?;
-        tx.execute("DELETE FROM prune_ids", [])?;
-        let n = tx.execute(&format!("INSERT INTO prune_ids (id) {select}"), params![cutoff, BATCH])?;
-        if n == 0 {
-            tx.commit()?;
+        let done = transaction(db, fence, alerts_turn, || {
+            db.execute("DELETE FROM prune_ids", &[])?;
+            if db.execute(&fill, &vals![cutoff, BATCH])? == 0 {
+                return Ok(true);
+            }
+            for (sql, count) in deletes.iter().zip(counts.iter_mut()) {
+                **count += db.execute(sql, &[])? as usize;
+            }
+            Ok(false)
+        })?;
+        if done {
             return Ok(());
         }
-        for (sql, count) in deletes.iter().zip(counts.iter_mut()) {
-            **count += tx.execute(sql, [])?;
-        }
-        tx.commit()?;
     }
 }
 
 /// Removes what ended before `cutoff`; ack nonces unused but issued before
-/// `expired` (no link can still be valid) go too.
-pub fn prune(conn: &Connection, cutoff: TimestampNs, expired: TimestampNs) -> rusqlite::Result<Pruned> {
+/// `expired` (no link can still be valid) go too. `fence`: the leader's
+/// epoch on PostgreSQL (every delete is refused once it no longer leads).
+pub fn prune(db: &dyn Backend, fence: Fence, cutoff: TimestampNs, expired: TimestampNs) -> Result<Pruned> {
+    db.batch(match db.dialect() {
+        Dialect::Sqlite => "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id INTEGER PRIMARY KEY)",
+        Dialect::Postgres => "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id BIGINT PRIMARY KEY)",
+    })?;
     let mut p = Pruned::default();
     // The rows' alert index goes with them (not counted apart).
     let mut links = 0;
     batches(
-        conn,
+        db,
+        fence,
+        false,
         "SELECT id FROM outbox WHERE created_at < ?1
             AND (state IN ('sent', 'failed', 'merged', 'rerouted') OR (state = 'unknown' AND check_at IS NULL))
             LIMIT ?2",
@@ -99,23 +145,30 @@ pub fn prune(conn: &Connection, cutoff: TimestampNs, expired: TimestampNs) -> ru
         &mut [&mut p.deliveries, &mut p.outbox, &mut links],
     )?;
     batches(
-        conn,
+        db,
+        fence,
+        false,
         "SELECT id FROM notifications n WHERE created_at < ?1 AND enqueued = 1
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = n.id) LIMIT ?2",
         cutoff,
         &["DELETE FROM notifications WHERE id IN (SELECT id FROM prune_ids)"],
         &mut [&mut p.notifications],
     )?;
-    {
-        let _turn = write_turn();
-        p.ack_tokens = conn.execute(
+    // Silences are an operator's table (no fence of their own): they go
+    // in the transaction of the nonces, which the fence guards.
+    (p.ack_tokens, p.silences) = transaction(db, fence, false, || {
+        let tokens = db.execute(
             "DELETE FROM ack_tokens WHERE (used_at IS NOT NULL AND used_at < ?1)
                 OR (used_at IS NULL AND created_at < ?1 AND created_at < ?2)",
-            params![cutoff, expired],
+            &vals![cutoff, expired],
         )?;
-    }
+        let silences = db.execute("DELETE FROM silences WHERE ends_at < ?1", &vals![cutoff])?;
+        Ok((tokens as usize, silences as usize))
+    })?;
     batches(
-        conn,
+        db,
+        fence,
+        true,
         "SELECT id FROM alerts WHERE state = 'resolved' AND resolved_at < ?1 LIMIT ?2",
         cutoff,
         &[
@@ -124,16 +177,47 @@ pub fn prune(conn: &Connection, cutoff: TimestampNs, expired: TimestampNs) -> ru
         ],
         &mut [&mut p.events, &mut p.alerts],
     )?;
-    {
-        let _turn = write_turn();
-        p.silences = conn.execute("DELETE FROM silences WHERE ends_at < ?1", params![cutoff])?;
-    }
     Ok(p)
 }
 
-/// Prunes `state.db` at `path` a minute after start and then once a day,
-/// until `stop`.
-pub fn run(path: &Path, retention: Duration, stop: &CancellationToken) {
+/// Where the state to prune lives.
+#[derive(Debug, Clone)]
+pub enum State {
+    /// `data_dir/state.db`: the one node prunes.
+    Sqlite(PathBuf),
+    /// The shared PostgreSQL: the node leading (by `cluster`) prunes.
+    Postgres { target: Box<crate::state::pg::Target>, cluster: Arc<Cluster> },
+}
+
+/// One prune of `state` as of `now`: `None` when this node does not lead
+/// (a standby leaves the pruning to the leader).
+pub fn once(state: &State, retention: Duration, now: TimestampNs) -> Result<Option<Pruned>> {
+    let cutoff = now - crate::plan::ns(retention);
+    let expired = now - crate::plan::ns(crate::config::MAX_ACK_TTL.get());
+    match state {
+        State::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path)?;
+            c.busy_timeout(Duration::from_secs(5))?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            prune(&c, Fence::Open, cutoff, expired).map(Some)
+        }
+        State::Postgres { target, cluster } => {
+            let Some(epoch) = cluster.term() else {
+                return Ok(None);
+            };
+            let c = crate::state::pg::Conn::connect(
+                target,
+                &crate::cluster::sql::session_setup(cluster.timing().lease),
+            )?;
+            prune(&c, Fence::Leader(epoch), cutoff, expired).map(Some)
+        }
+    }
+}
+
+/// Prunes `state` a minute after start and then once a day, until `stop`.
+/// A standby looks again every hour, so a node that comes to lead prunes
+/// within the hour.
+pub fn run(state: &State, retention: Duration, stop: &CancellationToken) {
     let day = Duration::from_secs(24 * 3600);
     let mut wait = Duration::from_secs(60);
     loop {
@@ -145,16 +229,8 @@ pub fn run(path: &Path, retention: Duration, stop: &CancellationToken) {
             std::thread::sleep(Duration::from_millis(500));
         }
         wait = day;
-        let now = crate::reading::to_ns(chrono::Utc::now());
-        let cutoff = now - crate::plan::ns(retention);
-        let expired = now - crate::plan::ns(crate::config::MAX_ACK_TTL.get());
-        let result = Connection::open(path).and_then(|c| {
-            c.busy_timeout(Duration::from_secs(5))?;
-            c.pragma_update(None, "foreign_keys", "ON")?;
-            prune(&c, cutoff, expired)
-        });
-        match result {
-            Ok(p) if p.total() > 0 => tracing::info!(
+        match once(state, retention, crate::reading::to_ns(chrono::Utc::now())) {
+            Ok(Some(p)) if p.total() > 0 => tracing::info!(
                 retention = %humantime::format_duration(retention),
                 outbox = p.outbox,
                 deliveries = p.deliveries,
@@ -163,10 +239,15 @@ pub fn run(path: &Path, retention: Duration, stop: &CancellationToken) {
                 alerts = p.alerts,
                 events = p.events,
                 silences = p.silences,
-                "state.db: pruned what is older than the retention"
+                "state: pruned what is older than the retention"
             ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "state.db: pruning failed; trying again tomorrow"),
+            Ok(Some(_)) => {}
+            Ok(None) => wait = Duration::from_secs(3600),
+            Err(e) if e.is_fenced() => {
+                tracing::info!("state: pruning stopped, this node no longer leads");
+                wait = Duration::from_secs(3600);
+            }
+            Err(e) => tracing::warn!(error = %e, "state: pruning failed; trying again tomorrow"),
         }
     }
 }
@@ -175,6 +256,7 @@ pub fn run(path: &Path, retention: Duration, stop: &CancellationToken) {
 mod tests {
     use super::*;
     use crate::alerts::store::Store;
+    use rusqlite::{params, Connection};
 
     const DAY: i64 = 24 * 3600 * 1_000_000_000;
 
@@ -251,7 +333,7 @@ mod tests {
             ),
         );
         let expired = now - 180 * DAY;
-        let p = prune(&c, now - 400 * DAY, expired).unwrap();
+        let p = prune(&c, Fence::Open, now - 400 * DAY, expired).unwrap();
         assert_eq!(
             p,
             Pruned {
@@ -266,7 +348,7 @@ mod tests {
         );
         let ids = |sql: &str| -> Vec<String> {
             let mut s = c.prepare(sql).unwrap();
-            s.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+            s.query_map([], |r| r.get::<_, String>(0)).unwrap().map(|r| r.unwrap()).collect()
         };
         assert_eq!(ids("SELECT CAST(id AS TEXT) FROM alerts ORDER BY id"), ["2", "3"]);
         assert_eq!(ids("SELECT CAST(id AS TEXT) FROM outbox ORDER BY id"), ["11", "12"]);
@@ -275,7 +357,7 @@ mod tests {
         assert_eq!(count(&c, "events"), 2);
         assert_eq!(count(&c, "deliveries"), 2);
         // A second prune finds nothing more.
-        assert_eq!(prune(&c, now - 400 * DAY, expired).unwrap().total(), 0);
+        assert_eq!(prune(&c, Fence::Open, now - 400 * DAY, expired).unwrap().total(), 0);
         // The report of the retained period reads the alerts it read before.
         let s = Store::open(&path).unwrap();
         let seen: Vec<i64> = s.between(now - 400 * DAY, now).unwrap().iter().map(|a| a.id).collect();
@@ -299,7 +381,7 @@ mod tests {
             .unwrap();
         }
         tx.commit().unwrap();
-        let p = prune(&c, DAY, 0).unwrap();
+        let p = prune(&c, Fence::Open, DAY, 0).unwrap();
         assert_eq!(p.outbox as i64, BATCH * 2 + 7);
         assert_eq!(count(&c, "outbox"), 0);
     }

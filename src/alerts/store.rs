@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-use super::model::{Alert, AlertKind, Event, Intent, Matchers, Notification, Silence};
+use super::model::{Alert, AlertKind, Event, Intent, Matchers, Notification, Silence, StoredIntent};
 use crate::level::Level;
 use crate::reading::TimestampNs;
 use crate::state::db::{Backend, Fence, Row, Value};
@@ -367,14 +367,22 @@ fn active_bare(db: &dyn Backend) -> Result<Vec<Alert>> {
         .collect()
 }
 
+/// A waiting intent's row: the alert by reference ([`StoredIntent`]).
+fn stored(i: &Intent) -> String {
+    serde_json::to_string(&StoredIntent::from(i)).unwrap_or_default()
+}
+
+/// The waiting intents, partial: their alerts' snapshots are filled from
+/// the record when they go out. (Rows written before intents were stored
+/// by reference hold the whole snapshot; they read the same way.)
 fn pending_intents(db: &dyn Backend) -> Result<Vec<(i64, Intent, i64)>> {
     db.query("SELECT id, body, wait_ns FROM pending_intents ORDER BY id", &[])?
         .iter()
         .map(|r| {
             let body = r.string(1)?;
-            let intent: Intent = serde_json::from_str(&body)
+            let stored: StoredIntent = serde_json::from_str(&body)
                 .map_err(|e| Error::Decode(format!("pending intent {}: {e}", r.i64(0).unwrap_or(0))))?;
-            Ok((r.i64(0)?, intent, r.i64(2)?))
+            Ok((r.i64(0)?, Intent::from(stored), r.i64(2)?))
         })
         .collect()
 }
@@ -677,7 +685,7 @@ impl Tx<'_> {
     pub fn insert_pending(&self, i: &Intent, wait_ns: i64) -> Result<i64> {
         self.db.insert(
             "INSERT INTO pending_intents (team, created_at, wait_ns, body) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-            &vals![i.team.as_str(), i.created_at, wait_ns, serde_json::to_string(i).unwrap_or_default()],
+            &vals![i.team.as_str(), i.created_at, wait_ns, stored(i)],
         )
     }
 
@@ -685,7 +693,7 @@ impl Tx<'_> {
     pub fn update_pending(&self, id: i64, i: &Intent, wait_ns: i64) -> Result<()> {
         self.exec(
             "UPDATE pending_intents SET wait_ns = ?2, body = ?3 WHERE id = ?1",
-            &vals![id, wait_ns, serde_json::to_string(i).unwrap_or_default()],
+            &vals![id, wait_ns, stored(i)],
         )?;
         Ok(())
     }

@@ -357,18 +357,9 @@ impl Work<'_> {
         escalation: Option<Role>,
         now: TimestampNs,
     ) -> Result<(), OpError> {
-        let mut snapshot = AlertSnapshot::from(alert);
-        if matches!(alert.kind, Some(AlertKind::Street | AlertKind::District)) {
-            snapshot.members = self
-                .active
-                .values()
-                .filter(|a| a.kind == Some(AlertKind::Site))
-                .filter(|a| alert.kind == Some(AlertKind::District) || a.street == alert.street)
-                .filter_map(|a| Some(format!("{} {}", a.site_name, a.level?.roman())))
-                .collect();
-            snapshot.members.sort();
-        }
-        snapshot.supply = self.supplies.for_site(self.places, &alert.site, alert.card.as_deref());
+        // Built once, and only when an intent takes it: in a storm most
+        // calls find the alert already waiting at this level.
+        let mut snapshot: Option<AlertSnapshot> = None;
         let local = chrono::DateTime::from_timestamp_nanos(now).with_timezone(&self.places.tz);
         let mut teams = route::teams(self.teams, alert, level);
         if escalation.is_some() {
@@ -392,8 +383,9 @@ impl Work<'_> {
             // window. The group keeps the earlier of the two deadlines; a
             // first notice stays a first notice; everyone either would have
             // told is told.
+            // The alert's id first: a storm keeps thousands waiting.
             let waiting = self.pending.iter().position(|(_, i, _)| {
-                i.team == team.id && i.alert.id == alert.id && i.escalation_role == role
+                i.alert.id == alert.id && i.team == team.id && i.escalation_role == role
             });
             if let Some(pos) = waiting {
                 let (row, old, old_wait) = &mut self.pending[pos];
@@ -404,7 +396,10 @@ impl Work<'_> {
                 if !(old.kind == IntentKind::Firing && kind != IntentKind::Resolved) {
                     old.kind = kind;
                 }
-                old.alert = snapshot.clone();
+                old.alert = snapshot
+                    .get_or_insert_with(|| snapshot_of(self.active, self.supplies, self.places, alert))
+                    .clone();
+                old.partial = false;
                 for r in recipients {
                     if !old.recipients.contains(&r) {
                         old.recipients.push(r);
@@ -420,9 +415,12 @@ impl Work<'_> {
                 kind,
                 team: team.id.clone(),
                 recipients,
-                alert: snapshot.clone(),
+                alert: snapshot
+                    .get_or_insert_with(|| snapshot_of(self.active, self.supplies, self.places, alert))
+                    .clone(),
                 escalation_role: role,
                 created_at: now,
+                partial: false,
             };
             // Row 0: not on disk yet; written at the end of the transaction
             // unless it goes out before (a Ⅱ/Ⅰ rise goes at once).
@@ -454,19 +452,33 @@ impl Work<'_> {
             for id in &ids {
                 self.pending_changed.remove(id);
             }
-            let intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
-            self.last_told.insert(team.clone(), now);
-            let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
-            n.id = self.tx.insert_notification(&n)?;
-            self.tx.delete_pending(&ids)?;
-            for i in &n.intents {
-                let names: Vec<&str> = i.recipients.iter().map(|r| r.name.as_str()).collect();
-                let note = format!("{} → {} ({})", i.kind, names.join("、"), team);
+            let mut intents: Vec<Intent> = mine.into_iter().map(|(_, i, _)| i).collect();
+            let mut alerts = Vec::with_capacity(intents.len());
+            for i in intents.iter_mut() {
                 let key = (i.alert.site.clone(), i.alert.rule.clone());
                 let alert = match self.active.get(&key) {
                     Some(a) if a.id == i.alert.id => Some(a.clone()),
                     _ => self.tx_alert(i.alert.id)?,
                 };
+                if i.partial {
+                    // Read back after a restart or a takeover: the alert's
+                    // state from its record, at the level the intent tells.
+                    if let Some(a) = &alert {
+                        let level = i.alert.level;
+                        i.alert = snapshot_of(self.active, self.supplies, self.places, a);
+                        i.alert.level = level;
+                    }
+                    i.partial = false;
+                }
+                alerts.push(alert);
+            }
+            self.last_told.insert(team.clone(), now);
+            let mut n = Notification { id: 0, team: team.clone(), intents, created_at: now };
+            n.id = self.tx.insert_notification(&n)?;
+            self.tx.delete_pending(&ids)?;
+            for (i, alert) in n.intents.iter().zip(alerts) {
+                let names: Vec<&str> = i.recipients.iter().map(|r| r.name.as_str()).collect();
+                let note = format!("{} → {} ({})", i.kind, names.join("、"), team);
                 if let Some(mut a) = alert {
                     if a.state == AlertState::Pending {
                         a.state = AlertState::Firing;
@@ -614,4 +626,21 @@ fn site_alert(c: &SiteChange, now: TimestampNs) -> Alert {
         updated_at: now,
         ..Alert::default()
     }
+}
+
+/// What a notice tells of `alert`: its state, for a street or district
+/// alert the site alerts it stands for, and the depots for its card.
+fn snapshot_of(active: &Active, supplies: &Supplies, places: &Places, alert: &Alert) -> AlertSnapshot {
+    let mut snapshot = AlertSnapshot::from(alert);
+    if matches!(alert.kind, Some(AlertKind::Street | AlertKind::District)) {
+        snapshot.members = active
+            .values()
+            .filter(|a| a.kind == Some(AlertKind::Site))
+            .filter(|a| alert.kind == Some(AlertKind::District) || a.street == alert.street)
+            .filter_map(|a| Some(format!("{} {}", a.site_name, a.level?.roman())))
+            .collect();
+        snapshot.members.sort();
+    }
+    snapshot.supply = supplies.for_site(places, &alert.site, alert.card.as_deref());
+    snapshot
 }

@@ -74,6 +74,7 @@ impl Outbox {
                 alert: snapshot,
                 escalation_role: None,
                 created_at: now(),
+                partial: false,
             }],
             created_at: now(),
         };

@@ -48,6 +48,7 @@ fn intent(kind: IntentKind, site: &str, name: &str, level: Option<Level>, value:
         },
         escalation_role: None,
         created_at: 0,
+        partial: false,
     }
 }
 

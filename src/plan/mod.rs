@@ -10,6 +10,7 @@
 mod compile;
 pub mod expr;
 pub mod qc;
+mod rule_check;
 pub mod schema;
 
 use rustc_hash::FxHashMap as HashMap;

@@ -65,6 +65,10 @@ try {
   if ((await page.locator(".site").count()) < 15) throw new Error("fewer than 15 site cards");
   if ((await page.locator("#map .map-site").count()) < 15) throw new Error("map dots missing");
   if ((await page.locator("#map .street-shape").count()) !== 3) throw new Error("three street outlines expected");
+  // A single node on SQLite: the page names no node (no cluster to speak of).
+  await page.waitForSelector('#node[data-backend="sqlite"]', { state: "attached", timeout: LONG });
+  result.node_shown = await page.locator("#node").isVisible();
+  if (result.node_shown) throw new Error(`a single node shows a node line: ${await text(page, "#node")}`);
   await shot("01-normal");
   await page.evaluate(() => { window.__noReload = true; });
 

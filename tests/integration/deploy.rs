@@ -1,5 +1,6 @@
 //! The deployment files: the systemd unit passes `systemd-analyze verify`
-//! and the environment example only names keys floodguard knows.
+//! and the environment example only names keys floodguard knows; so does
+//! the two-node drop-in (deploy/cluster/), with the unit it extends.
 
 use std::process::Command;
 
@@ -125,6 +126,89 @@ fn the_shipped_example_secrets_stop_run_naming_the_key() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret), "check-config never prints a secret");
+}
+
+/// The drop-in that makes a node of a two-node cluster: verified with the
+/// unit it extends, and its settings (the node's name, the PostgreSQL URL,
+/// the password from a systemd credential) pass `check-config`.
+#[test]
+fn the_two_node_drop_in_verifies_and_its_settings_pass_check_config() {
+    let drop_in = deploy("cluster/floodguard-cluster.conf");
+    let env: Vec<(String, String)> = drop_in
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("FLOODGUARD__STATE__BACKEND"), Some("postgres"));
+    let url = get("FLOODGUARD__STATE__URL").expect("the state's URL");
+    let user = url.strip_prefix("postgres://").and_then(|u| u.split_once('@')).map(|(user, _)| user);
+    assert!(user.is_some_and(|u| !u.contains(':')), "a postgres:// URL with a user and no password: {url}");
+    assert!(get("FLOODGUARD__CLUSTER__NODE_ID").is_some(), "the node's name is set");
+    let password = get("FLOODGUARD__STATE__PASSWORD__FILE").expect("the password from a file");
+    let credential = password.strip_prefix("%d/").expect("the file is a systemd credential (%d)");
+    assert!(
+        drop_in.lines().any(|l| l.starts_with(&format!("LoadCredential={credential}:"))),
+        "LoadCredential={credential}:… in the drop-in"
+    );
+
+    // systemd reads the unit with the drop-in beside it as
+    // floodguard.service.d/, as installed under /etc/systemd/system.
+    let Ok(analyze) = which("systemd-analyze") else {
+        panic!("systemd-analyze is needed to check deploy/cluster (Debian package systemd)");
+    };
+    let dir = crate::support::tempdir("unit-cluster-");
+    let unit = dir.path().join("floodguard.service");
+    std::fs::write(&unit, deploy("floodguard.service").replace("/usr/local/bin/floodguard", BIN)).unwrap();
+    std::fs::create_dir(dir.path().join("floodguard.service.d")).unwrap();
+    std::fs::write(dir.path().join("floodguard.service.d/cluster.conf"), &drop_in).unwrap();
+    let verify = |extra: Option<&str>| {
+        if let Some(line) = extra {
+            std::fs::write(
+                dir.path().join("floodguard.service.d/cluster.conf"),
+                format!("{drop_in}{line}\n"),
+            )
+            .unwrap();
+        }
+        let out = Command::new(&analyze)
+            .args(["verify", "--man=no"])
+            .arg(&unit)
+            .env("SYSTEMD_UNIT_PATH", format!("{}:", dir.path().display()))
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let own = text.lines().filter(|l| l.contains("floodguard.service")).count();
+        (own == 0 && out.status.success(), text)
+    };
+    let (clean, text) = verify(None);
+    assert!(clean, "systemd-analyze verify of the unit with the drop-in:\n{text}");
+    // The drop-in is read: a bad line in it is reported.
+    let (clean, text) = verify(Some("Environmnt=X=1"));
+    assert!(!clean && text.contains("cluster.conf"), "a misspelt key in the drop-in is reported:\n{text}");
+
+    // Its settings on the sample config, the credential where systemd puts it.
+    let credentials = crate::support::tempdir("credentials-");
+    let data = crate::support::tempdir("cluster-example-");
+    let check = || {
+        let out = Command::new(BIN)
+            .args(["check-config", "-c"])
+            .arg(sample_config_dir().join("floodguard.toml"))
+            .envs(
+                env.iter()
+                    .map(|(k, v)| (k.clone(), v.replace("%d", &credentials.path().display().to_string()))),
+            )
+            .env("FLOODGUARD__DAEMON__DATA_DIR", data.path())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, err) = check();
+    assert!(!ok && err.contains("state.password: cannot read secret file"), "no credential yet:\n{err}");
+    std::fs::write(credentials.path().join(credential), "a-database-password-0123456789abcdef\n").unwrap();
+    let (ok, err) = check();
+    assert!(ok, "check-config with the drop-in's settings:\n{err}");
 }
 
 fn which(cmd: &str) -> Result<std::path::PathBuf, ()> {

@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_alerts;
 mod cluster_daemon;
 mod cluster_outbox;
+mod cluster_prune;
 mod cluster_storm;
 mod dashboards;
 mod demo;

@@ -1,6 +1,8 @@
 //! The live page and its feeds through the running daemon: the series
 //! endpoint, the SSE stream, and the page itself in Debian's headless
-//! Chromium driven by playwright-core (tests/browser/live_page.mjs).
+//! Chromium driven by playwright-core (tests/browser/live_page.mjs), and
+//! two nodes' pages on one PostgreSQL state naming their node
+//! (tests/browser/cluster_page.mjs).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::support::floodguard::{sample_config_dir, Floodguard, Options};
 use crate::support::mosquitto::Mosquitto;
+use crate::support::postgres::Postgres;
 use crate::support::publish::Publisher;
 use crate::support::{http_get, wait_for};
 
@@ -164,8 +167,10 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn artifacts() -> PathBuf {
-    let dir = repo().join("target/test-artifacts/live-page");
+/// A test's own screenshots directory (tests run at once must not wipe
+/// each other's).
+fn artifacts(test: &str) -> PathBuf {
+    let dir = repo().join("target/test-artifacts").join(test);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -182,7 +187,7 @@ async fn the_live_page_in_chromium() {
     let mut fg = start(&broker);
     fg.wait_connected().await;
     let p = Publisher::connect(&broker.url(), "pub-page-browser");
-    let dir = artifacts();
+    let dir = artifacts("live-page");
     let mut node = tokio::process::Command::new("node")
         .arg(browser_dir.join("live_page.mjs"))
         .current_dir(&browser_dir)
@@ -262,6 +267,7 @@ async fn the_live_page_in_chromium() {
     let id = result["alert_id"].as_i64().unwrap();
     let a = get_json(&fg, &format!("/api/v1/alerts/{id}")).await;
     assert_eq!(a["state"], "acked", "{a}");
+    assert_eq!(result["node_shown"], false, "a single node names no node: {result}");
     assert_eq!(a["acked_by"], "王值班");
     let ack = a["timeline"].as_array().unwrap().iter().find(|e| e["event"] == "acked").unwrap();
     assert_eq!(ack["note"], "已通知抢险一队");
@@ -285,7 +291,7 @@ async fn the_page_asks_once_for_the_read_token() {
         matches!(http_get(&fg.url("/healthz")).await, Some((200, _))).then_some(())
     })
     .await;
-    let dir = artifacts();
+    let dir = artifacts("read-token");
     let out = tokio::process::Command::new("node")
         .arg(browser_dir.join("read_token.mjs"))
         .current_dir(&browser_dir)
@@ -312,4 +318,90 @@ async fn the_page_asks_once_for_the_read_token() {
     assert!(result["csp"].as_str().unwrap().contains("script-src 'self'"), "{result}");
     assert_eq!(result["frame"], "DENY");
     assert_eq!(fg.terminate(Duration::from_secs(20)), Some(0));
+}
+
+/// Two nodes on one PostgreSQL state: each page names its node, its role,
+/// the leader and the epoch (Chinese, and English when switched); when the
+/// leader stops, the standby's open page shows that it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_of_a_cluster_names_itself_on_its_page() {
+    let browser_dir = repo().join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir() && Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs chromium and tests/browser/node_modules: run scripts/test.sh, which installs them"
+    );
+    let broker = Mosquitto::start();
+    let pgs = Postgres::start();
+    let node = |name: &str| {
+        let mut o = Options::new(broker.url());
+        o.extra = format!(
+            "[state]\nbackend = \"postgres\"\nurl = \"{}\"\n\n[cluster]\nnode_id = \"{name}\"\nlease = \"3s\"\n",
+            pgs.url()
+        );
+        Floodguard::start(o)
+    };
+    let mut a = node("fg-a");
+    let epoch = wait_for("fg-a to lead", Duration::from_secs(30), || async {
+        let (code, body) = http_get(&a.url("/api/v1/cluster")).await?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (code == 200 && v["role"] == "leader").then(|| v["epoch"].as_i64().unwrap())
+    })
+    .await;
+    let b = node("fg-b");
+    wait_for("fg-b to see fg-a lead", Duration::from_secs(30), || async {
+        let (_, body) = http_get(&b.url("/api/v1/cluster")).await?;
+        let v: Value = serde_json::from_str(&body).ok()?;
+        (v["leader"] == "fg-a").then_some(())
+    })
+    .await;
+    let dir = artifacts("cluster-page");
+    let mut browser = tokio::process::Command::new("node")
+        .arg(browser_dir.join("cluster_page.mjs"))
+        .current_dir(&browser_dir)
+        .env("FG_URL_A", a.url(""))
+        .env("FG_URL_B", b.url(""))
+        .env("ARTIFACTS", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(dir.join("cluster-browser.log")).unwrap()))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (run scripts/test.sh)");
+    let mut stdin = browser.stdin.take().unwrap();
+    let mut out = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let (mut result, mut failure) = (None, None);
+    let script = async {
+        while let Some(line) = out.next_line().await.unwrap() {
+            match line.as_str() {
+                "CMD stop-leader" => {
+                    assert_eq!(a.terminate(Duration::from_secs(20)), Some(0), "{}", a.log());
+                    stdin.write_all(b"OK\n").await.unwrap();
+                }
+                l if l.starts_with("RESULT ") => {
+                    result = Some(serde_json::from_str::<Value>(&l[7..]).unwrap())
+                }
+                l if l.starts_with("FAIL ") => failure = Some(l[5..].to_string()),
+                l => eprintln!("browser: {l}"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), script).await.expect("the browser took 2 minutes");
+    let status = browser.wait().await.unwrap();
+    let log = std::fs::read_to_string(dir.join("cluster-browser.log")).unwrap_or_default();
+    if let Some(f) = failure {
+        panic!("browser test failed: {f}\nscreenshots in {}\n{log}", dir.display());
+    }
+    assert!(status.success(), "node exited with {status}\n{log}");
+    let result = result.expect("a RESULT line");
+    eprintln!("cluster pages: {result}");
+    assert_eq!(result["a_zh"], format!("本节点 fg-a（主用，任期 {epoch}）"));
+    assert_eq!(result["b_zh"], format!("本节点 fg-b（备用）· 主用 fg-a，任期 {epoch}"));
+    assert_eq!(result["b_en"], format!("Node fg-b (standby) · leader fg-a, epoch {epoch}"));
+    let now = get_json(&b, "/api/v1/cluster").await;
+    assert_eq!((now["role"].as_str(), now["leader"].as_str()), (Some("leader"), Some("fg-b")), "{now}");
+    let next = now["epoch"].as_i64().unwrap();
+    assert!(next > epoch, "a takeover takes a newer epoch: {epoch} then {next}");
+    assert_eq!(result["b_after_zh"], format!("本节点 fg-b（主用，任期 {next}）"));
+    let mut b = b;
+    assert_eq!(b.terminate(Duration::from_secs(20)), Some(0), "fg-b stops on SIGTERM");
 }

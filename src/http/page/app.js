@@ -46,6 +46,10 @@
       fault: "疑似传感器故障",
       read_title: "查看令牌", read_hint: "本页数据需要查看令牌（向系统管理员索取），输入一次即可。",
       read_token: "查看令牌（read token）", bad_read_token: "令牌无效，请重新输入",
+      node: (c) => (c.role === "leader"
+        ? `本节点 ${c.node}（主用，任期 ${c.epoch}）`
+        : `本节点 ${c.node}（备用）· ${c.leader ? `主用 ${c.leader}，任期 ${c.epoch}` : "暂无主用节点"}`)
+        + (c.problem ? " · 状态库不可达" : ""),
     },
     en: {
       title: "Flood Live Monitor", hq: "Flood Control HQ", district: "District", sites: "Sites", alerts: "Active alerts",
@@ -81,6 +85,10 @@
       fault: "suspected sensor fault",
       read_title: "Read token", read_hint: "This page's data needs the read token (ask the administrator); enter it once.",
       read_token: "Read token", bad_read_token: "Wrong token, enter it again",
+      node: (c) => (c.role === "leader"
+        ? `Node ${c.node} (leader, epoch ${c.epoch})`
+        : `Node ${c.node} (standby) · ${c.leader ? `leader ${c.leader}, epoch ${c.epoch}` : "no leader"}`)
+        + (c.problem ? " · state database unreachable" : ""),
     },
   };
 
@@ -89,7 +97,7 @@
   if (!TEXT[lang]) lang = "zh";
   const T = () => TEXT[lang];
 
-  const state = { view: null, alerts: [], notes: [], outbox: [], seen: {}, charts: {}, connected: false, materials: null, drills: null };
+  const state = { cluster: null, view: null, alerts: [], notes: [], outbox: [], seen: {}, charts: {}, connected: false, materials: null, drills: null };
   const records = window.FG.records;
 
   // ── texts ────────────────────────────────────────────────────────────
@@ -272,7 +280,23 @@
     records.renderDrills($("drills"), state.drills, lang, h, time);
   }
 
+  // Which node of a cluster this page talks to; nothing on a single node.
+  function renderNode() {
+    const e = $("node");
+    const c = state.cluster;
+    e.dataset.backend = c ? c.backend : "";
+    if (!c || c.backend !== "postgres") {
+      e.hidden = true;
+      e.textContent = "";
+      return;
+    }
+    e.hidden = false;
+    e.dataset.role = c.role;
+    e.textContent = T().node(c);
+  }
+
   function renderAll() {
+    renderNode();
     renderAreas();
     renderSites();
     renderMap();
@@ -392,6 +416,11 @@
     renderRecords();
   }
 
+  async function loadCluster() {
+    try { state.cluster = await getJSON("/api/v1/cluster"); } catch (e) { /* shown by the banner */ }
+    renderNode();
+  }
+
   let alertTimer = null;
   function alertsChanged() {
     clearTimeout(alertTimer);
@@ -403,6 +432,7 @@
     loadAlerts();
     loadNotes();
     loadRecords();
+    loadCluster();
   }
 
   // ── live updates ─────────────────────────────────────────────────────
@@ -537,6 +567,8 @@
       }).format(new Date(now));
     } catch (e) { $("clock").textContent = new Date(now).toTimeString().slice(0, 8); }
   }, 500);
+  // A takeover shows within seconds.
+  setInterval(() => { if (state.connected) loadCluster(); }, 3000);
   setInterval(() => { if (state.connected) { loadNotes(); loadRecords(); refreshCharts(false); } }, 15000);
   setConnected(false);
   applyTexts();
