@@ -253,6 +253,34 @@ pub struct AlertSnapshot {
     pub supply: Vec<crate::materials::Supply>,
 }
 
+impl AlertSnapshot {
+    /// The alert by reference only — id, kind, site, rule and the level
+    /// told — for an intent whose snapshot is filled when it goes out.
+    pub fn reference(id: i64, kind: String, site: String, rule: String, level: Option<Level>) -> Self {
+        AlertSnapshot {
+            id,
+            kind,
+            site,
+            site_name: String::new(),
+            street: String::new(),
+            rule,
+            rule_name: String::new(),
+            level,
+            value: None,
+            threshold: None,
+            unit: String::new(),
+            trend_per_hour: None,
+            eta_level: None,
+            eta_seconds: None,
+            card: None,
+            started_at: 0,
+            members: Vec::new(),
+            suspect: None,
+            supply: Vec::new(),
+        }
+    }
+}
+
 impl From<&Alert> for AlertSnapshot {
     fn from(a: &Alert) -> Self {
         AlertSnapshot {
@@ -289,9 +317,10 @@ pub struct Intent {
     /// For escalations: the role of the tier told.
     pub escalation_role: Option<String>,
     pub created_at: TimestampNs,
-    /// Read back from a waiting row ([`StoredIntent`]), which keeps of
-    /// `alert` only its id, kind, site, rule and level: the rest is filled
-    /// from the alert's record before the notice goes out.
+    /// `alert` holds only the alert's id, kind, site, rule and the level
+    /// told ([`AlertSnapshot::reference`]): the rest is filled from the
+    /// alert's record when the notice goes out. So are intents waiting in
+    /// their team's group, in memory and on disk ([`StoredIntent`]).
     #[serde(skip)]
     pub partial: bool,
 }
@@ -352,27 +381,13 @@ impl From<StoredIntent<'_>> for Intent {
             kind: s.kind,
             team: s.team.into_owned(),
             recipients: s.recipients.into_owned(),
-            alert: AlertSnapshot {
-                id: s.alert.id,
-                kind: s.alert.kind.into_owned(),
-                site: s.alert.site.into_owned(),
-                site_name: String::new(),
-                street: String::new(),
-                rule: s.alert.rule.into_owned(),
-                rule_name: String::new(),
-                level: s.alert.level,
-                value: None,
-                threshold: None,
-                unit: String::new(),
-                trend_per_hour: None,
-                eta_level: None,
-                eta_seconds: None,
-                card: None,
-                started_at: 0,
-                members: Vec::new(),
-                suspect: None,
-                supply: Vec::new(),
-            },
+            alert: AlertSnapshot::reference(
+                s.alert.id,
+                s.alert.kind.into_owned(),
+                s.alert.site.into_owned(),
+                s.alert.rule.into_owned(),
+                s.alert.level,
+            ),
             escalation_role: s.escalation_role.map(|r| r.into_owned()),
             created_at: s.created_at,
             partial: true,

@@ -357,9 +357,12 @@ impl Work<'_> {
         escalation: Option<Role>,
         now: TimestampNs,
     ) -> Result<(), OpError> {
-        // Built once, and only when an intent takes it: in a storm most
-        // calls find the alert already waiting at this level.
-        let mut snapshot: Option<AlertSnapshot> = None;
+        // The alert by reference: a waiting intent's snapshot is made when
+        // it goes out (`flush_due`), once, not at every flip of a storm.
+        let reference = || {
+            let kind = alert.kind.map_or("site", |k| k.as_str()).to_string();
+            AlertSnapshot::reference(alert.id, kind, alert.site.clone(), alert.rule.clone(), alert.level)
+        };
         let local = chrono::DateTime::from_timestamp_nanos(now).with_timezone(&self.places.tz);
         let mut teams = route::teams(self.teams, alert, level);
         if escalation.is_some() {
@@ -396,10 +399,7 @@ impl Work<'_> {
                 if !(old.kind == IntentKind::Firing && kind != IntentKind::Resolved) {
                     old.kind = kind;
                 }
-                old.alert = snapshot
-                    .get_or_insert_with(|| snapshot_of(self.active, self.supplies, self.places, alert))
-                    .clone();
-                old.partial = false;
+                old.alert.level = alert.level;
                 for r in recipients {
                     if !old.recipients.contains(&r) {
                         old.recipients.push(r);
@@ -415,12 +415,10 @@ impl Work<'_> {
                 kind,
                 team: team.id.clone(),
                 recipients,
-                alert: snapshot
-                    .get_or_insert_with(|| snapshot_of(self.active, self.supplies, self.places, alert))
-                    .clone(),
+                alert: reference(),
                 escalation_role: role,
                 created_at: now,
-                partial: false,
+                partial: true,
             };
             // Row 0: not on disk yet; written at the end of the transaction
             // unless it goes out before (a Ⅱ/Ⅰ rise goes at once).
@@ -461,8 +459,8 @@ impl Work<'_> {
                     _ => self.tx_alert(i.alert.id)?,
                 };
                 if i.partial {
-                    // Read back after a restart or a takeover: the alert's
-                    // state from its record, at the level the intent tells.
+                    // The alert's state now, from memory or its record, at
+                    // the level the intent tells.
                     if let Some(a) = &alert {
                         let level = i.alert.level;
                         i.alert = snapshot_of(self.active, self.supplies, self.places, a);
