@@ -40,29 +40,15 @@ impl Outbox {
             })
             .collect();
         let snapshot = AlertSnapshot {
-            id: 0,
-            kind: "drill".into(),
-            site: "drill".into(),
             site_name: if self.language == Language::ZhCn {
                 "通知演练".into()
             } else {
                 "notification drill".into()
             },
             street,
-            rule: "drill".into(),
             rule_name: if self.language == Language::ZhCn { "演练".into() } else { "drill".into() },
-            level: Some(Level::IV),
-            value: None,
-            threshold: None,
-            unit: String::new(),
-            trend_per_hour: None,
-            eta_level: None,
-            eta_seconds: None,
-            card: None,
             started_at: now(),
-            members: vec![],
-            suspect: None,
-            supply: vec![],
+            ..AlertSnapshot::reference(0, "drill".into(), "drill".into(), "drill".into(), Some(Level::IV))
         };
         let n = Notification {
             id: 0,
